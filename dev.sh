@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One entry point for people and CI: creates .venv on first use (torch's CPU build first, so that the
+# package's torch range is already met), installs metaray with its test extras, then runs a command.
+#   ./dev.sh demo   the main job on embedded defaults (local Ray, MLflow in sqlite:///mlflow.db)
+#   ./dev.sh test   the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${METARAY_VENV:-.venv}
+PY="$VENV/bin/python"
+stamp="$VENV/.metaray-installed"
+
+setup() {
+    local want
+    want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
+    [ -x "$PY" ] || python3 -m venv "$VENV"
+    "$PY" -m pip install --quiet --upgrade pip
+    "$PY" -m pip install --quiet "torch==2.13.0"
+    "$PY" -m pip install --quiet -e ".[test]"
+    echo "$want" > "$stamp"
+}
+
+cmd=${1:-demo}
+shift || true
+case "$cmd" in
+    setup) setup ;;
+    demo) setup; exec "$VENV/bin/metaray" evaluate experiments/meta_classification_iris.yaml "$@" ;;
+    test) setup; exec "$PY" -m pytest "$@" ;;
+    *) echo "usage: ./dev.sh [setup|demo|test] [args...]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,3 @@
+from metaray.cli import main
+
+raise SystemExit(main())

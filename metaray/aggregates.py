@@ -1,0 +1,62 @@
+"""Aggregates of the K subset scores: the meta-objective is one of them, every one is reported."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: aggregate name -> direction relative to the metric: "same" follows the metric, "min" is always minimised.
+AGGREGATES = {
+    "mean": "same",
+    "median": "same",
+    "worst": "same",
+    "best": "same",
+    "min": "same",
+    "max": "same",
+    "cvar": "same",
+    "mean_minus_std": "same",
+    "std": "min",
+}
+
+
+def aggregate(scores, *, greater_is_better: bool, alpha: float = 0.2, lam: float = 1.0) -> dict[str, float]:
+    """Summarise K scores.
+
+    ``worst``/``best`` and ``cvar`` follow the metric's direction: for a loss, the worst score is the
+    largest and CVaR at ``alpha`` is the mean of the largest ``ceil(alpha*K)`` scores.
+    ``mean_minus_std`` is the pessimistic side, ``mean - lam*std`` for a score and ``mean + lam*std`` for a loss.
+
+    Example:
+        >>> a = aggregate([0.9, 0.8, 1.0], greater_is_better=True, alpha=0.34)
+        >>> round(a["mean"], 3), a["worst"], round(a["cvar"], 3)
+        (0.9, 0.8, 0.8)
+    """
+    s = np.asarray(scores, dtype=float)
+    s = s[~np.isnan(s)]
+    if s.size == 0:
+        return {name: math.nan for name in AGGREGATES} | {"n": 0}
+    sign = 1.0 if greater_is_better else -1.0
+    ordered = np.sort(s * sign) * sign  # worst first
+    tail = max(1, math.ceil(alpha * s.size))
+    std = float(s.std(ddof=1)) if s.size > 1 else 0.0
+    mean = float(s.mean())
+    return {
+        "mean": mean,
+        "median": float(np.median(s)),
+        "worst": float(ordered[0]),
+        "best": float(ordered[-1]),
+        "min": float(s.min()),
+        "max": float(s.max()),
+        "cvar": float(ordered[:tail].mean()),
+        "mean_minus_std": mean - sign * lam * std,
+        "std": std,
+        "n": int(s.size),
+    }
+
+
+def objective_mode(aggregate_name: str, greater_is_better: bool) -> str:
+    """Tune's ``mode`` ("max"/"min") for optimising ``aggregate_name`` of a metric."""
+    if AGGREGATES[aggregate_name] == "min":
+        return "min"
+    return "max" if greater_is_better else "min"

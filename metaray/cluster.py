@@ -1,0 +1,55 @@
+"""Connecting to Ray: a local instance started by metaray, or an existing cluster by address.
+
+Ray 2.60 keeps token authentication on for the clusters it starts; metaray never turns it off, and binds
+the dashboard to 127.0.0.1 unless the user passes another host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from metaray.errors import SpecError
+
+DASHBOARD_HOST = "127.0.0.1"
+_DASHBOARD_URL: str | None = None  # ray.init's answer, kept for later calls in this process
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None, dashboard: bool = False,
+            dashboard_host: str = DASHBOARD_HOST) -> dict:
+    """Start or join Ray once per process and describe what was joined.
+
+    Returns:
+        ``{"address", "cpus", "nodes", "dashboard_url"}``; ``dashboard_url`` is None without a dashboard.
+    """
+    import ray
+
+    global _DASHBOARD_URL
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+        kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
+        if address:
+            if num_cpus is not None:
+                raise SpecError("ray.num_cpus", "applies to a local Ray only; a cluster's nodes set their own CPUs",
+                                got=num_cpus)
+            try:
+                info = ray.init(address=address, **kwargs)
+                _DASHBOARD_URL = getattr(info, "dashboard_url", None) or None
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise SpecError("ray.address", f"cannot connect to Ray ({str(exc).splitlines()[0]})", got=address) from None
+        else:
+            info = ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=dashboard_host, **kwargs)
+            _DASHBOARD_URL = getattr(info, "dashboard_url", None) or None
+    ctx = ray.get_runtime_context()
+    url = _DASHBOARD_URL
+    if url and not url.startswith("http"):
+        url = f"http://{url}"
+    return {"address": ctx.gcs_address, "cpus": int(ray.cluster_resources().get("CPU", 0)),
+            "nodes": len([n for n in ray.nodes() if n.get("Alive")]), "dashboard_url": url}
+
+
+def max_node_cpus() -> float:
+    """The most CPUs any single alive node offers: a fit asking for more can never be scheduled."""
+    import ray
+
+    return max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)

@@ -1,0 +1,259 @@
+"""Datasets: scikit-learn's bundled sets, CSV/Parquet files and synthetic generators, as one Dataset type.
+
+Preprocessing (imputation, one-hot encoding, scaling) is returned as an unfitted transformer, so that the
+objective fits it on each subset only and nothing leaks from the rows a fit is scored on.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metaray.errors import SpecError
+from metaray.registry import Registry
+
+#: a target with at most this many distinct integer values is taken for class labels when the task is "auto"
+MAX_AUTO_CLASSES = 20
+
+
+@dataclass
+class Dataset:
+    """Features, target and task, validated.
+
+    Attributes:
+        X: a float ndarray, or a DataFrame when columns need encoding or imputation.
+        y: 1-D labels/values, or 2-D for multi-output regression.
+        task: "classification" or "regression".
+        classes: sorted class labels (classification only).
+    """
+
+    name: str
+    X: np.ndarray | pd.DataFrame
+    y: np.ndarray
+    task: str
+    feature_names: list[str]
+    classes: np.ndarray | None = None
+    categorical: list[str] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y)
+
+    @property
+    def needs_imputation(self) -> bool:
+        return bool(np.asarray(_isnan(self.X)).any())
+
+    @classmethod
+    def from_arrays(cls, X, y, *, task: str = "auto", name: str = "arrays", key: str = "data") -> Dataset:
+        """Validate features and target and infer the task.
+
+        Example:
+            >>> ds = Dataset.from_arrays([[0.0], [1.0], [2.0], [3.0]], [0, 1, 0, 1])
+            >>> ds.task, list(ds.classes)
+            ('classification', [0, 1])
+        """
+        if not isinstance(X, pd.DataFrame):
+            X = np.asarray(X, dtype=float) if not _is_table(X) else pd.DataFrame(X)
+            if isinstance(X, np.ndarray) and X.ndim == 1:
+                X = X.reshape(-1, 1)
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if len(X) == 0:
+            raise SpecError(key, "the dataset has no rows", got=name)
+        if X.shape[1] == 0:
+            raise SpecError(key, "the dataset has no feature columns", got=name)
+        if len(X) != len(y):
+            raise SpecError(key, "features and target have different numbers of rows",
+                            got={"features": len(X), "target": len(y)})
+        if y.dtype.kind in "fc" and not np.isfinite(y).all() or y.dtype.kind == "O" and pd.isna(y).any():
+            raise SpecError(f"{key}.target", "the target has missing or infinite values",
+                            got=f"{int(np.sum(pd.isna(y)) if y.dtype.kind == 'O' else np.sum(~np.isfinite(y)))} rows")
+        if isinstance(X, pd.DataFrame):
+            numeric = X.select_dtypes(include="number")
+            categorical = [c for c in X.columns if c not in numeric.columns]
+            if np.isinf(numeric.to_numpy(dtype=float)).any():
+                raise SpecError(f"{key}.features", "features contain inf, which no learner or imputer can use",
+                                got=_first_bad(numeric.to_numpy(dtype=float), list(numeric.columns), np.isinf))
+            names = [str(c) for c in X.columns]
+            if not categorical:
+                X = numeric.to_numpy(dtype=float)
+        else:
+            categorical, names = [], [f"x{i}" for i in range(X.shape[1])]
+            if np.isinf(X).any():
+                raise SpecError(f"{key}.features", "features contain inf, which no learner or imputer can use",
+                                got=_first_bad(X, names, np.isinf))
+        task = resolve_task(y, task, key=f"{key}.task")
+        classes = np.unique(y) if task == "classification" else None
+        if classes is not None and len(classes) < 2:
+            raise SpecError(f"{key}.target", "classification needs at least two classes", got=classes.tolist())
+        return cls(name, X, y, task, names, classes, [str(c) for c in categorical])
+
+    def preprocessor(self, *, scale: bool = False, impute: bool = True):
+        """An unfitted transformer for these features, or None when the learner can take them as they are."""
+        from sklearn.preprocessing import StandardScaler
+
+        if isinstance(self.X, pd.DataFrame):
+            from sklearn.compose import ColumnTransformer
+            from sklearn.impute import SimpleImputer
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import OneHotEncoder
+
+            numeric = [c for c in self.X.columns if str(c) not in self.categorical]
+            categorical = [c for c in self.X.columns if str(c) in self.categorical]
+            num_steps = ([SimpleImputer(strategy="median")] if impute else []) + ([StandardScaler()] if scale else [])
+            cat_steps = [SimpleImputer(strategy="most_frequent")] + [OneHotEncoder(handle_unknown="ignore", sparse_output=False)]
+            return ColumnTransformer(
+                [("num", make_pipeline(*num_steps) if num_steps else "passthrough", numeric),
+                 ("cat", make_pipeline(*cat_steps), categorical)],
+                verbose_feature_names_out=False,
+            )
+        steps = []
+        if impute and self.needs_imputation:
+            from sklearn.impute import SimpleImputer
+
+            steps.append(SimpleImputer(strategy="median"))
+        if scale:
+            steps.append(StandardScaler())
+        if not steps:
+            return None
+        from sklearn.pipeline import make_pipeline
+
+        return make_pipeline(*steps)
+
+    def describe(self) -> dict[str, Any]:
+        out = {"name": self.name, "rows": self.n_rows, "features": len(self.feature_names), "task": self.task}
+        if self.classes is not None:
+            out["classes"] = len(self.classes)
+        if self.categorical:
+            out["categorical"] = len(self.categorical)
+        return out
+
+
+def _is_table(X) -> bool:
+    return hasattr(X, "columns") or (isinstance(X, list) and X and isinstance(X[0], dict))
+
+
+def _isnan(X):
+    if isinstance(X, pd.DataFrame):
+        return X.isna().to_numpy()
+    return np.isnan(X)
+
+
+def _first_bad(values: np.ndarray, names: list[str], test) -> str:
+    rows, cols = np.nonzero(test(values))
+    return f"{len(rows)} values, first at row {int(rows[0])}, column {names[int(cols[0])]!r}"
+
+
+def resolve_task(y: np.ndarray, task: str = "auto", *, key: str = "data.task") -> str:
+    """Infer classification or regression from the target, or check that a stated task fits it."""
+    discrete = y.dtype.kind in "OUSb" or isinstance(y.dtype, pd.CategoricalDtype)
+    if y.ndim > 1:
+        if task == "classification":
+            raise SpecError(key, "multi-output targets are supported for regression only", allowed=["regression"], got=task)
+        if discrete:
+            raise SpecError(key, "a multi-output target must be numeric", got=str(y.dtype))
+        return "regression"
+    if discrete:
+        if task == "regression":
+            raise SpecError(key, "task 'regression' needs a numeric target", allowed=["classification"],
+                            got=f"{task} (target dtype {y.dtype})")
+        return "classification"
+    integral = bool(np.all(np.mod(y, 1) == 0))
+    n_unique = len(np.unique(y))
+    if task == "classification" and not integral:
+        raise SpecError(key, "task 'classification' needs discrete class labels, but the target is continuous",
+                        allowed=["regression", "auto"], got=f"{task} ({n_unique} distinct non-integer values)")
+    if task == "auto":
+        return "classification" if integral and n_unique <= MAX_AUTO_CLASSES else "regression"
+    return task
+
+
+# --- loaders -------------------------------------------------------------------------------------------
+
+
+def _sklearn_bundled(loader: str):
+    def load(spec) -> tuple[Any, Any]:
+        from sklearn import datasets
+
+        bunch = getattr(datasets, loader)()
+        return bunch.data, bunch.target
+
+    return load
+
+
+def _synthetic(generator: str):
+    def load(spec) -> tuple[Any, Any]:
+        from sklearn import datasets
+
+        fn = getattr(datasets, generator)
+        params = dict(spec.data.params)
+        accepted = set(inspect.signature(fn).parameters) - {"random_state"}
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            raise SpecError(f"data.params.{unknown[0]}", f"not a parameter of {generator}", allowed=sorted(accepted),
+                            got=unknown[0])
+        try:
+            return fn(**params, random_state=spec.seed)
+        except (ValueError, TypeError) as exc:
+            raise SpecError("data.params", f"{generator} refused the parameters: {exc}", got=params) from None
+
+    return load
+
+
+DATASETS: Registry = Registry("dataset", "data.dataset")
+for _name in ("iris", "wine", "breast_cancer", "digits", "diabetes", "linnerud"):
+    DATASETS.register(_name, _sklearn_bundled(f"load_{_name}"))
+for _name in ("make_classification", "make_regression", "make_friedman1", "make_blobs", "make_moons"):
+    DATASETS.register(_name, _synthetic(_name))
+
+READERS = {".csv": "read_csv", ".tsv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet"}
+
+
+def read_table(spec) -> tuple[pd.DataFrame, np.ndarray]:
+    path = spec.resolve_path(spec.data.path)
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        raise SpecError("data.path", "unsupported file type", allowed=sorted(READERS), got=str(path))
+    if not path.is_file():
+        raise SpecError("data.path", "no such file", got=str(path))
+    if path.stat().st_size == 0:
+        raise SpecError("data.path", "the file is empty", got=str(path))
+    kwargs = {"sep": "\t"} if suffix == ".tsv" else {}
+    try:
+        frame = getattr(pd, READERS[suffix])(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise SpecError("data.path", "the file is empty", got=str(path)) from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise SpecError("data.path", f"cannot read the file ({str(exc).splitlines()[0]})", got=str(path)) from None
+    target = spec.data.target
+    if target not in frame.columns:
+        raise SpecError("data.target", f"no such column in {path.name}", allowed=[str(c) for c in frame.columns],
+                        got=target)
+    if frame.empty:
+        raise SpecError("data.path", "the file has a header but no rows", got=str(path))
+    y = frame[target].to_numpy()
+    if y.dtype.kind == "O":
+        y = y.astype(str) if not pd.isna(y).any() else y
+    return frame.drop(columns=[target]), y
+
+
+def load_dataset(spec) -> Dataset:
+    """Load the spec's dataset and validate it.
+
+    Example:
+        >>> from metaray.spec import load_spec
+        >>> load_dataset(load_spec({"name": "d", "data": {"dataset": "iris"}})).describe()
+        {'name': 'iris', 'rows': 150, 'features': 4, 'task': 'classification', 'classes': 3}
+    """
+    if spec.data.path is not None:
+        X, y = read_table(spec)
+        name = spec.resolve_path(spec.data.path).name
+    else:
+        X, y = DATASETS.get(spec.data.dataset)(spec)
+        name = spec.data.dataset
+    return Dataset.from_arrays(X, y, task=spec.data.task, name=name, key="data")

@@ -1,0 +1,51 @@
+"""Errors a user can cause, each rendered as one line that names the key, the allowed values and the bad value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class MetarayError(Exception):
+    """Base class of every error metaray raises on purpose; the CLI prints it and exits with status 2."""
+
+
+class SpecError(MetarayError, ValueError):
+    """A spec value or an input that cannot be used.
+
+    Args:
+        key: dotted spec key the problem belongs to, e.g. ``subsets.fraction``.
+        problem: what is wrong, in words.
+        allowed: the values or range that would be accepted.
+        got: the value that was given.
+
+    Example:
+        >>> str(SpecError("subsets.sampler", "unknown sampler", allowed=["kfold", "subsample"], got="foo"))
+        "subsets.sampler: unknown sampler; allowed: 'kfold', 'subsample'; got: 'foo'"
+    """
+
+    _MISSING = object()
+
+    def __init__(self, key: str, problem: str, *, allowed: Iterable | str | None = None, got=_MISSING):
+        self.key, self.problem, self.got = key, problem, got
+        self.allowed = allowed if allowed is None or isinstance(allowed, str) else list(allowed)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [f"{self.key}: {self.problem}" if self.key else self.problem]
+        if self.allowed is not None:
+            allowed = self.allowed if isinstance(self.allowed, str) else ", ".join(map(repr, self.allowed))
+            parts.append(f"allowed: {allowed}")
+        if self.got is not self._MISSING:
+            parts.append(f"got: {self.got!r}")
+        return "; ".join(parts)
+
+    def __reduce__(self):  # keeps the error intact when Ray ships it between processes
+        return (_rebuild_spec_error, (self.key, self.problem, self.allowed, self.got))
+
+
+def _rebuild_spec_error(key, problem, allowed, got):
+    return SpecError(key, problem, allowed=allowed, got=got)
+
+
+class FitError(MetarayError):
+    """A subset fit raised: the configuration is invalid for this data (or its loss diverged)."""

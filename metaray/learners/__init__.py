@@ -1,0 +1,171 @@
+"""Learners by short name or import path, built unfitted with validated parameters.
+
+Every learner follows the scikit-learn contract (``fit`` returns self, ``predict``/``predict_proba``,
+``get_params``/``set_params``), so one objective serves scikit-learn and PyTorch alike.
+
+Example:
+    >>> from metaray.spec import LearnerSpec
+    >>> build_learner(LearnerSpec(name="random_forest", params={"n_estimators": 10}), "classification").describe()
+    'RandomForestClassifier(n_estimators=10)'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from metaray.errors import SpecError
+from metaray.registry import Registry, import_object
+
+
+@dataclass(frozen=True)
+class LearnerEntry:
+    """A registered learner: an import path per task it supports, and defaults that differ from the class's own."""
+
+    classification: str | None = None
+    regression: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def path(self, task: str) -> str | None:
+        return getattr(self, task)
+
+
+LEARNERS: Registry[LearnerEntry] = Registry("learner", "learner.name")
+_SK = "sklearn."
+for _name, _entry in {
+    "logistic_regression": LearnerEntry(_SK + "linear_model.LogisticRegression", defaults={"max_iter": 1000}),
+    "linear_regression": LearnerEntry(regression=_SK + "linear_model.LinearRegression"),
+    "ridge": LearnerEntry(_SK + "linear_model.RidgeClassifier", _SK + "linear_model.Ridge"),
+    "lasso": LearnerEntry(regression=_SK + "linear_model.Lasso", defaults={"max_iter": 10000}),
+    "elastic_net": LearnerEntry(regression=_SK + "linear_model.ElasticNet", defaults={"max_iter": 10000}),
+    "svc": LearnerEntry(_SK + "svm.SVC"),
+    "svr": LearnerEntry(regression=_SK + "svm.SVR"),
+    "knn": LearnerEntry(_SK + "neighbors.KNeighborsClassifier", _SK + "neighbors.KNeighborsRegressor"),
+    "naive_bayes": LearnerEntry(_SK + "naive_bayes.GaussianNB"),
+    "decision_tree": LearnerEntry(_SK + "tree.DecisionTreeClassifier", _SK + "tree.DecisionTreeRegressor"),
+    "random_forest": LearnerEntry(_SK + "ensemble.RandomForestClassifier", _SK + "ensemble.RandomForestRegressor"),
+    "extra_trees": LearnerEntry(_SK + "ensemble.ExtraTreesClassifier", _SK + "ensemble.ExtraTreesRegressor"),
+    "gradient_boosting": LearnerEntry(_SK + "ensemble.GradientBoostingClassifier",
+                                      _SK + "ensemble.GradientBoostingRegressor"),
+    "hist_gradient_boosting": LearnerEntry(_SK + "ensemble.HistGradientBoostingClassifier",
+                                           _SK + "ensemble.HistGradientBoostingRegressor"),
+    "sklearn_mlp": LearnerEntry(_SK + "neural_network.MLPClassifier", _SK + "neural_network.MLPRegressor",
+                                defaults={"max_iter": 500}),
+    "mlp": LearnerEntry("metaray.learners.torch_mlp.TorchMLPClassifier",
+                        "metaray.learners.torch_mlp.TorchMLPRegressor"),
+}.items():
+    LEARNERS.register(_name, _entry)
+
+
+@dataclass
+class Learner:
+    """An unfitted estimator ready to be cloned into a subset fit.
+
+    Attributes:
+        estimator: the estimator, wrapped in a Pipeline behind the data's preprocessor when there is one.
+        seed_param: the parameter each fit sets to its own seed (None when the user fixed it or there is none).
+        name: the registry name or import path the spec gave.
+    """
+
+    estimator: Any
+    seed_param: str | None
+    name: str
+
+    def for_fit(self, seed: int):
+        """A fresh clone, seeded for one subset fit."""
+        from sklearn.base import clone
+
+        est = clone(self.estimator)
+        if self.seed_param:
+            est.set_params(**{self.seed_param: seed})
+        return est
+
+    def describe(self) -> str:
+        from sklearn.pipeline import Pipeline
+
+        est = self.estimator.steps[-1][1] if isinstance(self.estimator, Pipeline) else self.estimator
+        return repr(est).replace("\n", "").replace("  ", "")
+
+
+def learners_for(task: str) -> list[str]:
+    return [n for n in LEARNERS.names() if LEARNERS.get(n).path(task)]
+
+
+def _resolve_class(name: str, task: str):
+    from sklearn.base import is_classifier, is_regressor
+
+    if name in LEARNERS:
+        path = LEARNERS.get(name).path(task)
+        if path is None:
+            raise SpecError("learner.name", f"learner has no {task} variant", allowed=learners_for(task), got=name)
+        return import_object(path), LEARNERS.get(name).defaults
+    if "." not in name:
+        LEARNERS.check(name)  # raises with the known names
+    try:
+        cls = import_object(name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SpecError("learner.name", f"cannot import the estimator ({exc})",
+                        allowed="a registered name or an import path like sklearn.ensemble.ExtraTreesClassifier",
+                        got=name) from None
+    if not (isinstance(cls, type) and hasattr(cls, "fit") and hasattr(cls, "get_params")):
+        raise SpecError("learner.name", "not a scikit-learn-compatible estimator class", got=name)
+    probe = cls()
+    wrong = (task == "classification" and is_regressor(probe)) or (task == "regression" and is_classifier(probe))
+    if wrong:
+        raise SpecError("learner.name", f"estimator does not fit a {task} task", got=name)
+    return cls, {}
+
+
+_PARAM_IN_MESSAGE = re.compile(r"The '([^']+)' parameter")
+
+
+def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1.0) -> Learner:
+    """Build and validate the spec's learner (a ``LearnerSpec``) for ``task``.
+
+    Raises:
+        SpecError: unknown name, wrong task, unknown parameter, or a value the estimator rejects.
+    """
+    cls, defaults = _resolve_class(spec.name, task)
+    user = dict(spec.params)
+    est = cls()
+    allowed = est.get_params(deep=True)
+    for key in user:
+        if key not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SpecError(f"learner.params.{key}", f"not a parameter of {cls.__name__}{hint}",
+                            allowed=sorted(allowed), got=key)
+    implicit = {k: v for k, v in defaults.items() if k not in user}
+    if "n_jobs" in allowed and "n_jobs" not in user and int(cpus_per_fit) > 1:
+        implicit["n_jobs"] = int(cpus_per_fit)  # a fit holds cpus_per_fit CPUs; joblib's default uses one
+    if "n_threads" in allowed and "n_threads" not in user:
+        implicit["n_threads"] = max(1, int(cpus_per_fit))
+    try:
+        est.set_params(**implicit, **user)
+        validate = getattr(est, "_validate_params", None)
+        if validate is not None:
+            validate()
+    except (ValueError, TypeError) as exc:
+        message = str(exc).splitlines()[0]
+        found = _PARAM_IN_MESSAGE.search(message)
+        key = f"learner.params.{found.group(1)}" if found else "learner.params"
+        bad = user.get(found.group(1)) if found else user
+        raise SpecError(key, f"rejected by {cls.__name__}: {message}", got=bad) from None
+    seed_param = "random_state" if "random_state" in allowed and "random_state" not in user else None
+    if preprocessor is not None:
+        from sklearn.pipeline import Pipeline
+
+        est = Pipeline([("prep", preprocessor), ("model", est)])
+        seed_param = seed_param and f"model__{seed_param}"
+    return Learner(est, seed_param, spec.name)
+
+
+def accepts_nan(estimator) -> bool:
+    """Whether the estimator takes NaN in its input (scikit-learn's ``allow_nan`` tag)."""
+    try:
+        return bool(estimator.__sklearn_tags__().input_tags.allow_nan)
+    except AttributeError:
+        return False

@@ -1,0 +1,176 @@
+"""A PyTorch multi-layer perceptron with the scikit-learn estimator contract (classifier and regressor)."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from metaray.errors import FitError
+from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters
+
+
+class _TorchMLP(BaseEstimator):
+    """Shared training loop; subclasses define the loss and how targets are encoded.
+
+    Args:
+        hidden_layer_sizes: width of each hidden layer.
+        activation: one of ``ACTIVATIONS``.
+        dropout: dropout probability after each hidden layer.
+        batch_norm: batch normalisation after each hidden linear layer.
+        optimizer: "adam", "adamw" or "sgd" (with Nesterov momentum 0.9).
+        lr, weight_decay, batch_size, epochs: the optimisation.
+        standardize: scale inputs (and regression targets) by statistics of the training rows.
+        random_state: seeds weight initialisation and batch order.
+        n_threads: torch intra-op threads; metaray sets it to the CPUs a fit holds.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
+        "optimizer": [StrOptions({"adam", "adamw", "sgd"})],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "standardize": ["boolean"],
+        "random_state": [Interval(Integral, 0, None, closed="left"), None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(self, hidden_layer_sizes=(64,), activation="relu", dropout=0.0, batch_norm=False, optimizer="adam",
+                 lr=3e-3, weight_decay=0.0, batch_size=64, epochs=100, standardize=True, random_state=None,
+                 n_threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.standardize = standardize
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    # subclasses: targets -> (tensor-ready array, n_outputs); outputs -> loss
+    def _encode_targets(self, y):
+        raise NotImplementedError
+
+    def _loss(self):
+        raise NotImplementedError
+
+    def fit(self, X, y):
+        self._validate_params()
+        import torch
+
+        if self.n_threads:
+            torch.set_num_threads(int(self.n_threads))
+        X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True, y_numeric=False)
+        self.mean_ = X.mean(axis=0) if self.standardize else np.zeros(X.shape[1], np.float32)
+        self.scale_ = X.std(axis=0) if self.standardize else np.ones(X.shape[1], np.float32)
+        self.scale_[self.scale_ == 0] = 1.0
+        targets, n_out = self._encode_targets(y)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net = build_mlp(X.shape[1], n_out, self.hidden_layer_sizes, self.activation, self.dropout, self.batch_norm)
+        opt = self._optimizer(net.parameters())
+        loss_fn = self._loss()
+        xt = torch.from_numpy(self._scale(X))
+        yt = torch.from_numpy(targets)
+        n, bs = len(xt), int(self.batch_size)
+        net.train()
+        for epoch in range(int(self.epochs)):
+            order = torch.randperm(n, generator=gen)
+            for start in range(0, n, bs):
+                idx = order[start : start + bs]
+                if self.batch_norm and len(idx) < 2:
+                    continue  # batch norm cannot train on a single row
+                opt.zero_grad()
+                loss = loss_fn(net(xt[idx]), yt[idx])
+                if not torch.isfinite(loss):
+                    raise FitError(f"{type(self).__name__}: training loss became {loss.item()} at epoch {epoch + 1} "
+                                   f"(lr={self.lr}); lower the learning rate")
+                loss.backward()
+                opt.step()
+        net.eval()
+        self.net_ = net
+        self.n_parameters_ = count_parameters(net)
+        return self
+
+    def _optimizer(self, params):
+        import torch
+
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
+        cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
+        return cls(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def _scale(self, X):
+        return ((X - self.mean_) / self.scale_).astype(np.float32)
+
+    def _forward(self, X):
+        import torch
+
+        check_is_fitted(self, "net_")
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        with torch.no_grad():
+            return self.net_(torch.from_numpy(self._scale(X))).numpy()
+
+
+class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
+    """PyTorch MLP classifier; cross-entropy loss, any label type.
+
+    Example:
+        >>> from sklearn.datasets import load_iris
+        >>> X, y = load_iris(return_X_y=True)
+        >>> TorchMLPClassifier(epochs=30, random_state=0).fit(X, y).score(X, y) > 0.9
+        True
+    """
+
+    def _encode_targets(self, y):
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        return codes.astype(np.int64), len(self.classes_)
+
+    def _loss(self):
+        from torch import nn
+
+        return nn.CrossEntropyLoss()
+
+    def predict_proba(self, X):
+        logits = self._forward(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self._forward(X), axis=1)]
+
+
+class TorchMLPRegressor(RegressorMixin, _TorchMLP):
+    """PyTorch MLP regressor; mean squared error on standardised targets, single or multi-output."""
+
+    def _encode_targets(self, y):
+        y = np.asarray(y, dtype=np.float32)
+        self.multi_output_ = y.ndim == 2
+        y2 = y.reshape(len(y), -1)
+        self.y_mean_ = y2.mean(axis=0) if self.standardize else np.zeros(y2.shape[1], np.float32)
+        self.y_scale_ = y2.std(axis=0) if self.standardize else np.ones(y2.shape[1], np.float32)
+        self.y_scale_[self.y_scale_ == 0] = 1.0
+        return ((y2 - self.y_mean_) / self.y_scale_).astype(np.float32), y2.shape[1]
+
+    def _loss(self):
+        from torch import nn
+
+        return nn.MSELoss()
+
+    def predict(self, X):
+        out = self._forward(X) * self.y_scale_ + self.y_mean_
+        return out if self.multi_output_ else out.ravel()

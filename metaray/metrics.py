@@ -1,0 +1,122 @@
+"""Metrics with their direction and the prediction they need; looked up by name from the spec."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from metaray.registry import Registry
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A scoring rule.
+
+    Attributes:
+        name: registry name.
+        task: "classification" or "regression".
+        greater_is_better: the direction an optimiser must follow.
+        needs: "predict" (labels or values) or "proba" (class probabilities, columns in ``labels`` order).
+        fn: ``fn(y_true, y_pred_or_proba, labels)`` -> float.
+    """
+
+    name: str
+    task: str
+    greater_is_better: bool
+    needs: str
+    fn: Callable[..., float]
+
+    @property
+    def mode(self) -> str:
+        """Ray Tune's name for the direction."""
+        return "max" if self.greater_is_better else "min"
+
+    def __call__(self, y_true, y_pred, labels=None) -> float:
+        return float(self.fn(y_true, y_pred, labels))
+
+
+def _accuracy(y, p, labels):
+    from sklearn.metrics import accuracy_score
+
+    return accuracy_score(y, p)
+
+
+def _balanced_accuracy(y, p, labels):
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    with warnings.catch_warnings():  # a class absent from a small evaluation set is not the user's error
+        warnings.simplefilter("ignore")
+        return balanced_accuracy_score(y, p)
+
+
+def _f1_macro(y, p, labels):
+    from sklearn.metrics import f1_score
+
+    return f1_score(y, p, average="macro", labels=labels, zero_division=0)
+
+
+def _log_loss(y, proba, labels):
+    from sklearn.metrics import log_loss
+
+    return log_loss(y, proba, labels=labels)
+
+
+def _roc_auc(y, proba, labels):
+    from sklearn.metrics import roc_auc_score
+
+    if len(labels) == 2:
+        return roc_auc_score(np.asarray(y) == labels[1], proba[:, 1])
+    present = np.isin(labels, np.unique(y))
+    if present.sum() < 2:
+        return float("nan")
+    # one-vs-rest over the classes present in this evaluation set, renormalised over them
+    sub = proba[:, present]
+    sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
+    return roc_auc_score(y, sub, multi_class="ovr", labels=np.asarray(labels)[present])
+
+
+def _mse(y, p, labels):
+    from sklearn.metrics import mean_squared_error
+
+    return mean_squared_error(y, p)
+
+
+def _rmse(y, p, labels):
+    return np.sqrt(_mse(y, p, labels))
+
+
+def _mae(y, p, labels):
+    from sklearn.metrics import mean_absolute_error
+
+    return mean_absolute_error(y, p)
+
+
+def _r2(y, p, labels):
+    from sklearn.metrics import r2_score
+
+    return r2_score(y, p)
+
+
+METRICS: Registry[Metric] = Registry("metric", "objective.metric")
+for _m in (
+    Metric("accuracy", "classification", True, "predict", _accuracy),
+    Metric("balanced_accuracy", "classification", True, "predict", _balanced_accuracy),
+    Metric("f1_macro", "classification", True, "predict", _f1_macro),
+    Metric("log_loss", "classification", False, "proba", _log_loss),
+    Metric("roc_auc", "classification", True, "proba", _roc_auc),
+    Metric("mse", "regression", False, "predict", _mse),
+    Metric("rmse", "regression", False, "predict", _rmse),
+    Metric("mae", "regression", False, "predict", _mae),
+    Metric("r2", "regression", True, "predict", _r2),
+):
+    METRICS.register(_m.name, _m)
+
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "mse"}
+
+
+def get_metric(name: str, key: str = "objective.metric") -> Metric:
+    return METRICS.get(name, key)

@@ -1,0 +1,354 @@
+"""The meta-objective: fit one configuration on K subsets as Ray tasks, score each fit, aggregate the scores.
+
+Data flow:
+    spec -> prepare() [dataset, subsets, learner, metrics; all validation, before Ray starts]
+         -> ray.put(problem) once -> FitRunner dispatches subset fits (batched when fits are short)
+         -> FitResult per subset, streamed back as tasks finish -> aggregate() -> Evaluation
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from metaray.aggregates import aggregate, objective_mode
+from metaray.data import Dataset, load_dataset
+from metaray.errors import FitError, SpecError
+from metaray.learners import Learner, accepts_nan, build_learner
+from metaray.metrics import DEFAULT_METRIC, METRICS, get_metric
+from metaray.spec import ExperimentSpec, load_spec
+from metaray.subsets import SubsetPlan, make_plan
+
+#: a task should run at least this long, so that Ray's per-task cost stays a few percent of it
+MIN_TASK_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything a subset fit reads; put into Ray's object store once per search and shared by every task."""
+
+    X: Any
+    y: np.ndarray
+    plan: SubsetPlan
+    task: str
+    labels: np.ndarray | None
+    metrics: tuple[str, ...]
+
+
+@dataclass
+class FitResult:
+    """What one subset fit returns to the driver."""
+
+    trial_id: str
+    subset: int
+    scores: dict[str, float] = field(default_factory=dict)
+    fit_seconds: float = math.nan
+    score_seconds: float = math.nan
+    n_train: int = 0
+    n_eval: int = 0
+    error: str | None = None
+    node: str | None = None
+
+
+def fit_seed(seed: int, k: int) -> int:
+    """The learner seed of subset k: the same for every configuration, so configurations differ by their
+    hyperparameters only (common random numbers), and the same on every rerun."""
+    return int(np.random.SeedSequence([seed, k, 0x5EED]).generate_state(1)[0] % (2**31 - 1))
+
+
+def _rows(X, idx):
+    return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
+
+
+def score_fit(problem: Problem, learner: Learner, k: int, seed: int, trial_id: str = "") -> FitResult:
+    """Fit the learner on subset k and score it on the protocol's rows. Errors are returned, not raised."""
+    plan = problem.plan
+    train, held = plan.train[k], plan.evaluate[k]
+    result = FitResult(trial_id, k, n_train=len(train), n_eval=len(held), node=os.uname().nodename)
+    try:
+        est = learner.for_fit(fit_seed(seed, k))
+        t0 = time.perf_counter()
+        est.fit(_rows(problem.X, train), problem.y[train])
+        t1 = time.perf_counter()
+        X_eval, y_eval = _rows(problem.X, held), problem.y[held]
+        outputs: dict[str, Any] = {}
+        for name in problem.metrics:
+            metric = METRICS.get(name)
+            if metric.needs not in outputs:
+                outputs[metric.needs] = est.predict(X_eval) if metric.needs == "predict" else _proba(est, X_eval, problem.labels)
+            result.scores[name] = metric(y_eval, outputs[metric.needs], problem.labels)
+        result.fit_seconds, result.score_seconds = t1 - t0, time.perf_counter() - t1
+        primary = result.scores[problem.metrics[0]]
+        if not np.isfinite(primary) and problem.metrics[0] not in ("roc_auc",):
+            raise FitError(f"the {problem.metrics[0]} score is {primary}; the model's predictions are not finite")
+    except Exception as exc:  # a bad configuration must fail its own trial, not the search
+        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return result
+
+
+def _proba(est, X, labels):
+    """Class probabilities with a column for every class of the task, even one absent from the subset."""
+    proba = est.predict_proba(X)
+    fitted = list(getattr(est, "classes_", labels))
+    if len(fitted) == len(labels):
+        return proba
+    full = np.zeros((len(proba), len(labels)))
+    for j, c in enumerate(fitted):
+        full[:, int(np.searchsorted(labels, c))] = proba[:, j]
+    return full
+
+
+def _fit_batch(problem: Problem, learner: Learner, subsets: list[int], seed: int, trial_id: str) -> list[FitResult]:
+    return [score_fit(problem, learner, k, seed, trial_id) for k in subsets]
+
+
+@dataclass
+class Prepared:
+    """A spec resolved against its data: what `evaluate` and the search share."""
+
+    spec: ExperimentSpec
+    dataset: Dataset
+    plan: SubsetPlan
+    learner: Learner
+    metrics: tuple[str, ...]
+
+    @property
+    def metric(self):
+        return get_metric(self.metrics[0])
+
+    @property
+    def mode(self) -> str:
+        return objective_mode(self.spec.objective.aggregate, self.metric.greater_is_better)
+
+    def problem(self) -> Problem:
+        return Problem(self.dataset.X, self.dataset.y, self.plan, self.dataset.task, self.dataset.classes, self.metrics)
+
+    def learner_for(self, learner_spec) -> Learner:
+        """Build (and validate) another configuration of the learner against the same data."""
+        ds, spec = self.dataset, self.spec
+        learner = build_learner(learner_spec, ds.task, preprocessor=ds.preprocessor(scale=spec.data.scale,
+                                impute=spec.data.impute), cpus_per_fit=spec.ray.cpus_per_fit)
+        check_learner(learner, ds, spec, self.metrics)
+        return learner
+
+
+def check_learner(learner: Learner, ds: Dataset, spec: ExperimentSpec, metrics: Iterable[str]) -> None:
+    model = learner.estimator.steps[-1][1] if hasattr(learner.estimator, "steps") else learner.estimator
+    if ds.needs_imputation and not spec.data.impute and not accepts_nan(model):
+        raise SpecError("data.impute", f"features contain NaN and {type(model).__name__} cannot take NaN; "
+                        "turn imputation on or pick a learner that handles missing values",
+                        allowed=[True], got=spec.data.impute)
+    for name in metrics:
+        if get_metric(name).needs == "proba" and not hasattr(model, "predict_proba"):
+            raise SpecError("objective.metric", f"{name!r} needs class probabilities, which "
+                            f"{type(model).__name__} with these parameters does not give", got=name)
+
+
+def prepare(spec: ExperimentSpec) -> Prepared:
+    """Load the data, draw the subsets and build the learner, raising SpecError on anything unusable."""
+    ds = load_dataset(spec)
+    obj = spec.objective
+    names = [obj.metric or DEFAULT_METRIC[ds.task], *obj.extra_metrics]
+    for i, name in enumerate(names):
+        metric = get_metric(name)
+        if metric.task != ds.task:
+            key = "objective.metric" if i == 0 else f"objective.extra_metrics[{i - 1}]"
+            allowed = [m for m in METRICS.names() if METRICS.get(m).task == ds.task]
+            raise SpecError(key, f"a {metric.task} metric cannot score a {ds.task} task", allowed=allowed, got=name)
+    metrics = tuple(dict.fromkeys(names))
+    plan = make_plan(ds.y, ds.task, spec.subsets, seed=spec.seed, test_size=spec.data.test_size)
+    prepared = Prepared(spec, ds, plan, None, metrics)  # type: ignore[arg-type]
+    prepared.learner = prepared.learner_for(spec.learner)
+    return prepared
+
+
+class FitRunner:
+    """Runs subset fits as Ray tasks and yields their results as they finish.
+
+    Short fits are batched several to a task: the first task of a learner runs one fit, which measures how
+    long a fit takes; later tasks carry enough fits to last ``MIN_TASK_SECONDS``, but never so many that
+    some CPUs would sit idle at the end. At most ``2 x slots`` tasks are in flight, so that work queued for a
+    configuration can still be dropped (``cancel``) when a scheduler stops it.
+
+    Args:
+        problem_ref: ``ray.put(Problem)``, shared by every task.
+        cpus_per_fit: CPUs each task reserves.
+        fits_per_task: fixed batch size; None adapts it to measured fit times.
+        max_retries: Ray retries of a task whose worker or node died.
+    """
+
+    def __init__(self, problem_ref, *, cpus_per_fit: float = 1.0, fits_per_task: int | None = None,
+                 max_retries: int = 3):
+        import ray
+
+        from metaray.cluster import max_node_cpus
+
+        if cpus_per_fit > max_node_cpus():
+            raise SpecError("ray.cpus_per_fit", "no node of this Ray cluster has that many CPUs, so no fit could "
+                            "ever be scheduled", allowed=f"<= {max_node_cpus():g}", got=cpus_per_fit)
+        self._ray = ray
+        self._ref = problem_ref
+        self._remote = ray.remote(_fit_batch).options(num_cpus=cpus_per_fit, max_retries=max_retries)
+        self._slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_fit))
+        self._fixed = fits_per_task
+        self._queue: deque[tuple[str, Learner, int, int]] = deque()  # (trial_id, learner, seed, subset)
+        self._inflight: dict[Any, tuple[str, str, list[int]]] = {}  # ref -> (trial_id, learner name, subsets)
+        self._fit_seconds: dict[str, float] = {}  # per learner name: a running mean of measured fit times
+
+    def submit(self, trial_id: str, learner: Learner, subsets: Iterable[int], seed: int) -> None:
+        self._queue.extend((trial_id, learner, seed, k) for k in subsets)
+
+    def cancel(self, trial_id: str) -> None:
+        """Drop the queued fits of a configuration; fits already running finish and are discarded."""
+        self._queue = deque(job for job in self._queue if job[0] != trial_id)
+        for ref, (tid, _, _) in list(self._inflight.items()):
+            if tid == trial_id:
+                self._ray.cancel(ref)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + sum(len(batch) for _, _, batch in self._inflight.values())
+
+    def _batch_size(self, learner: Learner) -> int:
+        if self._fixed:
+            return self._fixed
+        estimate = self._fit_seconds.get(learner.name)
+        if estimate is None:
+            return 1
+        fair_share = math.ceil(len(self._queue) / self._slots)
+        return max(1, min(math.ceil(MIN_TASK_SECONDS / max(estimate, 1e-4)), fair_share))
+
+    def _dispatch(self) -> None:
+        while self._queue and len(self._inflight) < 2 * self._slots:
+            trial_id, learner, seed, _ = self._queue[0]
+            size = self._batch_size(learner)
+            batch: list[int] = []
+            while self._queue and len(batch) < size and self._queue[0][0] == trial_id:
+                batch.append(self._queue.popleft()[3])
+            ref = self._remote.remote(self._ref, learner, batch, seed, trial_id)
+            self._inflight[ref] = (trial_id, learner.name, batch)
+
+    def results(self) -> Iterator[FitResult]:
+        """Yield every submitted fit's result, in the order they finish; keeps dispatching as slots free up."""
+        ray = self._ray
+        self._dispatch()
+        while self._inflight:
+            done, _ = ray.wait(list(self._inflight), num_returns=1)
+            for ref in done:
+                trial_id, name, batch = self._inflight.pop(ref)
+                try:
+                    results = ray.get(ref)
+                except ray.exceptions.TaskCancelledError:
+                    continue
+                except ray.exceptions.RayError as exc:
+                    message = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    results = [FitResult(trial_id, k, error=message) for k in batch]
+                for r in results:
+                    if r.error is None:
+                        seconds = r.fit_seconds + r.score_seconds
+                        old = self._fit_seconds.get(name)
+                        self._fit_seconds[name] = seconds if old is None else 0.7 * old + 0.3 * seconds
+                yield from results
+            self._dispatch()
+
+
+@dataclass
+class Evaluation:
+    """The meta-objective of one configuration, with everything that went into it.
+
+    Attributes:
+        objective: the value of the spec's aggregate, the number a search optimises.
+        aggregates: every aggregate of the K primary-metric scores.
+        subsets: one row per subset: scores of every metric, fit seconds, sizes.
+    """
+
+    name: str
+    learner: str
+    metric: str
+    mode: str
+    aggregate: str
+    objective: float
+    aggregates: dict[str, float]
+    subsets: Any  # pandas.DataFrame
+    dataset: dict[str, Any]
+    protocol: str
+    wall_seconds: float
+
+    def summary(self) -> str:
+        import pandas as pd
+
+        agg = pd.DataFrame({"value": {k: v for k, v in self.aggregates.items() if k != "n"}})
+        agg["meta-objective"] = ["<--" if k == self.aggregate else "" for k in agg.index]
+        lines = [
+            f"{self.name}: {self.learner} on {self.dataset['name']} ({self.dataset['task']}, "
+            f"{self.dataset['rows']} rows), {len(self.subsets)} subsets, protocol {self.protocol}",
+            "",
+            self.subsets.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+            "",
+            f"aggregates of {self.metric} over {len(self.subsets)} subsets:",
+            agg.to_string(float_format=lambda v: f"{v:.4f}"),
+            "",
+            f"meta-objective ({self.aggregate} {self.metric}, {self.mode}imise): {self.objective:.4f}"
+            f"   [{self.wall_seconds:.1f} s]",
+        ]
+        if self.protocol == "full":
+            lines.append("note: protocol 'full' scores each fit on rows it was trained on, so it is optimistic")
+        return "\n".join(lines)
+
+
+def _results_frame(results: list[FitResult], metrics: tuple[str, ...]):
+    import pandas as pd
+
+    rows = [{"subset": r.subset, **{m: r.scores.get(m, math.nan) for m in metrics}, "fit_seconds": r.fit_seconds,
+             "n_train": r.n_train, "n_eval": r.n_eval} for r in sorted(results, key=lambda r: r.subset)]
+    return pd.DataFrame(rows)
+
+
+def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[str] = (), *,
+             progress: Callable[[FitResult, int], None] | None = None) -> Evaluation:
+    """Score the spec's configuration by its meta-objective.
+
+    Example:
+        >>> ev = evaluate({"name": "demo", "data": {"dataset": "iris"}, "subsets": {"k": 3}})  # doctest: +SKIP
+        >>> round(ev.objective, 2)  # doctest: +SKIP
+        0.97
+
+    Raises:
+        SpecError: the spec or its data cannot be used (raised before Ray starts).
+        FitError: a subset fit failed; the message names the subset and the learner's error.
+    """
+    import ray
+
+    from metaray.cluster import connect
+
+    t0 = time.perf_counter()
+    spec = load_spec(spec, list(overrides))
+    prepared = prepare(spec)
+    connect(spec.ray.address, num_cpus=spec.ray.num_cpus)
+    problem_ref = ray.put(prepared.problem())
+    runner = FitRunner(problem_ref, cpus_per_fit=spec.ray.cpus_per_fit, fits_per_task=spec.ray.fits_per_task,
+                       max_retries=spec.ray.max_retries)
+    runner.submit("config", prepared.learner, range(prepared.plan.k), spec.seed)
+    results = []
+    for r in runner.results():
+        results.append(r)
+        if progress:
+            progress(r, prepared.plan.k)
+    failed = [r for r in results if r.error]
+    if failed:
+        first = min(failed, key=lambda r: r.subset)
+        raise FitError(f"{len(failed)} of {prepared.plan.k} subset fits failed; subset {first.subset}: {first.error}")
+    metric = prepared.metric
+    scores = [r.scores[metric.name] for r in sorted(results, key=lambda r: r.subset)]
+    aggs = aggregate(scores, greater_is_better=metric.greater_is_better, alpha=spec.objective.alpha,
+                     lam=spec.objective.lam)
+    return Evaluation(spec.name, prepared.learner.describe(), metric.name, prepared.mode, spec.objective.aggregate,
+                      aggs[spec.objective.aggregate], aggs, _results_frame(results, prepared.metrics),
+                      prepared.dataset.describe(), spec.subsets.protocol, time.perf_counter() - t0)

@@ -1,0 +1,341 @@
+"""The experiment spec: YAML in, a typed ExperimentSpec out, every default explicit, every error one line.
+
+Example:
+    >>> spec = load_spec({"name": "demo", "data": {"dataset": "iris"}}, overrides=["subsets.k=3"])
+    >>> spec.subsets.k, spec.subsets.fraction, spec.objective.aggregate
+    (3, 0.8, 'mean')
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from metaray.errors import SpecError
+from metaray.registry import check_choice
+
+TASKS = ("auto", "classification", "regression")
+SAMPLERS = ("subsample", "bootstrap", "stratified", "kfold")
+PROTOCOLS = ("holdout", "out_of_subset", "full")
+DEFAULT_FRACTION = {"subsample": 0.8, "stratified": 0.8, "bootstrap": 1.0}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(_Section):
+    """Where the rows come from. Exactly one of ``dataset`` (a registered name) or ``path`` (CSV/Parquet)."""
+
+    dataset: str | None = None
+    path: str | None = None
+    target: str | None = None
+    task: str = "auto"
+    params: dict[str, Any] = Field(default_factory=dict)
+    test_size: float = 0.2
+    scale: bool = False
+    impute: bool = True
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v):
+        return check_choice("data.task", "task", v, TASKS)
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v):
+        from metaray.data import DATASETS
+
+        return v if v is None else DATASETS.check(v)
+
+    @field_validator("test_size")
+    @classmethod
+    def _test_size(cls, v):
+        if not 0 < v < 1:
+            raise SpecError("data.test_size", "must be a fraction of the rows", allowed="(0, 1)", got=v)
+        return v
+
+    @model_validator(mode="after")
+    def _source(self):
+        if (self.dataset is None) == (self.path is None):
+            raise SpecError("data", "give exactly one of 'dataset' (a name) or 'path' (a CSV/Parquet file)",
+                            got={"dataset": self.dataset, "path": self.path})
+        if self.path is not None and not self.target:
+            raise SpecError("data.target", "a file dataset needs the name of its target column", got=self.target)
+        return self
+
+
+class SubsetSpec(_Section):
+    """K subsets of the training pool, and the protocol that picks the rows each fit is scored on."""
+
+    sampler: str = "subsample"
+    k: int = 5
+    fraction: float | None = None
+    protocol: str = "holdout"
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, v):
+        return check_choice("subsets.sampler", "sampler", v, SAMPLERS)
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol(cls, v):
+        return check_choice("subsets.protocol", "protocol", v, PROTOCOLS)
+
+    @field_validator("k")
+    @classmethod
+    def _k(cls, v):
+        if v < 1:
+            raise SpecError("subsets.k", "the number of subsets must be at least 1", allowed=">= 1", got=v)
+        return v
+
+    @field_validator("fraction")
+    @classmethod
+    def _fraction(cls, v):
+        if v is not None and not 0 < v <= 1:
+            raise SpecError("subsets.fraction", "must be a fraction of the pool", allowed="(0, 1]", got=v)
+        return v
+
+    @model_validator(mode="after")
+    def _defaults(self):
+        if self.sampler == "kfold":
+            if self.k < 2:
+                raise SpecError("subsets.k", "kfold needs at least 2 folds", allowed=">= 2", got=self.k)
+            if self.fraction is not None and abs(self.fraction - (self.k - 1) / self.k) > 1e-9:
+                raise SpecError("subsets.fraction", f"kfold with k={self.k} trains on (k-1)/k of the pool; "
+                                "leave fraction unset", allowed=[round((self.k - 1) / self.k, 6)], got=self.fraction)
+            resolved = (self.k - 1) / self.k
+        else:
+            resolved = DEFAULT_FRACTION[self.sampler] if self.fraction is None else self.fraction
+        if self.fraction != resolved:
+            self.fraction = resolved
+        return self
+
+
+class LearnerSpec(_Section):
+    """A registered learner name or an import path of a scikit-learn-compatible estimator, and its parameters."""
+
+    name: str = "logistic_regression"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObjectiveSpec(_Section):
+    """The metric each fit is scored by, and the aggregate of the K scores that is the meta-objective."""
+
+    metric: str | None = None
+    extra_metrics: list[str] = Field(default_factory=list)
+    aggregate: str = "mean"
+    alpha: float = 0.2
+    lam: float = 1.0
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v):
+        from metaray.metrics import METRICS
+
+        return v if v is None else METRICS.check(v, "objective.metric")
+
+    @field_validator("extra_metrics")
+    @classmethod
+    def _extra(cls, v):
+        from metaray.metrics import METRICS
+
+        for i, name in enumerate(v):
+            METRICS.check(name, f"objective.extra_metrics[{i}]")
+        return v
+
+    @field_validator("aggregate")
+    @classmethod
+    def _aggregate(cls, v):
+        from metaray.aggregates import AGGREGATES
+
+        return check_choice("objective.aggregate", "aggregate", v, AGGREGATES)
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, v):
+        if not 0 < v <= 1:
+            raise SpecError("objective.alpha", "CVaR's tail fraction", allowed="(0, 1]", got=v)
+        return v
+
+    @field_validator("lam")
+    @classmethod
+    def _lam(cls, v):
+        if v < 0:
+            raise SpecError("objective.lam", "the weight of the spread", allowed=">= 0", got=v)
+        return v
+
+
+class RaySpec(_Section):
+    """Where the fits run. ``address`` None starts a local Ray; ``fits_per_task`` None batches adaptively."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    cpus_per_fit: float = 1.0
+    fits_per_task: int | None = None
+    max_retries: int = 3
+
+    @field_validator("num_cpus", "fits_per_task")
+    @classmethod
+    def _positive(cls, v, info):
+        if v is not None and v < 1:
+            raise SpecError(f"ray.{info.field_name}", "must be a positive integer", allowed=">= 1", got=v)
+        return v
+
+    @field_validator("cpus_per_fit")
+    @classmethod
+    def _cpus(cls, v):
+        if v <= 0:
+            raise SpecError("ray.cpus_per_fit", "must be positive", allowed="> 0", got=v)
+        return v
+
+    @field_validator("max_retries")
+    @classmethod
+    def _retries(cls, v):
+        if v < 0:
+            raise SpecError("ray.max_retries", "must not be negative", allowed=">= 0", got=v)
+        return v
+
+
+class TrackingSpec(_Section):
+    """MLflow tracking; ``uri`` None uses $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder."""
+
+    uri: str | None = None
+    experiment: str | None = None
+
+
+class ExperimentSpec(_Section):
+    """A whole experiment: what data, which subsets, which learner, which objective, where it runs."""
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    data: DataSpec
+    subsets: SubsetSpec = Field(default_factory=SubsetSpec)
+    learner: LearnerSpec = Field(default_factory=LearnerSpec)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    ray: RaySpec = Field(default_factory=RaySpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    base_dir: str = Field(default=".", exclude=True, repr=False)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not v.strip():
+            raise SpecError("name", "must not be empty", got=v)
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v):
+        if v < 0:
+            raise SpecError("seed", "must be a non-negative integer", allowed=">= 0", got=v)
+        return v
+
+    def resolve_path(self, path: str) -> Path:
+        """A path from the spec, relative to the spec file's folder."""
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"subsets.k=10"`` -> ``("subsets.k", 10)``; the value is read as YAML so numbers and lists keep their type."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError("--set", "expected KEY=VALUE with a dotted key", allowed="e.g. subsets.k=10", got=item)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, value = parse_override(item)
+        node = out
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SpecError(".".join(parts[: i + 1]), f"is a value, not a section; cannot set {key!r}", got=child)
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _location(loc: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def _from_validation_error(err: ValidationError) -> SpecError:
+    e = err.errors(include_url=False)[0]
+    key = _location(e["loc"])
+    cause = (e.get("ctx") or {}).get("error")
+    if isinstance(cause, SpecError):
+        return cause
+    if e["type"] == "extra_forbidden":
+        section_model = _model_at(e["loc"][:-1])
+        allowed = sorted(f for f, info in section_model.model_fields.items() if not info.exclude)
+        return SpecError(key, "unknown key", allowed=allowed, got=e["loc"][-1])
+    if e["type"] == "missing":
+        return SpecError(key, "required key is missing")
+    if cause is not None:
+        return SpecError(key, str(cause), got=e.get("input"))
+    return SpecError(key, e["msg"].lower(), got=e.get("input"))
+
+
+def _model_at(loc: tuple) -> type[BaseModel]:
+    model: type[BaseModel] = ExperimentSpec
+    for part in loc:
+        ann = model.model_fields[part].annotation
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            break
+        model = ann
+    return model
+
+
+def load_spec(source: str | os.PathLike | dict[str, Any] | ExperimentSpec, overrides: list[str] = ()) -> ExperimentSpec:
+    """Load, override and validate a spec from a YAML path, a dict or an existing spec.
+
+    Raises:
+        SpecError: one line naming the key, the allowed values and the bad value.
+    """
+    if isinstance(source, ExperimentSpec):
+        if not overrides:
+            return source
+        raw, base_dir = source.to_dict(), source.base_dir
+    elif isinstance(source, dict):
+        raw, base_dir = source, source.get("base_dir", ".")
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise SpecError("spec", "no such experiment file", got=str(path))
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise SpecError("spec", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        if raw is None:
+            raise SpecError("spec", f"{path} is empty")
+        base_dir = str(path.parent)
+    if not isinstance(raw, dict):
+        raise SpecError("spec", "the top level must be a mapping of keys", got=type(raw).__name__)
+    raw = apply_overrides(raw, list(overrides))
+    raw.setdefault("base_dir", base_dir)
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as err:
+        raise _from_validation_error(err) from None

@@ -1,0 +1,42 @@
+"""One real local Ray for the whole session (starting Ray costs 5-7 s here), shared by every test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    from metaray.cluster import connect
+
+    info = connect(num_cpus=2)
+    yield info
+    ray.shutdown()
+
+
+@pytest.fixture
+def write_yaml(tmp_path):
+    """Write a spec dict to a YAML file and return its path."""
+    import yaml
+
+    def write(spec: dict, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(spec))
+        return path
+
+    return write
+
+
+@pytest.fixture(autouse=True)
+def _quiet_mlflow(tmp_path, monkeypatch):
+    # tests never write the user's ./mlflow.db
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
