@@ -2,10 +2,13 @@
 
 Heavy modules (Ray, scikit-learn, torch) load on first use, so ``import metaray`` stays fast.
 
-Example:
-    >>> import metaray
-    >>> spec = metaray.load_spec("experiments/meta_classification_iris.yaml")  # doctest: +SKIP
-    >>> metaray.evaluate(spec).objective  # doctest: +SKIP
+Example (starts a local Ray)::
+
+    import metaray
+    spec = metaray.load_spec("experiments/meta_classification_iris.yaml", overrides=["subsets.k=10"])
+    result = metaray.evaluate(spec)
+    print(result.objective, result.aggregates["worst"])
+    print(result.subsets)   # a DataFrame: one row per subset
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def aggregate(scores, *, greater_is_better: bool, alpha: float = 0.2, lam: float
     ``mean_minus_std`` is the pessimistic side, ``mean - lam*std`` for a score and ``mean + lam*std`` for a loss.
 
     Example:
-        >>> a = aggregate([0.9, 0.8, 1.0], greater_is_better=True, alpha=0.34)
+        >>> a = aggregate([0.9, 0.8, 1.0], greater_is_better=True, alpha=0.3)
         >>> round(a["mean"], 3), a["worst"], round(a["cvar"], 3)
         (0.9, 0.8, 0.8)
     """

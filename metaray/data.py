@@ -53,7 +53,7 @@ class Dataset:
 
         Example:
             >>> ds = Dataset.from_arrays([[0.0], [1.0], [2.0], [3.0]], [0, 1, 0, 1])
-            >>> ds.task, list(ds.classes)
+            >>> ds.task, ds.classes.tolist()
             ('classification', [0, 1])
         """
         if not isinstance(X, pd.DataFrame):
@@ -165,11 +165,13 @@ def resolve_task(y: np.ndarray, task: str = "auto", *, key: str = "data.task") -
         return "classification"
     integral = bool(np.all(np.mod(y, 1) == 0))
     n_unique = len(np.unique(y))
-    if task == "classification" and not integral:
+    # a float target is continuous unless it is a few whole numbers (labels saved as floats)
+    continuous = not integral or (y.dtype.kind == "f" and n_unique > MAX_AUTO_CLASSES)
+    if task == "classification" and continuous:
         raise SpecError(key, "task 'classification' needs discrete class labels, but the target is continuous",
-                        allowed=["regression", "auto"], got=f"{task} ({n_unique} distinct non-integer values)")
+                        allowed=["regression", "auto"], got=f"{task} ({n_unique} distinct values, dtype {y.dtype})")
     if task == "auto":
-        return "classification" if integral and n_unique <= MAX_AUTO_CLASSES else "regression"
+        return "classification" if not continuous and n_unique <= MAX_AUTO_CLASSES else "regression"
     return task
 
 

@@ -43,13 +43,13 @@ class Registry(Generic[T]):
 
     Example:
         >>> r = Registry("sampler", "subsets.sampler")
-        >>> r.register("none", None)
-        >>> r.names()
-        ['none']
-        >>> r.get("nope")
+        >>> r.register("kfold", "sklearn.model_selection.KFold")
+        >>> r.get("kfold").__name__  # imported on first use
+        'KFold'
+        >>> r.get("jackknife")
         Traceback (most recent call last):
         ...
-        metaray.errors.SpecError: subsets.sampler: unknown sampler; allowed: 'none'; got: 'nope'
+        metaray.errors.SpecError: subsets.sampler: unknown sampler; allowed: 'kfold'; got: 'jackknife'
     """
 
     def __init__(self, kind: str, key: str):

@@ -130,8 +130,8 @@ def make_plan(y: np.ndarray, task: str, subsets, *, seed: int, test_size: float 
             raise SpecError("subsets.sampler", "the stratified sampler needs a classification task",
                             allowed=["subsample", "bootstrap", "kfold"], got=sampler)
         size = _subset_size(fraction, len(pool))
-        if sampler == "stratified" and size < len(classes):
-            raise SpecError("subsets.fraction", f"stratified subsets of {size} rows cannot hold all {len(classes)} classes",
+        if classes is not None and size < len(classes):
+            raise SpecError("subsets.fraction", f"{sampler} subsets of {size} rows cannot hold all {len(classes)} classes",
                             allowed=f">= {len(classes) / len(pool):.3g}", got=fraction)
         for i in range(k):
             rng = rng_for(seed, _SUBSET, i)

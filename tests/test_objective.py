@@ -1,0 +1,133 @@
+"""The engine against a real local Ray."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metaray.errors import FitError, SpecError
+from metaray.objective import FitRunner, evaluate, prepare
+from metaray.spec import load_spec
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def iris(**sections):
+    return {"name": "iris", "data": {"dataset": "iris"}, "learner": {"name": "logistic_regression"}, **sections}
+
+
+def test_seed_protocol_on_iris_reproduces_the_seed_document():
+    # the seed's 4.1: logistic regression, K=5, 80 % subsamples, scored on the whole source set
+    ev = evaluate(iris(subsets={"k": 5, "fraction": 0.8, "protocol": "full"}))
+    assert 0.96 <= ev.objective <= 0.99
+    assert ev.aggregate == "mean" and ev.mode == "max"
+    assert list(ev.subsets["subset"]) == [0, 1, 2, 3, 4]
+    assert (ev.subsets["n_train"] == 120).all() and (ev.subsets["n_eval"] == 150).all()
+    assert "optimistic" in ev.summary()
+
+
+def test_seed_regression_on_diabetes_has_a_finite_holdout_mse():
+    ev = evaluate({"name": "diabetes", "data": {"dataset": "diabetes"}, "learner": {"name": "linear_regression"}})
+    assert ev.metric == "mse" and ev.mode == "min"
+    assert math.isfinite(ev.objective) and 1000 < ev.objective < 10000
+    assert ev.aggregates["worst"] == ev.subsets["mse"].max()
+
+
+def test_same_seed_same_scores_other_seed_other_subsets():
+    spec = iris(subsets={"k": 4, "fraction": 0.5}, learner={"name": "random_forest", "params": {"n_estimators": 20}})
+    a, b = evaluate(spec), evaluate(spec)
+    pd.testing.assert_frame_equal(a.subsets.drop(columns="fit_seconds"), b.subsets.drop(columns="fit_seconds"))
+    assert a.objective == b.objective
+    plan0, plan1 = prepare(load_spec(spec)).plan, prepare(load_spec({**spec, "seed": 1})).plan
+    assert any(not np.array_equal(x, y) for x, y in zip(plan0.train, plan1.train))
+
+
+def test_every_aggregate_is_reported_and_one_is_the_objective():
+    ev = evaluate(iris(objective={"aggregate": "cvar", "alpha": 0.4, "extra_metrics": ["balanced_accuracy"]}))
+    assert ev.objective == ev.aggregates["cvar"] <= ev.aggregates["mean"]
+    assert {"mean", "std", "worst", "median", "cvar", "mean_minus_std"} <= set(ev.aggregates)
+    assert "balanced_accuracy" in ev.subsets.columns
+
+
+def test_tables_are_preprocessed_per_subset(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"x": rng.normal(size=n), "colour": rng.choice(["red", "blue"], n)})
+    frame["y"] = np.where((frame["x"] > 0) ^ (frame["colour"] == "red"), "pos", "neg")
+    frame.loc[::9, "x"] = np.nan
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    ev = evaluate({"name": "csv", "data": {"path": str(tmp_path / "rows.csv"), "target": "y", "scale": True},
+                   "learner": {"name": "random_forest", "params": {"n_estimators": 30}},
+                   "subsets": {"sampler": "stratified", "k": 3, "protocol": "out_of_subset"},
+                   "objective": {"metric": "roc_auc"}})
+    assert ev.objective > 0.8
+
+
+def test_nan_features_for_a_learner_that_cannot_take_them(tmp_path):
+    frame = pd.DataFrame({"x": [0.1, np.nan, 0.3, 0.5] * 10, "y": [0, 1, 0, 1] * 10})
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    spec = {"name": "nan", "data": {"path": str(tmp_path / "rows.csv"), "target": "y", "impute": False},
+            "learner": {"name": "logistic_regression"}}
+    with pytest.raises(SpecError, match=r"^data.impute: features contain NaN and LogisticRegression cannot take NaN"):
+        prepare(load_spec(spec))
+    spec["learner"] = {"name": "hist_gradient_boosting", "params": {"max_iter": 5}}
+    assert prepare(load_spec(spec)).learner.name == "hist_gradient_boosting"
+
+
+def test_classification_metric_on_a_regression_task():
+    with pytest.raises(SpecError, match=r"^objective.metric: a classification metric cannot score a regression task; "
+                                        r"allowed: 'mae', 'mse', 'r2', 'rmse'; got: 'accuracy'"):
+        prepare(load_spec({"name": "d", "data": {"dataset": "diabetes"}, "learner": {"name": "ridge"},
+                           "objective": {"metric": "accuracy"}}))
+
+
+def test_torch_mlp_trains_in_ray_tasks():
+    ev = evaluate(iris(learner={"name": "mlp", "params": {"epochs": 60, "hidden_layer_sizes": [16]}},
+                       subsets={"k": 2}))
+    assert ev.objective > 0.8
+
+
+def test_a_diverging_fit_fails_with_its_reason():
+    spec = iris(learner={"name": "mlp", "params": {"lr": 1e6, "optimizer": "sgd", "epochs": 20}}, subsets={"k": 2})
+    with pytest.raises(FitError, match=r"2 of 2 subset fits failed; subset 0: FitError: .*loss became nan"):
+        evaluate(spec)
+
+
+def test_unsatisfiable_resources_are_refused_up_front():
+    with pytest.raises(SpecError, match=r"^ray.cpus_per_fit: no node .* has that many CPUs.*; allowed: <= 2; got: 64"):
+        evaluate(iris(ray={"cpus_per_fit": 64}))
+
+
+def test_short_fits_are_batched_and_every_result_comes_back():
+    import ray
+
+    prepared = prepare(load_spec(iris(subsets={"k": 24, "protocol": "full"})))
+    runner = FitRunner(ray.put(prepared.problem()))
+    runner.submit("a", prepared.learner, range(24), seed=0)
+    seen, sizes = [], []
+    original = runner._remote.remote
+
+    def counting(ref, learner, batch, seed, trial_id):
+        sizes.append(len(batch))
+        return original(ref, learner, batch, seed, trial_id)
+
+    runner._remote = type("R", (), {"remote": staticmethod(counting)})()
+    seen = [r.subset for r in runner.results()]
+    assert sorted(seen) == list(range(24))
+    assert len(sizes) < 24 and max(sizes) > 1  # ms-scale fits share tasks
+
+
+def test_cancel_drops_queued_fits():
+    import ray
+
+    prepared = prepare(load_spec(iris(subsets={"k": 30, "protocol": "full"}, ray={"fits_per_task": 1})))
+    runner = FitRunner(ray.put(prepared.problem()), fits_per_task=1)
+    runner.submit("a", prepared.learner, range(30), seed=0)
+    runner.submit("b", prepared.learner, range(3), seed=0)
+    got = []
+    for r in runner.results():
+        got.append(r.trial_id)
+        if len(got) == 1:
+            runner.cancel("a")
+    assert got.count("b") == 3 and got.count("a") < 30
