@@ -24,7 +24,7 @@ cmd=${1:-demo}
 shift || true
 case "$cmd" in
     setup) setup ;;
-    demo) setup; exec "$VENV/bin/metaray" evaluate experiments/meta_classification_iris.yaml "$@" ;;
+    demo) setup; exec "$VENV/bin/metaray" run experiments/meta_classification_iris.yaml "$@" ;;
     test) setup; exec "$PY" -m pytest "$@" ;;
     *) echo "usage: ./dev.sh [setup|demo|test] [args...]" >&2; exit 2 ;;
 esac

@@ -22,10 +22,7 @@ def cmd_evaluate(args) -> int:
     from metaray.objective import evaluate
     from metaray.spec import load_spec
 
-    overrides = list(args.set or [])
-    if args.address:
-        overrides.append(f"ray.address={args.address}")
-    spec = load_spec(args.experiment, overrides)
+    spec = load_spec(args.experiment, _overrides(args))
     print(f"evaluating {spec.name}: {spec.subsets.k} subsets ({spec.subsets.sampler}), learner {spec.learner.name}",
           file=sys.stderr, flush=True)
     ev = evaluate(spec, progress=None if args.quiet else _progress)
@@ -37,6 +34,60 @@ def cmd_evaluate(args) -> int:
                           "dataset": ev.dataset, "protocol": ev.protocol, "learner": ev.learner}))
     else:
         print(ev.summary())
+    return 0
+
+
+def _overrides(args) -> list[str]:
+    overrides = list(args.set or [])
+    if getattr(args, "num_samples", None) is not None:
+        overrides.append(f"search.num_samples={args.num_samples}")
+    if getattr(args, "address", None):
+        overrides.append(f"ray.address={args.address}")
+    return overrides
+
+
+def _print_search(result) -> None:
+    print(result.summary())
+    if result.mlflow_parent_run_id:
+        print(f"mlflow: run {result.mlflow_parent_run_id} (browse with: mlflow ui --host 127.0.0.1)")
+
+
+def cmd_run(args) -> int:
+    from metaray.search import progress_to_stderr, run_search
+    from metaray.spec import load_spec
+
+    spec = load_spec(args.experiment, _overrides(args))
+    s = spec.search
+    print(f"searching {spec.name}: {s.searcher} searcher, scheduler {s.scheduler}, {spec.subsets.k} subsets "
+          f"({spec.subsets.sampler}) per configuration", file=sys.stderr, flush=True)
+    _print_search(run_search(spec, progress=progress_to_stderr, dashboard=args.dashboard))
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from metaray.search import progress_to_stderr, resume_search
+
+    print(f"resuming {args.path}", file=sys.stderr, flush=True)
+    _print_search(resume_search(args.path, progress=progress_to_stderr, dashboard=args.dashboard))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from metaray.compare import compare_runs, plot_runs
+
+    table = compare_runs(args.experiments, uri=args.uri)
+    if table.empty:
+        print("no metaray runs found", file=sys.stderr)
+        return 1
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        for name, group in table.groupby("experiment", sort=True):
+            print(f"== {name} ({len(group)} configurations)")
+            print(group.drop(columns=["experiment"]).head(args.top).dropna(axis=1, how="all")
+                  .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.plot:
+        print(f"plot: {plot_runs(table, args.plot)}")
     return 0
 
 
@@ -52,6 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.add_argument("--quiet", action="store_true", help="no per-subset progress lines")
     ev.set_defaults(func=cmd_evaluate)
+
+    run = sub.add_parser("run", help="search the experiment's space for the best meta-objective")
+    run.add_argument("experiment", help="experiment YAML file")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key (repeatable)")
+    run.add_argument("--num-samples", type=int, help="number of configurations (search.num_samples)")
+    run.add_argument("--address", help="join an existing Ray cluster instead of starting a local one")
+    run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 and print its URL")
+    run.set_defaults(func=cmd_run)
+
+    res = sub.add_parser("resume", help="continue an interrupted search from its run folder")
+    res.add_argument("path", help="the run folder, e.g. metaray_results/NAME/20260101-120000")
+    res.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1")
+    res.set_defaults(func=cmd_resume)
+
+    cmp_ = sub.add_parser("compare", help="table (and plot) of the configurations MLflow recorded, best first")
+    cmp_.add_argument("experiments", nargs="*", help="MLflow experiment names or experiment YAML files (all: none)")
+    cmp_.add_argument("--plot", metavar="FILE.png", help="write meta-objective ± spread per configuration")
+    cmp_.add_argument("--uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    cmp_.add_argument("--top", type=int, default=20, help="rows per experiment")
+    cmp_.set_defaults(func=cmd_compare)
     return parser
 
 

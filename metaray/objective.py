@@ -8,10 +8,10 @@ Data flow:
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,13 +77,7 @@ def score_fit(problem: Problem, learner: Learner, k: int, seed: int, trial_id: s
         t0 = time.perf_counter()
         est.fit(_rows(problem.X, train), problem.y[train])
         t1 = time.perf_counter()
-        X_eval, y_eval = _rows(problem.X, held), problem.y[held]
-        outputs: dict[str, Any] = {}
-        for name in problem.metrics:
-            metric = METRICS.get(name)
-            if metric.needs not in outputs:
-                outputs[metric.needs] = est.predict(X_eval) if metric.needs == "predict" else _proba(est, X_eval, problem.labels)
-            result.scores[name] = metric(y_eval, outputs[metric.needs], problem.labels)
+        result.scores = score_rows(problem, est, held)
         result.fit_seconds, result.score_seconds = t1 - t0, time.perf_counter() - t1
         primary = result.scores[problem.metrics[0]]
         if not np.isfinite(primary) and problem.metrics[0] not in ("roc_auc",):
@@ -91,6 +85,28 @@ def score_fit(problem: Problem, learner: Learner, k: int, seed: int, trial_id: s
     except Exception as exc:  # a bad configuration must fail its own trial, not the search
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return result
+
+
+def score_rows(problem: Problem, est, rows: np.ndarray) -> dict[str, float]:
+    """Every metric of the problem for a fitted estimator on the given rows."""
+    X_eval, y_eval = _rows(problem.X, rows), problem.y[rows]
+    outputs: dict[str, Any] = {}
+    scores = {}
+    for name in problem.metrics:
+        metric = METRICS.get(name)
+        if metric.needs not in outputs:
+            outputs[metric.needs] = (est.predict(X_eval) if metric.needs == "predict"
+                                     else _proba(est, X_eval, problem.labels))
+        scores[name] = metric(y_eval, outputs[metric.needs], problem.labels)
+    return scores
+
+
+def fit_final(problem: Problem, learner: Learner, seed: int):
+    """Fit on the whole training pool (every row but the hold-out split); score on the hold-out rows if any."""
+    pool = np.setdiff1d(np.arange(len(problem.y)), problem.plan.test)
+    est = learner.for_fit(fit_seed(seed, 1 << 20))
+    est.fit(_rows(problem.X, pool), problem.y[pool])
+    return est, (score_rows(problem, est, problem.plan.test) if problem.plan.test.size else {})
 
 
 def _proba(est, X, labels):
@@ -170,12 +186,13 @@ def prepare(spec: ExperimentSpec) -> Prepared:
 
 
 class FitRunner:
-    """Runs subset fits as Ray tasks and yields their results as they finish.
+    """Runs subset fits as Ray tasks and hands back their results as they finish.
 
     Short fits are batched several to a task: the first task of a learner runs one fit, which measures how
     long a fit takes; later tasks carry enough fits to last ``MIN_TASK_SECONDS``, but never so many that
-    some CPUs would sit idle at the end. At most ``2 x slots`` tasks are in flight, so that work queued for a
-    configuration can still be dropped (``cancel``) when a scheduler stops it.
+    some CPUs would sit idle at the end. Queued fits go out lowest ``priority`` first (the search passes the
+    configuration's number, so the oldest configuration finishes first), and at most ``2 x slots`` tasks are
+    in flight, so that the queued fits of a configuration a scheduler stops can still be dropped (``cancel``).
 
     Args:
         problem_ref: ``ray.put(Problem)``, shared by every task.
@@ -196,24 +213,29 @@ class FitRunner:
         self._ray = ray
         self._ref = problem_ref
         self._remote = ray.remote(_fit_batch).options(num_cpus=cpus_per_fit, max_retries=max_retries)
-        self._slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_fit))
+        self.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_fit))
         self._fixed = fits_per_task
-        self._queue: deque[tuple[str, Learner, int, int]] = deque()  # (trial_id, learner, seed, subset)
+        self._queue: list[tuple[float, int, str, Learner, int, int]] = []  # heap of (priority, seq, trial, ...)
+        self._seq = 0
         self._inflight: dict[Any, tuple[str, str, list[int]]] = {}  # ref -> (trial_id, learner name, subsets)
         self._fit_seconds: dict[str, float] = {}  # per learner name: a running mean of measured fit times
 
-    def submit(self, trial_id: str, learner: Learner, subsets: Iterable[int], seed: int) -> None:
-        self._queue.extend((trial_id, learner, seed, k) for k in subsets)
+    def submit(self, trial_id: str, learner: Learner, subsets: Iterable[int], seed: int, priority: float = 0) -> None:
+        for k in subsets:
+            heapq.heappush(self._queue, (priority, self._seq, trial_id, learner, seed, k))
+            self._seq += 1
 
     def cancel(self, trial_id: str) -> None:
-        """Drop the queued fits of a configuration; fits already running finish and are discarded."""
-        self._queue = deque(job for job in self._queue if job[0] != trial_id)
+        """Drop the queued fits of a configuration and cancel its tasks that have not started."""
+        self._queue = [job for job in self._queue if job[2] != trial_id]
+        heapq.heapify(self._queue)
         for ref, (tid, _, _) in list(self._inflight.items()):
             if tid == trial_id:
                 self._ray.cancel(ref)
 
     @property
     def pending(self) -> int:
+        """Fits queued or running."""
         return len(self._queue) + sum(len(batch) for _, _, batch in self._inflight.values())
 
     def _batch_size(self, learner: Learner) -> int:
@@ -222,41 +244,49 @@ class FitRunner:
         estimate = self._fit_seconds.get(learner.name)
         if estimate is None:
             return 1
-        fair_share = math.ceil(len(self._queue) / self._slots)
+        fair_share = math.ceil(len(self._queue) / self.slots)
         return max(1, min(math.ceil(MIN_TASK_SECONDS / max(estimate, 1e-4)), fair_share))
 
     def _dispatch(self) -> None:
-        while self._queue and len(self._inflight) < 2 * self._slots:
-            trial_id, learner, seed, _ = self._queue[0]
+        while self._queue and len(self._inflight) < 2 * self.slots:
+            _, _, trial_id, learner, seed, _ = self._queue[0]
             size = self._batch_size(learner)
             batch: list[int] = []
-            while self._queue and len(batch) < size and self._queue[0][0] == trial_id:
-                batch.append(self._queue.popleft()[3])
+            while self._queue and len(batch) < size and self._queue[0][2] == trial_id:
+                batch.append(heapq.heappop(self._queue)[5])
             ref = self._remote.remote(self._ref, learner, batch, seed, trial_id)
             self._inflight[ref] = (trial_id, learner.name, batch)
 
-    def results(self) -> Iterator[FitResult]:
-        """Yield every submitted fit's result, in the order they finish; keeps dispatching as slots free up."""
+    def wait(self) -> list[FitResult]:
+        """Dispatch what fits, block until at least one task finishes, return its results (empty when idle)."""
         ray = self._ray
         self._dispatch()
-        while self._inflight:
-            done, _ = ray.wait(list(self._inflight), num_returns=1)
-            for ref in done:
-                trial_id, name, batch = self._inflight.pop(ref)
-                try:
-                    results = ray.get(ref)
-                except ray.exceptions.TaskCancelledError:
-                    continue
-                except ray.exceptions.RayError as exc:
-                    message = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-                    results = [FitResult(trial_id, k, error=message) for k in batch]
-                for r in results:
-                    if r.error is None:
-                        seconds = r.fit_seconds + r.score_seconds
-                        old = self._fit_seconds.get(name)
-                        self._fit_seconds[name] = seconds if old is None else 0.7 * old + 0.3 * seconds
-                yield from results
-            self._dispatch()
+        if not self._inflight:
+            return []
+        done, _ = ray.wait(list(self._inflight), num_returns=1)
+        out: list[FitResult] = []
+        for ref in done:
+            trial_id, name, batch = self._inflight.pop(ref)
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.TaskCancelledError:
+                continue
+            except ray.exceptions.RayError as exc:
+                message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+                results = [FitResult(trial_id, k, error=message) for k in batch]
+            for r in results:
+                if r.error is None:
+                    seconds = r.fit_seconds + r.score_seconds
+                    old = self._fit_seconds.get(name)
+                    self._fit_seconds[name] = seconds if old is None else 0.7 * old + 0.3 * seconds
+            out.extend(results)
+        self._dispatch()
+        return out
+
+    def results(self) -> Iterator[FitResult]:
+        """Yield every submitted fit's result, in the order they finish."""
+        while self._inflight or self._queue:
+            yield from self.wait()
 
 
 @dataclass

@@ -203,6 +203,61 @@ class RaySpec(_Section):
         return v
 
 
+SEARCHERS = ("random", "grid", "optuna", "hyperopt")
+SCHEDULERS = ("none", "asha", "racing")
+
+
+class SearchSpec(_Section):
+    """The search over configurations. ``space`` maps learner parameters to distributions (see metaray.space).
+
+    ``num_samples`` None means 16, or one pass over the grid for the grid searcher. ``max_concurrent`` None lets
+    random and grid search keep every CPU busy, and runs twice as many configurations as there are CPUs at once
+    with the adaptive searchers (optuna, hyperopt), whose suggestions learn from finished ones.
+    """
+
+    space: dict[str, Any] = Field(default_factory=dict)
+    searcher: str = "random"
+    num_samples: int | None = None
+    max_concurrent: int | None = None
+    scheduler: str = "none"
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+    min_subsets: int = 3
+    confidence: float = 0.95
+
+    @field_validator("searcher")
+    @classmethod
+    def _searcher(cls, v):
+        return check_choice("search.searcher", "searcher", v, SEARCHERS)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v):
+        return check_choice("search.scheduler", "scheduler", v, SCHEDULERS)
+
+    @field_validator("num_samples", "max_concurrent", "grace_period", "min_subsets")
+    @classmethod
+    def _positive(cls, v, info):
+        if v is not None and v < 1:
+            raise SpecError(f"search.{info.field_name}", "must be a positive integer", allowed=">= 1", got=v)
+        return v
+
+    @field_validator("reduction_factor")
+    @classmethod
+    def _rf(cls, v):
+        if v <= 1:
+            raise SpecError("search.reduction_factor", "ASHA keeps 1/reduction_factor of each rung", allowed="> 1",
+                            got=v)
+        return v
+
+    @field_validator("confidence")
+    @classmethod
+    def _confidence(cls, v):
+        if not 0.5 <= v < 1:
+            raise SpecError("search.confidence", "racing's one-sided confidence level", allowed="[0.5, 1)", got=v)
+        return v
+
+
 class TrackingSpec(_Section):
     """MLflow tracking; ``uri`` None uses $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder."""
 
@@ -220,8 +275,10 @@ class ExperimentSpec(_Section):
     subsets: SubsetSpec = Field(default_factory=SubsetSpec)
     learner: LearnerSpec = Field(default_factory=LearnerSpec)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
     ray: RaySpec = Field(default_factory=RaySpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    storage: str = "metaray_results"
     base_dir: str = Field(default=".", exclude=True, repr=False)
 
     @field_validator("name")
@@ -237,6 +294,35 @@ class ExperimentSpec(_Section):
         if v < 0:
             raise SpecError("seed", "must be a non-negative integer", allowed=">= 0", got=v)
         return v
+
+    @model_validator(mode="after")
+    def _space(self):
+        from metaray.space import parse_space
+
+        space = parse_space(self.search.space, self.learner)
+        s = self.search
+        if s.searcher in ("optuna", "hyperopt") and "grid" in space.kinds():
+            raise SpecError("search.space", f"grid entries need the random or grid searcher",
+                            allowed=["random", "grid"], got=s.searcher)
+        if s.searcher == "grid" and space.kinds() - {"grid", "choice"}:
+            bad = sorted(space.kinds() - {"grid", "choice"})
+            raise SpecError("search.space", "the grid searcher enumerates grid and choice entries only",
+                            allowed=["grid", "choice"], got=bad)
+        if s.scheduler == "asha" and s.grace_period >= self.subsets.k:
+            raise SpecError("search.grace_period", "ASHA stops configurations at rungs below k subsets",
+                            allowed=f"[1, {self.subsets.k - 1}]", got=s.grace_period)
+        if s.scheduler == "racing" and s.min_subsets >= self.subsets.k:
+            raise SpecError("search.min_subsets", "racing compares configurations before all k subsets are fitted",
+                            allowed=f"[2, {self.subsets.k - 1}]", got=s.min_subsets)
+        if s.scheduler == "racing" and s.min_subsets < 2:
+            raise SpecError("search.min_subsets", "racing needs two scores for a spread", allowed=">= 2",
+                            got=s.min_subsets)
+        return self
+
+    def parsed_space(self):
+        from metaray.space import parse_space
+
+        return parse_space(self.search.space, self.learner)
 
     def resolve_path(self, path: str) -> Path:
         """A path from the spec, relative to the spec file's folder."""
