@@ -47,9 +47,11 @@ class _Variants:
         from ray.tune.search.variant_generator import generate_variants
 
         rng = np.random.RandomState(seed)
-        self._configs = ((cfg for _, cfg in generate_variants(param_space, random_state=rng))
-                         for _ in range(num_samples))
-        self._it = (cfg for batch in self._configs for cfg in batch)
+        passes = num_samples if param_space else 1
+        # like Tune: num_samples passes, each over every grid point with fresh random samples
+        self.total = passes * math.prod(len(v["grid_search"]) for v in param_space.values()
+                                        if isinstance(v, dict) and "grid_search" in v)
+        self._it = (cfg for _ in range(passes) for _, cfg in generate_variants(param_space, random_state=rng))
 
     def suggest(self, trial_id: str) -> dict | None:
         return next(self._it, None)
@@ -95,7 +97,7 @@ def make_searcher(spec: ExperimentSpec, space, mode: str, num_samples: int):
 
             param_space = {k: tune.grid_search(v.categories) if hasattr(v, "categories") else v
                            for k, v in param_space.items()}
-        return _Variants(param_space, num_samples if param_space else 1, spec.seed)
+        return _Variants(param_space, num_samples, spec.seed)
     return _TuneSearcher(spec.search.searcher, param_space, mode, spec.seed, num_samples)
 
 
@@ -346,9 +348,9 @@ class Search:
             self._check_branch(branch)
         self.K = prepared.plan.k
         s = spec.search
-        n = s.num_samples or (1 if self.space.empty else 16)
-        self.num_samples = n
+        n = s.num_samples or (1 if self.space.empty or s.searcher == "grid" else 16)
         self.searcher = make_searcher(spec, self.space, prepared.mode, n)
+        self.num_samples = self.searcher.total if hasattr(self.searcher, "total") else n
         self.scheduler = make_scheduler(spec, prepared)
         self.milestones = self.scheduler.milestones(self.K)
         _prepare_run_dir(self.run_dir, spec)
@@ -390,7 +392,7 @@ class Search:
             self.prepared.learner_for(LearnerSpec(name=branch.learner, params=params))
         except SpecError as exc:
             param = exc.key.removeprefix("learner.params.")
-            if param in branch.dists and exc.key != "learner.params":
+            if param in branch.dists and exc.problem.startswith("rejected by"):
                 return  # one edge value rejected; trials that sample bad values fail on their own
             where = "search.space" + (f".learner[{branch.learner}]" if self.space.conditional else "")
             raise SpecError(f"{where}.{exc.key.removeprefix('learner.').removeprefix('params.')}", exc.problem,

@@ -80,7 +80,11 @@ class Tracker:
     # the writer thread -----------------------------------------------------------------------------------
 
     def _start(self) -> str:
+        import logging
+
         _quick_http_failures()
+        for name in ("mlflow", "alembic"):  # schema migrations of a new store log at INFO
+            logging.getLogger(name).setLevel(logging.WARNING)
         import mlflow
         from mlflow import MlflowClient
 

@@ -1,0 +1,205 @@
+"""Searches against the shared local Ray, logging to one MLflow SQLite store for the module."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from metaray.cli import main
+from metaray.search import run_search
+from tests.conftest import EXPERIMENTS
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+WINE = {"name": "wine_race", "seed": 0, "data": {"dataset": "wine", "scale": True},
+        "learner": {"name": "logistic_regression"}, "subsets": {"k": 10, "fraction": 0.5},
+        "search": {"num_samples": 32, "space": {"C": {"loguniform": [1e-4, 100]}}}}
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _shared_store(mlflow_uri, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+
+
+def search(spec, tmp_path, name="run", **kw):
+    return run_search(spec, run_dir=tmp_path / name, **kw)
+
+
+def test_iris_experiment_logs_a_parent_and_a_child_per_configuration(tmp_path, mlflow_uri):
+    import mlflow
+
+    result = search(EXPERIMENTS / "meta_classification_iris.yaml", tmp_path)
+    assert len(result.table) >= 16 and (result.table["status"] == "completed").all()
+    assert result.best["objective"] >= 0.95 and result.holdout_scores["accuracy"] > 0.9
+    assert (tmp_path / "run" / "results.csv").is_file() and (tmp_path / "run" / "results.parquet").is_file()
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+    client = mlflow.MlflowClient(mlflow_uri)
+    exp = client.get_experiment_by_name("meta_classification_iris")
+    parent = client.get_run(result.mlflow_parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["metaray.kind"] == "search"
+    assert parent.data.metrics["best_objective"] == pytest.approx(result.best["objective"])
+    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == len(result.table)
+    child = children[0]
+    assert {"objective", "mean", "std", "worst", "cvar", "fit_seconds_total"} <= set(child.data.metrics)
+    assert {"C", "class_weight", "learner"} <= set(child.data.params)
+    assert {"dataset", "protocol", "seed", "metaray.version", "strategy"} <= set(child.data.tags)
+    assert len(client.get_metric_history(child.info.run_id, "accuracy")) == 5  # per-subset step series
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"spec.yaml", "results.csv"} <= artifacts
+    assert mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
+
+
+def test_same_spec_and_seed_give_identical_tables(tmp_path):
+    spec = {**WINE, "search": {**WINE["search"], "num_samples": 12, "scheduler": "asha"}}
+    a, b = search(spec, tmp_path, "a", track=False), search(spec, tmp_path, "b", track=False)
+    assert (tmp_path / "a" / "results.csv").read_text() == (tmp_path / "b" / "results.csv").read_text()
+    pd.testing.assert_frame_equal(a.table, b.table)
+
+
+def test_optuna_is_reproducible_too(tmp_path):
+    spec = {**WINE, "subsets": {"k": 3}, "search": {**WINE["search"], "num_samples": 10, "searcher": "optuna"}}
+    a, b = search(spec, tmp_path, "a", track=False), search(spec, tmp_path, "b", track=False)
+    pd.testing.assert_frame_equal(a.table, b.table)
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "racing"])
+def test_early_stopping_spends_fewer_fits_and_finds_the_same_best(scheduler, tmp_path):
+    full = search(WINE, tmp_path, "full", track=False)
+    assert full.fits_run == 320
+    early = search({**WINE, "search": {**WINE["search"], "scheduler": scheduler}}, tmp_path, scheduler, track=False)
+    assert early.fits_run < 0.7 * full.fits_run
+    assert (early.table["status"] == "stopped").sum() > 0
+    assert early.best["objective"] >= full.best["objective"] * (1 - 0.005)
+
+
+def test_conditional_space_over_learner_families(tmp_path):
+    spec = {"name": "families", "data": {"dataset": "breast_cancer", "scale": True}, "subsets": {"k": 3},
+            "search": {"searcher": "hyperopt", "num_samples": 8, "space": {"learner": {"choice": [
+                {"name": "logistic_regression", "params": {"C": {"loguniform": [0.01, 10]}}},
+                {"name": "random_forest", "params": {"n_estimators": {"randint": [5, 30]}, "max_depth": 4}},
+                {"name": "knn", "params": {"n_neighbors": {"randint": [1, 15]}}}]}}}}
+    result = search(spec, tmp_path, track=False)
+    assert len(result.table) == 8 and (result.table["status"] == "completed").all()
+    assert set(result.table["learner"]) <= {"logistic_regression", "random_forest", "knn"}
+    rf = result.table[result.table["learner"] == "random_forest"]
+    assert rf.empty or rf["param.random_forest.n_estimators"].between(5, 29).all()
+
+
+def test_grid_searcher_enumerates_every_point(tmp_path):
+    spec = {"name": "grid", "data": {"dataset": "iris"}, "learner": {"name": "knn"}, "subsets": {"k": 2},
+            "search": {"searcher": "grid", "space": {"n_neighbors": {"grid": [1, 5, 9]},
+                                                      "weights": {"choice": ["uniform", "distance"]}}}}
+    result = search(spec, tmp_path, track=False)
+    assert len(result.table) == 6
+    assert set(zip(result.table["param.n_neighbors"], result.table["param.weights"])) == {
+        (n, w) for n in (1, 5, 9) for w in ("uniform", "distance")}
+
+
+def test_a_failing_configuration_fails_alone(tmp_path):
+    spec = {"name": "nan", "data": {"dataset": "iris"}, "learner": {"name": "mlp", "params": {"epochs": 5}},
+            "subsets": {"k": 2}, "search": {"searcher": "grid", "space": {
+                "lr": {"grid": [0.01, 1e6]}, "optimizer": "sgd"}}}
+    result = search(spec, tmp_path, track=False)
+    status = dict(zip(result.table["param.lr"], result.table["status"]))
+    assert status == {0.01: "completed", 1e6: "failed"}
+    assert "loss became" in result.table.loc[result.table["status"] == "failed", "error"].iloc[0]
+
+
+BAD_SEARCH = {
+    "inverted loguniform": ({"C": {"loguniform": [10, 1]}}, {}, "search.space.C.loguniform",
+                            "the low value must be smaller than the high value (low=10, high=1)"),
+    "non-positive loguniform": ({"C": {"loguniform": [0, 1]}}, {}, "search.space.C.loguniform", "must be positive"),
+    "empty choice": ({"penalty": {"choice": []}}, {}, "search.space.penalty.choice", "non-empty list"),
+    "misspelled hyperparameter": ({"CC": {"uniform": [0.1, 1]}}, {}, "search.space.CC",
+                                  "not a parameter of LogisticRegression (did you mean 'C'?)"),
+    "unknown searcher": ({}, {"searcher": "bayes"}, "search.searcher", "allowed: 'grid', 'hyperopt', 'optuna'"),
+    "unknown scheduler": ({}, {"scheduler": "hyperband"}, "search.scheduler", "allowed: 'asha', 'none', 'racing'"),
+    "grid with optuna": ({"C": {"grid": [1, 2]}}, {"searcher": "optuna"}, "search.space", "random or grid searcher"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SEARCH))
+def test_bad_search_specs_exit_2(case, write_yaml, capsys, tmp_path):
+    space, extra, key, fragment = BAD_SEARCH[case]
+    path = write_yaml({"name": "bad", "data": {"dataset": "iris"}, "storage": str(tmp_path / "out"),
+                       "search": {"space": space, **extra}})
+    assert main(["run", str(path)]) == 2
+    out, err = capsys.readouterr()
+    line = err.strip().splitlines()[-1]
+    assert out == "" and line.startswith(f"metaray: error: {key}:") and fragment in line, err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_cli_run_prints_progress_table_and_best(capsys, tmp_path):
+    code = main(["run", str(EXPERIMENTS / "meta_classification_iris.yaml"), "--num-samples", "4",
+                 "--set", f"storage={tmp_path}"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert err.count(" completed ") == 4 and "[  4/4]" in err
+    assert "best configuration (mean accuracy" in out and "objective" in out
+    assert main(["compare", "meta_classification_iris", "--plot", str(tmp_path / "p.png")]) == 0
+    out = capsys.readouterr().out
+    assert "== meta_classification_iris" in out and (tmp_path / "p.png").stat().st_size > 0
+
+
+def _journal(run_dir: Path) -> list[dict]:
+    import json
+
+    path = run_dir / "fits.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def test_resume_after_sigkill_refits_nothing_finished(tmp_path, write_yaml, mlflow_uri):
+    spec = write_yaml({"name": "killed", "seed": 1, "data": {"dataset": "digits"},
+                       "learner": {"name": "random_forest", "params": {"n_estimators": 40}},
+                       "subsets": {"k": 4, "fraction": 0.5}, "ray": {"num_cpus": 2},
+                       "search": {"num_samples": 10, "space": {"max_depth": {"randint": [2, 12]}}}})
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri}
+    cmd = [sys.executable, "-m", "metaray", "run", str(spec), "--set", f"storage={tmp_path / 'unused'}"]
+    # the run folder is chosen by the CLI; let the test find it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    journal = []
+    while time.time() < deadline:
+        dirs = list((tmp_path / "unused" / "killed").glob("*"))
+        if dirs:
+            run_dir = dirs[0]
+            journal = _journal(run_dir)
+            if len(journal) >= 14:
+                break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 14 <= len(journal) < 40, "the search should be killed midway"
+    before = _journal(run_dir)
+    finished_before = {t for t in {r["trial"] for r in before} if sum(r["trial"] == t for r in before) == 4}
+    assert finished_before
+
+    done = subprocess.run([sys.executable, "-m", "metaray", "resume", str(run_dir)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = _journal(run_dir)[len(before):]
+    assert not {r["trial"] for r in after} & finished_before  # finished configurations were not fitted again
+    seen = [(r["trial"], r["subset"]) for r in _journal(run_dir)]
+    assert len(seen) == len(set(seen))  # and no fit ran twice
+    table = pd.read_csv(run_dir / "results.csv")
+    assert len(table) == 10 and (table["status"] == "completed").all()
+    assert f"{len(before)} replayed from the journal" in done.stdout
+    uninterrupted = run_search(spec, run_dir=tmp_path / "clean", track=False)
+    pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "clean" / "results.csv"))
+    assert math.isclose(uninterrupted.best["objective"], table["objective"].iloc[0])
