@@ -23,7 +23,8 @@ def cmd_evaluate(args) -> int:
     from metaray.spec import load_spec
 
     spec = load_spec(args.experiment, _overrides(args))
-    print(f"evaluating {spec.name}: {spec.subsets.k} subsets ({spec.subsets.sampler}), learner {spec.learner.name}",
+    print(f"evaluating {spec.name}: {spec.subsets.k} subsets ({spec.subsets.sampler}), "
+          f"learner {spec.learner.name or 'the strategy default'}",
           file=sys.stderr, flush=True)
     ev = evaluate(spec, progress=None if args.quiet else _progress)
     if args.json:

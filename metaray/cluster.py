@@ -48,8 +48,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
             "nodes": len([n for n in ray.nodes() if n.get("Alive")]), "dashboard_url": url}
 
 
-def max_node_cpus() -> float:
-    """The most CPUs any single alive node offers: a fit asking for more can never be scheduled."""
+def max_node_resource(resource: str = "CPU") -> float:
+    """The most of a resource any single alive node offers: a fit asking for more can never be scheduled."""
     import ray
 
-    return max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    return max((n["Resources"].get(resource, 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)

@@ -16,9 +16,11 @@ class Metric:
 
     Attributes:
         name: registry name.
-        task: "classification" or "regression".
+        task: "classification", "regression", or "any" (scores the features, not the target).
         greater_is_better: the direction an optimiser must follow.
-        needs: "predict" (labels or values) or "proba" (class probabilities, columns in ``labels`` order).
+        needs: "predict" (labels or values), "proba" (class probabilities, columns in ``labels`` order),
+            "score" (probabilities, or a softmax of decision_function for a ranking metric), or
+            "reconstruct" (an embedder's ``reconstruction_error`` of the rows; ``fn`` takes that error).
         fn: ``fn(y_true, y_pred_or_proba, labels)`` -> float.
     """
 
@@ -101,21 +103,24 @@ def _r2(y, p, labels):
     return r2_score(y, p)
 
 
+def _reconstruction(error, _unused, labels):
+    return error
+
+
 METRICS: Registry[Metric] = Registry("metric", "objective.metric")
 for _m in (
     Metric("accuracy", "classification", True, "predict", _accuracy),
     Metric("balanced_accuracy", "classification", True, "predict", _balanced_accuracy),
     Metric("f1_macro", "classification", True, "predict", _f1_macro),
     Metric("log_loss", "classification", False, "proba", _log_loss),
-    Metric("roc_auc", "classification", True, "proba", _roc_auc),
+    Metric("roc_auc", "classification", True, "score", _roc_auc),
     Metric("mse", "regression", False, "predict", _mse),
     Metric("rmse", "regression", False, "predict", _rmse),
     Metric("mae", "regression", False, "predict", _mae),
     Metric("r2", "regression", True, "predict", _r2),
+    Metric("reconstruction_mse", "any", False, "reconstruct", _reconstruction),
 ):
     METRICS.register(_m.name, _m)
-
-DEFAULT_METRIC = {"classification": "accuracy", "regression": "mse"}
 
 
 def get_metric(name: str, key: str = "objective.metric") -> Metric:

@@ -22,7 +22,7 @@ from metaray.aggregates import aggregate, objective_mode
 from metaray.data import Dataset, load_dataset
 from metaray.errors import FitError, SpecError
 from metaray.learners import Learner, accepts_nan, build_learner
-from metaray.metrics import DEFAULT_METRIC, METRICS, get_metric
+from metaray.metrics import METRICS, get_metric
 from metaray.spec import ExperimentSpec, load_spec
 from metaray.subsets import SubsetPlan, make_plan
 
@@ -94,9 +94,18 @@ def score_rows(problem: Problem, est, rows: np.ndarray) -> dict[str, float]:
     scores = {}
     for name in problem.metrics:
         metric = METRICS.get(name)
+        if metric.needs == "reconstruct":  # measured in the features the embedder saw, after preprocessing
+            Xt = est[:-1].transform(X_eval) if hasattr(est, "steps") else X_eval
+            model = est.steps[-1][1] if hasattr(est, "steps") else est
+            scores[name] = metric(model.reconstruction_error(Xt), None)
+            continue
         if metric.needs not in outputs:
-            outputs[metric.needs] = (est.predict(X_eval) if metric.needs == "predict"
-                                     else _proba(est, X_eval, problem.labels))
+            if metric.needs == "predict":
+                outputs["predict"] = est.predict(X_eval)
+            elif metric.needs == "proba" or hasattr(est, "predict_proba"):
+                outputs[metric.needs] = _proba(est, X_eval, problem.labels)
+            else:
+                outputs["score"] = _softmax_scores(est.decision_function(X_eval))
         scores[name] = metric(y_eval, outputs[metric.needs], problem.labels)
     return scores
 
@@ -107,6 +116,15 @@ def fit_final(problem: Problem, learner: Learner, seed: int):
     est = learner.for_fit(fit_seed(seed, 1 << 20))
     est.fit(_rows(problem.X, pool), problem.y[pool])
     return est, (score_rows(problem, est, problem.plan.test) if problem.plan.test.size else {})
+
+
+def _softmax_scores(d: np.ndarray) -> np.ndarray:
+    """decision_function values as scores with a column per class (ranking metrics only need the order)."""
+    d = np.asarray(d, dtype=float)
+    if d.ndim == 1:
+        d = np.column_stack([-d, d])
+    e = np.exp(d - d.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def _proba(est, X, labels):
@@ -134,6 +152,7 @@ class Prepared:
     plan: SubsetPlan
     learner: Learner
     metrics: tuple[str, ...]
+    family: str = "predictor"
 
     @property
     def metric(self):
@@ -149,38 +168,59 @@ class Prepared:
     def learner_for(self, learner_spec) -> Learner:
         """Build (and validate) another configuration of the learner against the same data."""
         ds, spec = self.dataset, self.spec
-        learner = build_learner(learner_spec, ds.task, preprocessor=ds.preprocessor(scale=spec.data.scale,
-                                impute=spec.data.impute), cpus_per_fit=spec.ray.cpus_per_fit)
+        task = "embedding" if self.family == "embedding" else ds.task
+        learner = build_learner(learner_spec, task, preprocessor=ds.preprocessor(scale=spec.data.scale,
+                                impute=spec.data.impute), cpus_per_fit=spec.ray.cpus_per_fit, probe_task=ds.task,
+                                device="cuda" if spec.ray.gpus_per_fit else None)
         check_learner(learner, ds, spec, self.metrics)
         return learner
 
 
 def check_learner(learner: Learner, ds: Dataset, spec: ExperimentSpec, metrics: Iterable[str]) -> None:
-    model = learner.estimator.steps[-1][1] if hasattr(learner.estimator, "steps") else learner.estimator
+    model = learner.model
     if ds.needs_imputation and not spec.data.impute and not accepts_nan(model):
         raise SpecError("data.impute", f"features contain NaN and {type(model).__name__} cannot take NaN; "
                         "turn imputation on or pick a learner that handles missing values",
                         allowed=[True], got=spec.data.impute)
     for name in metrics:
-        if get_metric(name).needs == "proba" and not hasattr(model, "predict_proba"):
+        needs = get_metric(name).needs
+        if (needs == "proba" and not hasattr(model, "predict_proba")) or (
+                needs == "score" and not hasattr(model, "predict_proba") and not hasattr(model, "decision_function")):
             raise SpecError("objective.metric", f"{name!r} needs class probabilities, which "
                             f"{type(model).__name__} with these parameters does not give", got=name)
+        if needs == "reconstruct" and not hasattr(model, "reconstruction_error"):
+            raise SpecError("objective.metric", f"{name!r} scores embedders; use strategy: embedding", got=name)
 
 
 def prepare(spec: ExperimentSpec) -> Prepared:
-    """Load the data, draw the subsets and build the learner, raising SpecError on anything unusable."""
+    """Load the data, draw the subsets and build the learner, raising SpecError on anything unusable.
+
+    The spec's strategy (a preset, see metaray.strategies) fills what the spec leaves open: the task, the
+    learner, the metrics.
+    """
+    from metaray.strategies import STRATEGIES
+
+    strategy = STRATEGIES.get(spec.strategy)
+    if strategy.task and spec.data.task not in ("auto", strategy.task):
+        raise SpecError("data.task", f"strategy {strategy.name!r} is a {strategy.task} strategy",
+                        allowed=[strategy.task, "auto"], got=spec.data.task)
+    if strategy.task:
+        spec.data.task = strategy.task
     ds = load_dataset(spec)
+    if spec.learner.name is None:
+        spec.learner.name = strategy.learner[ds.task]
     obj = spec.objective
-    names = [obj.metric or DEFAULT_METRIC[ds.task], *obj.extra_metrics]
-    for i, name in enumerate(names):
+    names = [obj.metric or strategy.metric[ds.task], *obj.extra_metrics, *strategy.extra_metrics]
+    for i, name in enumerate(names[: 1 + len(obj.extra_metrics)]):
         metric = get_metric(name)
-        if metric.task != ds.task:
+        if metric.task not in (ds.task, "any"):
             key = "objective.metric" if i == 0 else f"objective.extra_metrics[{i - 1}]"
-            allowed = [m for m in METRICS.names() if METRICS.get(m).task == ds.task]
+            allowed = [m for m in METRICS.names() if METRICS.get(m).task == ds.task
+                       or (METRICS.get(m).task == "any" and strategy.family == "embedding")]
             raise SpecError(key, f"a {metric.task} metric cannot score a {ds.task} task", allowed=allowed, got=name)
     metrics = tuple(dict.fromkeys(names))
     plan = make_plan(ds.y, ds.task, spec.subsets, seed=spec.seed, test_size=spec.data.test_size)
-    prepared = Prepared(spec, ds, plan, None, metrics)  # type: ignore[arg-type]
+    prepared = Prepared(spec, ds, plan, None, metrics, strategy.family)  # type: ignore[arg-type]
     prepared.learner = prepared.learner_for(spec.learner)
     return prepared
 
@@ -201,18 +241,20 @@ class FitRunner:
         max_retries: Ray retries of a task whose worker or node died.
     """
 
-    def __init__(self, problem_ref, *, cpus_per_fit: float = 1.0, fits_per_task: int | None = None,
-                 max_retries: int = 3):
+    def __init__(self, problem_ref, *, cpus_per_fit: float = 1.0, gpus_per_fit: float = 0.0,
+                 fits_per_task: int | None = None, max_retries: int = 3):
         import ray
 
-        from metaray.cluster import max_node_cpus
+        from metaray.cluster import max_node_resource
 
-        if cpus_per_fit > max_node_cpus():
-            raise SpecError("ray.cpus_per_fit", "no node of this Ray cluster has that many CPUs, so no fit could "
-                            "ever be scheduled", allowed=f"<= {max_node_cpus():g}", got=cpus_per_fit)
+        for key, need, resource in (("cpus_per_fit", cpus_per_fit, "CPU"), ("gpus_per_fit", gpus_per_fit, "GPU")):
+            if need > max_node_resource(resource):
+                raise SpecError(f"ray.{key}", f"no node of this Ray cluster has that many {resource}s, so no fit "
+                                "could ever be scheduled", allowed=f"<= {max_node_resource(resource):g}", got=need)
         self._ray = ray
         self._ref = problem_ref
-        self._remote = ray.remote(_fit_batch).options(num_cpus=cpus_per_fit, max_retries=max_retries)
+        self._remote = ray.remote(_fit_batch).options(num_cpus=cpus_per_fit, num_gpus=gpus_per_fit,
+                                                      max_retries=max_retries)
         self.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_fit))
         self._fixed = fits_per_task
         self._queue: list[tuple[float, int, str, Learner, int, int]] = []  # heap of (priority, seq, trial, ...)
@@ -363,8 +405,8 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
     prepared = prepare(spec)
     connect(spec.ray.address, num_cpus=spec.ray.num_cpus)
     problem_ref = ray.put(prepared.problem())
-    runner = FitRunner(problem_ref, cpus_per_fit=spec.ray.cpus_per_fit, fits_per_task=spec.ray.fits_per_task,
-                       max_retries=spec.ray.max_retries)
+    runner = FitRunner(problem_ref, cpus_per_fit=spec.ray.cpus_per_fit, gpus_per_fit=spec.ray.gpus_per_fit,
+                       fits_per_task=spec.ray.fits_per_task, max_retries=spec.ray.max_retries)
     runner.submit("config", prepared.learner, range(prepared.plan.k), spec.seed)
     results = []
     for r in runner.results():

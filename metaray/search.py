@@ -299,12 +299,17 @@ class SearchResult:
 
     def summary(self, top: int = 20) -> str:
         table = self.table.head(top)
-        score_cols = [c for c in table.columns if c.startswith("score_")]
-        show = table.drop(columns=score_cols + ["error"], errors="ignore")
+        params = [c for c in table.columns if c.startswith("param.")]
+        show = table[["trial", "status", "learner"]].copy()
+        show["params"] = [" ".join(f"{c.removeprefix('param.').split('.')[-1]}={_short(v)}"
+                                   for c, v in row.items() if not _missing(v)) for _, row in table[params].iterrows()]
+        for col in ("objective", "mean", "std", "worst", "subsets_done"):
+            show[col] = table[col]
         lines = [f"{self.name}: {len(self.table)} configurations, {self.fits_run} subset fits run"
                  + (f", {self.fits_replayed} replayed from the journal" if self.fits_replayed else "")
                  + f", {self.wall_seconds:.1f} s", "",
-                 show.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"), ""]
+                 show.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-",
+                                justify="left", max_colwidth=70), ""]
         if self.best:
             params = ", ".join(f"{k}={v!r}" for k, v in self.best["params"].items())
             lines.append(f"best configuration ({self.aggregate} {self.metric} = {self.best['objective']:.4f}, "
@@ -312,6 +317,8 @@ class SearchResult:
             if self.holdout_scores:
                 lines.append("refitted on the training pool, on the hold-out rows: "
                              + ", ".join(f"{k}={v:.4f}" for k, v in self.holdout_scores.items()))
+            if self.best.get("architecture"):
+                lines.append("architecture:\n" + self.best["architecture"])
         else:
             lines.append("no configuration completed")
         lines.append(f"results: {self.run_dir}")
@@ -365,7 +372,8 @@ class Search:
                 self.progress(f"Ray dashboard: {self.dashboard_url}")
             parent_id = started.result() if started else None
             self.runner = FitRunner(ray.put(prepared.problem()), cpus_per_fit=spec.ray.cpus_per_fit,
-                                    fits_per_task=spec.ray.fits_per_task, max_retries=spec.ray.max_retries)
+                                    gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
+                                    max_retries=spec.ray.max_retries)
             self.max_concurrent = s.max_concurrent or (2 * self.runner.slots if self.searcher.adaptive else None)
             self.trials: list[Trial] = []
             self.cursor, self.exhausted = 0, False
@@ -395,8 +403,10 @@ class Search:
             if param in branch.dists and exc.problem.startswith("rejected by"):
                 return  # one edge value rejected; trials that sample bad values fail on their own
             where = "search.space" + (f".learner[{branch.learner}]" if self.space.conditional else "")
-            raise SpecError(f"{where}.{exc.key.removeprefix('learner.').removeprefix('params.')}", exc.problem,
-                            allowed=exc.allowed, got=exc.got) from None
+            if exc.key.startswith("learner."):
+                key = f"{where}.{exc.key.removeprefix('learner.').removeprefix('params.')}"
+                raise SpecError(key, exc.problem, allowed=exc.allowed, got=exc.got) from None
+            raise SpecError(exc.key, f"{exc.problem} (in {where})", allowed=exc.allowed, got=exc.got) from None
 
     def _loop(self) -> None:
         while True:
@@ -559,6 +569,9 @@ class Search:
                     "std": best_trial.aggregates.get("std", math.nan), "config": best_trial.config}
             self._final_model, holdout = self._refit(best_trial)
             best["holdout"] = holdout
+            model = getattr(self._final_model, "steps", [[None, self._final_model]])[-1][1]
+            if hasattr(model, "summary"):  # a network: its architecture, layer by layer
+                best["architecture"] = model.summary()
             (self.run_dir / "best.json").write_text(json.dumps(best, indent=2, default=str))
         return SearchResult(self.spec.name, self.run_dir, table, best, self.prepared.metric.name,
                             self.spec.objective.aggregate, self.prepared.mode, sum(t.fitted_now for t in self.trials),
@@ -571,9 +584,14 @@ class Search:
 
         from metaray.objective import fit_final
 
-        est, scores = ray.get(ray.remote(fit_final).options(num_cpus=self.spec.ray.cpus_per_fit).remote(
+        est, scores = ray.get(ray.remote(fit_final).options(num_cpus=self.spec.ray.cpus_per_fit,
+                                                            num_gpus=self.spec.ray.gpus_per_fit).remote(
             ray.put(self.prepared.problem()), trial.learner, self.spec.seed))
         return est, scores
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _short(v) -> str:

@@ -121,7 +121,7 @@ class SubsetSpec(_Section):
 class LearnerSpec(_Section):
     """A registered learner name or an import path of a scikit-learn-compatible estimator, and its parameters."""
 
-    name: str = "logistic_regression"
+    name: str | None = None  # None: the strategy's default for the task (logistic_regression, ridge, pca, nas_net)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -178,6 +178,7 @@ class RaySpec(_Section):
     address: str | None = None
     num_cpus: int | None = None
     cpus_per_fit: float = 1.0
+    gpus_per_fit: float = 0.0
     fits_per_task: int | None = None
     max_retries: int = 3
 
@@ -193,6 +194,13 @@ class RaySpec(_Section):
     def _cpus(cls, v):
         if v <= 0:
             raise SpecError("ray.cpus_per_fit", "must be positive", allowed="> 0", got=v)
+        return v
+
+    @field_validator("gpus_per_fit")
+    @classmethod
+    def _gpus(cls, v):
+        if v < 0:
+            raise SpecError("ray.gpus_per_fit", "a fraction of a GPU, or 0 for none", allowed=">= 0", got=v)
         return v
 
     @field_validator("max_retries")
@@ -270,6 +278,7 @@ class ExperimentSpec(_Section):
 
     name: str
     description: str = ""
+    strategy: str = "auto"
     seed: int = 0
     data: DataSpec
     subsets: SubsetSpec = Field(default_factory=SubsetSpec)
@@ -287,6 +296,13 @@ class ExperimentSpec(_Section):
         if not v.strip():
             raise SpecError("name", "must not be empty", got=v)
         return v
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v):
+        from metaray.strategies import STRATEGIES
+
+        return STRATEGIES.check(v)
 
     @field_validator("seed")
     @classmethod

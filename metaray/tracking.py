@@ -85,6 +85,7 @@ class Tracker:
         _quick_http_failures()
         for name in ("mlflow", "alembic"):  # schema migrations of a new store log at INFO
             logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # its note on pickles: the model is the user's
         import mlflow
         from mlflow import MlflowClient
 
@@ -109,7 +110,7 @@ class Tracker:
         spec = self.spec
         tags = {"metaray.kind": "search", "metaray.version": __version__, "metaray.run_dir": str(self.run_dir),
                 "dataset": self.dataset["name"], "task": self.dataset["task"], "protocol": spec.subsets.protocol,
-                "seed": str(spec.seed), "searcher": spec.search.searcher, "scheduler": spec.search.scheduler,
+                "seed": str(spec.seed), "strategy": spec.strategy, "searcher": spec.search.searcher, "scheduler": spec.search.scheduler,
                 "metric": spec.objective.metric or "", "aggregate": spec.objective.aggregate}
         run = client.create_run(exp_id, run_name=f"{spec.name}-{self.run_dir.name}", tags=tags)
         self.parent_id = run.info.run_id
@@ -149,7 +150,7 @@ class Tracker:
         tags = {"mlflow.parentRunId": self.parent_id, "metaray.kind": "trial", "metaray.trial": s["id"],
                 "metaray.status": s["status"], "metaray.version": __version__, "dataset": self.dataset["name"],
                 "protocol": spec.subsets.protocol, "seed": str(spec.seed), "learner": s["learner"],
-                "metaray.mode": "", "strategy": self.dataset["task"]}
+                "metaray.mode": "", "strategy": spec.strategy if spec.strategy != "auto" else self.dataset["task"]}
         if primary:
             gib = get_metric(primary).greater_is_better
             from metaray.aggregates import objective_mode
@@ -201,11 +202,23 @@ class Tracker:
                     "best_params": json.dumps(result.best["params"], default=str)[:5000]}
         self._batch(self.parent_id, metrics=metrics, tags=tags)
         client.log_artifact(self.parent_id, str(result.run_dir / "results.csv"))
+        if result.best and result.best.get("architecture"):
+            client.log_text(self.parent_id, result.best["architecture"], "best_architecture.txt")
+        net = getattr(getattr(model, "steps", [[None, model]])[-1][1], "net_", None)
+        if net is not None:  # the best network's weights, loadable without metaray
+            import torch
+
+            path = result.run_dir / "best_weights.pt"
+            torch.save(net.state_dict(), path)
+            client.log_artifact(self.parent_id, str(path))
         if model is not None:
             import mlflow
             import sklearn
 
-            with mlflow.start_run(run_id=self.parent_id):
+            import warnings
+
+            with mlflow.start_run(run_id=self.parent_id), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # MLflow's note on pickles: the model is the user's own
                 mlflow.sklearn.log_model(model, name="best_model", serialization_format="cloudpickle",
                                          pip_requirements=[f"scikit-learn=={sklearn.__version__}",
                                                            f"metaray=={__version__}"])

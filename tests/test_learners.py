@@ -10,7 +10,8 @@ from metaray.errors import SpecError
 from metaray.learners import LEARNERS, build_learner, learners_for
 from metaray.spec import LearnerSpec
 
-FAST = {"mlp": {"epochs": 5}, "sklearn_mlp": {"max_iter": 50}, "random_forest": {"n_estimators": 10},
+FAST = {"mlp": {"epochs": 5}, "nas_net": {"epochs": 5}, "autoencoder": {"epochs": 60, "bottleneck": 2},
+        "pca": {"n_components": 2}, "truncated_svd": {"n_components": 2}, "kernel_pca": {"n_components": 2}, "sklearn_mlp": {"max_iter": 50}, "random_forest": {"n_estimators": 10},
         "extra_trees": {"n_estimators": 10}, "gradient_boosting": {"n_estimators": 10},
         "hist_gradient_boosting": {"max_iter": 10}}
 
@@ -18,12 +19,12 @@ FAST = {"mlp": {"epochs": 5}, "sklearn_mlp": {"max_iter": 50}, "random_forest": 
 def small(task):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4))
-    if task == "classification":
+    if task in ("classification", "embedding"):
         return X, (X[:, 0] + 0.3 * rng.normal(size=60) > 0).astype(int)
     return X, X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1 * rng.normal(size=60)
 
 
-CASES = [(name, task) for task in ("classification", "regression") for name in learners_for(task)]
+CASES = [(name, task) for task in ("classification", "regression", "embedding") for name in learners_for(task)]
 
 
 def test_every_learner_has_a_case():
@@ -34,7 +35,7 @@ def test_every_learner_has_a_case():
 def test_learner_contract(name, task):
     import warnings
 
-    learner = build_learner(LearnerSpec(name=name, params=FAST.get(name, {})), task)
+    learner = build_learner(LearnerSpec(name=name, params=FAST.get(name, {})), task, probe_task="classification")
     X, y = small(task)
     est = learner.for_fit(seed=7)
     with warnings.catch_warnings():
@@ -42,9 +43,12 @@ def test_learner_contract(name, task):
         assert est.fit(X, y) is est
     pred = est.predict(X)
     assert pred.shape == (len(X),)
-    if task == "classification":
+    if task == "embedding":  # an embedder behind a fixed probe; it also reconstructs its input
+        assert est.transform(X).shape == (len(X), 2)
+        assert 0 <= est.reconstruction_error(X) < np.mean(X**2) * 1.5
+    if task in ("classification", "embedding"):
         assert set(np.unique(pred)) <= {0, 1}
-        assert est.score(X, y) > 0.6
+        assert (pred == y).mean() > 0.6
     else:
         assert np.isfinite(pred).all()
     params = est.get_params()
@@ -85,7 +89,7 @@ def test_import_path_learner():
          r"^learner.params.activation: rejected by TorchMLPClassifier"),
         (LearnerSpec(name="sklearn.nope.Thing"), "classification", r"^learner.name: cannot import the estimator"),
         (LearnerSpec(name="sklearn.linear_model.LinearRegression"), "classification",
-         r"^learner.name: estimator does not fit a classification task"),
+         r"^learner.name: not a classification estimator"),
     ],
 )
 def test_learner_errors(spec, task, pattern):

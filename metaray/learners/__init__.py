@@ -21,10 +21,12 @@ from metaray.registry import Registry, import_object
 
 @dataclass(frozen=True)
 class LearnerEntry:
-    """A registered learner: an import path per task it supports, and defaults that differ from the class's own."""
+    """A registered learner: an import path per task it supports ("embedding" for transformers that embed
+    the features), and defaults that differ from the class's own."""
 
     classification: str | None = None
     regression: str | None = None
+    embedding: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def path(self, task: str) -> str | None:
@@ -39,6 +41,8 @@ for _name, _entry in {
     "ridge": LearnerEntry(_SK + "linear_model.RidgeClassifier", _SK + "linear_model.Ridge"),
     "lasso": LearnerEntry(regression=_SK + "linear_model.Lasso", defaults={"max_iter": 10000}),
     "elastic_net": LearnerEntry(regression=_SK + "linear_model.ElasticNet", defaults={"max_iter": 10000}),
+    "bayesian_ridge": LearnerEntry(regression=_SK + "linear_model.BayesianRidge"),
+    "ard_regression": LearnerEntry(regression=_SK + "linear_model.ARDRegression"),
     "svc": LearnerEntry(_SK + "svm.SVC"),
     "svr": LearnerEntry(regression=_SK + "svm.SVR"),
     "knn": LearnerEntry(_SK + "neighbors.KNeighborsClassifier", _SK + "neighbors.KNeighborsRegressor"),
@@ -54,6 +58,11 @@ for _name, _entry in {
                                 defaults={"max_iter": 500}),
     "mlp": LearnerEntry("metaray.learners.torch_mlp.TorchMLPClassifier",
                         "metaray.learners.torch_mlp.TorchMLPRegressor"),
+    "nas_net": LearnerEntry("metaray.learners.nas.TorchNetClassifier", "metaray.learners.nas.TorchNetRegressor"),
+    "pca": LearnerEntry(embedding=_SK + "decomposition.PCA"),
+    "truncated_svd": LearnerEntry(embedding=_SK + "decomposition.TruncatedSVD"),
+    "kernel_pca": LearnerEntry(embedding=_SK + "decomposition.KernelPCA", defaults={"fit_inverse_transform": True}),
+    "autoencoder": LearnerEntry(embedding="metaray.learners.embedding.TorchAutoencoder"),
 }.items():
     LEARNERS.register(_name, _entry)
 
@@ -81,10 +90,14 @@ class Learner:
             est.set_params(**{self.seed_param: seed})
         return est
 
-    def describe(self) -> str:
-        from sklearn.pipeline import Pipeline
+    @property
+    def model(self):
+        """The estimator behind the preprocessing pipeline, if any."""
+        return self.estimator.steps[-1][1] if hasattr(self.estimator, "steps") else self.estimator
 
-        est = self.estimator.steps[-1][1] if isinstance(self.estimator, Pipeline) else self.estimator
+    def describe(self) -> str:
+        est = self.model
+        est = getattr(est, "embedder", est)
         return repr(est).replace("\n", "").replace("  ", "")
 
 
@@ -95,6 +108,9 @@ def learners_for(task: str) -> list[str]:
 def _resolve_class(name: str, task: str):
     from sklearn.base import is_classifier, is_regressor
 
+    if name in LEARNERS and task == "embedding" and LEARNERS.get(name).path(task) is None:
+        raise SpecError("learner.name", "not an embedder; the embedding strategy fits transformers",
+                        allowed=learners_for("embedding"), got=name)
     if name in LEARNERS:
         path = LEARNERS.get(name).path(task)
         if path is None:
@@ -112,16 +128,23 @@ def _resolve_class(name: str, task: str):
         raise SpecError("learner.name", "not a scikit-learn-compatible estimator class", got=name)
     probe = cls()
     wrong = (task == "classification" and is_regressor(probe)) or (task == "regression" and is_classifier(probe))
+    if task == "embedding":
+        wrong = not (hasattr(probe, "transform") and hasattr(probe, "inverse_transform"))
     if wrong:
-        raise SpecError("learner.name", f"estimator does not fit a {task} task", got=name)
+        what = "an embedder with transform and inverse_transform" if task == "embedding" else f"a {task} estimator"
+        raise SpecError("learner.name", f"not {what}", got=name)
     return cls, {}
 
 
 _PARAM_IN_MESSAGE = re.compile(r"The '([^']+)' parameter")
 
 
-def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1.0) -> Learner:
+def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1.0, probe_task: str | None = None,
+                  device: str | None = None) -> Learner:
     """Build and validate the spec's learner (a ``LearnerSpec``) for ``task``.
+
+    With ``task="embedding"`` the learner is an embedder, wrapped with the fixed probe of ``probe_task``
+    (see ``metaray.learners.embedding.EmbeddingProbe``).
 
     Raises:
         SpecError: unknown name, wrong task, unknown parameter, or a value the estimator rejects.
@@ -143,6 +166,8 @@ def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1
         implicit["n_jobs"] = int(cpus_per_fit)  # a fit holds cpus_per_fit CPUs; joblib's default uses one
     if "n_threads" in allowed and "n_threads" not in user:
         implicit["n_threads"] = max(1, int(cpus_per_fit))
+    if device and "device" in allowed and "device" not in user:
+        implicit["device"] = device
     try:
         est.set_params(**implicit, **user)
         validate = getattr(est, "_validate_params", None)
@@ -155,6 +180,11 @@ def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1
         bad = user.get(found.group(1)) if found else user
         raise SpecError(key, f"rejected by {cls.__name__}: {message}", got=bad) from None
     seed_param = "random_state" if "random_state" in allowed and "random_state" not in user else None
+    if task == "embedding":
+        from metaray.learners.embedding import EmbeddingProbe, default_probe
+
+        est = EmbeddingProbe(est, default_probe(probe_task or "classification"))
+        seed_param = seed_param and f"embedder__{seed_param}"
     if preprocessor is not None:
         from sklearn.pipeline import Pipeline
 

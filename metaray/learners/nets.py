@@ -25,3 +25,48 @@ def build_mlp(n_in: int, n_out: int, hidden, activation: str = "relu", dropout: 
 
 def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def pick_device(device: str = "auto") -> str:
+    """"auto" is CUDA when this process was given a GPU (Ray sets CUDA_VISIBLE_DEVICES per task), else CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def build_convnet(image_shape, n_out: int, channels, kernels, hidden, activation: str = "relu",
+                  dropout: float = 0.0, batch_norm: bool = False):
+    """Convolutional blocks [Conv2d -> (BatchNorm) -> activation -> MaxPool(2) while the image is >= 2 wide],
+    then the dense layers of ``build_mlp`` on the flattened maps. Input rows are flat; they are reshaped here."""
+    from torch import nn
+
+    c, h, w = image_shape
+    layers: list = [nn.Unflatten(1, (c, h, w))]
+    for ch, k in zip(channels, kernels):
+        layers.append(nn.Conv2d(c, int(ch), int(k), padding=int(k) // 2))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(int(ch)))
+        layers.append(getattr(nn, ACTIVATIONS[activation])())
+        if min(h, w) >= 2:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = int(ch)
+    layers.append(nn.Flatten())
+    layers.append(build_mlp(c * h * w, n_out, hidden, activation, dropout, batch_norm))
+    return nn.Sequential(*layers)
+
+
+def describe(net) -> str:
+    """A readable summary: one line per layer with its parameter count, then the total."""
+    from torch import nn
+
+    lines = []
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Sequential) or module is net:
+            continue
+        n = sum(p.numel() for p in module.parameters(recurse=False))
+        lines.append(f"  {module!r}" + (f"  [{n:,} parameters]" if n else ""))
+    lines.append(f"  total: {count_parameters(net):,} parameters")
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metaray.errors import FitError
-from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters
+from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters, describe, pick_device
 
 
 class _TorchMLP(BaseEstimator):
@@ -26,6 +26,7 @@ class _TorchMLP(BaseEstimator):
         standardize: scale inputs (and regression targets) by statistics of the training rows.
         random_state: seeds weight initialisation and batch order.
         n_threads: torch intra-op threads; metaray sets it to the CPUs a fit holds.
+        device: "auto" (CUDA when the fit was given a GPU), "cpu" or "cuda".
     """
 
     _parameter_constraints: dict = {
@@ -41,11 +42,12 @@ class _TorchMLP(BaseEstimator):
         "standardize": ["boolean"],
         "random_state": [Interval(Integral, 0, None, closed="left"), None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
     }
 
     def __init__(self, hidden_layer_sizes=(64,), activation="relu", dropout=0.0, batch_norm=False, optimizer="adam",
                  lr=3e-3, weight_decay=0.0, batch_size=64, epochs=100, standardize=True, random_state=None,
-                 n_threads=None):
+                 n_threads=None, device="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.dropout = dropout
@@ -58,6 +60,16 @@ class _TorchMLP(BaseEstimator):
         self.standardize = standardize
         self.random_state = random_state
         self.n_threads = n_threads
+        self.device = device
+
+    def _make_net(self, n_in: int, n_out: int):
+        """The network; architecture learners override this."""
+        return build_mlp(n_in, n_out, self.hidden_layer_sizes, self.activation, self.dropout, self.batch_norm)
+
+    def summary(self) -> str:
+        """The fitted network, layer by layer, with parameter counts."""
+        check_is_fitted(self, "net_")
+        return f"{type(self).__name__}\n{describe(self.net_)}"
 
     # subclasses: targets -> (tensor-ready array, n_outputs); outputs -> loss
     def _encode_targets(self, y):
@@ -80,15 +92,16 @@ class _TorchMLP(BaseEstimator):
         seed = 0 if self.random_state is None else int(self.random_state)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        net = build_mlp(X.shape[1], n_out, self.hidden_layer_sizes, self.activation, self.dropout, self.batch_norm)
+        device = pick_device(self.device)
+        net = self._make_net(X.shape[1], n_out).to(device)
         opt = self._optimizer(net.parameters())
         loss_fn = self._loss()
-        xt = torch.from_numpy(self._scale(X))
-        yt = torch.from_numpy(targets)
+        xt = torch.from_numpy(self._scale(X)).to(device)
+        yt = torch.from_numpy(targets).to(device)
         n, bs = len(xt), int(self.batch_size)
         net.train()
         for epoch in range(int(self.epochs)):
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen).to(device)
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
                 if self.batch_norm and len(idx) < 2:
@@ -100,6 +113,7 @@ class _TorchMLP(BaseEstimator):
                                    f"(lr={self.lr}); lower the learning rate")
                 loss.backward()
                 opt.step()
+        net.cpu()
         net.eval()
         self.net_ = net
         self.n_parameters_ = count_parameters(net)
@@ -125,15 +139,8 @@ class _TorchMLP(BaseEstimator):
             return self.net_(torch.from_numpy(self._scale(X))).numpy()
 
 
-class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
-    """PyTorch MLP classifier; cross-entropy loss, any label type.
-
-    Example:
-        >>> from sklearn.datasets import load_iris
-        >>> X, y = load_iris(return_X_y=True)
-        >>> TorchMLPClassifier(epochs=30, random_state=0).fit(X, y).score(X, y) > 0.9
-        True
-    """
+class ClassifierHead:
+    """Cross-entropy over encoded labels; any label type. Mixed into a network learner."""
 
     def _encode_targets(self, y):
         self.classes_, codes = np.unique(y, return_inverse=True)
@@ -154,8 +161,8 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
         return self.classes_[np.argmax(self._forward(X), axis=1)]
 
 
-class TorchMLPRegressor(RegressorMixin, _TorchMLP):
-    """PyTorch MLP regressor; mean squared error on standardised targets, single or multi-output."""
+class RegressorHead:
+    """Mean squared error on standardised targets, single or multi-output. Mixed into a network learner."""
 
     def _encode_targets(self, y):
         y = np.asarray(y, dtype=np.float32)
@@ -174,3 +181,18 @@ class TorchMLPRegressor(RegressorMixin, _TorchMLP):
     def predict(self, X):
         out = self._forward(X) * self.y_scale_ + self.y_mean_
         return out if self.multi_output_ else out.ravel()
+
+
+class TorchMLPClassifier(ClassifierMixin, ClassifierHead, _TorchMLP):
+    """PyTorch MLP classifier.
+
+    Example:
+        >>> from sklearn.datasets import load_iris
+        >>> X, y = load_iris(return_X_y=True)
+        >>> TorchMLPClassifier(epochs=30, random_state=0).fit(X, y).score(X, y) > 0.9
+        True
+    """
+
+
+class TorchMLPRegressor(RegressorMixin, RegressorHead, _TorchMLP):
+    """PyTorch MLP regressor."""
