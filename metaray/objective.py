@@ -269,10 +269,13 @@ class FitRunner:
 
     def cancel(self, trial_id: str) -> None:
         """Drop the queued fits of a configuration and cancel its tasks that have not started."""
-        self._queue = [job for job in self._queue if job[2] != trial_id]
+        def ours(tid: str) -> bool:  # a configuration's stages are submitted as "<trial>/<stage>"
+            return tid == trial_id or tid.startswith(trial_id + "/")
+
+        self._queue = [job for job in self._queue if not ours(job[2])]
         heapq.heapify(self._queue)
         for ref, (tid, _, _) in list(self._inflight.items()):
-            if tid == trial_id:
+            if ours(tid):
                 self._ray.cancel(ref)
 
     @property

@@ -128,12 +128,12 @@ class _Full:
 
 
 class _Asha(_Full):
-    """Tune's AsyncHyperBandScheduler with the number of finished subsets as its time attribute."""
+    """Tune's AsyncHyperBandScheduler; its time attribute is the fidelity: subsets done, or epochs trained."""
 
-    def __init__(self, spec: ExperimentSpec, mode: str):
+    def __init__(self, spec: ExperimentSpec, mode: str, max_t: int):
         from ray.tune.schedulers import AsyncHyperBandScheduler
 
-        self._s = AsyncHyperBandScheduler(time_attr=TIME_ATTR, metric=OBJECTIVE, mode=mode, max_t=spec.subsets.k,
+        self._s = AsyncHyperBandScheduler(time_attr=TIME_ATTR, metric=OBJECTIVE, mode=mode, max_t=max_t,
                                           grace_period=spec.search.grace_period,
                                           reduction_factor=spec.search.reduction_factor, brackets=1)
 
@@ -193,10 +193,10 @@ class _Racing(_Full):
             self._incumbent = trial
 
 
-def make_scheduler(spec: ExperimentSpec, prepared: Prepared):
+def make_scheduler(spec: ExperimentSpec, prepared: Prepared, max_t: int):
     name = spec.search.scheduler
     if name == "asha":
-        return _Asha(spec, prepared.mode)
+        return _Asha(spec, prepared.mode, max_t)
     if name == "racing":
         return _Racing(spec, prepared.metric.greater_is_better, prepared.mode)
     return _Full()
@@ -223,6 +223,7 @@ class Trial:
     objective: float = math.nan
     aggregates: dict[str, float] = field(default_factory=dict)
     metric: str = ""
+    k: int = 1  # subsets per stage
     fitted_now: int = 0  # fits run by this process
     replayed: int = 0  # fits taken from the journal of an earlier, interrupted process
 
@@ -239,9 +240,10 @@ class Trial:
         return self.status != "running"
 
     def scores(self, m: int | None = None) -> list[float]:
-        """The primary metric's scores on subsets 0..m-1 (default: all reported)."""
-        m = self.reported if m is None else m
-        return [self.results[k].scores.get(self.metric, math.nan) for k in range(m)]
+        """The primary metric's scores on subsets 0..m-1 of the latest stage (default: all reported)."""
+        start = (max(self.reported - 1, 0) // self.k) * self.k
+        m = self.reported - start if m is None else m
+        return [self.results[start + j].scores.get(self.metric, math.nan) for j in range(m)]
 
 
 def config_key(config: dict) -> str:
@@ -263,15 +265,15 @@ class Journal:
                 r = FitResult(row["trial_id"], row["subset"], row["scores"], row["fit_seconds"],
                               row["score_seconds"], row["n_train"], row["n_eval"], row.get("error"), row.get("node"))
                 if r.error is None:
-                    self.memo[(row["trial"], row["subset"])] = (row["key"], r)
+                    self.memo[(row["trial"], row.get("unit", row["subset"]))] = (row["key"], r)
         self._fh = open(path, "a")
 
-    def lookup(self, trial: Trial, k: int) -> FitResult | None:
-        hit = self.memo.get((trial.index, k))
+    def lookup(self, trial: Trial, unit: int) -> FitResult | None:
+        hit = self.memo.get((trial.index, unit))
         return hit[1] if hit and hit[0] == trial.key else None
 
-    def write(self, trial: Trial, r: FitResult) -> None:
-        row = {"trial": trial.index, "key": trial.key, **r.__dict__}
+    def write(self, trial: Trial, unit: int, r: FitResult) -> None:
+        row = {"trial": trial.index, "key": trial.key, "unit": unit, **r.__dict__}
         self._fh.write(json.dumps(row, default=float) + "\n")
         self._fh.flush()
 
@@ -303,8 +305,9 @@ class SearchResult:
         show = table[["trial", "status", "learner"]].copy()
         show["params"] = [" ".join(f"{c.removeprefix('param.').split('.')[-1]}={_short(v)}"
                                    for c, v in row.items() if not _missing(v)) for _, row in table[params].iterrows()]
-        for col in ("objective", "mean", "std", "worst", "subsets_done"):
-            show[col] = table[col]
+        for col in ("objective", "mean", "std", "worst", "subsets_done", "epochs_done"):
+            if col in table:
+                show[col] = table[col]
         lines = [f"{self.name}: {len(self.table)} configurations, {self.fits_run} subset fits run"
                  + (f", {self.fits_replayed} replayed from the journal" if self.fits_replayed else "")
                  + f", {self.wall_seconds:.1f} s", "",
@@ -358,8 +361,7 @@ class Search:
         n = s.num_samples or (1 if self.space.empty or s.searcher == "grid" else 16)
         self.searcher = make_searcher(spec, self.space, prepared.mode, n)
         self.num_samples = self.searcher.total if hasattr(self.searcher, "total") else n
-        self.scheduler = make_scheduler(spec, prepared)
-        self.milestones = self.scheduler.milestones(self.K)
+        self._fidelity(spec, prepared)
         _prepare_run_dir(self.run_dir, spec)
         self.journal = Journal(self.run_dir / "fits.jsonl")
 
@@ -393,6 +395,31 @@ class Search:
             if tracker:
                 tracker.close()
 
+    def _fidelity(self, spec: ExperimentSpec, prepared: Prepared) -> None:
+        """Lay a configuration's work out as units, fitted in order: with the subsets fidelity, unit u is subset
+        u; with the epochs fidelity, stage s trains every subset for ``epochs[s]`` epochs (rungs of ASHA, then
+        the learner's own epochs), and unit u is subset u % K of stage u // K. ``decisions`` maps a number of
+        units done to the fidelity value the scheduler is told."""
+        K = self.K
+        if spec.search.fidelity == "subsets":
+            self.scheduler = make_scheduler(spec, prepared, K)
+            self.stage_epochs: list[int | None] = [None]
+            self.decisions = {m: m for m in self.scheduler.milestones(K)}
+            return
+        key = prepared.learner.param_key("epochs")
+        if key is None:
+            raise SpecError("search.fidelity", "the epochs fidelity needs a learner trained in epochs",
+                            allowed=["subsets"], got=f"epochs ({prepared.learner.name})")
+        if self.space.conditional or "epochs" in self.space.branches[0].dists:
+            raise SpecError("search.fidelity", "with the epochs fidelity ASHA allots the epochs: fix "
+                            "learner.params.epochs instead of searching it, in a space of one learner",
+                            got="epochs")
+        total = int(prepared.learner.estimator.get_params()[key])
+        self.scheduler = make_scheduler(spec, prepared, total)
+        rungs = self.scheduler.milestones(total)
+        self.stage_epochs = [*rungs, total]
+        self.decisions = {(i + 1) * K: e for i, e in enumerate(rungs)}
+
     def _check_branch(self, branch) -> None:
         """Build each learner of the space once, with a representative value of each distribution."""
         params = {**branch.constants, **{name: d.args[0] for name, d in branch.dists.items()}}
@@ -408,6 +435,10 @@ class Search:
                 raise SpecError(key, exc.problem, allowed=exc.allowed, got=exc.got) from None
             raise SpecError(exc.key, f"{exc.problem} (in {where})", allowed=exc.allowed, got=exc.got) from None
 
+    @property
+    def units(self) -> int:
+        return self.K * len(self.stage_epochs)
+
     def _loop(self) -> None:
         while True:
             self._fill()
@@ -418,12 +449,14 @@ class Search:
             if not results and self.runner.pending == 0 and not self._can_fill():
                 raise MetarayError("search stalled: no fits pending and no configuration can advance")  # a bug
             for r in results:
-                trial = self.trials[int(r.trial_id[1:])]
+                tid, _, stage = r.trial_id.partition("/")
+                trial = self.trials[int(tid[1:])]
+                unit = int(stage or 0) * self.K + r.subset
                 if r.error is None:
-                    self.journal.write(trial, r)
+                    self.journal.write(trial, unit, r)
                     trial.fitted_now += 1
                 if not trial.final:
-                    trial.results[r.subset] = r
+                    trial.results[unit] = r
 
     def _can_fill(self) -> bool:
         if self.exhausted:
@@ -447,7 +480,7 @@ class Search:
                 return
             config = {k: _plain(v) for k, v in config.items()}
             name, params = self.space.resolve(config)
-            trial = Trial(index, config, self.space.visible(config), name, metric=self.prepared.metrics[0])
+            trial = Trial(index, config, self.space.visible(config), name, metric=self.prepared.metrics[0], k=self.K)
             self.trials.append(trial)
             self.scheduler.add(trial)
             try:
@@ -455,21 +488,26 @@ class Search:
             except SpecError as exc:
                 trial.status, trial.error = "failed", str(exc)
                 continue
-            trial.cap = self.milestones[0] if self.milestones else self.K
+            trial.cap = min(self.decisions, default=self.units)
             self._submit(trial)
 
     def _submit(self, trial: Trial) -> None:
-        todo = []
-        for k in range(trial.submitted, trial.cap):
-            hit = self.journal.lookup(trial, k)
+        todo: dict[int, list[int]] = {}
+        for unit in range(trial.submitted, trial.cap):
+            hit = self.journal.lookup(trial, unit)
             if hit is not None:
-                trial.results[k] = hit
+                trial.results[unit] = hit
                 trial.replayed += 1
             else:
-                todo.append(k)
+                todo.setdefault(unit // self.K, []).append(unit % self.K)
         trial.submitted = max(trial.submitted, trial.cap)
-        if todo:
-            self.runner.submit(trial.id, trial.learner, todo, self.spec.seed, priority=trial.index)
+        for stage, subsets in todo.items():
+            epochs = self.stage_epochs[stage]
+            if epochs is None:
+                self.runner.submit(trial.id, trial.learner, subsets, self.spec.seed, priority=trial.index)
+            else:
+                self.runner.submit(f"{trial.id}/{stage}", trial.learner.with_params(epochs=epochs), subsets,
+                                   self.spec.seed, priority=trial.index)
 
     def _deliver(self) -> None:
         while self.cursor < len(self.trials):
@@ -482,21 +520,21 @@ class Search:
 
     def _advance(self, trial: Trial) -> None:
         spec = self.spec
-        while not trial.final and trial.reported < self.K and trial.reported in trial.results:
+        while not trial.final and trial.reported < self.units and trial.reported in trial.results:
             r = trial.results[trial.reported]
             if r.error:
                 trial.status, trial.error = "failed", f"subset {r.subset}: {r.error}"
                 break
             trial.reported += 1
             m = trial.reported
-            if m < self.K and m in self.milestones:
+            if m in self.decisions:
                 value = self._aggregates(trial)[spec.objective.aggregate]
-                if self.scheduler.stop(trial, m, value):
+                if self.scheduler.stop(trial, self.decisions[m], value):
                     trial.status = "stopped"
                     break
-                trial.cap = next((x for x in self.milestones if x > m), self.K)
+                trial.cap = next((x for x in sorted(self.decisions) if x > m), self.units)
                 self._submit(trial)
-        if trial.reported == self.K and not trial.final:
+        if trial.reported == self.units and not trial.final:
             trial.status = "completed"
         if trial.final:
             self.runner.cancel(trial.id)
@@ -528,7 +566,13 @@ class Search:
         best = self._best()
         tail = f"  best {best.objective:.4f} ({best.id})" if best else ""
         return (f"{head} {self.spec.objective.aggregate} {self.prepared.metric.name}={trial.objective:.4f} "
-                f"± {trial.aggregates.get('std', math.nan):.4f} ({trial.reported}/{self.K} subsets)  {params}{tail}")
+                f"± {trial.aggregates.get('std', math.nan):.4f} ({self._progress_of(trial)})  {params}{tail}")
+
+    def _progress_of(self, trial: Trial) -> str:
+        done = f"{len(trial.scores())}/{self.K} subsets"
+        if self.stage_epochs[0] is None:
+            return done
+        return f"{done}, {self.stage_epochs[max(trial.reported - 1, 0) // self.K]}/{self.stage_epochs[-1]} epochs"
 
     def _best(self) -> Trial | None:
         done = [t for t in self.trials if t.status == "completed" and math.isfinite(t.objective)]
@@ -543,7 +587,9 @@ class Search:
         row[OBJECTIVE] = trial.objective
         row.update({k: trial.aggregates.get(k, math.nan) for k in ("mean", "std", "worst", "median", "cvar",
                                                                       "mean_minus_std")})
-        row[TIME_ATTR] = trial.reported
+        row[TIME_ATTR] = len(trial.scores())
+        if self.stage_epochs[0] is not None:
+            row["epochs_done"] = self.stage_epochs[max(trial.reported - 1, 0) // self.K] if trial.reported else 0
         row.update({f"score_{k}": s for k, s in enumerate(trial.scores())})
         row["error"] = trial.error or ""
         return row

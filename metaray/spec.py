@@ -228,6 +228,7 @@ class SearchSpec(_Section):
     num_samples: int | None = None
     max_concurrent: int | None = None
     scheduler: str = "none"
+    fidelity: str = "subsets"
     grace_period: int = 1
     reduction_factor: float = 3.0
     min_subsets: int = 3
@@ -242,6 +243,11 @@ class SearchSpec(_Section):
     @classmethod
     def _scheduler(cls, v):
         return check_choice("search.scheduler", "scheduler", v, SCHEDULERS)
+
+    @field_validator("fidelity")
+    @classmethod
+    def _fidelity(cls, v):
+        return check_choice("search.fidelity", "fidelity", v, ("subsets", "epochs"))
 
     @field_validator("num_samples", "max_concurrent", "grace_period", "min_subsets")
     @classmethod
@@ -324,7 +330,10 @@ class ExperimentSpec(_Section):
             bad = sorted(space.kinds() - {"grid", "choice"})
             raise SpecError("search.space", "the grid searcher enumerates grid and choice entries only",
                             allowed=["grid", "choice"], got=bad)
-        if s.scheduler == "asha" and s.grace_period >= self.subsets.k:
+        if s.fidelity == "epochs" and s.scheduler != "asha":
+            raise SpecError("search.fidelity", "epochs are a fidelity for ASHA", allowed=["subsets"],
+                            got=f"epochs with scheduler {s.scheduler!r}")
+        if s.scheduler == "asha" and s.fidelity == "subsets" and s.grace_period >= self.subsets.k:
             raise SpecError("search.grace_period", "ASHA stops configurations at rungs below k subsets",
                             allowed=f"[1, {self.subsets.k - 1}]", got=s.grace_period)
         if s.scheduler == "racing" and s.min_subsets >= self.subsets.k:

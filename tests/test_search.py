@@ -118,6 +118,22 @@ def test_a_failing_configuration_fails_alone(tmp_path):
     assert "loss became" in result.table.loc[result.table["status"] == "failed", "error"].iloc[0]
 
 
+def test_epochs_are_a_fidelity_for_asha(tmp_path):
+    spec = {"name": "epochs", "strategy": "nas", "data": {"dataset": "digits"}, "subsets": {"k": 2},
+            "learner": {"params": {"epochs": 9, "n_layers": 1}},
+            "search": {"num_samples": 6, "scheduler": "asha", "fidelity": "epochs",
+                       "space": {"lr": {"loguniform": [1e-4, 1e-1]}, "width_1": {"choice": [16, 64]}}}}
+    result = search(spec, tmp_path, track=False)
+    table = result.table
+    assert set(table.loc[table["status"] == "completed", "epochs_done"]) == {9}
+    stopped = table[table["status"] == "stopped"]
+    assert len(stopped) and (stopped["epochs_done"] < 9).all()  # stopped at a rung: 1 or 3 epochs
+    assert result.fits_run < 6 * 2 * 3  # three stages (1, 3, 9 epochs) of 2 subsets each, for all six
+    with pytest.raises(Exception, match="needs a learner trained in epochs"):
+        search({**spec, "strategy": "classification", "data": {"dataset": "iris"}, "learner": {},
+                "search": {**spec["search"], "space": {"C": {"loguniform": [0.1, 1]}}}}, tmp_path, "lr", track=False)
+
+
 BAD_SEARCH = {
     "inverted loguniform": ({"C": {"loguniform": [10, 1]}}, {}, "search.space.C.loguniform",
                             "the low value must be smaller than the high value (low=10, high=1)"),
@@ -127,6 +143,7 @@ BAD_SEARCH = {
                                   "not a parameter of LogisticRegression (did you mean 'C'?)"),
     "unknown searcher": ({}, {"searcher": "bayes"}, "search.searcher", "allowed: 'grid', 'hyperopt', 'optuna'"),
     "unknown scheduler": ({}, {"scheduler": "hyperband"}, "search.scheduler", "allowed: 'asha', 'none', 'racing'"),
+    "epochs fidelity without asha": ({}, {"fidelity": "epochs"}, "search.fidelity", "epochs are a fidelity for ASHA"),
     "grid with optuna": ({"C": {"grid": [1, 2]}}, {"searcher": "optuna"}, "search.space", "random or grid searcher"),
 }
 

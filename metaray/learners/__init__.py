@@ -90,6 +90,18 @@ class Learner:
             est.set_params(**{self.seed_param: seed})
         return est
 
+    def param_key(self, name: str) -> str | None:
+        """The key of the model's parameter ``name`` in the (possibly wrapped) estimator, or None."""
+        keys = [k for k in self.estimator.get_params(deep=True) if k == name or k.endswith(f"__{name}")]
+        return min(keys, key=len) if keys else None
+
+    def with_params(self, **params) -> Learner:
+        """A copy with some of the model's parameters changed (e.g. the epochs of one fidelity stage)."""
+        from sklearn.base import clone
+
+        est = clone(self.estimator).set_params(**{self.param_key(k): v for k, v in params.items()})
+        return Learner(est, self.seed_param, self.name)
+
     @property
     def model(self):
         """The estimator behind the preprocessing pipeline, if any."""
