@@ -225,6 +225,16 @@ def prepare(spec: ExperimentSpec) -> Prepared:
     return prepared
 
 
+def share(prepared: Prepared):
+    """Put the problem into Ray's object store once, and let the driver read its features from there too, so
+    that the data exists once on this node: in shared memory, mapped by the driver and every worker."""
+    import ray
+
+    ref = ray.put(prepared.problem())
+    prepared.dataset.X = ray.get(ref).X  # zero-copy, read-only view for NumPy arrays
+    return ref
+
+
 class FitRunner:
     """Runs subset fits as Ray tasks and hands back their results as they finish.
 
@@ -283,14 +293,20 @@ class FitRunner:
         """Fits queued or running."""
         return len(self._queue) + sum(len(batch) for _, _, batch in self._inflight.values())
 
-    def _batch_size(self, learner: Learner) -> int:
+    def work_wanted(self, learner: Learner) -> int:
+        """How many fits should be pending to keep every slot busy: two tasks' worth per slot."""
+        return 2 * self.slots * self._batch_size(learner, capped=False)
+
+    def _batch_size(self, learner: Learner, capped: bool = True) -> int:
         if self._fixed:
             return self._fixed
         estimate = self._fit_seconds.get(learner.name)
         if estimate is None:
             return 1
-        fair_share = math.ceil(len(self._queue) / self.slots)
-        return max(1, min(math.ceil(MIN_TASK_SECONDS / max(estimate, 1e-4)), fair_share))
+        size = math.ceil(MIN_TASK_SECONDS / max(estimate, 1e-4))
+        if capped:  # never so large that a slot would idle while another works through a long batch
+            size = min(size, math.ceil(len(self._queue) / self.slots))
+        return max(1, size)
 
     def _dispatch(self) -> None:
         while self._queue and len(self._inflight) < 2 * self.slots:
@@ -407,7 +423,7 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
     spec = load_spec(spec, list(overrides))
     prepared = prepare(spec)
     connect(spec.ray.address, num_cpus=spec.ray.num_cpus)
-    problem_ref = ray.put(prepared.problem())
+    problem_ref = share(prepared)
     runner = FitRunner(problem_ref, cpus_per_fit=spec.ray.cpus_per_fit, gpus_per_fit=spec.ray.gpus_per_fit,
                        fits_per_task=spec.ray.fits_per_task, max_retries=spec.ray.max_retries)
     runner.submit("config", prepared.learner, range(prepared.plan.k), spec.seed)

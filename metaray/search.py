@@ -28,7 +28,7 @@ import numpy as np
 
 from metaray.aggregates import aggregate
 from metaray.errors import MetarayError, SpecError
-from metaray.objective import FitResult, FitRunner, Prepared, prepare
+from metaray.objective import FitResult, FitRunner, Prepared, prepare, share
 from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
 
 OBJECTIVE = "objective"
@@ -161,11 +161,13 @@ class _Racing(_Full):
     Every configuration is fitted on the same subsets with the same seeds, so its score on subset j and the
     incumbent's score on subset j share the subset's luck; their difference is far less noisy than either
     score. After ``m >= min_subsets`` subsets, with d_j the differences in the metric's better direction, the
-    configuration stops when ``mean(d) + t_{confidence, m-1} * sd(d) / sqrt(m) < 0``.
+    configuration stops when ``mean(d) + t_{confidence, m-1} * sd(d) / sqrt(m) <= tolerance * |incumbent|``:
+    with that confidence it cannot beat the incumbent by more than the tolerance (relative; 0 demands proof
+    that it cannot beat it at all, and keeps every configuration that is as good within the noise).
     """
 
     def __init__(self, spec: ExperimentSpec, greater_is_better: bool, mode: str):
-        self._min, self._conf = spec.search.min_subsets, spec.search.confidence
+        self._min, self._conf, self._tol = spec.search.min_subsets, spec.search.confidence, spec.search.tolerance
         self._sign = 1.0 if greater_is_better else -1.0
         self._mode = mode
         self._incumbent = None
@@ -183,7 +185,8 @@ class _Racing(_Full):
         if not np.isfinite(d).all():
             return False
         bound = d.mean() + stats.t.ppf(self._conf, m - 1) * d.std(ddof=1) / math.sqrt(m)
-        return bool(bound <= 0)  # cannot beat the incumbent: worse, or at best a tie
+        margin = self._tol * abs(float(np.mean(inc.scores(m))))
+        return bool(bound <= margin)  # cannot beat the incumbent by more than the tolerance
 
     def complete(self, trial) -> None:
         if trial.status != "completed" or not math.isfinite(trial.objective):
@@ -373,7 +376,8 @@ class Search:
             if self.dashboard_url:
                 self.progress(f"Ray dashboard: {self.dashboard_url}")
             parent_id = started.result() if started else None
-            self.runner = FitRunner(ray.put(prepared.problem()), cpus_per_fit=spec.ray.cpus_per_fit,
+            self.problem_ref = share(prepared)
+            self.runner = FitRunner(self.problem_ref, cpus_per_fit=spec.ray.cpus_per_fit,
                                     gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
                                     max_retries=spec.ray.max_retries)
             self.max_concurrent = s.max_concurrent or (2 * self.runner.slots if self.searcher.adaptive else None)
@@ -465,7 +469,7 @@ class Search:
         if self.max_concurrent and open_trials >= self.max_concurrent:
             return False
         if not self.searcher.adaptive:
-            return self.runner.pending < 2 * self.runner.slots and open_trials < 256
+            return self.runner.pending < self.runner.work_wanted(self.prepared.learner) and open_trials < 256
         return True
 
     def _fill(self) -> None:
@@ -632,7 +636,7 @@ class Search:
 
         est, scores = ray.get(ray.remote(fit_final).options(num_cpus=self.spec.ray.cpus_per_fit,
                                                             num_gpus=self.spec.ray.gpus_per_fit).remote(
-            ray.put(self.prepared.problem()), trial.learner, self.spec.seed))
+            self.problem_ref, trial.learner, self.spec.seed))
         return est, scores
 
 

@@ -233,6 +233,7 @@ class SearchSpec(_Section):
     reduction_factor: float = 3.0
     min_subsets: int = 3
     confidence: float = 0.95
+    tolerance: float = 0.0
 
     @field_validator("searcher")
     @classmethod
@@ -262,6 +263,14 @@ class SearchSpec(_Section):
         if v <= 1:
             raise SpecError("search.reduction_factor", "ASHA keeps 1/reduction_factor of each rung", allowed="> 1",
                             got=v)
+        return v
+
+    @field_validator("tolerance")
+    @classmethod
+    def _tolerance(cls, v):
+        if not 0 <= v < 1:
+            raise SpecError("search.tolerance", "racing's relative margin an improvement must be able to exceed",
+                            allowed="[0, 1)", got=v)
         return v
 
     @field_validator("confidence")

@@ -1,0 +1,406 @@
+"""metaray against the tools a user would reach for instead, on the same workloads, in one process run.
+
+Every method scores the same configurations on the same subsets with the same seeds (metaray's own
+subsets and fit function), so they must agree on the best meta-objective; what differs is how the fits are
+run. Times are reported as ratios to the ideal measured in the same run: the sum of single-fit CPU
+seconds (from the sequential loop) divided by the cores. Machines here are noisy: compare ratios, not
+seconds.
+
+    python experiments/benchmarks/bench.py                 # all workloads, a table
+    python experiments/benchmarks/bench.py --only P1 --json
+    python experiments/benchmarks/bench.py --quick         # tiny sizes: the smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CORES = os.cpu_count() or 1
+
+
+@dataclass
+class Row:
+    workload: str
+    method: str
+    wall_s: float
+    fits: int
+    best: float
+    peak_mb: float
+    ratio_to_ideal: float = float("nan")
+    fits_per_s: float = float("nan")
+    note: str = ""
+
+
+@dataclass
+class Workload:
+    name: str
+    spec: dict
+    configs: list = field(default_factory=list)  # flat configs, the same for every method
+
+
+class PeakRSS:
+    """Peak memory of this process and all its descendants (Ray's raylet and workers, joblib's), as the sum of
+    their proportional set sizes: a page of shared memory (Ray's object store) counts once, split among the
+    processes that map it, instead of once per process as resident sizes would."""
+
+    def __init__(self, every: float = 0.1):
+        import psutil
+
+        self._me, self._every, self.peak = psutil.Process(), every, 0
+        self._stop = threading.Event()
+
+    def sample(self) -> int:
+        total = 0
+        for p in [self._me, *self._me.children(recursive=True)]:
+            try:
+                total += p.memory_full_info().pss
+            except Exception:  # a process that just ended
+                pass
+        return total
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.sample())
+            time.sleep(self._every)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def configs_for(spec: dict, n: int) -> list[dict]:
+    """n configurations from metaray's own seeded random searcher, so every method sees the same ones."""
+    from metaray.search import make_searcher
+    from metaray.spec import load_spec
+
+    s = load_spec(spec)
+    searcher = make_searcher(s, s.parsed_space(), "max", n)
+    return [searcher.suggest(f"t{i}") for i in range(n)]
+
+
+def workloads(quick: bool) -> dict[str, Workload]:
+    scale = 4 if quick else 1
+    p1 = {"name": "P1", "seed": 0, "data": {"dataset": "digits"}, "learner": {"name": "random_forest"},
+          "subsets": {"k": 8 // scale * (2 if quick else 1), "fraction": 0.8},
+          "search": {"space": {"n_estimators": {"choice": [25, 50, 100] if not quick else [5, 10]},
+                               "max_depth": {"choice": [None, 8, 16]},
+                               "max_features": {"choice": ["sqrt", 0.3]}}}}
+    p2 = {"name": "P2", "seed": 0, "data": {"dataset": "iris"}, "learner": {"name": "logistic_regression"},
+          "subsets": {"k": 16 // scale, "fraction": 0.8},
+          "search": {"space": {"C": {"loguniform": [0.001, 100.0]}}}}
+    out = {"P1": Workload("P1", p1, configs_for(p1, 16 // scale)),
+           "P2": Workload("P2", p2, configs_for(p2, 64 // scale))}
+    return out
+
+
+# --- the methods -------------------------------------------------------------------------------------------
+
+
+def _problem(w: Workload):
+    from metaray.objective import prepare
+    from metaray.spec import LearnerSpec, load_spec
+
+    prepared = prepare(load_spec(w.spec))
+    space = prepared.spec.parsed_space()
+    learners = [prepared.learner_for(LearnerSpec(name=space.resolve(c)[0], params=space.resolve(c)[1]))
+                for c in w.configs]
+    return prepared, learners
+
+
+def _best(means: list[float]) -> float:
+    return max(means)
+
+
+def run_sequential(w: Workload):
+    """The seed's style: a loop; also measures each fit's CPU seconds, which define the ideal."""
+    import numpy as np
+
+    from metaray.objective import score_fit
+
+    from threadpoolctl import threadpool_limits
+
+    prepared, learners = _problem(w)
+    problem, metric, k = prepared.problem(), prepared.metrics[0], prepared.plan.k
+    cpu, means = 0.0, []
+    t0 = time.perf_counter()
+    # one BLAS thread, as in a Ray task or a joblib worker: CPU seconds then count work, not spinning threads
+    with threadpool_limits(1):
+        means = _sequential(learners, problem, metric, k, w.spec["seed"])
+    cpu = means.pop()
+    return time.perf_counter() - t0, len(learners) * k, _best(means), cpu
+
+
+def _sequential(learners, problem, metric, k, seed):
+    import numpy as np
+
+    from metaray.objective import score_fit
+
+    cpu, means = 0.0, []
+    for learner in learners:
+        scores = []
+        for j in range(k):
+            c0 = time.process_time()
+            r = score_fit(problem, learner, j, seed)
+            cpu += time.process_time() - c0
+            scores.append(r.scores[metric])
+        means.append(float(np.mean(scores)))
+    return [*means, cpu]
+
+
+def run_joblib(w: Workload):
+    import numpy as np
+    from joblib import Parallel, delayed
+
+    from metaray.objective import score_fit
+
+    prepared, learners = _problem(w)
+    problem, metric, k = prepared.problem(), prepared.metrics[0], prepared.plan.k
+    t0 = time.perf_counter()
+    results = Parallel(n_jobs=CORES)(delayed(score_fit)(problem, learner, j, w.spec["seed"])
+                                     for learner in learners for j in range(k))
+    wall = time.perf_counter() - t0
+    scores = np.array([r.scores[metric] for r in results]).reshape(len(learners), k)
+    return wall, len(results), _best(scores.mean(axis=1).tolist())
+
+
+def run_optuna(w: Workload):
+    import logging
+
+    import numpy as np
+    import optuna
+
+    from metaray.objective import score_fit
+
+    optuna.logging.set_verbosity(logging.WARNING)
+    prepared, learners = _problem(w)
+    problem, metric, k = prepared.problem(), prepared.metrics[0], prepared.plan.k
+
+    def objective(trial):
+        i = trial.suggest_categorical("i", list(range(len(learners))))
+        return float(np.mean([score_fit(problem, learners[i], j, w.spec["seed"]).scores[metric] for j in range(k)]))
+
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.GridSampler({"i": list(range(len(learners)))}, seed=0))
+    t0 = time.perf_counter()
+    study.optimize(objective, n_trials=len(learners))
+    return time.perf_counter() - t0, len(learners) * k, study.best_value
+
+
+def _tune_trainable(config, problem=None, learners=None, seed=0, metric=""):
+    import numpy as np
+    from ray import tune
+
+    from metaray.objective import score_fit
+
+    learner = learners[config["i"]]
+    scores = [score_fit(problem, learner, j, seed).scores[metric] for j in range(len(problem.plan.train))]
+    tune.report({"objective": float(np.mean(scores))})
+
+
+def run_tune(w: Workload):
+    """A Tune trial per configuration, its subsets fitted inside it (reuse_actors, as Tune's docs advise)."""
+    from ray import tune
+
+    prepared, learners = _problem(w)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainable = tune.with_parameters(_tune_trainable, problem=prepared.problem(), learners=learners,
+                                         seed=w.spec["seed"], metric=prepared.metrics[0])
+        tuner = tune.Tuner(trainable, param_space={"i": tune.grid_search(list(range(len(learners))))},
+                           tune_config=tune.TuneConfig(metric="objective", mode="max", reuse_actors=True),
+                           run_config=tune.RunConfig(storage_path=tmp, verbose=0))
+        import contextlib
+        import io
+
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # Tune's own progress tables
+            results = tuner.fit()
+        wall = time.perf_counter() - t0
+    return wall, len(learners) * prepared.plan.k, results.get_best_result().metrics["objective"]
+
+
+def _metaray_spec(w: Workload, **search) -> dict:
+    return {**w.spec, "search": {**w.spec["search"], "num_samples": len(w.configs), **search}}
+
+
+def run_metaray(w: Workload, track: bool = False):
+    from metaray.search import run_search
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = run_search(_metaray_spec(w), run_dir=Path(tmp) / "run", track=track)
+        wall = time.perf_counter() - t0
+    return wall, result.fits_run, result.best["objective"]
+
+
+METHODS = {"sequential": run_sequential, "joblib": run_joblib, "optuna (sequential)": run_optuna,
+           "tune (trial per config)": run_tune, "metaray": run_metaray}
+
+
+def measure(workload: Workload, methods: list[str]) -> list[Row]:
+    rows, ideal = [], None
+    for name in methods:
+        with PeakRSS() as mem:
+            out = METHODS[name](workload)
+        wall, fits, best = out[:3]
+        if name == "sequential":
+            ideal = out[3] / CORES
+        rows.append(Row(workload.name, name, wall, fits, best, mem.peak / 2**20, fits_per_s=fits / wall))
+        print(f"  {workload.name} {name:<24} {wall:7.2f} s  best {best:.4f}", file=sys.stderr, flush=True)
+    for r in rows:
+        r.ratio_to_ideal = r.wall_s / ideal
+    return rows
+
+
+def early_stopping(quick: bool) -> list[Row]:
+    """P3: a 64-configuration space, K = 10: full evaluation against ASHA and racing."""
+    from metaray.search import run_search
+
+    n = 16 if quick else 64
+    spec = {"name": "P3", "seed": 0, "data": {"dataset": "wine", "scale": True},
+            "learner": {"name": "logistic_regression"}, "subsets": {"k": 10, "fraction": 0.5},
+            "objective": {"metric": "log_loss"},
+            "search": {"num_samples": n, "space": {"C": {"loguniform": [1e-4, 100.0]},
+                                                    "class_weight": {"choice": [None, "balanced"]}}}}
+    rows = []
+    for scheduler, extra in (("full", {}), ("asha", {"scheduler": "asha", "grace_period": 2}),
+                             ("racing", {"scheduler": "racing"}),
+                             ("asha aggressive", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 4}),
+                             ("racing aggressive", {"scheduler": "racing", "min_subsets": 2, "confidence": 0.8})):
+        with tempfile.TemporaryDirectory() as tmp, PeakRSS() as mem:
+            t0 = time.perf_counter()
+            res = run_search({**spec, "search": {**spec["search"], **extra}}, run_dir=Path(tmp) / "r", track=False)
+            wall = time.perf_counter() - t0
+        rows.append(Row("P3", scheduler, wall, res.fits_run, res.best["objective"], mem.peak / 2**20,
+                        fits_per_s=res.fits_run / wall))
+    full = rows[0]
+    for r in rows:
+        r.ratio_to_ideal = float("nan")
+        r.note = (f"{r.fits / full.fits:.0%} of full's fits; best within "
+                  f"{abs(r.best - full.best) / abs(full.best):.2%} of full's")
+    return rows
+
+
+def scaling(quick: bool) -> list[Row]:
+    """P4: P1 with the configurations and the subsets doubled twice; wall should grow linearly in fits."""
+    import numpy as np
+
+    base = workloads(quick)["P1"]
+    rows = []
+    for step in range(3):
+        n, k = len(base.configs) * 2**step, base.spec["subsets"]["k"] * 2**step
+        spec = {**base.spec, "subsets": {**base.spec["subsets"], "k": k},
+                "search": {**base.spec["search"], "space": {**base.spec["search"]["space"],
+                                                            "n_estimators": {"choice": [10, 20] if not quick else [4]}}}}
+        w = Workload("P4", spec, configs_for(spec, n))
+        with PeakRSS() as mem:
+            wall, fits, best = run_metaray(w)
+        rows.append(Row("P4", f"metaray {n}x{k}", wall, fits, best, mem.peak / 2**20, fits_per_s=fits / wall))
+    fits = np.array([r.fits for r in rows], float)
+    walls = np.array([r.wall_s for r in rows])
+    slope, intercept = np.polyfit(fits, walls, 1)
+    r2 = 1 - np.sum((walls - (slope * fits + intercept)) ** 2) / np.sum((walls - walls.mean()) ** 2)
+    for r in rows:
+        r.note = f"slope {slope * 1000:.1f} ms/fit, intercept {intercept:.2f} s, linear fit R^2 {r2:.3f}"
+    return rows
+
+
+def memory(quick: bool) -> list[Row]:
+    """A 16-configuration search on a ~100 MB synthetic dataset: peak memory against the data's size."""
+    from metaray.search import run_search
+
+    rows_n = 6_000 if quick else 100_000
+    spec = {"name": "MEM", "seed": 0, "data": {"dataset": "make_classification",
+                                               "params": {"n_samples": rows_n, "n_features": 125, "n_informative": 20}},
+            "learner": {"name": "naive_bayes"}, "subsets": {"k": 4, "fraction": 0.5},
+            "search": {"num_samples": 16, "space": {"var_smoothing": {"loguniform": [1e-10, 1e-6]}}}}
+    data_mb = rows_n * 125 * 8 / 2**20
+    probe = PeakRSS()
+    idle = probe.sample() / 2**20  # Ray and its idle workers, before the data exists
+    with tempfile.TemporaryDirectory() as tmp, PeakRSS() as mem:
+        t0 = time.perf_counter()
+        res = run_search(spec, run_dir=Path(tmp) / "r", track=False)
+        wall = time.perf_counter() - t0
+    extra = mem.peak / 2**20 - idle
+    return [Row("MEM", "metaray", wall, res.fits_run, res.best["objective"], mem.peak / 2**20,
+                note=f"data {data_mb:.0f} MB; peak over idle Ray {extra:.0f} MB = {extra / data_mb:.2f}x the data "
+                     f"(idle {idle:.0f} MB)")]
+
+
+def demo_cold() -> list[Row]:
+    """The README's demo, cold: a fresh process, Ray start and a new MLflow store included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "metaray", "run",
+                               str(ROOT / "experiments" / "meta_classification_iris.yaml"), "--set", f"storage={tmp}"],
+                              env=env, capture_output=True, text=True, cwd=tmp)
+        wall = time.perf_counter() - t0
+    ok = proc.returncode == 0
+    return [Row("DEMO", "metaray run (iris, cold)", wall, 80 if ok else 0, float("nan"), float("nan"),
+                note="target <= 15 s" if ok else f"failed: {proc.stderr[-300:]}")]
+
+
+def ray_start() -> float:
+    import ray
+
+    from metaray.cluster import connect
+
+    t0 = time.perf_counter()
+    connect(num_cpus=CORES)
+    ray.get(ray.remote(lambda: None).remote())
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
+    parser.add_argument("--only", default="P1,P2,P3,P4,MEM,DEMO", help="comma-separated workloads")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods for P1/P2")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    rows: list[Row] = []
+    if "DEMO" in only:  # first, before this process holds a Ray instance
+        rows += demo_cold()
+    startup = ray_start()
+    print(f"ray start: {startup:.1f} s", file=sys.stderr)
+    ws = workloads(args.quick)
+    methods = args.methods.split(",")
+    for name in ("P1", "P2"):
+        if name in only:
+            rows += measure(ws[name], methods)
+    if "P3" in only:
+        rows += early_stopping(args.quick)
+    if "P4" in only:
+        rows += scaling(args.quick)
+    if "MEM" in only:
+        rows += memory(args.quick)
+    if args.json:
+        print(json.dumps({"cores": CORES, "ray_start_s": startup, "rows": [asdict(r) for r in rows]}, indent=1))
+        return 0
+    import pandas as pd
+
+    table = pd.DataFrame([asdict(r) for r in rows])
+    with pd.option_context("display.width", 250, "display.max_colwidth", 120):
+        print(f"cores: {CORES}; ray start (reported apart): {startup:.1f} s")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

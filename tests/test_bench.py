@@ -1,0 +1,40 @@
+"""The benchmark script at tiny sizes, so that it keeps working; no timing is asserted."""
+
+import importlib.util
+import json
+import math
+import sys
+
+import pytest
+
+from tests.conftest import EXPERIMENTS
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench", EXPERIMENTS / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)  # Ray's workers cannot import a script by its name
+    return module
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_benchmark_runs_every_method_and_they_agree(bench, capsys):
+    methods = ",".join(bench.METHODS)
+    assert bench.main(["--quick", "--only", "P1,P2,P3,P4,MEM", "--methods", methods, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = data["rows"]
+    for workload in ("P1", "P2"):
+        mine = [r for r in rows if r["workload"] == workload]
+        assert {r["method"] for r in mine} == set(bench.METHODS)
+        assert len({round(r["best"], 9) for r in mine}) == 1  # the same configurations, the same best
+        assert all(math.isfinite(r["ratio_to_ideal"]) and r["fits"] == mine[0]["fits"] for r in mine)
+    p3 = {r["method"]: r for r in rows if r["workload"] == "P3"}
+    assert p3["asha"]["fits"] < p3["full"]["fits"] and p3["racing"]["fits"] < p3["full"]["fits"]
+    p4 = [r for r in rows if r["workload"] == "P4"]
+    assert [r["fits"] for r in p4] == sorted(r["fits"] for r in p4) and "ms/fit" in p4[0]["note"]
+    assert any(r["workload"] == "MEM" and "x the data" in r["note"] for r in rows)
