@@ -53,3 +53,20 @@ def max_node_resource(resource: str = "CPU") -> float:
     import ray
 
     return max((n["Resources"].get(resource, 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+
+
+def _warm(modules: list[str]) -> int:
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
+    return len(modules)
+
+
+def warm_up(modules: list[str], slots: int) -> list:
+    """Import what the fits will need in every idle worker, while the driver still waits on other start-up
+    work (MLflow's store); the first fits then start warm. Returns the tasks' refs; nobody needs to wait."""
+    import ray
+
+    task = ray.remote(_warm).options(num_cpus=1)
+    return [task.remote(modules) for _ in range(max(1, slots))]

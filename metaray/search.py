@@ -350,7 +350,7 @@ class Search:
     def run(self) -> SearchResult:
         import ray
 
-        from metaray.cluster import connect
+        from metaray.cluster import connect, warm_up
         from metaray.tracking import Tracker
 
         t0 = time.perf_counter()
@@ -373,6 +373,7 @@ class Search:
         try:
             info = connect(spec.ray.address, num_cpus=spec.ray.num_cpus, dashboard=self.dashboard)
             self.dashboard_url = info["dashboard_url"]
+            warm_up(["metaray.objective", type(prepared.learner.model).__module__], info["cpus"])
             if self.dashboard_url:
                 self.progress(f"Ray dashboard: {self.dashboard_url}")
             parent_id = started.result() if started else None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,8 +27,54 @@ PROTOCOLS = ("holdout", "out_of_subset", "full")
 DEFAULT_FRACTION = {"subsample": 0.8, "stratified": 0.8, "bootstrap": 1.0}
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A declared constraint on one field: the check, what it means, and the allowed values for the message."""
+
+    ok: Callable[[Any], bool]
+    problem: str
+    allowed: str
+
+
+POSITIVE = Rule(lambda v: v >= 1, "must be a positive integer", ">= 1")
+NON_NEGATIVE = Rule(lambda v: v >= 0, "must not be negative", ">= 0")
+
+
+def _names(module: str, attr: str) -> Callable[[], list[str]]:
+    """The names of a registry (or a dict), looked up when first needed, so that loading a spec stays light."""
+
+    def names():
+        import importlib
+
+        found = getattr(importlib.import_module(module), attr)
+        return found.names() if hasattr(found, "names") else list(found)
+
+    return names
+
+
 class _Section(BaseModel):
+    """Sections declare their constraints as data (``_rules``, ``_choices``); one validator enforces them and
+    writes every message the same way: the key, the problem, the allowed values, the bad value."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    _key: ClassVar[str] = ""
+    _rules: ClassVar[dict[str, Rule]] = {}
+    _choices: ClassVar[dict[str, tuple[str, Callable[[], Any]]]] = {}
+
+    @field_validator("*")
+    @classmethod
+    def _declared(cls, v, info):
+        name = info.field_name
+        if v is None:
+            return v
+        key = f"{cls._key}.{name}" if cls._key else name
+        rule = cls._rules.get(name)
+        if rule is not None and not rule.ok(v):
+            raise SpecError(key, rule.problem, allowed=rule.allowed, got=v)
+        if name in cls._choices:
+            kind, allowed = cls._choices[name]
+            check_choice(key, kind, v, allowed())
+        return v
 
 
 class DataSpec(_Section):
@@ -41,24 +89,9 @@ class DataSpec(_Section):
     scale: bool = False
     impute: bool = True
 
-    @field_validator("task")
-    @classmethod
-    def _task(cls, v):
-        return check_choice("data.task", "task", v, TASKS)
-
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, v):
-        from metaray.data import DATASETS
-
-        return v if v is None else DATASETS.check(v)
-
-    @field_validator("test_size")
-    @classmethod
-    def _test_size(cls, v):
-        if not 0 < v < 1:
-            raise SpecError("data.test_size", "must be a fraction of the rows", allowed="(0, 1)", got=v)
-        return v
+    _key = "data"
+    _rules = {"test_size": Rule(lambda v: 0 < v < 1, "must be a fraction of the rows", "(0, 1)")}
+    _choices = {"task": ("task", lambda: TASKS), "dataset": ("dataset", _names("metaray.data", "DATASETS"))}
 
     @model_validator(mode="after")
     def _source(self):
@@ -78,29 +111,10 @@ class SubsetSpec(_Section):
     fraction: float | None = None
     protocol: str = "holdout"
 
-    @field_validator("sampler")
-    @classmethod
-    def _sampler(cls, v):
-        return check_choice("subsets.sampler", "sampler", v, SAMPLERS)
-
-    @field_validator("protocol")
-    @classmethod
-    def _protocol(cls, v):
-        return check_choice("subsets.protocol", "protocol", v, PROTOCOLS)
-
-    @field_validator("k")
-    @classmethod
-    def _k(cls, v):
-        if v < 1:
-            raise SpecError("subsets.k", "the number of subsets must be at least 1", allowed=">= 1", got=v)
-        return v
-
-    @field_validator("fraction")
-    @classmethod
-    def _fraction(cls, v):
-        if v is not None and not 0 < v <= 1:
-            raise SpecError("subsets.fraction", "must be a fraction of the pool", allowed="(0, 1]", got=v)
-        return v
+    _key = "subsets"
+    _rules = {"k": Rule(lambda v: v >= 1, "the number of subsets must be at least 1", ">= 1"),
+              "fraction": Rule(lambda v: 0 < v <= 1, "must be a fraction of the pool", "(0, 1]")}
+    _choices = {"sampler": ("sampler", lambda: SAMPLERS), "protocol": ("protocol", lambda: PROTOCOLS)}
 
     @model_validator(mode="after")
     def _defaults(self):
@@ -134,41 +148,17 @@ class ObjectiveSpec(_Section):
     alpha: float = 0.2
     lam: float = 1.0
 
-    @field_validator("metric")
-    @classmethod
-    def _metric(cls, v):
-        from metaray.metrics import METRICS
-
-        return v if v is None else METRICS.check(v, "objective.metric")
+    _key = "objective"
+    _rules = {"alpha": Rule(lambda v: 0 < v <= 1, "CVaR's tail fraction", "(0, 1]"),
+              "lam": Rule(lambda v: v >= 0, "the weight of the spread", ">= 0")}
+    _choices = {"metric": ("metric", _names("metaray.metrics", "METRICS")),
+                "aggregate": ("aggregate", _names("metaray.aggregates", "AGGREGATES"))}
 
     @field_validator("extra_metrics")
     @classmethod
     def _extra(cls, v):
-        from metaray.metrics import METRICS
-
         for i, name in enumerate(v):
-            METRICS.check(name, f"objective.extra_metrics[{i}]")
-        return v
-
-    @field_validator("aggregate")
-    @classmethod
-    def _aggregate(cls, v):
-        from metaray.aggregates import AGGREGATES
-
-        return check_choice("objective.aggregate", "aggregate", v, AGGREGATES)
-
-    @field_validator("alpha")
-    @classmethod
-    def _alpha(cls, v):
-        if not 0 < v <= 1:
-            raise SpecError("objective.alpha", "CVaR's tail fraction", allowed="(0, 1]", got=v)
-        return v
-
-    @field_validator("lam")
-    @classmethod
-    def _lam(cls, v):
-        if v < 0:
-            raise SpecError("objective.lam", "the weight of the spread", allowed=">= 0", got=v)
+            check_choice(f"objective.extra_metrics[{i}]", "metric", name, _names("metaray.metrics", "METRICS")())
         return v
 
 
@@ -182,37 +172,15 @@ class RaySpec(_Section):
     fits_per_task: int | None = None
     max_retries: int = 3
 
-    @field_validator("num_cpus", "fits_per_task")
-    @classmethod
-    def _positive(cls, v, info):
-        if v is not None and v < 1:
-            raise SpecError(f"ray.{info.field_name}", "must be a positive integer", allowed=">= 1", got=v)
-        return v
-
-    @field_validator("cpus_per_fit")
-    @classmethod
-    def _cpus(cls, v):
-        if v <= 0:
-            raise SpecError("ray.cpus_per_fit", "must be positive", allowed="> 0", got=v)
-        return v
-
-    @field_validator("gpus_per_fit")
-    @classmethod
-    def _gpus(cls, v):
-        if v < 0:
-            raise SpecError("ray.gpus_per_fit", "a fraction of a GPU, or 0 for none", allowed=">= 0", got=v)
-        return v
-
-    @field_validator("max_retries")
-    @classmethod
-    def _retries(cls, v):
-        if v < 0:
-            raise SpecError("ray.max_retries", "must not be negative", allowed=">= 0", got=v)
-        return v
+    _key = "ray"
+    _rules = {"num_cpus": POSITIVE, "fits_per_task": POSITIVE, "max_retries": NON_NEGATIVE,
+              "cpus_per_fit": Rule(lambda v: v > 0, "must be positive", "> 0"),
+              "gpus_per_fit": Rule(lambda v: v >= 0, "a fraction of a GPU, or 0 for none", ">= 0")}
 
 
 SEARCHERS = ("random", "grid", "optuna", "hyperopt")
 SCHEDULERS = ("none", "asha", "racing")
+FIDELITIES = ("subsets", "epochs")
 
 
 class SearchSpec(_Section):
@@ -235,50 +203,14 @@ class SearchSpec(_Section):
     confidence: float = 0.95
     tolerance: float = 0.0
 
-    @field_validator("searcher")
-    @classmethod
-    def _searcher(cls, v):
-        return check_choice("search.searcher", "searcher", v, SEARCHERS)
-
-    @field_validator("scheduler")
-    @classmethod
-    def _scheduler(cls, v):
-        return check_choice("search.scheduler", "scheduler", v, SCHEDULERS)
-
-    @field_validator("fidelity")
-    @classmethod
-    def _fidelity(cls, v):
-        return check_choice("search.fidelity", "fidelity", v, ("subsets", "epochs"))
-
-    @field_validator("num_samples", "max_concurrent", "grace_period", "min_subsets")
-    @classmethod
-    def _positive(cls, v, info):
-        if v is not None and v < 1:
-            raise SpecError(f"search.{info.field_name}", "must be a positive integer", allowed=">= 1", got=v)
-        return v
-
-    @field_validator("reduction_factor")
-    @classmethod
-    def _rf(cls, v):
-        if v <= 1:
-            raise SpecError("search.reduction_factor", "ASHA keeps 1/reduction_factor of each rung", allowed="> 1",
-                            got=v)
-        return v
-
-    @field_validator("tolerance")
-    @classmethod
-    def _tolerance(cls, v):
-        if not 0 <= v < 1:
-            raise SpecError("search.tolerance", "racing's relative margin an improvement must be able to exceed",
-                            allowed="[0, 1)", got=v)
-        return v
-
-    @field_validator("confidence")
-    @classmethod
-    def _confidence(cls, v):
-        if not 0.5 <= v < 1:
-            raise SpecError("search.confidence", "racing's one-sided confidence level", allowed="[0.5, 1)", got=v)
-        return v
+    _key = "search"
+    _rules = {"num_samples": POSITIVE, "max_concurrent": POSITIVE, "grace_period": POSITIVE, "min_subsets": POSITIVE,
+              "reduction_factor": Rule(lambda v: v > 1, "ASHA keeps 1/reduction_factor of each rung", "> 1"),
+              "tolerance": Rule(lambda v: 0 <= v < 1, "racing's relative margin an improvement must be able to "
+                                "exceed", "[0, 1)"),
+              "confidence": Rule(lambda v: 0.5 <= v < 1, "racing's one-sided confidence level", "[0.5, 1)")}
+    _choices = {"searcher": ("searcher", lambda: SEARCHERS), "scheduler": ("scheduler", lambda: SCHEDULERS),
+                "fidelity": ("fidelity", lambda: FIDELITIES)}
 
 
 class TrackingSpec(_Section):
@@ -305,26 +237,9 @@ class ExperimentSpec(_Section):
     storage: str = "metaray_results"
     base_dir: str = Field(default=".", exclude=True, repr=False)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        if not v.strip():
-            raise SpecError("name", "must not be empty", got=v)
-        return v
-
-    @field_validator("strategy")
-    @classmethod
-    def _strategy(cls, v):
-        from metaray.strategies import STRATEGIES
-
-        return STRATEGIES.check(v)
-
-    @field_validator("seed")
-    @classmethod
-    def _seed(cls, v):
-        if v < 0:
-            raise SpecError("seed", "must be a non-negative integer", allowed=">= 0", got=v)
-        return v
+    _rules = {"name": Rule(lambda v: bool(v.strip()), "must not be empty", "a non-empty name"),
+              "seed": Rule(lambda v: v >= 0, "must be a non-negative integer", ">= 0")}
+    _choices = {"strategy": ("strategy", _names("metaray.strategies", "STRATEGIES"))}
 
     @model_validator(mode="after")
     def _space(self):

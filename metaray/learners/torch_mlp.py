@@ -14,7 +14,8 @@ from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters, desc
 
 
 class _TorchMLP(BaseEstimator):
-    """Shared training loop; subclasses define the loss and how targets are encoded.
+    """Shared training loop. A head mixed in before it (ClassifierHead, RegressorHead) supplies
+    ``_encode_targets(y) -> (targets, n_outputs)``, ``_loss()`` and the predict methods.
 
     Args:
         hidden_layer_sizes: width of each hidden layer.
@@ -70,13 +71,6 @@ class _TorchMLP(BaseEstimator):
         """The fitted network, layer by layer, with parameter counts."""
         check_is_fitted(self, "net_")
         return f"{type(self).__name__}\n{describe(self.net_)}"
-
-    # subclasses: targets -> (tensor-ready array, n_outputs); outputs -> loss
-    def _encode_targets(self, y):
-        raise NotImplementedError
-
-    def _loss(self):
-        raise NotImplementedError
 
     def fit(self, X, y):
         self._validate_params()
