@@ -29,6 +29,7 @@ import numpy as np
 from metaray.aggregates import aggregate
 from metaray.errors import MetarayError, SpecError
 from metaray.objective import FitResult, FitRunner, Prepared, prepare, share
+from metaray.space import plain
 from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
 
 OBJECTIVE = "objective"
@@ -483,7 +484,7 @@ class Search:
             if config is None:
                 self.exhausted = True
                 return
-            config = {k: _plain(v) for k, v in config.items()}
+            config = {k: plain(v) for k, v in config.items()}
             name, params = self.space.resolve(config)
             trial = Trial(index, config, self.space.visible(config), name, metric=self.prepared.metrics[0], k=self.K)
             self.trials.append(trial)
@@ -647,11 +648,6 @@ def _missing(v) -> bool:
 
 def _short(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def _plain(value):
-    item = getattr(value, "item", None)
-    return item() if callable(item) and not isinstance(value, (list, dict)) else value
 
 
 def _to_parquet(table, path: Path) -> None:

@@ -121,7 +121,7 @@ class Space:
         name = config["learner"] if self.conditional else self.branches[0].learner
         branch = next(b for b in self.branches if b.learner == name)
         params = dict(branch.constants)
-        params.update({p: _plain(config[self._flat_name(branch, p)]) for p in branch.dists})
+        params.update({p: plain(config[self._flat_name(branch, p)]) for p in branch.dists})
         return name, params
 
     def visible(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +133,7 @@ class Space:
         return out
 
 
-def _plain(value):
+def plain(value):
     """numpy scalars -> Python scalars, so configs serialise to JSON and YAML."""
     item = getattr(value, "item", None)
     return item() if callable(item) and not isinstance(value, (list, dict)) else value
