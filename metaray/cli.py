@@ -9,7 +9,13 @@ from metaray import __version__
 from metaray.errors import MetarayError
 
 
+_SAID: set[str] = set()
+
+
 def _progress(result, total: int) -> None:
+    for message in set(result.warnings) - _SAID:
+        _SAID.add(message)
+        print(f"  warning (said once): {message}", file=sys.stderr, flush=True)
     if result.error:
         line = f"  subset {result.subset + 1}/{total}: failed: {result.error}"
     else:

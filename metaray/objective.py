@@ -12,6 +12,7 @@ import heapq
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,7 @@ class FitResult:
     n_eval: int = 0
     error: str | None = None
     node: str | None = None
+    warnings: list[str] = field(default_factory=list)  # distinct warnings the fit raised, one line each
 
 
 def fit_seed(seed: int, k: int) -> int:
@@ -73,12 +75,16 @@ def score_fit(problem: Problem, learner: Learner, k: int, seed: int, trial_id: s
     train, held = plan.train[k], plan.evaluate[k]
     result = FitResult(trial_id, k, n_train=len(train), n_eval=len(held), node=os.uname().nodename)
     try:
-        est = learner.for_fit(fit_seed(seed, k))
-        t0 = time.perf_counter()
-        est.fit(_rows(problem.X, train), problem.y[train])
-        t1 = time.perf_counter()
-        result.scores = score_rows(problem, est, held)
-        result.fit_seconds, result.score_seconds = t1 - t0, time.perf_counter() - t1
+        # warnings come back with the result, so the driver can say each once instead of every worker printing it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = learner.for_fit(fit_seed(seed, k))
+            t0 = time.perf_counter()
+            est.fit(_rows(problem.X, train), problem.y[train])
+            t1 = time.perf_counter()
+            result.scores = score_rows(problem, est, held)
+            result.fit_seconds, result.score_seconds = t1 - t0, time.perf_counter() - t1
+        result.warnings = sorted({f"{w.category.__name__}: {str(w.message).strip().splitlines()[0]}" for w in caught})
         primary = result.scores[problem.metrics[0]]
         if not np.isfinite(primary) and problem.metrics[0] not in ("roc_auc",):
             raise FitError(f"the {problem.metrics[0]} score is {primary}; the model's predictions are not finite")

@@ -267,7 +267,8 @@ class Journal:
                 except json.JSONDecodeError:
                     continue  # a line cut short by a crash
                 r = FitResult(row["trial_id"], row["subset"], row["scores"], row["fit_seconds"],
-                              row["score_seconds"], row["n_train"], row["n_eval"], row.get("error"), row.get("node"))
+                              row["score_seconds"], row["n_train"], row["n_eval"], row.get("error"), row.get("node"),
+                              row.get("warnings", []))
                 if r.error is None:
                     self.memo[(row["trial"], row.get("unit", row["subset"]))] = (row["key"], r)
         self._fh = open(path, "a")
@@ -384,6 +385,7 @@ class Search:
                                     max_retries=spec.ray.max_retries)
             self.max_concurrent = s.max_concurrent or (2 * self.runner.slots if self.searcher.adaptive else None)
             self.trials: list[Trial] = []
+            self._warned: set[str] = set()
             self.cursor, self.exhausted = 0, False
             self.tracker = tracker
             self._loop()
@@ -457,6 +459,9 @@ class Search:
             for r in results:
                 tid, _, stage = r.trial_id.partition("/")
                 trial = self.trials[int(tid[1:])]
+                for message in set(r.warnings) - self._warned:
+                    self._warned.add(message)
+                    self.progress(f"warning (first seen in {trial.id}, said once): {message}")
                 unit = int(stage or 0) * self.K + r.subset
                 if r.error is None:
                     self.journal.write(trial, unit, r)

@@ -220,3 +220,13 @@ def test_resume_after_sigkill_refits_nothing_finished(tmp_path, write_yaml, mlfl
     uninterrupted = run_search(spec, run_dir=tmp_path / "clean", track=False)
     pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "clean" / "results.csv"))
     assert math.isclose(uninterrupted.best["objective"], table["objective"].iloc[0])
+
+
+def test_fit_warnings_are_said_once_by_the_driver(tmp_path):
+    lines = []
+    spec = {"name": "warn", "data": {"dataset": "digits"}, "learner": {"name": "logistic_regression",
+                                                                        "params": {"max_iter": 5}},
+            "subsets": {"k": 3}, "search": {"num_samples": 3, "space": {"C": {"loguniform": [0.1, 1]}}}}
+    search(spec, tmp_path, track=False, progress=lines.append)
+    said = [line for line in lines if line.startswith("warning")]
+    assert len(said) == 1 and "ConvergenceWarning" in said[0]
