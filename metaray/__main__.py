@@ -1,3 +1,3 @@
-from metaray.cli import main
+from metaray.cli import console_main
 
-raise SystemExit(main())
+console_main()

@@ -145,5 +145,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console_main() -> None:
+    """The `metaray` command: main(), then a quick exit. Everything metaray writes is flushed and closed by
+    then (journal, results, MLflow's writer thread); the interpreter's own teardown of Ray's and MLflow's
+    modules takes seconds and has nothing left to save."""
+    import os
+
+    code = main()
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
