@@ -150,6 +150,10 @@ def _branch(key: str, learner: str, params: Any, base_params: dict) -> Branch:
         elif isinstance(value, dict) and any(k in DISTRIBUTIONS for k in value):
             raise SpecError(f"{key}.{param}", "a distribution has exactly one key", allowed=sorted(DISTRIBUTIONS),
                             got=value)
+        elif (isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value)), str)
+              and isinstance(next(iter(value.values())), list)):  # {name: [args]} is how a distribution looks
+            raise SpecError(f"{key}.{param}", "unknown distribution", allowed=sorted(DISTRIBUTIONS),
+                            got=next(iter(value)))
         else:
             constants[param] = value
     return Branch(learner, constants, dists)

@@ -138,6 +138,7 @@ BAD_SEARCH = {
     "inverted loguniform": ({"C": {"loguniform": [10, 1]}}, {}, "search.space.C.loguniform",
                             "the low value must be smaller than the high value (low=10, high=1)"),
     "non-positive loguniform": ({"C": {"loguniform": [0, 1]}}, {}, "search.space.C.loguniform", "must be positive"),
+    "unknown distribution": ({"C": {"normal": [0, 1]}}, {}, "search.space.C", "unknown distribution; allowed: "),
     "empty choice": ({"penalty": {"choice": []}}, {}, "search.space.penalty.choice", "non-empty list"),
     "misspelled hyperparameter": ({"CC": {"uniform": [0.1, 1]}}, {}, "search.space.CC",
                                   "not a parameter of LogisticRegression (did you mean 'C'?)"),
