@@ -22,7 +22,7 @@ import numpy as np
 from metaray.aggregates import aggregate, objective_mode
 from metaray.data import Dataset, load_dataset
 from metaray.errors import FitError, SpecError
-from metaray.learners import Learner, accepts_nan, build_learner
+from metaray.learners import Learner, accepts_nan, build_learner, final_estimator
 from metaray.metrics import METRICS, get_metric
 from metaray.spec import ExperimentSpec, load_spec
 from metaray.subsets import SubsetPlan, make_plan
@@ -102,8 +102,7 @@ def score_rows(problem: Problem, est, rows: np.ndarray) -> dict[str, float]:
         metric = METRICS.get(name)
         if metric.needs == "reconstruct":  # measured in the features the embedder saw, after preprocessing
             Xt = est[:-1].transform(X_eval) if hasattr(est, "steps") else X_eval
-            model = est.steps[-1][1] if hasattr(est, "steps") else est
-            scores[name] = metric(model.reconstruction_error(Xt), None)
+            scores[name] = metric(final_estimator(est).reconstruction_error(Xt), None)
             continue
         if metric.needs not in outputs:
             if metric.needs == "predict":

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from metaray.aggregates import aggregate
 from metaray.errors import MetarayError, SpecError
+from metaray.learners import final_estimator
 from metaray.objective import FitResult, FitRunner, Prepared, prepare, share
 from metaray.space import plain
 from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
@@ -235,8 +237,9 @@ class Trial:
     def id(self) -> str:
         return f"t{self.index:04d}"
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Identifies the configuration in the journal; computed once, read for every fit."""
         return config_key(self.config)
 
     @property
@@ -626,7 +629,7 @@ class Search:
                     "std": best_trial.aggregates.get("std", math.nan), "config": best_trial.config}
             self._final_model, holdout = self._refit(best_trial)
             best["holdout"] = holdout
-            model = getattr(self._final_model, "steps", [[None, self._final_model]])[-1][1]
+            model = final_estimator(self._final_model)
             if hasattr(model, "summary"):  # a network: its architecture, layer by layer
                 best["architecture"] = model.summary()
             (self.run_dir / "best.json").write_text(json.dumps(best, indent=2, default=str))

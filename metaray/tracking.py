@@ -141,7 +141,7 @@ class Tracker:
                                    tags=t[i * 100 : (i + 1) * 100])
 
     def _log_trial(self, s: dict[str, Any]) -> None:
-        from metaray.aggregates import aggregate
+        from metaray.aggregates import aggregate, objective_mode
         from metaray.metrics import get_metric
 
         client, spec, row = self._client, self.spec, s["row"]
@@ -153,8 +153,6 @@ class Tracker:
                 "metaray.mode": "", "strategy": spec.strategy if spec.strategy != "auto" else self.dataset["task"]}
         if primary:
             gib = get_metric(primary).greater_is_better
-            from metaray.aggregates import objective_mode
-
             tags["metaray.mode"] = objective_mode(spec.objective.aggregate, gib)
             tags["metaray.metric"] = primary
         if s["error"]:
@@ -204,7 +202,9 @@ class Tracker:
         client.log_artifact(self.parent_id, str(result.run_dir / "results.csv"))
         if result.best and result.best.get("architecture"):
             client.log_text(self.parent_id, result.best["architecture"], "best_architecture.txt")
-        net = getattr(getattr(model, "steps", [[None, model]])[-1][1], "net_", None)
+        from metaray.learners import final_estimator
+
+        net = getattr(final_estimator(model), "net_", None) if model is not None else None
         if net is not None:  # the best network's weights, loadable without metaray
             import torch
 

@@ -105,12 +105,17 @@ class Learner:
     @property
     def model(self):
         """The estimator behind the preprocessing pipeline, if any."""
-        return self.estimator.steps[-1][1] if hasattr(self.estimator, "steps") else self.estimator
+        return final_estimator(self.estimator)
 
     def describe(self) -> str:
         est = self.model
         est = getattr(est, "embedder", est)
         return repr(est).replace("\n", "").replace("  ", "")
+
+
+def final_estimator(est):
+    """The model at the end of a (fitted or unfitted) preprocessing Pipeline, or the estimator itself."""
+    return est.steps[-1][1] if hasattr(est, "steps") else est
 
 
 def learners_for(task: str) -> list[str]:
