@@ -93,33 +93,50 @@ def score_fit(problem: Problem, learner: Learner, k: int, seed: int, trial_id: s
     return result
 
 
+EVAL_CHUNK_BYTES = 16 * 2**20
+
+
+def _chunks(X, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """The evaluation rows in chunks of about ``EVAL_CHUNK_BYTES`` of features: scoring a fit never holds a copy of
+    all its evaluation rows at once (on large data, that copy would double a worker's memory)."""
+    n = len(X)
+    row_bytes = (X.memory_usage(index=False).sum() / max(n, 1)) if hasattr(X, "memory_usage") else X[:1].nbytes
+    step = max(1, int(EVAL_CHUNK_BYTES // max(row_bytes, 1)))
+    for i in range(0, max(len(rows), 1), step):
+        yield rows[i : i + step]
+
+
 def score_rows(problem: Problem, est, rows: np.ndarray) -> dict[str, float]:
-    """Every metric of the problem for a fitted estimator on the given rows."""
-    X_eval, y_eval = _rows(problem.X, rows), problem.y[rows]
-    outputs: dict[str, Any] = {}
-    scores = {}
-    for name in problem.metrics:
-        metric = METRICS.get(name)
-        if metric.needs == "reconstruct":  # measured in the features the embedder saw, after preprocessing
-            Xt = est[:-1].transform(X_eval) if hasattr(est, "steps") else X_eval
-            scores[name] = metric(final_estimator(est).reconstruction_error(Xt), None)
-            continue
-        if metric.needs not in outputs:
-            if metric.needs == "predict":
-                outputs["predict"] = est.predict(X_eval)
-            elif metric.needs == "proba" or hasattr(est, "predict_proba"):
-                outputs[metric.needs] = _proba(est, X_eval, problem.labels)
-            else:
-                outputs["score"] = _softmax_scores(est.decision_function(X_eval))
-        scores[name] = metric(y_eval, outputs[metric.needs], problem.labels)
-    return scores
+    """Every metric of the problem for a fitted estimator on the given rows, computed chunk by chunk."""
+    metrics = [METRICS.get(name) for name in problem.metrics]
+    parts: dict[str, list] = {m.needs: [] for m in metrics}
+    for chunk in _chunks(problem.X, rows):
+        X = _rows(problem.X, chunk)
+        for need, out in parts.items():
+            out.append(_output(need, est, X, problem.labels) * (len(chunk) if need == "reconstruct" else 1))
+    y, n = problem.y[rows], max(len(rows), 1)
+    outputs = {need: sum(p) / n if need == "reconstruct" else np.concatenate(p) for need, p in parts.items()}
+    return {name: m(outputs[m.needs], None) if m.needs == "reconstruct" else m(y, outputs[m.needs], problem.labels)
+            for name, m in zip(problem.metrics, metrics)}
+
+
+def _output(need: str, est, X, labels):
+    """What a metric needs of a fitted estimator on rows X (see ``Metric.needs``)."""
+    if need == "reconstruct":  # measured in the features the embedder saw, after preprocessing
+        return final_estimator(est).reconstruction_error(est[:-1].transform(X) if hasattr(est, "steps") else X)
+    if need == "predict":
+        return est.predict(X)
+    if need == "proba" or hasattr(est, "predict_proba"):
+        return _proba(est, X, labels)
+    return _softmax_scores(est.decision_function(X))
 
 
 def fit_final(problem: Problem, learner: Learner, seed: int):
     """Fit on the whole training pool (every row but the hold-out split); score on the hold-out rows if any."""
     pool = np.setdiff1d(np.arange(len(problem.y)), problem.plan.test)
     est = learner.for_fit(fit_seed(seed, 1 << 20))
-    est.fit(_rows(problem.X, pool), problem.y[pool])
+    whole = len(pool) == len(problem.y)  # no hold-out: fit on the shared, read-only features without a copy
+    est.fit(problem.X if whole else _rows(problem.X, pool), problem.y if whole else problem.y[pool])
     return est, (score_rows(problem, est, problem.plan.test) if problem.plan.test.size else {})
 
 

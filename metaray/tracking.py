@@ -176,11 +176,9 @@ class Tracker:
         client.set_terminated(run.info.run_id, "FAILED" if s["status"] == "failed" else "FINISHED")
 
     def _tensorboard(self, trial_id: str, values, metrics) -> None:
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:
-            return
-        with SummaryWriter(str(self.run_dir / "tensorboard" / trial_id)) as w:
+        from metaray.tensorboard import ScalarWriter
+
+        with ScalarWriter(self.run_dir / "tensorboard" / trial_id) as w:
             for name, value, step in metrics:
                 if name in ("running_objective",):
                     w.add_scalar("objective/running", value, step)

@@ -131,3 +131,28 @@ def test_cancel_drops_queued_fits():
         if len(got) == 1:
             runner.cancel("a")
     assert got.count("b") == 3 and got.count("a") < 30
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "c", "data": {"dataset": "digits"}, "learner": {"name": "logistic_regression"},
+     "objective": {"metric": "accuracy", "extra_metrics": ["log_loss", "roc_auc"]}},
+    {"name": "r", "data": {"dataset": "diabetes"}, "learner": {"name": "ridge"},
+     "objective": {"metric": "mse", "extra_metrics": ["r2"]}},
+    {"name": "e", "strategy": "embedding", "data": {"dataset": "digits"},
+     "learner": {"name": "pca", "params": {"n_components": 8}},
+     "objective": {"extra_metrics": ["reconstruction_mse"]}},
+])
+def test_scoring_in_chunks_gives_the_scores_of_one_pass(spec, monkeypatch):
+    import metaray.objective as objective
+
+    prepared = prepare(load_spec(spec))
+    problem = prepared.problem()
+    rows = problem.plan.evaluate[0]
+    est = prepared.learner.for_fit(0).fit(problem.X[problem.plan.train[0]], problem.y[problem.plan.train[0]])
+    whole = objective.score_rows(problem, est, rows)
+    monkeypatch.setattr(objective, "EVAL_CHUNK_BYTES", 4096)  # chunks of a few rows
+    assert len(list(objective._chunks(problem.X, rows))) > 1
+    chunked = objective.score_rows(problem, est, rows)
+    assert whole.keys() == chunked.keys() and len(whole) >= 2
+    for name in whole:
+        assert chunked[name] == pytest.approx(whole[name], rel=1e-9), name

@@ -13,6 +13,7 @@ import pytest
 
 from metaray.cli import main
 from metaray.search import run_search
+from metaray.tensorboard import read_scalars
 from tests.conftest import EXPERIMENTS
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -43,7 +44,9 @@ def test_iris_experiment_logs_a_parent_and_a_child_per_configuration(tmp_path, m
     assert len(result.table) >= 16 and (result.table["status"] == "completed").all()
     assert result.best["objective"] >= 0.95 and result.holdout_scores["accuracy"] > 0.9
     assert (tmp_path / "run" / "results.csv").is_file() and (tmp_path / "run" / "results.parquet").is_file()
-    assert any((tmp_path / "run" / "tensorboard").iterdir())
+    events = list((tmp_path / "run" / "tensorboard").glob("*/events.out.tfevents.*"))
+    assert len(events) == len(result.table)
+    assert [tag for tag, _, _ in read_scalars(events[0])].count("score/subset") == 5
 
     client = mlflow.MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name("meta_classification_iris")
