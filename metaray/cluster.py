@@ -38,7 +38,9 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise SpecError("ray.address", f"cannot connect to Ray ({str(exc).splitlines()[0]})", got=address) from None
         else:
-            info = ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=dashboard_host, **kwargs)
+            # address="local": a new Ray of our own, even when a `ray start` cluster runs on this machine
+            info = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                            dashboard_host=dashboard_host, **kwargs)
             _DASHBOARD_URL = getattr(info, "dashboard_url", None) or None
     ctx = ray.get_runtime_context()
     url = _DASHBOARD_URL

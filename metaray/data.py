@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -213,35 +214,49 @@ for _name in ("iris", "wine", "breast_cancer", "digits", "diabetes", "linnerud")
 for _name in ("make_classification", "make_regression", "make_friedman1", "make_blobs", "make_moons"):
     DATASETS.register(_name, _synthetic(_name))
 
-READERS = {".csv": "read_csv", ".tsv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet"}
+READERS = {".csv": "read_csv", ".tsv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet", ".npy": "npy"}
+
+
+def _read(path, key: str) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        raise SpecError(key, "unsupported file type", allowed=sorted(READERS), got=str(path))
+    if not path.is_file():
+        raise SpecError(key, "no such file", got=str(path))
+    if path.stat().st_size == 0:
+        raise SpecError(key, "the file is empty", got=str(path))
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+            return pd.DataFrame(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
+        return getattr(pd, READERS[suffix])(path, **({"sep": "\t"} if suffix == ".tsv" else {}))
+    except pd.errors.EmptyDataError:
+        raise SpecError(key, "the file is empty", got=str(path)) from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise SpecError(key, f"cannot read the file ({str(exc).splitlines()[0]})", got=str(path)) from None
 
 
 def read_table(spec) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features and target from ``data.path``: the target is a column of that file, or a file of its own (one
+    column) when ``data.target`` names one, e.g. ``path: X.npy, target: y.npy``."""
     path = spec.resolve_path(spec.data.path)
-    suffix = path.suffix.lower()
-    if suffix not in READERS:
-        raise SpecError("data.path", "unsupported file type", allowed=sorted(READERS), got=str(path))
-    if not path.is_file():
-        raise SpecError("data.path", "no such file", got=str(path))
-    if path.stat().st_size == 0:
-        raise SpecError("data.path", "the file is empty", got=str(path))
-    kwargs = {"sep": "\t"} if suffix == ".tsv" else {}
-    try:
-        frame = getattr(pd, READERS[suffix])(path, **kwargs)
-    except pd.errors.EmptyDataError:
-        raise SpecError("data.path", "the file is empty", got=str(path)) from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise SpecError("data.path", f"cannot read the file ({str(exc).splitlines()[0]})", got=str(path)) from None
+    frame = _read(path, "data.path")
     target = spec.data.target
-    if target not in frame.columns:
+    if Path(target).suffix.lower() in READERS:
+        y_frame = _read(spec.resolve_path(target), "data.target")
+        if y_frame.shape[1] != 1:
+            raise SpecError("data.target", "a target file must hold exactly one column", got=f"{y_frame.shape[1]} columns")
+        X, y = frame, y_frame.iloc[:, 0].to_numpy()
+    elif target not in frame.columns:
         raise SpecError("data.target", f"no such column in {path.name}", allowed=[str(c) for c in frame.columns],
                         got=target)
+    else:
+        X, y = frame.drop(columns=[target]), frame[target].to_numpy()
     if frame.empty:
         raise SpecError("data.path", "the file has a header but no rows", got=str(path))
-    y = frame[target].to_numpy()
     if y.dtype.kind == "O":
         y = y.astype(str) if not pd.isna(y).any() else y
-    return frame.drop(columns=[target]), y
+    return X, y
 
 
 def load_dataset(spec) -> Dataset:

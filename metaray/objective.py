@@ -162,7 +162,18 @@ def _proba(est, X, labels):
 
 
 def _fit_batch(problem: Problem, learner: Learner, subsets: list[int], seed: int, trial_id: str) -> list[FitResult]:
-    return [score_fit(problem, learner, k, seed, trial_id) for k in subsets]
+    results = [score_fit(problem, learner, k, seed, trial_id) for k in subsets]
+    node = _node_name()
+    for r in results:
+        r.node = node
+    return results
+
+
+def _node_name() -> str:
+    """This Ray node: its host name and the start of its node id (several nodes may share one host)."""
+    import ray
+
+    return f"{os.uname().nodename}:{ray.get_runtime_context().get_node_id()[:8]}"
 
 
 @dataclass

@@ -40,3 +40,12 @@ def _quiet_mlflow(tmp_path, monkeypatch):
     # tests never write the user's ./mlflow.db
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -38,3 +38,11 @@ def test_benchmark_runs_every_method_and_they_agree(bench, capsys):
     p4 = [r for r in rows if r["workload"] == "P4"]
     assert [r["fits"] for r in p4] == sorted(r["fits"] for r in p4) and "ms/fit" in p4[0]["note"]
     assert any(r["workload"] == "MEM" and "x the data" in r["note"] for r in rows)
+
+
+def test_benchmark_driver_kill_and_resume(bench, capsys):
+    """The RESUME workload: a `metaray run` SIGKILLed half-way and resumed completes (both processes exit 0)."""
+    assert bench.main(["--quick", "--only", "RESUME", "--json"]) == 0
+    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert set(rows) == {"uninterrupted", "killed + resumed"}
+    assert all(r["note"].startswith("exit 0;") for r in rows.values()), rows

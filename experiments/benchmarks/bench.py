@@ -348,6 +348,50 @@ def memory(quick: bool) -> list[Row]:
                      f"({peaks[500]:.0f} MB) = {extra / data_mb:.2f}x the data")]
 
 
+def driver_kill(quick: bool) -> list[Row]:
+    """The driver SIGKILLed when half the configurations are done, then `metaray resume`: total wall (both
+    processes, each starting Ray cold) against an uninterrupted `metaray run` of the same search."""
+    import signal
+
+    import yaml
+
+    n = 4 if quick else 16
+    spec = {"name": "RESUME", "seed": 0, "data": {"dataset": "digits"}, "learner": {"name": "random_forest"},
+            "subsets": {"k": 4 if quick else 8, "fraction": 0.8},
+            "search": {"num_samples": n, "space": {"n_estimators": {"choice": [10, 20] if quick else [50, 100]},
+                                                    "max_depth": {"choice": [None, 8]}}}}
+
+    def command(tmp: Path, *args: str) -> tuple[subprocess.Popen, float]:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        return subprocess.Popen([sys.executable, "-m", "metaray", *args], env=env, cwd=tmp, text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True), \
+            time.perf_counter()
+
+    walls = {}
+    for mode in ("uninterrupted", "killed + resumed"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "spec.yaml"
+            path.write_text(yaml.safe_dump({**spec, "storage": f"{tmp}/runs"}))
+            proc, t0 = command(Path(tmp), "run", str(path))
+            if mode == "killed + resumed":
+                for line in proc.stderr:
+                    if line.startswith(f"[{n // 2:>3}/"):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        break
+            proc.communicate()
+            wall = time.perf_counter() - t0
+            if mode == "killed + resumed":
+                run_dir = next(Path(tmp, "runs", "RESUME").iterdir())
+                proc, t0 = command(Path(tmp), "resume", str(run_dir))
+                proc.communicate()
+                wall += time.perf_counter() - t0
+            walls[mode] = (wall, proc.returncode)
+    base = walls["uninterrupted"][0]
+    return [Row("RESUME", mode, wall, n * spec["subsets"]["k"], float("nan"), float("nan"), ratio_to_ideal=wall / base,
+                note=f"exit {rc}; {wall / base:.2f}x the uninterrupted run (target <= 1.5x)")
+            for mode, (wall, rc) in walls.items()]
+
+
 def demo_cold() -> list[Row]:
     """The README's demo, cold: a fresh process, Ray start and a new MLflow store included."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -376,7 +420,7 @@ def ray_start() -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
-    parser.add_argument("--only", default="P1,P2,P3,P4,MEM,DEMO", help="comma-separated workloads")
+    parser.add_argument("--only", default="P1,P2,P3,P4,MEM,DEMO,RESUME", help="comma-separated workloads")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods for P1/P2")
     args = parser.parse_args(argv)
@@ -384,6 +428,8 @@ def main(argv=None) -> int:
     rows: list[Row] = []
     if "DEMO" in only:  # first, before this process holds a Ray instance
         rows += demo_cold()
+    if "RESUME" in only:
+        rows += driver_kill(args.quick)
     startup = ray_start()
     print(f"ray start: {startup:.1f} s", file=sys.stderr)
     ws = workloads(args.quick)

@@ -1,0 +1,85 @@
+"""Tracking to a real `mlflow server` over HTTP (SQLite behind it, 127.0.0.1 only), and to one that is down."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from metaray.cli import main
+from metaray.search import run_search
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+SPEC = {"name": "remote", "seed": 1, "data": {"dataset": "wine", "scale": True},
+        "learner": {"name": "logistic_regression"}, "subsets": {"k": 3},
+        "search": {"num_samples": 12, "space": {"C": {"loguniform": [0.01, 10.0]}}}}
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(folder / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                             "--artifacts-destination", str(folder / "artifacts"), "--workers", "2"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()[-3000:]
+        time.sleep(0.5)
+    yield {"url": url, "log": folder / "server.log"}
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_every_run_and_metric_arrives_over_http(mlflow_server, ray_session, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server["url"])
+    result = run_search({**SPEC, "search": {**SPEC["search"], "max_concurrent": 12}}, run_dir=tmp_path / "run")
+    assert (result.table["status"] == "completed").all()
+
+    client = MlflowClient(mlflow_server["url"])
+    parent = client.get_run(result.mlflow_parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["best_objective"] == pytest.approx(result.best["objective"])
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=100)
+    assert len(children) == len(result.table) == 12
+    by_trial = {c.data.tags["metaray.trial"]: c for c in children}
+    for row in result.table.itertuples():
+        child = by_trial[row.trial]
+        assert child.info.status == "FINISHED"
+        assert child.data.metrics["objective"] == pytest.approx(row.objective)
+        steps = client.get_metric_history(child.info.run_id, child.data.tags["metaray.metric"])
+        assert sorted(m.step for m in steps) == [0, 1, 2]
+    assert "database is locked" not in mlflow_server["log"].read_text()
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "results.csv" in artifacts
+
+
+def test_an_unreachable_server_fails_fast_before_any_fit(ray_session, tmp_path, capsys, write_yaml):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    path = write_yaml({**SPEC, "storage": str(tmp_path / "runs"), "tracking": {"uri": url}})
+    assert main(["run", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("metaray: error: tracking.uri: cannot reach the MLflow tracking")
+    journals = list((tmp_path / "runs").glob("*/*/fits.jsonl"))
+    assert all(j.read_text() == "" for j in journals)  # no fit ran
