@@ -103,12 +103,13 @@ class Space:
         return f"{branch.learner}.{param}" if self.conditional else param
 
     def param_space(self) -> dict[str, Any]:
-        """The flat space as Ray Tune sample objects."""
+        """The flat space as Ray Tune sample objects, parameters in sorted order: a YAML mapping has no order, so
+        the same space written with its keys in another order samples the same configurations."""
         out: dict[str, Any] = {}
         if self.conditional:
             out["learner"] = Dist(self.selector, tuple(b.learner for b in self.branches)).to_tune()
         for b in self.branches:
-            for param, dist in b.dists.items():
+            for param, dist in sorted(b.dists.items()):
                 out[self._flat_name(b, param)] = dist.to_tune()
         return out
 

@@ -78,6 +78,19 @@ def test_optuna_is_reproducible_too(tmp_path):
     pd.testing.assert_frame_equal(a.table, b.table)
 
 
+@pytest.mark.parametrize("searcher", ["random", "optuna"])
+def test_the_order_of_the_space_keys_does_not_matter(searcher, tmp_path):
+    """A YAML mapping has no order: the same space with its keys reversed samples the same configurations."""
+    dists = {"C": {"loguniform": [0.01, 10.0]}, "class_weight": {"choice": [None, "balanced"]},
+             "tol": {"loguniform": [1e-5, 1e-3]}}
+    tables = []
+    for name, order in (("sorted", list(dists)), ("reversed", list(reversed(dists)))):
+        spec = {**WINE, "subsets": {"k": 2},
+                "search": {"num_samples": 6, "searcher": searcher, "space": {k: dists[k] for k in order}}}
+        tables.append(search(spec, tmp_path, name, track=False).table)
+    pd.testing.assert_frame_equal(tables[0][sorted(tables[0].columns)], tables[1][sorted(tables[1].columns)])
+
+
 @pytest.mark.parametrize("scheduler", ["asha", "racing"])
 def test_early_stopping_spends_fewer_fits_and_finds_the_same_best(scheduler, tmp_path):
     full = search(WINE, tmp_path, "full", track=False)

@@ -38,6 +38,7 @@ class Row:
     peak_mb: float
     ratio_to_ideal: float = float("nan")
     fits_per_s: float = float("nan")
+    cpu_util: float = float("nan")  # CPU seconds of the process tree / (wall x cores)
     note: str = ""
 
 
@@ -48,27 +49,40 @@ class Workload:
     configs: list = field(default_factory=list)  # flat configs, the same for every method
 
 
-class PeakRSS:
-    """Peak memory of this process and all its descendants (Ray's raylet and workers, joblib's), as the sum of
-    their proportional set sizes: a page of shared memory (Ray's object store) counts once, split among the
-    processes that map it, instead of once per process as resident sizes would."""
+class Usage:
+    """Peak memory and CPU use of this process and all its descendants (Ray's raylet and workers, joblib's).
+
+    Memory is the sum of their proportional set sizes: a page of shared memory (Ray's object store) counts once,
+    split among the processes that map it, instead of once per process as resident sizes would. CPU is the CPU
+    seconds they spend while the block runs (a process that ends counts with its last sample); ``util`` divides
+    it by the wall time and the cores: 1.0 means every core busy all the time."""
 
     def __init__(self, every: float = 0.1):
         import psutil
 
         self._me, self._every, self.peak = psutil.Process(), every, 0
         self._stop = threading.Event()
+        self._cpu: dict[int, list[float]] = {}  # pid -> [CPU seconds when first seen, latest]
+        self.util = float("nan")
 
     def sample(self) -> int:
         total = 0
         for p in [self._me, *self._me.children(recursive=True)]:
             try:
                 total += p.memory_full_info().pss
+                times = p.cpu_times()
+                cpu = times.user + times.system
+                if p.pid not in self._cpu:
+                    self._cpu[p.pid] = [0.0 if p.create_time() >= self._t0 else cpu, cpu]
+                self._cpu[p.pid][1] = cpu
             except Exception:  # a process that just ended
                 pass
         return total
 
     def __enter__(self):
+        self._t0 = time.time()
+        self._wall = time.perf_counter()
+        self.sample()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -81,6 +95,9 @@ class PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        self.sample()
+        wall = time.perf_counter() - self._wall
+        self.util = sum(last - first for first, last in self._cpu.values()) / (wall * CORES)
 
 
 def configs_for(spec: dict, n: int) -> list[dict]:
@@ -251,18 +268,33 @@ METHODS = {"sequential": run_sequential, "joblib": run_joblib, "optuna (sequenti
            "tune (trial per config)": run_tune, "metaray": run_metaray}
 
 
-def measure(workload: Workload, methods: list[str]) -> list[Row]:
-    rows, ideal = [], None
-    for name in methods:
-        with PeakRSS() as mem:
-            out = METHODS[name](workload)
-        wall, fits, best = out[:3]
-        if name == "sequential":
-            ideal = out[3] / CORES
-        rows.append(Row(workload.name, name, wall, fits, best, mem.peak / 2**20, fits_per_s=fits / wall))
-        print(f"  {workload.name} {name:<24} {wall:7.2f} s  best {best:.4f}", file=sys.stderr, flush=True)
-    for r in rows:
-        r.ratio_to_ideal = r.wall_s / ideal
+def measure(workload: Workload, methods: list[str], repeat: int = 1) -> list[Row]:
+    """Every method, ``repeat`` rounds, interleaved: the machine's speed drifts (a shared VM), so each method's
+    ratio is taken against the ideal of its own round (the sequential loop just before it), and the medians
+    over rounds are reported, with the range of the ratios."""
+    import numpy as np
+
+    methods = ["sequential", *[m for m in methods if m != "sequential"]]  # the ideal comes from the loop
+    runs: dict[str, list[tuple]] = {m: [] for m in methods}
+    for round_ in range(repeat):
+        ideal = None
+        for name in methods:
+            with Usage() as mem:
+                out = METHODS[name](workload)
+            wall, fits, best = out[:3]
+            if name == "sequential":
+                ideal = out[3] / CORES
+            runs[name].append((wall, fits, best, mem.peak / 2**20, wall / ideal, mem.util))
+            print(f"  {workload.name} {name:<24} {wall:7.2f} s  {wall / ideal:5.2f}x ideal  best {best:.4f}"
+                  f"  (round {round_ + 1}/{repeat})", file=sys.stderr, flush=True)
+    rows = []
+    for name, rs in runs.items():
+        walls, ratios = [r[0] for r in rs], [r[4] for r in rs]
+        wall, fits, best = float(np.median(walls)), rs[0][1], rs[0][2]
+        rows.append(Row(workload.name, name, wall, fits, best, max(r[3] for r in rs),
+                        ratio_to_ideal=float(np.median(ratios)), fits_per_s=fits / wall,
+                        cpu_util=float(np.median([r[5] for r in rs])),
+                        note=f"{repeat} rounds, x ideal {min(ratios):.2f}-{max(ratios):.2f}" if repeat > 1 else ""))
     return rows
 
 
@@ -281,7 +313,7 @@ def early_stopping(quick: bool) -> list[Row]:
                              ("racing", {"scheduler": "racing"}),
                              ("asha aggressive", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 4}),
                              ("racing aggressive", {"scheduler": "racing", "min_subsets": 2, "confidence": 0.8})):
-        with tempfile.TemporaryDirectory() as tmp, PeakRSS() as mem:
+        with tempfile.TemporaryDirectory() as tmp, Usage() as mem:
             t0 = time.perf_counter()
             res = run_search({**spec, "search": {**spec["search"], **extra}}, run_dir=Path(tmp) / "r", track=False)
             wall = time.perf_counter() - t0
@@ -307,9 +339,10 @@ def scaling(quick: bool) -> list[Row]:
                 "search": {**base.spec["search"], "space": {**base.spec["search"]["space"],
                                                             "n_estimators": {"choice": [10, 20] if not quick else [4]}}}}
         w = Workload("P4", spec, configs_for(spec, n))
-        with PeakRSS() as mem:
+        with Usage() as mem:
             wall, fits, best = run_metaray(w)
-        rows.append(Row("P4", f"metaray {n}x{k}", wall, fits, best, mem.peak / 2**20, fits_per_s=fits / wall))
+        rows.append(Row("P4", f"metaray {n}x{k}", wall, fits, best, mem.peak / 2**20, fits_per_s=fits / wall,
+                        cpu_util=mem.util))
     fits = np.array([r.fits for r in rows], float)
     walls = np.array([r.wall_s for r in rows])
     slope, intercept = np.polyfit(fits, walls, 1)
@@ -335,7 +368,7 @@ def memory(quick: bool) -> list[Row]:
     data_mb = big * 125 * 8 / 2**20
     peaks, out = {}, None
     for rows in (500, big):
-        with tempfile.TemporaryDirectory() as tmp, PeakRSS() as mem:
+        with tempfile.TemporaryDirectory() as tmp, Usage() as mem:
             t0 = time.perf_counter()
             res = run_search(spec(rows), run_dir=Path(tmp) / "r", track=False)
             wall = time.perf_counter() - t0
@@ -423,6 +456,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="P1,P2,P3,P4,MEM,DEMO,RESUME", help="comma-separated workloads")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods for P1/P2")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds of P1/P2 (medians reported)")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     rows: list[Row] = []
@@ -436,7 +470,7 @@ def main(argv=None) -> int:
     methods = args.methods.split(",")
     for name in ("P1", "P2"):
         if name in only:
-            rows += measure(ws[name], methods)
+            rows += measure(ws[name], methods, args.repeat)
     if "P3" in only:
         rows += early_stopping(args.quick)
     if "P4" in only:
