@@ -8,16 +8,14 @@ import pandas as pd
 import pytest
 
 from metaray.cli import main
+from tests.test_cli import with_
 
 IRIS = {"name": "bad", "seed": 0, "data": {"dataset": "iris"}, "learner": {"name": "logistic_regression"},
         "subsets": {"k": 2}, "search": {"num_samples": 2}}
 
 
 def spec(**sections) -> dict:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in IRIS.items()}
-    for key, value in sections.items():
-        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
-    return out
+    return with_(IRIS, **sections)
 
 
 def space(**dists) -> dict:
