@@ -236,13 +236,18 @@ def _read(path, key: str) -> pd.DataFrame:
         raise SpecError(key, f"cannot read the file ({str(exc).splitlines()[0]})", got=str(path)) from None
 
 
+def is_target_file(target: str | None) -> bool:
+    """Whether ``data.target`` names a file of its own (``y.npy``) rather than a column of ``data.path``."""
+    return bool(target) and Path(target).suffix.lower() in READERS
+
+
 def read_table(spec) -> tuple[pd.DataFrame, np.ndarray]:
     """Features and target from ``data.path``: the target is a column of that file, or a file of its own (one
     column) when ``data.target`` names one, e.g. ``path: X.npy, target: y.npy``."""
     path = spec.resolve_path(spec.data.path)
     frame = _read(path, "data.path")
     target = spec.data.target
-    if Path(target).suffix.lower() in READERS:
+    if is_target_file(target):
         y_frame = _read(spec.resolve_path(target), "data.target")
         if y_frame.shape[1] != 1:
             raise SpecError("data.target", "a target file must hold exactly one column", got=f"{y_frame.shape[1]} columns")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from metaray.aggregates import aggregate
-from metaray.data import READERS
+from metaray.data import is_target_file
 from metaray.errors import MetarayError, SpecError
 from metaray.learners import final_estimator
 from metaray.objective import FitResult, FitRunner, Prepared, prepare, share
@@ -690,9 +690,8 @@ def _prepare_run_dir(run_dir: Path, spec: ExperimentSpec) -> None:
         raw = spec.to_dict()
         if raw["data"].get("path"):  # a resumed run reads the data from where the original spec pointed
             raw["data"]["path"] = str(spec.resolve_path(raw["data"]["path"]).resolve())
-            target = raw["data"].get("target") or ""
-            if Path(target).suffix.lower() in READERS:  # a target file of its own
-                raw["data"]["target"] = str(spec.resolve_path(target).resolve())
+            if is_target_file(raw["data"].get("target")):
+                raw["data"]["target"] = str(spec.resolve_path(raw["data"]["target"]).resolve())
         spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
         _write_state(run_dir, status="running", name=spec.name, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
