@@ -24,6 +24,10 @@ def _progress(result, total: int) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def cmd_evaluate(args) -> int:
     from metaray.objective import evaluate
     from metaray.spec import load_spec
@@ -32,7 +36,7 @@ def cmd_evaluate(args) -> int:
     print(f"evaluating {spec.name}: {spec.subsets.k} subsets ({spec.subsets.sampler}), "
           f"learner {spec.learner.name or 'the strategy default'}",
           file=sys.stderr, flush=True)
-    ev = evaluate(spec, progress=None if args.quiet else _progress)
+    ev = evaluate(spec, progress=None if args.quiet else _progress, say=_say)
     if args.json:
         import json
 
@@ -53,10 +57,23 @@ def _overrides(args) -> list[str]:
     return overrides
 
 
-def _print_search(result) -> None:
+def _print_search(result) -> int:
+    """The table and the best configuration on stdout; what failed on stderr. Exit status 1 when the search has no
+    answer (every configuration failed, or the best one's refit did), though its input was valid."""
     print(result.summary())
     if result.mlflow_parent_run_id:
         print(f"mlflow: run {result.mlflow_parent_run_id} (browse with: mlflow ui --host 127.0.0.1)")
+    sys.stdout.flush()
+    failures = result.failures()
+    if result.best is None:
+        print(f"metaray: no configuration completed: {failures or 'every configuration was stopped'}; "
+              f"results: {result.run_dir}", file=sys.stderr)
+    elif result.refit_error:
+        print(f"metaray: the refit of the best configuration failed ({result.refit_error}); the search's results "
+              f"are in {result.run_dir}", file=sys.stderr)
+    elif failures:
+        print(failures, file=sys.stderr)
+    return 0 if result.ok else 1
 
 
 def cmd_run(args) -> int:
@@ -67,16 +84,14 @@ def cmd_run(args) -> int:
     s = spec.search
     print(f"searching {spec.name}: {s.searcher} searcher, scheduler {s.scheduler}, {spec.subsets.k} subsets "
           f"({spec.subsets.sampler}) per configuration", file=sys.stderr, flush=True)
-    _print_search(run_search(spec, progress=progress_to_stderr, dashboard=args.dashboard))
-    return 0
+    return _print_search(run_search(spec, progress=progress_to_stderr, dashboard=args.dashboard))
 
 
 def cmd_resume(args) -> int:
     from metaray.search import progress_to_stderr, resume_search
 
     print(f"resuming {args.path}", file=sys.stderr, flush=True)
-    _print_search(resume_search(args.path, progress=progress_to_stderr, dashboard=args.dashboard))
-    return 0
+    return _print_search(resume_search(args.path, progress=progress_to_stderr, dashboard=args.dashboard))
 
 
 def cmd_compare(args) -> int:

@@ -29,9 +29,6 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
         if address:
-            if num_cpus is not None:
-                raise SpecError("ray.num_cpus", "applies to a local Ray only; a cluster's nodes set their own CPUs",
-                                got=num_cpus)
             try:
                 info = ray.init(address=address, **kwargs)
                 _DASHBOARD_URL = getattr(info, "dashboard_url", None) or None

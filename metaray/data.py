@@ -26,10 +26,13 @@ class Dataset:
     """Features, target and task, validated.
 
     Attributes:
-        X: a float ndarray, or a DataFrame when columns need encoding or imputation.
-        y: 1-D labels/values, or 2-D for multi-output regression.
+        X: a float ndarray, or a DataFrame (numeric columns as float with NaN, the others as text with NaN)
+            when columns need encoding.
+        y: 1-D labels in the user's own label type (text, bool, integers) or values; 2-D for multi-output
+            regression.
         task: "classification" or "regression".
-        classes: sorted class labels (classification only).
+        classes: sorted class labels (classification only), of the same type as ``y``.
+        dropped_rows: rows left out because their target was missing.
     """
 
     name: str
@@ -39,6 +42,8 @@ class Dataset:
     feature_names: list[str]
     classes: np.ndarray | None = None
     categorical: list[str] = field(default_factory=list)
+    dropped_rows: int = 0
+    target_name: str = "target"
 
     @property
     def n_rows(self) -> int:
@@ -48,22 +53,28 @@ class Dataset:
     def needs_imputation(self) -> bool:
         return bool(np.asarray(_isnan(self.X)).any())
 
+    @property
+    def notes(self) -> list[str]:
+        """What loading did to the user's rows, one line each, for the user to read."""
+        if not self.dropped_rows:
+            return []
+        return [f"data: dropped {self.dropped_rows} rows whose target {self.target_name!r} is missing"]
+
     @classmethod
-    def from_arrays(cls, X, y, *, task: str = "auto", name: str = "arrays", key: str = "data") -> Dataset:
-        """Validate features and target and infer the task.
+    def from_arrays(cls, X, y, *, task: str = "auto", name: str = "arrays", key: str = "data",
+                    target: str = "target") -> Dataset:
+        """Validate features and target and infer the task. Rows whose target is missing are left out
+        (``dropped_rows``); class labels keep their type (text, bool, integers such as -1/1).
 
         Example:
-            >>> ds = Dataset.from_arrays([[0.0], [1.0], [2.0], [3.0]], [0, 1, 0, 1])
-            >>> ds.task, ds.classes.tolist()
-            ('classification', [0, 1])
+            >>> ds = Dataset.from_arrays([[0.0], [1.0], [2.0], [3.0], [4.0]], ["no", "yes", None, "no", "yes"])
+            >>> ds.task, ds.classes.tolist(), ds.dropped_rows
+            ('classification', ['no', 'yes'], 1)
         """
         if not isinstance(X, pd.DataFrame):
             X = np.asarray(X, dtype=float) if not _is_table(X) else pd.DataFrame(X)
             if isinstance(X, np.ndarray) and X.ndim == 1:
                 X = X.reshape(-1, 1)
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
         if len(X) == 0:
             raise SpecError(key, "the dataset has no rows", got=name)
         if X.shape[1] == 0:
@@ -71,31 +82,45 @@ class Dataset:
         if len(X) != len(y):
             raise SpecError(key, "features and target have different numbers of rows",
                             got={"features": len(X), "target": len(y)})
-        if y.dtype.kind in "fc" and not np.isfinite(y).all() or y.dtype.kind == "O" and pd.isna(y).any():
-            raise SpecError(f"{key}.target", "the target has missing or infinite values",
-                            got=f"{int(np.sum(pd.isna(y)) if y.dtype.kind == 'O' else np.sum(~np.isfinite(y)))} rows")
+        y, missing = clean_target(y, key=f"{key}.target")
+        dropped = int(missing.sum())
+        if dropped == len(missing):
+            raise SpecError(f"{key}.target", f"every row's target {target!r} is missing, so nothing is left to learn",
+                            got=f"{dropped} rows")
+        if dropped:
+            X = X.loc[~missing].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[~missing]
+        if y.dtype.kind in "fc" and not np.isfinite(y).all():
+            raise SpecError(f"{key}.target", "the target has infinite values, which no learner or metric can use",
+                            got=f"{int(np.sum(~np.isfinite(y)))} rows")
         if isinstance(X, pd.DataFrame):
-            numeric = X.select_dtypes(include="number")
-            categorical = [c for c in X.columns if c not in numeric.columns]
-            if np.isinf(numeric.to_numpy(dtype=float)).any():
+            X, categorical = _clean_features(X)
+            numeric = [c for c in X.columns if c not in categorical]
+            values = X[numeric].to_numpy(dtype=float)
+            if np.isinf(values).any():
                 raise SpecError(f"{key}.features", "features contain inf, which no learner or imputer can use",
-                                got=_first_bad(numeric.to_numpy(dtype=float), list(numeric.columns), np.isinf))
+                                got=_first_bad(values, [str(c) for c in numeric], np.isinf))
             names = [str(c) for c in X.columns]
             if not categorical:
-                X = numeric.to_numpy(dtype=float)
+                X = values
         else:
             categorical, names = [], [f"x{i}" for i in range(X.shape[1])]
             if np.isinf(X).any():
                 raise SpecError(f"{key}.features", "features contain inf, which no learner or imputer can use",
                                 got=_first_bad(X, names, np.isinf))
         task = resolve_task(y, task, key=f"{key}.task")
+        if task == "classification" and y.dtype.kind == "f":
+            y = y.astype(np.int64)  # whole-number labels read as floats (a column with gaps): back to integers
         classes = np.unique(y) if task == "classification" else None
         if classes is not None and len(classes) < 2:
             raise SpecError(f"{key}.target", "classification needs at least two classes", got=classes.tolist())
-        return cls(name, X, y, task, names, classes, [str(c) for c in categorical])
+        return cls(name, X, y, task, names, classes, [str(c) for c in categorical], dropped, str(target))
 
     def preprocessor(self, *, scale: bool = False, impute: bool = True):
-        """An unfitted transformer for these features, or None when the learner can take them as they are."""
+        """An unfitted transformer for these features, or None when the learner can take them as they are.
+
+        Text columns are one-hot encoded, a missing value being a category of its own and a category first
+        seen at scoring time encoding as all zeros; numeric columns are imputed (median) and scaled if asked.
+        """
         from sklearn.preprocessing import StandardScaler
 
         if isinstance(self.X, pd.DataFrame):
@@ -106,18 +131,18 @@ class Dataset:
 
             numeric = [c for c in self.X.columns if str(c) not in self.categorical]
             categorical = [c for c in self.X.columns if str(c) in self.categorical]
-            num_steps = ([SimpleImputer(strategy="median")] if impute else []) + ([StandardScaler()] if scale else [])
-            cat_steps = [SimpleImputer(strategy="most_frequent")] + [OneHotEncoder(handle_unknown="ignore", sparse_output=False)]
+            num_steps = ([SimpleImputer(strategy="median", keep_empty_features=True)] if impute else []) + (
+                [StandardScaler()] if scale else [])
             return ColumnTransformer(
                 [("num", make_pipeline(*num_steps) if num_steps else "passthrough", numeric),
-                 ("cat", make_pipeline(*cat_steps), categorical)],
+                 ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
                 verbose_feature_names_out=False,
             )
         steps = []
         if impute and self.needs_imputation:
             from sklearn.impute import SimpleImputer
 
-            steps.append(SimpleImputer(strategy="median"))
+            steps.append(SimpleImputer(strategy="median", keep_empty_features=True))
         if scale:
             steps.append(StandardScaler())
         if not steps:
@@ -132,7 +157,64 @@ class Dataset:
             out["classes"] = len(self.classes)
         if self.categorical:
             out["categorical"] = len(self.categorical)
+        out["dropped_rows"] = self.dropped_rows
         return out
+
+
+def clean_target(y, *, key: str = "data.target") -> tuple[np.ndarray, np.ndarray]:
+    """The target as a plain NumPy array of the user's own label type, without its missing rows, and the mask of
+    those rows.
+
+    Text (pandas' ``str`` and ``object``, NumPy strings, the categories of a ``category``) becomes an object array of
+    Python strings, ``bool`` and nullable booleans a bool array, whole numbers int64, other numbers float; a column
+    of mixed types is read as text. Missing means None, NaN or pandas' NA.
+
+    Example:
+        >>> values, missing = clean_target(pd.Series(["a", None, "b"], dtype="category"))
+        >>> values.tolist(), missing.tolist()
+        (['a', 'b'], [False, True, False])
+    """
+    if not isinstance(y, (pd.Series, pd.Categorical, pd.Index)):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim > 1:  # multi-output: numeric values, a row is missing when any of its values is
+            try:
+                values = y.astype(float)
+            except (TypeError, ValueError):
+                raise SpecError(key, "a multi-output target must be numeric", got=str(y.dtype)) from None
+            missing = np.isnan(values).any(axis=1)
+            return values[~missing], missing
+    s = pd.Series(y).reset_index(drop=True)
+    missing = s.isna().to_numpy()
+    s = s[~missing]
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(s.cat.categories.dtype)
+    kind = pd.api.types.infer_dtype(s, skipna=False)
+    if kind == "boolean":
+        return s.to_numpy(dtype=bool), missing
+    if kind == "integer":
+        return s.to_numpy(dtype=np.int64), missing
+    if kind in ("floating", "mixed-integer-float", "empty"):
+        return s.to_numpy(dtype=float), missing
+    return np.array([str(v) for v in s], dtype=object), missing
+
+
+def _clean_features(frame: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """Numeric columns (nullable ones too) as float with NaN; every other column as text with NaN for missing, so
+    that one encoder serves pandas' str, object, category and bool columns alike."""
+    out, categorical = {}, []
+    for c in frame.columns:
+        col = frame[c]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            out[c] = col.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            missing = col.isna().to_numpy()
+            text = np.full(len(col), np.nan, dtype=object)
+            text[~missing] = [str(v) for v in col[~missing]]
+            out[c] = text
+            categorical.append(c)
+    return pd.DataFrame(out, columns=frame.columns), categorical
 
 
 def _is_table(X) -> bool:
@@ -217,7 +299,9 @@ for _name in ("make_classification", "make_regression", "make_friedman1", "make_
 READERS = {".csv": "read_csv", ".tsv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet", ".npy": "npy"}
 
 
-def _read(path, key: str) -> pd.DataFrame:
+def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
+    """A table from a file. Missing values are pandas' own markers (empty fields, ``NA``, ``NaN``, ``null`` ...)
+    plus ``na_values``, which CSV/TSV get from the reader and the other formats by replacement."""
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise SpecError(key, "unsupported file type", allowed=sorted(READERS), got=str(path))
@@ -228,12 +312,18 @@ def _read(path, key: str) -> pd.DataFrame:
     try:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
-            return pd.DataFrame(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
-        return getattr(pd, READERS[suffix])(path, **({"sep": "\t"} if suffix == ".tsv" else {}))
+            frame = pd.DataFrame(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
+        elif READERS[suffix] == "read_csv":
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", na_values=na_values or None)
+        else:
+            frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise SpecError(key, "the file is empty", got=str(path)) from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise SpecError(key, f"cannot read the file ({str(exc).splitlines()[0]})", got=str(path)) from None
+    if na_values:
+        frame = frame.mask(frame.isin(na_values))
+    return frame
 
 
 def is_target_file(target: str | None) -> bool:
@@ -241,26 +331,25 @@ def is_target_file(target: str | None) -> bool:
     return bool(target) and Path(target).suffix.lower() in READERS
 
 
-def read_table(spec) -> tuple[pd.DataFrame, np.ndarray]:
+def read_table(spec) -> tuple[pd.DataFrame, pd.Series]:
     """Features and target from ``data.path``: the target is a column of that file, or a file of its own (one
     column) when ``data.target`` names one, e.g. ``path: X.npy, target: y.npy``."""
     path = spec.resolve_path(spec.data.path)
-    frame = _read(path, "data.path")
+    na_values = list(spec.data.na_values)
+    frame = _read(path, "data.path", na_values)
     target = spec.data.target
     if is_target_file(target):
-        y_frame = _read(spec.resolve_path(target), "data.target")
+        y_frame = _read(spec.resolve_path(target), "data.target", na_values)
         if y_frame.shape[1] != 1:
             raise SpecError("data.target", "a target file must hold exactly one column", got=f"{y_frame.shape[1]} columns")
-        X, y = frame, y_frame.iloc[:, 0].to_numpy()
+        X, y = frame, y_frame.iloc[:, 0]
     elif target not in frame.columns:
         raise SpecError("data.target", f"no such column in {path.name}", allowed=[str(c) for c in frame.columns],
                         got=target)
     else:
-        X, y = frame.drop(columns=[target]), frame[target].to_numpy()
+        X, y = frame.drop(columns=[target]), frame[target]
     if frame.empty:
         raise SpecError("data.path", "the file has a header but no rows", got=str(path))
-    if y.dtype.kind == "O":
-        y = y.astype(str) if not pd.isna(y).any() else y
     return X, y
 
 
@@ -270,12 +359,13 @@ def load_dataset(spec) -> Dataset:
     Example:
         >>> from metaray.spec import load_spec
         >>> load_dataset(load_spec({"name": "d", "data": {"dataset": "iris"}})).describe()
-        {'name': 'iris', 'rows': 150, 'features': 4, 'task': 'classification', 'classes': 3}
+        {'name': 'iris', 'rows': 150, 'features': 4, 'task': 'classification', 'classes': 3, 'dropped_rows': 0}
     """
     if spec.data.path is not None:
         X, y = read_table(spec)
         name = spec.resolve_path(spec.data.path).name
+        target = Path(spec.data.target).name if is_target_file(spec.data.target) else spec.data.target
     else:
         X, y = DATASETS.get(spec.data.dataset)(spec)
-        name = spec.data.dataset
-    return Dataset.from_arrays(X, y, task=spec.data.task, name=name, key="data")
+        name, target = spec.data.dataset, "target"
+    return Dataset.from_arrays(X, y, task=spec.data.task, name=name, key="data", target=target)

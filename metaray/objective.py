@@ -109,13 +109,17 @@ def _chunks(X, rows: np.ndarray) -> Iterator[np.ndarray]:
 def score_rows(problem: Problem, est, rows: np.ndarray) -> dict[str, float]:
     """Every metric of the problem for a fitted estimator on the given rows, computed chunk by chunk."""
     metrics = [METRICS.get(name) for name in problem.metrics]
+    chunks = list(_chunks(problem.X, rows))
     parts: dict[str, list] = {m.needs: [] for m in metrics}
-    for chunk in _chunks(problem.X, rows):
+    for chunk in chunks:
         X = _rows(problem.X, chunk)
         for need, out in parts.items():
-            out.append(_output(need, est, X, problem.labels) * (len(chunk) if need == "reconstruct" else 1))
-    y, n = problem.y[rows], max(len(rows), 1)
-    outputs = {need: sum(p) / n if need == "reconstruct" else np.concatenate(p) for need, p in parts.items()}
+            out.append(_output(need, est, X, problem.labels))
+    y = problem.y[rows]
+    # predictions keep the labels' own type (text, bool, ...); a reconstruction error is a mean per chunk, weighted
+    # by the chunk's rows
+    outputs = {need: np.average(p, weights=[len(c) for c in chunks]) if need == "reconstruct" else np.concatenate(p)
+               for need, p in parts.items()}
     return {name: m(outputs[m.needs], None) if m.needs == "reconstruct" else m(y, outputs[m.needs], problem.labels)
             for name, m in zip(problem.metrics, metrics)}
 
@@ -225,8 +229,15 @@ def check_learner(learner: Learner, ds: Dataset, spec: ExperimentSpec, metrics: 
             raise SpecError("objective.metric", f"{name!r} scores embedders; use strategy: embedding", got=name)
 
 
-def prepare(spec: ExperimentSpec) -> Prepared:
-    """Load the data, draw the subsets and build the learner, raising SpecError on anything unusable.
+def notice(line: str) -> None:
+    """Tell the user something about their input that is not an error (rows left out): a warning, which Python
+    prints once on stderr, when the caller passed no ``say`` of its own."""
+    warnings.warn(line, UserWarning, stacklevel=3)
+
+
+def prepare(spec: ExperimentSpec, say: Callable[[str], None] = notice) -> Prepared:
+    """Load the data, draw the subsets and build the learner, raising SpecError on anything unusable; ``say``
+    receives one line per notice about the data (rows dropped for a missing target).
 
     The spec's strategy (a preset, see metaray.strategies) fills what the spec leaves open: the task, the
     learner, the metrics.
@@ -240,6 +251,8 @@ def prepare(spec: ExperimentSpec) -> Prepared:
     if strategy.task:
         spec.data.task = strategy.task
     ds = load_dataset(spec)
+    for line in ds.notes:
+        say(line)
     if spec.learner.name is None:
         spec.learner.name = strategy.learner[ds.task]
     obj = spec.objective
@@ -277,15 +290,20 @@ class FitRunner:
     configuration's number, so the oldest configuration finishes first), and at most ``2 x slots`` tasks are
     in flight, so that the queued fits of a configuration a scheduler stops can still be dropped (``cancel``).
 
+    With ``fit_timeout_s``, every task carries one fit and no more tasks are in flight than there are slots, so a
+    task starts when it is dispatched; one still running ``fit_timeout_s`` after that is cancelled (its worker is
+    killed) and its fit fails with the reason.
+
     Args:
         problem_ref: ``ray.put(Problem)``, shared by every task.
         cpus_per_fit: CPUs each task reserves.
         fits_per_task: fixed batch size; None adapts it to measured fit times.
         max_retries: Ray retries of a task whose worker or node died.
+        fit_timeout_s: seconds a fit may run; None for no limit.
     """
 
     def __init__(self, problem_ref, *, cpus_per_fit: float = 1.0, gpus_per_fit: float = 0.0,
-                 fits_per_task: int | None = None, max_retries: int = 3):
+                 fits_per_task: int | None = None, max_retries: int = 3, fit_timeout_s: float | None = None):
         import ray
 
         from metaray.cluster import max_node_resource
@@ -299,7 +317,10 @@ class FitRunner:
         self._remote = ray.remote(_fit_batch).options(num_cpus=cpus_per_fit, num_gpus=gpus_per_fit,
                                                       max_retries=max_retries)
         self.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_fit))
-        self._fixed = fits_per_task
+        self._timeout = fit_timeout_s
+        self._fixed = 1 if fit_timeout_s else fits_per_task
+        self._max_inflight = self.slots if fit_timeout_s else 2 * self.slots
+        self._deadline: dict[Any, float] = {}
         self._queue: list[tuple[float, int, str, Learner, int, int]] = []  # heap of (priority, seq, trial, ...)
         self._seq = 0
         self._inflight: dict[Any, tuple[str, str, list[int]]] = {}  # ref -> (trial_id, learner name, subsets)
@@ -311,7 +332,9 @@ class FitRunner:
             self._seq += 1
 
     def cancel(self, trial_id: str) -> None:
-        """Drop the queued fits of a configuration and cancel its tasks that have not started."""
+        """Drop the queued fits of a configuration and cancel its tasks. Without a timeout, a running task is
+        interrupted politely (its worker lives on, warm); with ``fit_timeout_s`` the user has said hung fits must
+        die, so its worker is killed (a polite cancel first would make Ray ignore a forced one right after)."""
         def ours(tid: str) -> bool:  # a configuration's stages are submitted as "<trial>/<stage>"
             return tid == trial_id or tid.startswith(trial_id + "/")
 
@@ -319,7 +342,9 @@ class FitRunner:
         heapq.heapify(self._queue)
         for ref, (tid, _, _) in list(self._inflight.items()):
             if ours(tid):
-                self._ray.cancel(ref)
+                self._ray.cancel(ref, force=self._timeout is not None)
+                if self._timeout is not None:
+                    del self._inflight[ref], self._deadline[ref]
 
     @property
     def pending(self) -> int:
@@ -342,7 +367,7 @@ class FitRunner:
         return max(1, size)
 
     def _dispatch(self) -> None:
-        while self._queue and len(self._inflight) < 2 * self.slots:
+        while self._queue and len(self._inflight) < self._max_inflight:
             _, _, trial_id, learner, seed, _ = self._queue[0]
             size = self._batch_size(learner)
             batch: list[int] = []
@@ -350,6 +375,8 @@ class FitRunner:
                 batch.append(heapq.heappop(self._queue)[5])
             ref = self._remote.remote(self._ref, learner, batch, seed, trial_id)
             self._inflight[ref] = (trial_id, learner.name, batch)
+            if self._timeout:
+                self._deadline[ref] = time.monotonic() + self._timeout
 
     def wait(self) -> list[FitResult]:
         """Dispatch what fits, block until at least one task finishes, return its results (empty when idle)."""
@@ -357,9 +384,13 @@ class FitRunner:
         self._dispatch()
         if not self._inflight:
             return []
-        done, _ = ray.wait(list(self._inflight), num_returns=1)
+        wait_s = max(0.0, min(self._deadline.values()) - time.monotonic()) if self._deadline else None
+        done, _ = ray.wait(list(self._inflight), num_returns=1, timeout=wait_s)
         out: list[FitResult] = []
+        if not done:
+            out = self._expire()
         for ref in done:
+            self._deadline.pop(ref, None)
             trial_id, name, batch = self._inflight.pop(ref)
             try:
                 results = ray.get(ref)
@@ -376,6 +407,29 @@ class FitRunner:
             out.extend(results)
         self._dispatch()
         return out
+
+    def _expire(self) -> list[FitResult]:
+        """Cancel the tasks past their deadline (killing their workers: a hung fit does not answer a polite
+        cancel) and fail their fits."""
+        now, out = time.monotonic(), []
+        for ref in [r for r, deadline in self._deadline.items() if deadline <= now]:
+            self._ray.cancel(ref, force=True)
+            del self._deadline[ref]
+            trial_id, _, batch = self._inflight.pop(ref)
+            out += [FitResult(trial_id, k, error=f"TimeoutError: the fit did not finish within ray.fit_timeout_s="
+                              f"{self._timeout:g} s; its task was cancelled") for k in batch]
+        return out
+
+    def close(self, patience_s: float = 5.0) -> None:
+        """Stop everything still queued or running (fits of configurations that were stopped or failed): kill their
+        workers, so that nothing outlives the search, not even a fit hung in native code. Ray ignores a forced cancel
+        that follows a polite one too closely, so the forced cancel is repeated until the tasks are gone."""
+        refs, until = list(self._inflight), time.monotonic() + patience_s
+        while refs and time.monotonic() < until:
+            for ref in refs:
+                self._ray.cancel(ref, force=True)
+            refs = self._ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
+        self._queue, self._inflight, self._deadline = [], {}, {}
 
     def results(self) -> Iterator[FitResult]:
         """Yield every submitted fit's result, in the order they finish."""
@@ -436,8 +490,10 @@ def _results_frame(results: list[FitResult], metrics: tuple[str, ...]):
 
 
 def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[str] = (), *,
-             progress: Callable[[FitResult, int], None] | None = None) -> Evaluation:
-    """Score the spec's configuration by its meta-objective.
+             progress: Callable[[FitResult, int], None] | None = None,
+             say: Callable[[str], None] = notice) -> Evaluation:
+    """Score the spec's configuration by its meta-objective; ``progress`` sees every subset's result as it
+    arrives, ``say`` every notice about the data.
 
     Example (starts a local Ray unless one is running)::
 
@@ -454,11 +510,12 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
 
     t0 = time.perf_counter()
     spec = load_spec(spec, list(overrides))
-    prepared = prepare(spec)
+    prepared = prepare(spec, say)
     connect(spec.ray.address, num_cpus=spec.ray.num_cpus)
     problem_ref = share(prepared)
     runner = FitRunner(problem_ref, cpus_per_fit=spec.ray.cpus_per_fit, gpus_per_fit=spec.ray.gpus_per_fit,
-                       fits_per_task=spec.ray.fits_per_task, max_retries=spec.ray.max_retries)
+                       fits_per_task=spec.ray.fits_per_task, max_retries=spec.ray.max_retries,
+                       fit_timeout_s=spec.ray.fit_timeout_s)
     runner.submit("config", prepared.learner, range(prepared.plan.k), spec.seed)
     results = []
     for r in runner.results():

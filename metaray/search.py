@@ -31,12 +31,16 @@ from metaray.aggregates import aggregate
 from metaray.data import is_target_file
 from metaray.errors import MetarayError, SpecError
 from metaray.learners import final_estimator
-from metaray.objective import FitResult, FitRunner, Prepared, prepare, share
+from metaray.objective import FitResult, FitRunner, Prepared, notice, prepare, share
 from metaray.space import plain
 from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
 
 OBJECTIVE = "objective"
 TIME_ATTR = "subsets_done"
+#: configurations in flight with an adaptive searcher unless the spec says otherwise: a constant, not a multiple of
+#: the cluster's CPUs, so that what the searcher has seen before each suggestion (and so the results table) is the
+#: same on a laptop and on a cluster
+ADAPTIVE_IN_FLIGHT = 8
 
 
 # --- searchers: Tune's own, behind one small interface --------------------------------------------------
@@ -259,22 +263,35 @@ def config_key(config: dict) -> str:
 
 
 class Journal:
-    """Append-only record of finished fits; what a resumed search replays instead of fitting again."""
+    """Append-only record of finished fits (failed ones too); what a resumed search replays instead of fitting again.
 
-    def __init__(self, path: Path):
+    A process killed while writing leaves its last line cut short: that line is cut back when the journal is
+    opened again (and said), and its fit runs again. A complete line that does not parse is not a kill's doing;
+    the journal is refused rather than read in part.
+    """
+
+    def __init__(self, path: Path, say: Callable[[str], None] = lambda line: None):
         self.path = path
         self.memo: dict[tuple[int, int], tuple[str, FitResult]] = {}
         if path.exists():
-            for line in path.read_text().splitlines():
+            data = path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                with open(path, "r+b") as fh:
+                    fh.truncate(end)
+                say(f"journal: cut back a truncated last line ({len(data) - end} bytes) of {path}; that fit runs again")
+            for number, line in enumerate(data[:end].decode().splitlines(), 1):
+                if not line.strip():
+                    continue
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a crash
-                r = FitResult(row["trial_id"], row["subset"], row["scores"], row["fit_seconds"],
-                              row["score_seconds"], row["n_train"], row["n_eval"], row.get("error"), row.get("node"),
-                              row.get("warnings", []))
-                if r.error is None:
+                    r = FitResult(row["trial_id"], row["subset"], row["scores"], row["fit_seconds"],
+                                  row["score_seconds"], row["n_train"], row["n_eval"], row.get("error"),
+                                  row.get("node"), row.get("warnings", []))
                     self.memo[(row["trial"], row.get("unit", row["subset"]))] = (row["key"], r)
+                except (ValueError, KeyError, TypeError):
+                    raise SpecError("resume", f"line {number} of the journal is not a fit record, so the journal "
+                                    "cannot be trusted", got=f"{path}: {line[:80]}") from None
         self._fh = open(path, "a")
 
     def lookup(self, trial: Trial, unit: int) -> FitResult | None:
@@ -307,6 +324,24 @@ class SearchResult:
     holdout_scores: dict[str, float] = field(default_factory=dict)
     mlflow_parent_run_id: str | None = None
     dashboard_url: str | None = None
+    refit_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """A configuration completed and the best one was refitted: what a search is for."""
+        return self.best is not None and self.refit_error is None
+
+    def failures(self) -> str | None:
+        """One line on the configurations that failed, with the most common error and its count; None if none did."""
+        errors = self.table.loc[self.table["status"] == "failed", "error"].str.replace(r"^subset \d+: ", "", regex=True)
+        if errors.empty:
+            return None
+        # errors that differ only in their numbers (a learning rate, a row count) are one error
+        kinds = errors.str.replace(r"\d+(\.\d*)?([eE][-+]?\d+)?", "#", regex=True)
+        common = kinds.value_counts().index[0]
+        head = (f"every configuration failed ({len(errors)} of {len(self.table)})" if len(errors) == len(self.table)
+                else f"{len(errors)} of {len(self.table)} configurations failed")
+        return f"{head}; most common error ({(kinds == common).sum()}x): {errors[kinds == common].iloc[0]}"
 
     def summary(self, top: int = 20) -> str:
         table = self.table.head(top)
@@ -329,6 +364,8 @@ class SearchResult:
             if self.holdout_scores:
                 lines.append("refitted on the training pool, on the hold-out rows: "
                              + ", ".join(f"{k}={v:.4f}" for k, v in self.holdout_scores.items()))
+            if self.refit_error:
+                lines.append(f"the refit on the training pool failed: {self.refit_error}")
             if self.best.get("architecture"):
                 lines.append("architecture:\n" + self.best["architecture"])
         else:
@@ -350,6 +387,7 @@ class Search:
                  dashboard: bool = False, track: bool = True):
         self.spec, self.run_dir, self.dashboard, self.track = spec, Path(run_dir), dashboard, track
         self.progress = progress or (lambda line: None)
+        self.say = progress or notice  # what the user must hear even without a progress callback
 
     # the protocol ----------------------------------------------------------------------------------------
 
@@ -361,7 +399,7 @@ class Search:
 
         t0 = time.perf_counter()
         spec = self.spec
-        self.prepared = prepared = prepare(spec)
+        self.prepared = prepared = prepare(spec, self.say)
         self.space = spec.parsed_space()
         for branch in self.space.branches:  # misspelled keys and impossible values fail now, not trial by trial
             self._check_branch(branch)
@@ -370,9 +408,12 @@ class Search:
         n = s.num_samples or (1 if self.space.empty or s.searcher == "grid" else 16)
         self.searcher = make_searcher(spec, self.space, prepared.mode, n)
         self.num_samples = self.searcher.total if hasattr(self.searcher, "total") else n
+        if self.searcher.adaptive and s.max_concurrent is None:
+            s.max_concurrent = ADAPTIVE_IN_FLIGHT  # resolved into the run folder's spec.yaml, which resume reads
+        self.max_concurrent = s.max_concurrent
         self._fidelity(spec, prepared)
         _prepare_run_dir(self.run_dir, spec)
-        self.journal = Journal(self.run_dir / "fits.jsonl")
+        self.journal = Journal(self.run_dir / "fits.jsonl", self.say)
 
         tracker = Tracker(spec, self.run_dir, prepared.dataset.describe()) if self.track else None
         started = tracker.start() if tracker else None  # MLflow's start-up overlaps Ray's
@@ -386,23 +427,25 @@ class Search:
             self.problem_ref = share(prepared)
             self.runner = FitRunner(self.problem_ref, cpus_per_fit=spec.ray.cpus_per_fit,
                                     gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
-                                    max_retries=spec.ray.max_retries)
-            self.max_concurrent = s.max_concurrent or (2 * self.runner.slots if self.searcher.adaptive else None)
+                                    max_retries=spec.ray.max_retries, fit_timeout_s=spec.ray.fit_timeout_s)
             self.trials: list[Trial] = []
             self._warned: set[str] = set()
             self.cursor, self.exhausted = 0, False
             self.tracker = tracker
             self._loop()
+            self.runner.close()  # the refit gets every CPU; no fit of a stopped configuration runs on
             result = self._finish(t0, parent_id)
             if tracker:
                 tracker.finish(result, self._final_model).result()
-            _write_state(self.run_dir, status="finished", parent_run_id=parent_id)
+            _write_state(self.run_dir, status="finished" if result.ok else "failed", parent_run_id=parent_id)
             return result
         except BaseException:
             if tracker:
                 tracker.abort()
             raise
         finally:
+            if getattr(self, "runner", None) is not None:
+                self.runner.close()
             self.journal.close()
             if tracker:
                 tracker.close()
@@ -467,9 +510,8 @@ class Search:
                     self._warned.add(message)
                     self.progress(f"warning (first seen in {trial.id}, said once): {message}")
                 unit = int(stage or 0) * self.K + r.subset
-                if r.error is None:
-                    self.journal.write(trial, unit, r)
-                    trial.fitted_now += 1
+                self.journal.write(trial, unit, r)  # a failed fit too: it fails the same way when replayed
+                trial.fitted_now += 1
                 if not trial.final:
                     trial.results[unit] = r
 
@@ -532,6 +574,9 @@ class Search:
                 return
             self._finalize(trial)
             self.cursor += 1
+            # an adaptive searcher suggests the next configuration having seen exactly the ones before it: how
+            # many results it has seen at each suggestion depends on the spec, never on which fit finished first
+            self._fill()
 
     def _advance(self, trial: Trial) -> None:
         spec = self.spec
@@ -623,32 +668,53 @@ class Search:
         table.to_csv(self.run_dir / "results.csv", index=False)
         _to_parquet(table, self.run_dir / "results.parquet")
         best_trial = self._best()
-        best, holdout, self._final_model = None, {}, None
+        best, holdout, self._final_model, refit_error = None, {}, None, None
         if best_trial:
             best = {"trial": best_trial.id, "learner": best_trial.learner_name,
                     "params": self.space.resolve(best_trial.config)[1], "objective": best_trial.objective,
                     "std": best_trial.aggregates.get("std", math.nan), "config": best_trial.config}
-            self._final_model, holdout = self._refit(best_trial)
+            try:
+                self._final_model, holdout = self._refit(best_trial)
+            except Exception as exc:  # the search's results stand; the refit's failure is said, not raised
+                refit_error = _one_line(exc)
+                best["refit_error"] = refit_error
             best["holdout"] = holdout
-            model = final_estimator(self._final_model)
+            model = final_estimator(self._final_model) if self._final_model is not None else None
             if hasattr(model, "summary"):  # a network: its architecture, layer by layer
                 best["architecture"] = model.summary()
             (self.run_dir / "best.json").write_text(json.dumps(best, indent=2, default=str))
         return SearchResult(self.spec.name, self.run_dir, table, best, self.prepared.metric.name,
                             self.spec.objective.aggregate, self.prepared.mode, sum(t.fitted_now for t in self.trials),
                             sum(t.replayed for t in self.trials),
-                            time.perf_counter() - t0, holdout, parent_id, self.dashboard_url)
+                            time.perf_counter() - t0, holdout, parent_id, self.dashboard_url, refit_error)
 
     def _refit(self, trial: Trial):
-        """The best configuration fitted on the whole training pool, scored on the hold-out rows if any."""
+        """The best configuration fitted on the whole training pool, scored on the hold-out rows if any. With
+        ``ray.fit_timeout_s``, the refit may take that long times the pool's size over a subset's."""
         import ray
 
         from metaray.objective import fit_final
 
-        est, scores = ray.get(ray.remote(fit_final).options(num_cpus=self.spec.ray.cpus_per_fit,
-                                                            num_gpus=self.spec.ray.gpus_per_fit).remote(
-            self.problem_ref, trial.learner, self.spec.seed))
-        return est, scores
+        ref = ray.remote(fit_final).options(num_cpus=self.spec.ray.cpus_per_fit, num_gpus=self.spec.ray.gpus_per_fit,
+                                            max_retries=self.spec.ray.max_retries).remote(
+            self.problem_ref, trial.learner, self.spec.seed)
+        limit = self.spec.ray.fit_timeout_s
+        if limit is not None:
+            plan = self.prepared.plan
+            limit *= max(1.0, (len(self.prepared.dataset.y) - len(plan.test)) / min(len(t) for t in plan.train))
+            if not ray.wait([ref], timeout=limit)[0]:
+                ray.cancel(ref, force=True)
+                raise TimeoutError(f"the refit on the whole training pool did not finish within {limit:.0f} s "
+                                   "(ray.fit_timeout_s, scaled to the pool's size); its task was cancelled")
+        return ray.get(ref)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: its type and the first line of its message (a Ray task error: the cause's)."""
+    cause = getattr(exc, "cause", None)
+    exc = cause if isinstance(cause, BaseException) else exc
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _missing(v) -> bool:

@@ -88,6 +88,7 @@ class DataSpec(_Section):
     test_size: float = 0.2
     scale: bool = False
     impute: bool = True
+    na_values: list[str | int | float] = Field(default_factory=list)
 
     _key = "data"
     _rules = {"test_size": Rule(lambda v: 0 < v < 1, "must be a fraction of the rows", "(0, 1)")}
@@ -163,7 +164,8 @@ class ObjectiveSpec(_Section):
 
 
 class RaySpec(_Section):
-    """Where the fits run. ``address`` None starts a local Ray; ``fits_per_task`` None batches adaptively."""
+    """Where the fits run. ``address`` None starts a local Ray; ``fits_per_task`` None batches adaptively;
+    ``fit_timeout_s`` fails a fit (and its configuration) that runs longer, and cancels its task."""
 
     address: str | None = None
     num_cpus: int | None = None
@@ -171,9 +173,11 @@ class RaySpec(_Section):
     gpus_per_fit: float = 0.0
     fits_per_task: int | None = None
     max_retries: int = 3
+    fit_timeout_s: float | None = None
 
     _key = "ray"
     _rules = {"num_cpus": POSITIVE, "fits_per_task": POSITIVE, "max_retries": NON_NEGATIVE,
+              "fit_timeout_s": Rule(lambda v: v > 0, "seconds a fit may run before it is cancelled", "> 0"),
               "cpus_per_fit": Rule(lambda v: v > 0, "must be positive", "> 0"),
               "gpus_per_fit": Rule(lambda v: v >= 0, "a fraction of a GPU, or 0 for none", ">= 0")}
 
@@ -187,8 +191,9 @@ class SearchSpec(_Section):
     """The search over configurations. ``space`` maps learner parameters to distributions (see metaray.space).
 
     ``num_samples`` None means 16, or one pass over the grid for the grid searcher. ``max_concurrent`` None lets
-    random and grid search keep every CPU busy, and runs twice as many configurations as there are CPUs at once
-    with the adaptive searchers (optuna, hyperopt), whose suggestions learn from finished ones.
+    random and grid search keep every CPU busy (their suggestions never depend on results), and runs 8
+    configurations at once with the adaptive searchers (optuna, hyperopt), whose suggestions learn from finished
+    ones: a constant rather than a multiple of the CPUs, so that the same spec gives the same table on any cluster.
     """
 
     space: dict[str, Any] = Field(default_factory=dict)
@@ -266,6 +271,9 @@ class ExperimentSpec(_Section):
         if s.scheduler == "racing" and s.min_subsets < 2:
             raise SpecError("search.min_subsets", "racing needs two scores for a spread", allowed=">= 2",
                             got=s.min_subsets)
+        if self.ray.address and self.ray.num_cpus is not None:
+            raise SpecError("ray.num_cpus", "applies to a local Ray only; a cluster's nodes set their own CPUs",
+                            allowed=[None], got=self.ray.num_cpus)
         return self
 
     def parsed_space(self):

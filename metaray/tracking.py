@@ -25,6 +25,24 @@ def tracking_uri(spec_uri: str | None = None) -> str:
     return spec_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def absolute_uri(uri: str) -> str:
+    """A tracking URI that means the same store from any working folder: a relative SQLite file or local folder is
+    made absolute (what a run folder records, so that ``metaray resume`` finds the store from anywhere).
+
+    Example:
+        >>> absolute_uri("http://127.0.0.1:5000")
+        'http://127.0.0.1:5000'
+        >>> absolute_uri("sqlite:///mlflow.db").startswith("sqlite:////")
+        True
+    """
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path, sep, query = uri.removeprefix("sqlite:///").partition("?")
+        return f"sqlite:///{Path(path).resolve()}{sep}{query}"
+    if "://" not in uri and not uri.startswith("file:"):
+        return str(Path(uri).resolve())
+    return uri
+
+
 def _quick_http_failures() -> None:
     # MLflow retries an unreachable server for minutes by default; a search should fail before its first fit
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -37,7 +55,10 @@ class Tracker:
 
     def __init__(self, spec, run_dir: Path, dataset: dict[str, Any]):
         self.spec, self.run_dir, self.dataset = spec, Path(run_dir), dataset
-        self.uri = tracking_uri(spec.tracking.uri)
+        state_file = self.run_dir / "state.json"
+        recorded = json.loads(state_file.read_text()).get("mlflow_uri") if state_file.exists() else None
+        # a resumed search logs to the store its first process used, whatever the working folder is now
+        self.uri = recorded or absolute_uri(tracking_uri(spec.tracking.uri))
         self.experiment_name = spec.tracking.experiment or spec.name
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="metaray-mlflow")
         self._client = None
@@ -220,4 +241,7 @@ class Tracker:
                 mlflow.sklearn.log_model(model, name="best_model", serialization_format="cloudpickle",
                                          pip_requirements=[f"scikit-learn=={sklearn.__version__}",
                                                            f"metaray=={__version__}"])
-        client.set_terminated(self.parent_id, "FINISHED")
+        if not result.ok:  # a search without an answer is not a success, in MLflow either
+            client.set_tag(self.parent_id, "metaray.error", (result.refit_error or result.failures()
+                                                             or "no configuration completed")[:5000])
+        client.set_terminated(self.parent_id, "FINISHED" if result.ok else "FAILED")

@@ -56,7 +56,8 @@ def test_tables_with_categorical_and_missing_values(tmp_path, suffix):
     assert isinstance(ds.X, pd.DataFrame) and ds.needs_imputation
     prep = ds.preprocessor(scale=True)
     out = prep.fit_transform(ds.X.iloc[:30])
-    assert np.isfinite(out).all() and out.shape[1] == 2 + 3  # two numeric columns, three one-hot cities
+    # two numeric columns; three one-hot cities and a column for a missing city
+    assert np.isfinite(out).all() and out.shape[1] == 2 + 3 + 1
 
 
 def test_numeric_table_becomes_an_array_and_regression_is_inferred(tmp_path):
@@ -96,8 +97,12 @@ def test_array_validation():
         Dataset.from_arrays(np.zeros((4, 2)), np.zeros(3))
     with pytest.raises(SpecError, match="inf"):
         Dataset.from_arrays([[1.0], [np.inf], [0.0], [2.0]], [0, 1, 0, 1])
-    with pytest.raises(SpecError, match="target has missing or infinite"):
-        Dataset.from_arrays([[1.0], [2.0]], [0.5, np.nan])
+    with pytest.raises(SpecError, match=r"^data.target: the target has infinite values.*got: '1 rows'"):
+        Dataset.from_arrays([[1.0], [2.0], [3.0]], [0.5, np.inf, 0.7])
+    with pytest.raises(SpecError, match=r"^data.target: every row's target 'target' is missing"):
+        Dataset.from_arrays([[1.0], [2.0]], [np.nan, None])
+    kept = Dataset.from_arrays([[1.0], [2.0], [3.0], [4.0]], [0.5, np.nan, 0.7, 0.9])
+    assert kept.dropped_rows == 1 and kept.X[:, 0].tolist() == [1.0, 3.0, 4.0] and kept.task == "regression"
     with pytest.raises(SpecError, match="at least two classes"):
         Dataset.from_arrays([[1.0], [2.0]], [1, 1])
     ds = Dataset.from_arrays([[1.0], [np.nan], [0.0], [2.0]], [0, 1, 0, 1])
@@ -123,3 +128,64 @@ def test_classification_spec_on_a_regression_dataset_is_refused():
 
 def test_registry_lists_known_names():
     assert set(BUNDLED) <= set(DATASETS.names())
+
+
+def load_csv(tmp_path, text: str, **data):
+    (tmp_path / "rows.csv").write_text(text)
+    return load_dataset(load_spec({"name": "t", "data": {"path": str(tmp_path / "rows.csv"), "target": "y", **data}}))
+
+
+def test_na_tokens_and_empty_fields_are_missing_and_a_question_mark_only_when_asked(tmp_path):
+    text = "age,city,y\n31,paris,a\nNA,,b\n,lyon,a\n?,?,b\n40,nice,a\n"
+    ds = load_csv(tmp_path, text)
+    assert ds.categorical == ["age", "city"]  # '?' is text unless data.na_values says it is missing
+    assert ds.X["city"].isna().tolist() == [False, True, False, False, False]
+    asked = load_csv(tmp_path, text, na_values=["?"])
+    assert asked.categorical == ["city"] and np.isnan(asked.X["age"].to_numpy()).tolist() == [
+        False, True, True, True, False]
+    assert asked.X["city"].isna().tolist() == [False, True, False, True, False]
+
+
+def test_na_values_apply_to_parquet_too(tmp_path):
+    pd.DataFrame({"x": [1.0, -999.0, 3.0, 4.0], "y": ["a", "b", "a", "b"]}).to_parquet(tmp_path / "rows.parquet")
+    ds = load_dataset(load_spec({"name": "t", "data": {"path": str(tmp_path / "rows.parquet"), "target": "y",
+                                                       "na_values": [-999]}}))
+    assert np.isnan(ds.X[:, 0]).tolist() == [False, True, False, False]
+
+
+def test_rows_without_a_target_are_dropped_and_counted(tmp_path):
+    ds = load_csv(tmp_path, "x,y\n1,a\n2,\n3,b\n4,NA\n5,a\n6,b\n")
+    assert ds.dropped_rows == 2 and ds.n_rows == 4 and ds.X[:, 0].tolist() == [1, 3, 5, 6]
+    assert ds.notes == ["data: dropped 2 rows whose target 'y' is missing"]
+    with pytest.raises(SpecError, match=r"^data.target: every row's target 'y' is missing"):
+        load_csv(tmp_path, "x,y\n1,\n2,NA\n")
+    with pytest.raises(SpecError, match=r"^data.target: the target has infinite values.*got: '1 rows'"):
+        load_csv(tmp_path, "x,y\n1,0.5\n2,inf\n3,1.5\n4,\n")
+
+
+@pytest.mark.parametrize("labels, expected", [
+    (pd.Series(["no", "yes", None, "no"], dtype="str"), ["no", "yes"]),
+    (pd.Series(["no", "yes", None, "no"], dtype=object), ["no", "yes"]),
+    (pd.Series(["no", "yes", None, "no"], dtype="category"), ["no", "yes"]),
+    (pd.Series([True, False, None, True], dtype="boolean"), [False, True]),
+    (np.array([True, False, True, False]), [False, True]),
+    (pd.Series([-1, 1, None, 1], dtype="Int64"), [-1, 1]),
+    (np.array([9.0, 3.0, np.nan, 7.0]), [3, 7, 9]),
+    (np.array(["x", "y", "x", "y"]), ["x", "y"]),
+    (pd.Series(["a", 1, None, "a"], dtype=object), ["1", "a"]),  # mixed types: read as text
+])
+def test_class_labels_keep_the_users_type(labels, expected):
+    ds = Dataset.from_arrays(np.arange(8.0).reshape(4, 2), labels, task="classification")
+    assert ds.classes.tolist() == expected and {type(c) for c in ds.classes.tolist()} == {type(expected[0])}
+    assert ds.dropped_rows == int(pd.isna(pd.Series(labels)).sum())
+
+
+def test_a_category_first_seen_when_scoring_and_a_column_missing_in_a_whole_subset(tmp_path):
+    frame = pd.DataFrame({"x": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0], "rare": [np.nan, np.nan, np.nan, np.nan, 7.0, 8.0],
+                          "city": ["paris", "lyon", None, "paris", "nice", "lyon"], "y": ["a", "b"] * 3})
+    ds = Dataset.from_arrays(frame.drop(columns="y"), frame["y"])
+    prep = ds.preprocessor(scale=True)
+    fitted = prep.fit(ds.X.iloc[:4])  # 'rare' is missing in every row of this subset; 'nice' is not in it
+    out = fitted.transform(ds.X.iloc[4:])
+    assert np.isfinite(out).all() and out.shape == (2, 2 + 3)  # x, rare; paris, lyon, a missing city
+    assert out[0, 2:].tolist() == [0.0, 0.0, 0.0]  # 'nice', first seen here, encodes as all zeros

@@ -1,10 +1,12 @@
 """One contract for every registered learner: fit and score, get_params round trip, pickling (Ray ships learners)."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from metaray.errors import SpecError
 from metaray.learners import LEARNERS, build_learner, learners_for
@@ -95,3 +97,40 @@ def test_import_path_learner():
 def test_learner_errors(spec, task, pattern):
     with pytest.raises(SpecError, match=pattern):
         build_learner(spec, task)
+
+
+def _own_estimators():
+    """Every estimator metaray defines, as instances small enough to check quickly (fewer epochs: the instance's
+    own parameters, as scikit-learn's own tests lower max_iter)."""
+    from sklearn.decomposition import PCA
+
+    from metaray.learners.embedding import EmbeddingProbe, TorchAutoencoder, default_probe
+    from metaray.learners.nas import TorchNetClassifier, TorchNetRegressor
+    from metaray.learners.torch_mlp import TorchMLPClassifier, TorchMLPRegressor
+
+    return [TorchMLPClassifier(epochs=20), TorchMLPRegressor(epochs=20), TorchNetClassifier(epochs=20),
+            TorchNetRegressor(epochs=20), TorchAutoencoder(epochs=20),
+            EmbeddingProbe(PCA(n_components=1), default_probe("classification"))]
+
+
+@parametrize_with_checks(_own_estimators())
+def test_scikit_learn_estimator_checks(estimator, check):
+    """scikit-learn's whole estimator contract, with no expected failures. (check_array_api_input is skipped by
+    scikit-learn itself unless SCIPY_ARRAY_API is set before SciPy loads; the next test runs it that way.)"""
+    check(estimator)
+
+
+def test_array_api_dispatch_check_in_a_process_with_scipy_array_api():
+    import os
+    import subprocess
+    import sys
+
+    code = ("from sklearn.utils.estimator_checks import check_array_api_input\n"
+            "from tests.test_learners import _own_estimators\n"
+            "for e in _own_estimators():\n"
+            "    check_array_api_input(type(e).__name__, e, array_namespace='numpy', expect_only_array_outputs=False)\n"
+            "    print('passed', type(e).__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SCIPY_ARRAY_API": "1"}, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("passed") == len(_own_estimators())

@@ -187,9 +187,8 @@ def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1
         implicit["device"] = device
     try:
         est.set_params(**implicit, **user)
-        validate = getattr(est, "_validate_params", None)
-        if validate is not None:
-            validate()
+        if hasattr(est, "_parameter_constraints"):  # scikit-learn's declared constraints; a user's class may have none
+            est._validate_params()
     except (ValueError, TypeError) as exc:
         message = str(exc).splitlines()[0]
         found = _PARAM_IN_MESSAGE.search(message)

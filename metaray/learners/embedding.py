@@ -14,7 +14,7 @@ from metaray.errors import FitError
 from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters, pick_device
 
 
-class EmbeddingProbe(BaseEstimator):
+class EmbeddingProbe(TransformerMixin, BaseEstimator):
     """``embedder`` fitted on the subset's features; ``probe`` fitted on the embedded subset and its targets.
 
     ``predict``/``predict_proba`` go through the embedding, so the classification or regression metrics
@@ -26,6 +26,7 @@ class EmbeddingProbe(BaseEstimator):
         self.probe = probe
 
     def fit(self, X, y):
+        X, y = validate_data(self, X, y, y_numeric=False, multi_output=True)
         self.embedder_ = clone(self.embedder)
         Z = self.embedder_.fit_transform(X)
         self.probe_ = clone(self.probe).fit(Z, y)
@@ -36,13 +37,15 @@ class EmbeddingProbe(BaseEstimator):
 
     def transform(self, X):
         check_is_fitted(self, "embedder_")
-        return self.embedder_.transform(X)
+        return self.embedder_.transform(validate_data(self, X, reset=False))
 
     def predict(self, X):
-        return self.probe_.predict(self.transform(X))
+        Z = self.transform(X)  # checks that the model is fitted before the probe is read
+        return self.probe_.predict(Z)
 
     def predict_proba(self, X):
-        return self.probe_.predict_proba(self.transform(X))
+        Z = self.transform(X)
+        return self.probe_.predict_proba(Z)
 
     def reconstruction_error(self, X) -> float:
         """Mean squared error of inverse_transform(transform(X)) against X, in the features' own units."""
@@ -138,8 +141,9 @@ class TorchAutoencoder(TransformerMixin, BaseEstimator):
                                    f"(lr={self.lr}); lower the learning rate")
                 loss.backward()
                 opt.step()
-        self.encoder_.eval().cpu()
-        self.decoder_.eval().cpu()
+        # encode and decode in float64, so that a row's embedding does not depend on the batch it comes in
+        self.encoder_ = self.encoder_.cpu().double().eval()
+        self.decoder_ = self.decoder_.cpu().double().eval()
         self.n_parameters_ = count_parameters(self.encoder_) + count_parameters(self.decoder_)
         return self
 
@@ -147,14 +151,26 @@ class TorchAutoencoder(TransformerMixin, BaseEstimator):
         import torch
 
         check_is_fitted(self, "encoder_")
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+        dtype = _float_dtype(X)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
         with torch.no_grad():
-            return self.encoder_(torch.from_numpy((X - self.mean_) / self.scale_)).numpy()
+            return self.encoder_(torch.from_numpy((X - self.mean_) / self.scale_)).numpy().astype(dtype, copy=False)
 
     def inverse_transform(self, Z):
         import torch
 
         check_is_fitted(self, "decoder_")
+        dtype = _float_dtype(Z)
         with torch.no_grad():
-            out = self.decoder_(torch.as_tensor(np.asarray(Z, dtype=np.float32))).numpy()
-        return out * self.scale_ + self.mean_
+            out = self.decoder_(torch.as_tensor(np.asarray(Z, dtype=np.float64))).numpy()
+        return (out * self.scale_ + self.mean_).astype(dtype, copy=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]  # trained in float32, answers in the input's
+        return tags
+
+
+def _float_dtype(X):
+    """The float type an output should have for input X: float32 for float32 input, else float64."""
+    return np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64

@@ -78,7 +78,10 @@ class _TorchMLP(BaseEstimator):
 
         if self.n_threads:
             torch.set_num_threads(int(self.n_threads))
-        X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True, y_numeric=False)
+        # a classifier takes one label column (a column vector is raveled, with scikit-learn's warning); a regressor
+        # one or several target columns
+        X, y = validate_data(self, X, y, dtype=np.float32, multi_output=not isinstance(self, ClassifierHead),
+                             y_numeric=False)
         self.mean_ = X.mean(axis=0) if self.standardize else np.zeros(X.shape[1], np.float32)
         self.scale_ = X.std(axis=0) if self.standardize else np.ones(X.shape[1], np.float32)
         self.scale_[self.scale_ == 0] = 1.0
@@ -107,9 +110,9 @@ class _TorchMLP(BaseEstimator):
                                    f"(lr={self.lr}); lower the learning rate")
                 loss.backward()
                 opt.step()
-        net.cpu()
-        net.eval()
-        self.net_ = net
+        # predictions in float64: the precision scikit-learn expects of them, and the same for a row whether it is
+        # predicted alone or in a batch
+        self.net_ = net.cpu().double().eval()
         self.n_parameters_ = count_parameters(net)
         return self
 
@@ -121,22 +124,25 @@ class _TorchMLP(BaseEstimator):
         cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
         return cls(params, lr=self.lr, weight_decay=self.weight_decay)
 
-    def _scale(self, X):
-        return ((X - self.mean_) / self.scale_).astype(np.float32)
+    def _scale(self, X, dtype=np.float32):
+        return ((X - self.mean_) / self.scale_).astype(dtype)
 
     def _forward(self, X):
         import torch
 
         check_is_fitted(self, "net_")
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
         with torch.no_grad():
-            return self.net_(torch.from_numpy(self._scale(X))).numpy()
+            return self.net_(torch.from_numpy(self._scale(X, np.float64))).numpy()
 
 
 class ClassifierHead:
     """Cross-entropy over encoded labels; any label type. Mixed into a network learner."""
 
     def _encode_targets(self, y):
+        from sklearn.utils.multiclass import check_classification_targets
+
+        check_classification_targets(y)  # a continuous target is refused, as every scikit-learn classifier does
         self.classes_, codes = np.unique(y, return_inverse=True)
         return codes.astype(np.int64), len(self.classes_)
 
@@ -152,7 +158,8 @@ class ClassifierHead:
         return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, X):
-        return self.classes_[np.argmax(self._forward(X), axis=1)]
+        scores = self._forward(X)  # checks that the model is fitted before classes_ is read
+        return self.classes_[np.argmax(scores, axis=1)]
 
 
 class RegressorHead:
@@ -175,6 +182,11 @@ class RegressorHead:
     def predict(self, X):
         out = self._forward(X) * self.y_scale_ + self.y_mean_
         return out if self.multi_output_ else out.ravel()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # one network output per target column
+        return tags
 
 
 class TorchMLPClassifier(ClassifierMixin, ClassifierHead, _TorchMLP):

@@ -1,0 +1,168 @@
+"""What a search does when things go wrong that are not the input's fault: every configuration fails, a fit never ends,
+the refit of the best configuration fails, the journal was cut by a kill, the search is resumed from another folder.
+Searches run through the `metaray` command in this process, on the session's Ray."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import mlflow
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+import tests.helpers
+from metaray.cli import main
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+IRIS = {"name": "faults", "seed": 0, "data": {"dataset": "iris"}, "subsets": {"k": 2}}
+DIVERGING = {"name": "mlp", "params": {"epochs": 2, "hidden_layer_sizes": [4], "optimizer": "sgd"}}
+
+
+@pytest.fixture(autouse=True)
+def _helpers_by_value():
+    """The misbehaving learners live in tests/helpers.py, which Ray's workers cannot import by name."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(tests.helpers)
+    yield
+    cloudpickle.unregister_pickle_by_value(tests.helpers)
+
+
+def write(tmp_path, **sections) -> str:
+    spec = {**IRIS, "storage": str(tmp_path / "runs"), **sections}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+def run_dir(tmp_path):
+    return next((tmp_path / "runs").glob("*/*"))
+
+
+def parent_run(folder):
+    state = json.loads((folder / "state.json").read_text())
+    return mlflow.MlflowClient(state["mlflow_uri"]).get_run(state["parent_run_id"])
+
+
+def test_a_search_in_which_every_configuration_failed_exits_1(tmp_path, capsys):
+    path = write(tmp_path, learner=DIVERGING, search={"searcher": "grid", "space": {"lr": {"grid": [1e9, 1e12]}}})
+    assert main(["run", path]) == 1  # not 0 (nothing was found), not 2 (the input was valid)
+    out, err = capsys.readouterr()
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("metaray: no configuration completed: every configuration failed (2 of 2); "
+                           "most common error (2x): FitError: TorchMLPClassifier: training loss became"), last
+    assert "Traceback" not in err and "no configuration completed" in out
+    folder = run_dir(tmp_path)
+    assert (folder / "results.csv").is_file() and not (folder / "best.json").exists()
+    assert json.loads((folder / "state.json").read_text())["status"] == "failed"
+    parent = parent_run(folder)
+    assert parent.info.status == "FAILED" and "every configuration failed" in parent.data.tags["metaray.error"]
+
+
+def test_a_search_with_some_failures_exits_0_and_says_how_many(tmp_path, capsys):
+    path = write(tmp_path, learner=DIVERGING, search={"searcher": "grid", "space": {"lr": {"grid": [0.01, 1e12]}}})
+    assert main(["run", path]) == 0
+    out, err = capsys.readouterr()
+    assert "1 of 2 configurations failed; most common error (1x): FitError:" in err
+    assert "best configuration" in out and (run_dir(tmp_path) / "best.json").is_file()
+    assert parent_run(run_dir(tmp_path)).info.status == "FINISHED"
+
+
+def test_a_fit_that_never_ends_fails_its_configuration_and_its_task_is_killed(tmp_path, capsys):
+    pid_file = tmp_path / "hung.pid"
+    path = write(tmp_path, learner={"name": "tests.helpers.HangingClassifier", "params": {"pid_file": str(pid_file)}},
+                 ray={"fit_timeout_s": 3}, search={"searcher": "grid", "space": {"hang_s": {"grid": [0, 3600]}}})
+    started = time.monotonic()
+    assert main(["run", path]) == 0
+    assert time.monotonic() - started < 60
+    table = pd.read_csv(run_dir(tmp_path) / "results.csv")
+    status = dict(zip(table["param.hang_s"], table["status"]))
+    assert status == {0: "completed", 3600: "failed"}
+    error = table.loc[table["status"] == "failed", "error"].iloc[0]
+    assert "did not finish within ray.fit_timeout_s=3 s; its task was cancelled" in error
+    pids = [int(line) for line in pid_file.read_text().split()]
+    assert len(pids) == 2  # both subsets of the hanging configuration started
+    deadline = time.monotonic() + 20
+    while alive := [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, f"the workers {alive} running the hung fits are still alive"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("hang_s", [0, 3600], ids=["raises", "hangs"])
+def test_a_failing_refit_keeps_the_results_and_exits_1(hang_s, tmp_path, capsys):
+    # iris: a pool of 120 rows, subsets of 60; the refit on all 120 fails (or never ends)
+    path = write(tmp_path, learner={"name": "tests.helpers.FailsOnTheWholePool",
+                                    "params": {"max_rows": 100, "hang_s": hang_s}},
+                 subsets={"k": 2, "fraction": 0.5}, ray={"fit_timeout_s": 2},
+                 search={"searcher": "grid", "space": {"max_rows": {"grid": [90, 100]}}})
+    assert main(["run", path]) == 1
+    out, err = capsys.readouterr()
+    reason = "did not finish within 4 s" if hang_s else "MemoryError: 120 rows do not fit in memory"
+    assert "metaray: the refit of the best configuration failed (" in err and reason in err, err
+    folder = run_dir(tmp_path)
+    table = pd.read_csv(folder / "results.csv")
+    assert len(table) == 2 and (table["status"] == "completed").all()
+    best = json.loads((folder / "best.json").read_text())
+    assert reason in best["refit_error"] and best["holdout"] == {}
+    assert parent_run(folder).info.status == "FAILED"
+
+
+def test_a_journal_line_cut_by_a_kill_is_cut_back_and_said(tmp_path, capsys):
+    path = write(tmp_path, learner={"name": "logistic_regression"},
+                 search={"num_samples": 3, "space": {"C": {"loguniform": [0.1, 10.0]}}})
+    assert main(["run", path]) == 0
+    folder = run_dir(tmp_path)
+    table = pd.read_csv(folder / "results.csv")
+    lines = (folder / "fits.jsonl").read_text().splitlines(keepends=True)
+    (folder / "fits.jsonl").write_text("".join(lines[:3]) + lines[3][:40])  # a kill in the middle of a write
+    capsys.readouterr()
+    assert main(["resume", str(folder)]) == 0
+    _, err = capsys.readouterr()
+    assert "journal: cut back a truncated last line (40 bytes)" in err
+    rows = [json.loads(line) for line in (folder / "fits.jsonl").read_text().splitlines()]  # every line whole
+    assert len(rows) == 6 and len({(r["trial"], r["unit"]) for r in rows}) == 6
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), table)
+
+
+def test_a_corrupt_journal_line_is_refused_not_skipped(tmp_path, capsys):
+    path = write(tmp_path, learner={"name": "logistic_regression"}, search={"num_samples": 2})
+    assert main(["run", path]) == 0
+    folder = run_dir(tmp_path)
+    lines = (folder / "fits.jsonl").read_text().splitlines(keepends=True)
+    (folder / "fits.jsonl").write_text(lines[0] + "{not json\n" + "".join(lines[1:]))
+    capsys.readouterr()
+    assert main(["resume", str(folder)]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip().splitlines()[-1].startswith("metaray: error: resume: line 2 of the journal is not a fit record")
+    assert out == ""
+
+
+def test_resume_logs_to_the_store_the_search_started_with_from_any_folder(tmp_path, monkeypatch, capsys):
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    first.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the default store: sqlite:///mlflow.db in the working folder
+    monkeypatch.chdir(first)
+    path = write(tmp_path, learner={"name": "logistic_regression"},
+                 search={"num_samples": 3, "space": {"C": {"loguniform": [0.1, 10.0]}}})
+    assert main(["run", path]) == 0
+    folder = run_dir(tmp_path)
+    state = json.loads((folder / "state.json").read_text())
+    assert state["mlflow_uri"] == f"sqlite:///{first / 'mlflow.db'}"
+    # as if killed after two configurations: a cut journal, the parent run still marked running
+    shutil.copy(folder / "fits.jsonl", tmp_path / "whole.jsonl")
+    (folder / "fits.jsonl").write_text("".join((tmp_path / "whole.jsonl").read_text().splitlines(keepends=True)[:4]))
+    client = mlflow.MlflowClient(state["mlflow_uri"])
+    client.set_terminated(state["parent_run_id"], "KILLED")
+    monkeypatch.chdir(elsewhere)
+    assert main(["resume", str(folder)]) == 0
+    assert not (elsewhere / "mlflow.db").exists()
+    parent = client.get_run(state["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 3  # reopened, not duplicated

@@ -1,0 +1,133 @@
+"""The adaptive searchers (Optuna's TPE, HyperOpt) are reproducible and resumable: what they have seen before each
+suggestion depends on the spec alone, not on which fit finished first nor on how many CPUs the cluster has, so a
+search killed anywhere and resumed gives the table of an uninterrupted one, fitting no (configuration, subset) twice.
+
+28 configurations: beyond TPE's 10 random start-up trials and HyperOpt's 9, so the suggestions learn from results
+and a search that fed its searcher in another order would suggest other configurations."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from metaray.objective import FitRunner
+from metaray.search import resume_search, run_search
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+ADAPTIVE = {"name": "adaptive", "seed": 2, "data": {"dataset": "wine", "scale": True},
+            "learner": {"name": "logistic_regression"}, "subsets": {"k": 4, "fraction": 0.5},
+            "search": {"num_samples": 28, "min_subsets": 2, "grace_period": 1, "reduction_factor": 2,
+                       "space": {"C": {"loguniform": [1e-4, 100.0]}, "class_weight": {"choice": [None, "balanced"]}}}}
+COMBINATIONS = [("optuna", "asha"), ("optuna", "racing"), ("hyperopt", "asha"), ("hyperopt", "racing")]
+
+
+def spec_for(searcher: str, scheduler: str) -> dict:
+    return {**ADAPTIVE, "search": {**ADAPTIVE["search"], "searcher": searcher, "scheduler": scheduler}}
+
+
+def journal(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "fits.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Each combination searched once, uninterrupted."""
+    base = tmp_path_factory.mktemp("uninterrupted")
+    return {combo: run_search(spec_for(*combo), run_dir=base / "-".join(combo), track=False) for combo in COMBINATIONS}
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
+def test_killed_at_three_points_and_resumed_gives_the_uninterrupted_table(combo, references, tmp_path):
+    reference = references[combo]
+    assert len(reference.table) == 28 and (reference.table["status"] == "stopped").any()
+    whole = (reference.run_dir / "fits.jsonl").read_bytes()
+    for share in (0.15, 0.5, 0.85):
+        folder = tmp_path / f"killed-at-{share}"
+        folder.mkdir()
+        shutil.copy(reference.run_dir / "spec.yaml", folder / "spec.yaml")  # as the killed process wrote it
+        cut = whole.rfind(b"\n", 0, int(len(whole) * share)) + 1
+        (folder / "fits.jsonl").write_bytes(whole[:cut] + b'{"trial": 3, "ke')  # killed in the middle of a write
+        kept = len(whole[:cut].splitlines())
+        with pytest.warns(UserWarning, match="journal: cut back a truncated last line"):
+            resumed = resume_search(folder, track=False)
+        pd.testing.assert_frame_equal(resumed.table, reference.table)
+        seen = [(r["trial"], r["unit"]) for r in journal(folder)]
+        assert len(seen) == len(set(seen)), f"a (configuration, subset) was fitted twice after a kill at {share}"
+        assert 0 < resumed.fits_replayed <= kept and resumed.fits_run > 0
+
+
+@pytest.mark.parametrize("combo", [("optuna", "asha"), ("hyperopt", "racing")], ids=["optuna-asha", "hyperopt-racing"])
+def test_the_order_in_which_fits_finish_does_not_matter(combo, references, tmp_path, monkeypatch):
+    """Results are handed to the driver in a shuffled order, some held back for a while: the same table."""
+    original, rng, held = FitRunner.wait, np.random.default_rng(7), []
+
+    def shuffled(self):
+        held.extend(original(self))
+        rng.shuffle(held)
+        take = len(held) if self.pending == 0 else int(rng.integers(0, len(held) + 1))
+        out = held[:take]
+        del held[:take]
+        return out
+
+    monkeypatch.setattr(FitRunner, "wait", shuffled)
+    result = run_search(spec_for(*combo), run_dir=tmp_path / "shuffled", track=False)
+    pd.testing.assert_frame_equal(result.table, references[combo].table)
+
+
+@pytest.mark.slow
+def test_the_same_table_on_8_cpus_as_on_2(references, tmp_path):
+    """The suite's Ray has 2 CPUs; a separate `metaray run` starts one with 8 and keeps 16 configurations' fits in
+    flight instead of 4: the searcher still sees the same results before each suggestion."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**spec_for("optuna", "asha"), "storage": str(tmp_path / "runs"),
+                                    "ray": {"num_cpus": 8}}, sort_keys=False))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run([sys.executable, "-m", "metaray", "run", str(path)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_csv(next((tmp_path / "runs").glob("*/*")) / "results.csv")
+    pd.testing.assert_frame_equal(table, pd.read_csv(references[("optuna", "asha")].run_dir / "results.csv"))
+
+
+@pytest.mark.slow
+def test_sigkilled_optuna_search_resumes_without_refitting(tmp_path):
+    """A real `metaray run` killed with SIGKILL mid-search, then `metaray resume`: the uninterrupted table, every
+    (configuration, subset) fitted once."""
+    spec = {**spec_for("optuna", "asha"), "data": {"dataset": "digits"}, "storage": str(tmp_path / "runs"),
+            "learner": {"name": "random_forest", "params": {"n_estimators": 30}},
+            "search": {**spec_for("optuna", "asha")["search"], "num_samples": 24,
+                       "space": {"max_depth": {"randint": [2, 12]}, "max_features": {"uniform": [0.05, 0.5]}}}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    proc = subprocess.Popen([sys.executable, "-m", "metaray", "run", str(path)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, folder = time.monotonic() + 240, None
+    while time.monotonic() < deadline:
+        folder = next((tmp_path / "runs").glob("*/*"), None)
+        if folder and (folder / "fits.jsonl").exists() and len(journal(folder)) >= 30:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = journal(folder)
+    assert 30 <= len(before) and json.loads((folder / "state.json").read_text())["status"] == "running"
+    done = subprocess.run([sys.executable, "-m", "metaray", "resume", str(folder)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = [(r["trial"], r["unit"]) for r in journal(folder)]
+    assert len(seen) == len(set(seen))
+    clean = run_search({k: v for k, v in spec.items() if k != "storage"}, run_dir=tmp_path / "clean", track=False)
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), pd.read_csv(clean.run_dir / "results.csv"))
