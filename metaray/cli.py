@@ -8,7 +8,6 @@ import sys
 from metaray import __version__
 from metaray.errors import MetarayError
 
-
 _SAID: set[str] = set()
 
 
@@ -24,7 +23,8 @@ def _progress(result, total: int) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _say(line: str) -> None:
+def _to_stderr(line: str) -> None:
+    """Progress and notices: stderr, so that stdout holds only the results."""
     print(line, file=sys.stderr, flush=True)
 
 
@@ -36,7 +36,7 @@ def cmd_evaluate(args) -> int:
     print(f"evaluating {spec.name}: {spec.subsets.k} subsets ({spec.subsets.sampler}), "
           f"learner {spec.learner.name or 'the strategy default'}",
           file=sys.stderr, flush=True)
-    ev = evaluate(spec, progress=None if args.quiet else _progress, say=_say)
+    ev = evaluate(spec, progress=None if args.quiet else _progress, say=_to_stderr)
     if args.json:
         import json
 
@@ -66,7 +66,8 @@ def _print_search(result) -> int:
     sys.stdout.flush()
     failures = result.failures()
     if result.best is None:
-        print(f"metaray: no configuration completed: {failures or 'every configuration was stopped'}; "
+        counts = ", ".join(f"{n} {status}" for status, n in result.table["status"].value_counts().items())
+        print(f"metaray: no configuration completed: {failures or f'none has a finite meta-objective ({counts})'}; "
               f"results: {result.run_dir}", file=sys.stderr)
     elif result.refit_error:
         print(f"metaray: the refit of the best configuration failed ({result.refit_error}); the search's results "
@@ -77,21 +78,21 @@ def _print_search(result) -> int:
 
 
 def cmd_run(args) -> int:
-    from metaray.search import progress_to_stderr, run_search
+    from metaray.search import run_search
     from metaray.spec import load_spec
 
     spec = load_spec(args.experiment, _overrides(args))
     s = spec.search
     print(f"searching {spec.name}: {s.searcher} searcher, scheduler {s.scheduler}, {spec.subsets.k} subsets "
           f"({spec.subsets.sampler}) per configuration", file=sys.stderr, flush=True)
-    return _print_search(run_search(spec, progress=progress_to_stderr, dashboard=args.dashboard))
+    return _print_search(run_search(spec, progress=_to_stderr, dashboard=args.dashboard))
 
 
 def cmd_resume(args) -> int:
-    from metaray.search import progress_to_stderr, resume_search
+    from metaray.search import resume_search
 
     print(f"resuming {args.path}", file=sys.stderr, flush=True)
-    return _print_search(resume_search(args.path, progress=progress_to_stderr, dashboard=args.dashboard))
+    return _print_search(resume_search(args.path, progress=_to_stderr, dashboard=args.dashboard))
 
 
 def cmd_compare(args) -> int:

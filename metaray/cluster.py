@@ -7,6 +7,7 @@ the dashboard to 127.0.0.1 unless the user passes another host.
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 from metaray.errors import SpecError
@@ -45,6 +46,22 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
         url = f"http://{url}"
     return {"address": ctx.gcs_address, "cpus": int(ray.cluster_resources().get("CPU", 0)),
             "nodes": len([n for n in ray.nodes() if n.get("Alive")]), "dashboard_url": url}
+
+
+def fit_slots(cpus_per_fit: float, gpus_per_fit: float = 0.0) -> int:
+    """How many fits the cluster can run at once: on each alive node, as many as both its CPUs and its GPUs allow
+    (three 4-CPU nodes run three 3-CPU fits, not 12 // 3 = 4)."""
+    import ray
+
+    total = 0
+    for node in ray.nodes():
+        if node.get("Alive"):
+            have = node["Resources"]
+            fits = have.get("CPU", 0.0) // cpus_per_fit if cpus_per_fit else math.inf
+            if gpus_per_fit:
+                fits = min(fits, have.get("GPU", 0.0) // gpus_per_fit)
+            total += 0 if math.isinf(fits) else int(fits)
+    return max(1, total)
 
 
 def max_node_resource(resource: str = "CPU") -> float:

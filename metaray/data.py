@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from metaray.errors import SpecError
 from metaray.registry import Registry
@@ -33,6 +34,7 @@ class Dataset:
         task: "classification" or "regression".
         classes: sorted class labels (classification only), of the same type as ``y``.
         dropped_rows: rows left out because their target was missing.
+        cleaner: for a table, the conversion of its columns into ``X`` (see ``TableCleaner``).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Dataset:
     categorical: list[str] = field(default_factory=list)
     dropped_rows: int = 0
     target_name: str = "target"
+    cleaner: TableCleaner | None = None  # how the user's table became X; the first step of the model metaray logs
 
     @property
     def n_rows(self) -> int:
@@ -72,7 +75,8 @@ class Dataset:
             ('classification', ['no', 'yes'], 1)
         """
         if not isinstance(X, pd.DataFrame):
-            X = np.asarray(X, dtype=float) if not _is_table(X) else pd.DataFrame(X)
+            # C order: Ray's object store shares only contiguous buffers without a copy (digits' array is not)
+            X = np.ascontiguousarray(X, dtype=float) if not _is_table(X) else pd.DataFrame(X)
             if isinstance(X, np.ndarray) and X.ndim == 1:
                 X = X.reshape(-1, 1)
         if len(X) == 0:
@@ -92,16 +96,16 @@ class Dataset:
         if y.dtype.kind in "fc" and not np.isfinite(y).all():
             raise SpecError(f"{key}.target", "the target has infinite values, which no learner or metric can use",
                             got=f"{int(np.sum(~np.isfinite(y)))} rows")
+        cleaner = None
         if isinstance(X, pd.DataFrame):
-            X, categorical = _clean_features(X)
-            numeric = [c for c in X.columns if c not in categorical]
-            values = X[numeric].to_numpy(dtype=float)
+            cleaner = TableCleaner.for_table(X, key=key)
+            X = cleaner.transform(X)
+            categorical, names = cleaner.categorical, [str(c) for c in cleaner.columns]
+            numeric = [c for c in names if c not in categorical]
+            values = X[numeric].to_numpy() if categorical else X
             if np.isinf(values).any():
                 raise SpecError(f"{key}.features", "features contain inf, which no learner or imputer can use",
-                                got=_first_bad(values, [str(c) for c in numeric], np.isinf))
-            names = [str(c) for c in X.columns]
-            if not categorical:
-                X = values
+                                got=_first_bad(values, numeric, np.isinf))
         else:
             categorical, names = [], [f"x{i}" for i in range(X.shape[1])]
             if np.isinf(X).any():
@@ -113,7 +117,7 @@ class Dataset:
         classes = np.unique(y) if task == "classification" else None
         if classes is not None and len(classes) < 2:
             raise SpecError(f"{key}.target", "classification needs at least two classes", got=classes.tolist())
-        return cls(name, X, y, task, names, classes, [str(c) for c in categorical], dropped, str(target))
+        return cls(name, X, y, task, names, classes, list(categorical), dropped, str(target), cleaner)
 
     def preprocessor(self, *, scale: bool = False, impute: bool = True):
         """An unfitted transformer for these features, or None when the learner can take them as they are.
@@ -165,9 +169,9 @@ def clean_target(y, *, key: str = "data.target") -> tuple[np.ndarray, np.ndarray
     """The target as a plain NumPy array of the user's own label type, without its missing rows, and the mask of
     those rows.
 
-    Text (pandas' ``str`` and ``object``, NumPy strings, the categories of a ``category``) becomes an object array of
-    Python strings, ``bool`` and nullable booleans a bool array, whole numbers int64, other numbers float; a column
-    of mixed types is read as text. Missing means None, NaN or pandas' NA.
+    Text (pandas' ``str`` and ``object``, NumPy strings and bytes, the categories of a ``category``) becomes a NumPy
+    unicode array (one buffer, which Ray shares without copying), ``bool`` and nullable booleans a bool array, whole
+    numbers int64, other numbers float; a column of mixed types is read as text. Missing means None, NaN or NA.
 
     Example:
         >>> values, missing = clean_target(pd.Series(["a", None, "b"], dtype="category"))
@@ -180,7 +184,7 @@ def clean_target(y, *, key: str = "data.target") -> tuple[np.ndarray, np.ndarray
             y = y.ravel()
         if y.ndim > 1:  # multi-output: numeric values, a row is missing when any of its values is
             try:
-                values = y.astype(float)
+                values = pd.DataFrame(y).apply(pd.to_numeric).to_numpy(dtype=float, na_value=np.nan)
             except (TypeError, ValueError):
                 raise SpecError(key, "a multi-output target must be numeric", got=str(y.dtype)) from None
             missing = np.isnan(values).any(axis=1)
@@ -197,24 +201,65 @@ def clean_target(y, *, key: str = "data.target") -> tuple[np.ndarray, np.ndarray
         return s.to_numpy(dtype=np.int64), missing
     if kind in ("floating", "mixed-integer-float", "empty"):
         return s.to_numpy(dtype=float), missing
-    return np.array([str(v) for v in s], dtype=object), missing
+    if kind == "bytes":
+        s = s.map(lambda v: v.decode("utf-8", "replace"))
+    return s.astype(str).to_numpy(dtype=str), missing
 
 
-def _clean_features(frame: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Numeric columns (nullable ones too) as float with NaN; every other column as text with NaN for missing, so
-    that one encoder serves pandas' str, object, category and bool columns alike."""
-    out, categorical = {}, []
-    for c in frame.columns:
-        col = frame[c]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            out[c] = col.to_numpy(dtype=float, na_value=np.nan)
-        else:
-            missing = col.isna().to_numpy()
-            text = np.full(len(col), np.nan, dtype=object)
-            text[~missing] = [str(v) for v in col[~missing]]
-            out[c] = text
-            categorical.append(c)
-    return pd.DataFrame(out, columns=frame.columns), categorical
+def _is_numeric(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+class TableCleaner(TransformerMixin, BaseEstimator):
+    """A user's table as metaray's models see it: numeric columns as float with NaN (a value that is not a number,
+    such as an unmarked ``?``, becomes NaN), every other column as text with NaN for missing, names as text.
+
+    Applied once when the data loads, and kept as the first step of the model metaray logs, so that the logged
+    model takes the user's own table (as ``pandas.read_csv`` gives it) and predicts in the user's labels.
+
+    Args:
+        columns: the table's feature columns, in order.
+        categorical: the names (as text) of the columns read as categories.
+    """
+
+    def __init__(self, columns=(), categorical=()):
+        self.columns = columns
+        self.categorical = categorical
+
+    @classmethod
+    def for_table(cls, frame: pd.DataFrame, key: str = "data") -> TableCleaner:
+        names = [str(c) for c in frame.columns]
+        if len(set(names)) < len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise SpecError(f"{key}.path", "column names must be unique", got=twice)
+        categorical = [str(c) for c in frame.columns if not _is_numeric(frame[c])]
+        return cls(list(frame.columns), categorical).fit(frame)
+
+    def fit(self, X=None, y=None):
+        self.n_columns_ = len(self.columns)
+        return self
+
+    def transform(self, X):
+        if not isinstance(X, pd.DataFrame):
+            X = pd.DataFrame(X, columns=list(self.columns))
+        absent = [c for c in self.columns if c not in X.columns]
+        if absent:
+            raise ValueError(f"the table lacks the columns the model was trained on: {absent}")
+        out = {str(c): _as_text(X[c]) if str(c) in self.categorical else _as_number(X[c]) for c in self.columns}
+        frame = pd.DataFrame(out, index=pd.RangeIndex(len(X)))
+        # C order: Ray's object store shares only contiguous buffers without a copy
+        return frame if self.categorical else np.ascontiguousarray(frame.to_numpy(dtype=float))
+
+
+def _as_number(col: pd.Series) -> np.ndarray:
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _as_text(col: pd.Series) -> np.ndarray:
+    missing = col.isna().to_numpy()
+    text = col.astype(str).to_numpy(dtype=object)
+    text[missing] = np.nan
+    return text
 
 
 def _is_table(X) -> bool:

@@ -57,6 +57,7 @@ class FitResult:
     error: str | None = None
     node: str | None = None
     warnings: list[str] = field(default_factory=list)  # distinct warnings the fit raised, one line each
+    transient: bool = False  # failed for the cluster's sake (a worker or node lost), not the configuration's
 
 
 def fit_seed(seed: int, k: int) -> int:
@@ -142,6 +143,16 @@ def fit_final(problem: Problem, learner: Learner, seed: int):
     whole = len(pool) == len(problem.y)  # no hold-out: fit on the shared, read-only features without a copy
     est.fit(problem.X if whole else _rows(problem.X, pool), problem.y if whole else problem.y[pool])
     return est, (score_rows(problem, est, problem.plan.test) if problem.plan.test.size else {})
+
+
+def deployable(est, cleaner):
+    """The refitted model as a user calls it: behind the table's cleaner (see ``TableCleaner``), so that it takes
+    the user's own table; an estimator trained on an array is returned as it is."""
+    if cleaner is None:
+        return est
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("clean", cleaner), *(est.steps if hasattr(est, "steps") else [("model", est)])])
 
 
 def _softmax_scores(d: np.ndarray) -> np.ndarray:
@@ -306,7 +317,7 @@ class FitRunner:
                  fits_per_task: int | None = None, max_retries: int = 3, fit_timeout_s: float | None = None):
         import ray
 
-        from metaray.cluster import max_node_resource
+        from metaray.cluster import fit_slots, max_node_resource
 
         for key, need, resource in (("cpus_per_fit", cpus_per_fit, "CPU"), ("gpus_per_fit", gpus_per_fit, "GPU")):
             if need > max_node_resource(resource):
@@ -316,7 +327,7 @@ class FitRunner:
         self._ref = problem_ref
         self._remote = ray.remote(_fit_batch).options(num_cpus=cpus_per_fit, num_gpus=gpus_per_fit,
                                                       max_retries=max_retries)
-        self.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_fit))
+        self.slots = fit_slots(cpus_per_fit, gpus_per_fit)
         self._timeout = fit_timeout_s
         self._fixed = 1 if fit_timeout_s else fits_per_task
         self._max_inflight = self.slots if fit_timeout_s else 2 * self.slots
@@ -386,9 +397,7 @@ class FitRunner:
             return []
         wait_s = max(0.0, min(self._deadline.values()) - time.monotonic()) if self._deadline else None
         done, _ = ray.wait(list(self._inflight), num_returns=1, timeout=wait_s)
-        out: list[FitResult] = []
-        if not done:
-            out = self._expire()
+        out = self._expire(set(done))  # also while other fits finish: an overdue one must not keep its slot
         for ref in done:
             self._deadline.pop(ref, None)
             trial_id, name, batch = self._inflight.pop(ref)
@@ -396,9 +405,9 @@ class FitRunner:
                 results = ray.get(ref)
             except ray.exceptions.TaskCancelledError:
                 continue
-            except ray.exceptions.RayError as exc:
+            except ray.exceptions.RayError as exc:  # the worker or its node died, beyond Ray's retries
                 message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-                results = [FitResult(trial_id, k, error=message) for k in batch]
+                results = [FitResult(trial_id, k, error=message, transient=True) for k in batch]
             for r in results:
                 if r.error is None:
                     seconds = r.fit_seconds + r.score_seconds
@@ -408,11 +417,11 @@ class FitRunner:
         self._dispatch()
         return out
 
-    def _expire(self) -> list[FitResult]:
-        """Cancel the tasks past their deadline (killing their workers: a hung fit does not answer a polite
-        cancel) and fail their fits."""
+    def _expire(self, finished: set) -> list[FitResult]:
+        """Cancel the tasks past their deadline that have not just finished (killing their workers: a hung fit
+        does not answer a polite cancel) and fail their fits."""
         now, out = time.monotonic(), []
-        for ref in [r for r, deadline in self._deadline.items() if deadline <= now]:
+        for ref in [r for r, deadline in self._deadline.items() if deadline <= now and r not in finished]:
             self._ray.cancel(ref, force=True)
             del self._deadline[ref]
             trial_id, _, batch = self._inflight.pop(ref)
@@ -504,7 +513,6 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
         SpecError: the spec or its data cannot be used (raised before Ray starts).
         FitError: a subset fit failed; the message names the subset and the learner's error.
     """
-    import ray
 
     from metaray.cluster import connect
 
@@ -518,10 +526,13 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
                        fit_timeout_s=spec.ray.fit_timeout_s)
     runner.submit("config", prepared.learner, range(prepared.plan.k), spec.seed)
     results = []
-    for r in runner.results():
-        results.append(r)
-        if progress:
-            progress(r, prepared.plan.k)
+    try:
+        for r in runner.results():
+            results.append(r)
+            if progress:
+                progress(r, prepared.plan.k)
+    finally:
+        runner.close()
     failed = [r for r in results if r.error]
     if failed:
         first = min(failed, key=lambda r: r.subset)

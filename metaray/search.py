@@ -7,20 +7,22 @@ fits as plain Ray tasks keeps every CPU on fits.
 
 Determinism: the driver feeds the searcher and the scheduler in a canonical order, configuration by
 configuration and, within one, subset by subset (0, 1, 2, ...). Fits run in parallel and finish in any order,
-but no decision depends on timing, so the same spec and seed give the same results table, and a search
-resumed after a crash replays its journal (``fits.jsonl``) into exactly the decisions it would have made.
+but no decision depends on timing: an adaptive searcher suggests configuration i right after configuration
+i - max_concurrent is delivered to it, never later, and max_concurrent is a number of the spec, not of the
+cluster. So the same spec and seed give the same results table on any cluster, and a search resumed after a
+crash replays its journal (``fits.jsonl``) into exactly the decisions it would have made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from metaray.aggregates import aggregate
 from metaray.data import is_target_file
 from metaray.errors import MetarayError, SpecError
 from metaray.learners import final_estimator
-from metaray.objective import FitResult, FitRunner, Prepared, notice, prepare, share
+from metaray.objective import FitResult, FitRunner, Prepared, deployable, notice, prepare, share
 from metaray.space import plain
 from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
 
@@ -285,9 +287,7 @@ class Journal:
                     continue
                 try:
                     row = json.loads(line)
-                    r = FitResult(row["trial_id"], row["subset"], row["scores"], row["fit_seconds"],
-                                  row["score_seconds"], row["n_train"], row["n_eval"], row.get("error"),
-                                  row.get("node"), row.get("warnings", []))
+                    r = FitResult(**{f.name: row[f.name] for f in fields(FitResult) if f.name in row})
                     self.memo[(row["trial"], row.get("unit", row["subset"]))] = (row["key"], r)
                 except (ValueError, KeyError, TypeError):
                     raise SpecError("resume", f"line {number} of the journal is not a fit record, so the journal "
@@ -392,7 +392,6 @@ class Search:
     # the protocol ----------------------------------------------------------------------------------------
 
     def run(self) -> SearchResult:
-        import ray
 
         from metaray.cluster import connect, warm_up
         from metaray.tracking import Tracker
@@ -445,7 +444,8 @@ class Search:
             raise
         finally:
             if getattr(self, "runner", None) is not None:
-                self.runner.close()
+                with contextlib.suppress(Exception):  # cleaning up must not hide why the search stopped
+                    self.runner.close()
             self.journal.close()
             if tracker:
                 tracker.close()
@@ -510,7 +510,8 @@ class Search:
                     self._warned.add(message)
                     self.progress(f"warning (first seen in {trial.id}, said once): {message}")
                 unit = int(stage or 0) * self.K + r.subset
-                self.journal.write(trial, unit, r)  # a failed fit too: it fails the same way when replayed
+                if not r.transient:  # a failed fit too (it fails the same way when replayed), unless the cluster
+                    self.journal.write(trial, unit, r)  # failed it: a resume then fits it again
                 trial.fitted_now += 1
                 if not trial.final:
                     trial.results[unit] = r
@@ -674,7 +675,8 @@ class Search:
                     "params": self.space.resolve(best_trial.config)[1], "objective": best_trial.objective,
                     "std": best_trial.aggregates.get("std", math.nan), "config": best_trial.config}
             try:
-                self._final_model, holdout = self._refit(best_trial)
+                est, holdout = self._refit(best_trial)
+                self._final_model = deployable(est, self.prepared.dataset.cleaner)
             except Exception as exc:  # the search's results stand; the refit's failure is said, not raised
                 refit_error = _one_line(exc)
                 best["refit_error"] = refit_error
@@ -799,6 +801,3 @@ def resume_search(run_dir: str | os.PathLike, *, progress: Callable[[str], None]
     spec = load_spec(run_dir / "spec.yaml")
     return Search(spec, run_dir, progress=progress, dashboard=dashboard, track=track).run()
 
-
-def progress_to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)

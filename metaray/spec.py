@@ -253,7 +253,7 @@ class ExperimentSpec(_Section):
         space = parse_space(self.search.space, self.learner)
         s = self.search
         if s.searcher in ("optuna", "hyperopt") and "grid" in space.kinds():
-            raise SpecError("search.space", f"grid entries need the random or grid searcher",
+            raise SpecError("search.space", "grid entries need the random or grid searcher",
                             allowed=["random", "grid"], got=s.searcher)
         if s.searcher == "grid" and space.kinds() - {"grid", "choice"}:
             bad = sorted(space.kinds() - {"grid", "choice"})

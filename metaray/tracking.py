@@ -38,6 +38,8 @@ def absolute_uri(uri: str) -> str:
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         path, sep, query = uri.removeprefix("sqlite:///").partition("?")
         return f"sqlite:///{Path(path).resolve()}{sep}{query}"
+    if uri.startswith("file:") and not uri.startswith("file:/"):  # file:./mlruns
+        return Path(uri.removeprefix("file:")).resolve().as_uri()
     if "://" not in uri and not uri.startswith("file:"):
         return str(Path(uri).resolve())
     return uri
@@ -231,10 +233,10 @@ class Tracker:
             torch.save(net.state_dict(), path)
             client.log_artifact(self.parent_id, str(path))
         if model is not None:
+            import warnings
+
             import mlflow
             import sklearn
-
-            import warnings
 
             with mlflow.start_run(run_id=self.parent_id), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # MLflow's note on pickles: the model is the user's own

@@ -22,6 +22,19 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    """One MLflow SQLite store for a whole test module: creating a store costs seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def shared_store(mlflow_uri, monkeypatch):
+    """Point this test's searches at the module's store."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    return mlflow_uri
+
+
 @pytest.fixture
 def write_yaml(tmp_path):
     """Write a spec dict to a YAML file and return its path."""

@@ -122,3 +122,16 @@ class FailsOnTheWholePool(_Centroids):
                 time.sleep(self.hang_s)
             raise MemoryError(f"{len(y)} rows do not fit in memory (at most {self.max_rows})")
         return self._fit_centroids(X, y)
+
+
+class CrashingClassifier(_Centroids):
+    """Kills its own process in ``fit`` while ``crash_file`` exists: a worker lost to the cluster, not a bad
+    configuration."""
+
+    def __init__(self, crash_file: str | None = None):
+        self.crash_file = crash_file
+
+    def fit(self, X, y):
+        if self.crash_file and Path(self.crash_file).exists():
+            os._exit(1)
+        return self._fit_centroids(X, y)

@@ -108,3 +108,29 @@ def test_evaluate_prints_scores_and_the_meta_objective(capsys):
     assert main(["evaluate", str(EXPERIMENTS / "meta_classification_iris.yaml"), "--json", "--quiet"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["metric"] == "accuracy" and len(data["subsets"]) == 5 and data["objective"] >= 0.95
+
+
+def test_a_bad_spec_raises_spec_error_before_ray_starts():
+    code = ("import metaray, ray\n"
+            "try:\n"
+            "    metaray.evaluate({'name': 'x', 'data': {'dataset': 'iris'}, 'learner': {'params': {'C': -1}}})\n"
+            "except metaray.SpecError as exc:\n"
+            "    print('SPEC', exc)\n"
+            "print('RAY', ray.is_initialized())\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "SPEC learner.params.C: rejected by LogisticRegression" in proc.stdout and "RAY False" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_readme_demo_command_runs_the_iris_search(tmp_path):
+    """`./dev.sh demo` as the README gives it (the venv already set up, so the run is quick)."""
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, "METARAY_VENV": str(Path(sys.executable).parents[1]),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run([str(EXPERIMENTS.parent / "dev.sh"), "demo", "--set", f"storage={tmp_path}"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[ 16/16]" in done.stderr and "best configuration (mean accuracy" in done.stdout
+    assert "refitted on the training pool, on the hold-out rows: accuracy=" in done.stdout

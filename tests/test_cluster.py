@@ -108,3 +108,12 @@ def test_a_worker_node_killed_mid_search_loses_nothing(cluster, reference, tmp_p
     assert (table["status"] == "completed").all() and len(table) == len(reference)
     pd.testing.assert_frame_equal(table[COMPARED], reference[COMPARED], check_dtype=False)
     assert table.iloc[0]["trial"] == reference.iloc[0]["trial"]  # the same best configuration
+
+
+def test_without_an_address_metaray_starts_its_own_ray_beside_the_cluster(cluster):
+    code = ("import ray\nfrom metaray.cluster import connect\n"
+            "print('ADDRESS', connect(num_cpus=1)['address'])\nray.shutdown()\n")
+    done = subprocess.run([sys.executable, "-c", code], env=cluster["env"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    address = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("ADDRESS"))
+    assert address != cluster["address"]

@@ -173,6 +173,7 @@ def test_rows_without_a_target_are_dropped_and_counted(tmp_path):
     (np.array([9.0, 3.0, np.nan, 7.0]), [3, 7, 9]),
     (np.array(["x", "y", "x", "y"]), ["x", "y"]),
     (pd.Series(["a", 1, None, "a"], dtype=object), ["1", "a"]),  # mixed types: read as text
+    (np.array([b"no", b"yes", b"no", b"yes"]), ["no", "yes"]),
 ])
 def test_class_labels_keep_the_users_type(labels, expected):
     ds = Dataset.from_arrays(np.arange(8.0).reshape(4, 2), labels, task="classification")
@@ -189,3 +190,23 @@ def test_a_category_first_seen_when_scoring_and_a_column_missing_in_a_whole_subs
     out = fitted.transform(ds.X.iloc[4:])
     assert np.isfinite(out).all() and out.shape == (2, 2 + 3)  # x, rare; paris, lyon, a missing city
     assert out[0, 2:].tolist() == [0.0, 0.0, 0.0]  # 'nice', first seen here, encodes as all zeros
+
+
+def test_column_names_that_are_not_text_and_names_that_collide():
+    frame = pd.DataFrame({1: [0.5, 1.5, np.nan, 2.5], 2: ["a", "b", "a", None], "y": [0, 1, 0, 1]})
+    ds = Dataset.from_arrays(frame.drop(columns="y"), frame["y"])
+    assert ds.feature_names == ["1", "2"] and ds.categorical == ["2"]
+    out = ds.preprocessor().fit_transform(ds.X)
+    assert out.shape == (4, 1 + 3) and np.isfinite(out).all()
+    with pytest.raises(SpecError, match=r"^data.path: column names must be unique; got: \['1'\]"):
+        Dataset.from_arrays(pd.DataFrame([[1.0, 2.0]] * 4, columns=[1, "1"]), [0, 1, 0, 1])
+
+
+def test_the_cleaner_turns_the_users_table_into_what_the_models_saw(tmp_path):
+    ds = load_csv(tmp_path, "age,city,ok,y\n31,paris,True,a\n?,,False,b\n40,lyon,,a\n22,nice,True,b\n",
+                  na_values=["?"])
+    raw = pd.read_csv(tmp_path / "rows.csv").drop(columns="y")  # as a user reads it: '?' is text here
+    again = ds.cleaner.transform(raw)
+    pd.testing.assert_frame_equal(again, ds.X)
+    with pytest.raises(ValueError, match="lacks the columns"):
+        ds.cleaner.transform(raw.drop(columns="city"))

@@ -166,3 +166,40 @@ def test_resume_logs_to_the_store_the_search_started_with_from_any_folder(tmp_pa
     assert parent.info.status == "FINISHED"
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 3  # reopened, not duplicated
+
+
+def test_ctrl_c_marks_the_parent_run_killed_and_resume_finishes_it(tmp_path, capsys, monkeypatch):
+    import metaray.cli
+
+    said = []
+
+    def interrupted(line):
+        said.append(line)
+        if len(said) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(metaray.cli, "_to_stderr", interrupted)
+    path = write(tmp_path, learner={"name": "logistic_regression"},
+                 search={"num_samples": 4, "space": {"C": {"loguniform": [0.1, 10.0]}}})
+    assert main(["run", path]) == 130
+    folder = run_dir(tmp_path)
+    assert parent_run(folder).info.status == "KILLED" and not (folder / "best.json").exists()
+    monkeypatch.undo()
+    assert main(["resume", str(folder)]) == 0
+    assert parent_run(folder).info.status == "FINISHED"
+
+
+def test_fits_lost_with_their_worker_are_fitted_again_on_resume(tmp_path, capsys):
+    """A fit whose worker died (beyond ray.max_retries) fails its configuration in this run, but it is the
+    cluster's failure, not the configuration's: the journal does not keep it, and resume fits it again."""
+    crash = tmp_path / "crash"
+    crash.write_text("")
+    path = write(tmp_path, learner={"name": "tests.helpers.CrashingClassifier", "params": {"crash_file": str(crash)}},
+                 ray={"max_retries": 0, "fits_per_task": 1}, search={"num_samples": 1})
+    assert main(["run", path]) == 1
+    folder = run_dir(tmp_path)
+    assert "WorkerCrashedError" in pd.read_csv(folder / "results.csv")["error"].iloc[0]
+    assert (folder / "fits.jsonl").read_text() == ""
+    crash.unlink()  # the cluster is healthy again
+    assert main(["resume", str(folder)]) == 0
+    assert (pd.read_csv(folder / "results.csv")["status"] == "completed").all()

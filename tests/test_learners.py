@@ -134,3 +134,9 @@ def test_array_api_dispatch_check_in_a_process_with_scipy_array_api():
                           env={**os.environ, "SCIPY_ARRAY_API": "1"}, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("passed") == len(_own_estimators())
+
+
+def test_cpus_per_fit_sets_the_threads_of_a_fit():
+    assert build_learner(LearnerSpec(name="random_forest"), "classification", cpus_per_fit=2).model.n_jobs == 2
+    assert build_learner(LearnerSpec(name="mlp"), "classification", cpus_per_fit=2).model.n_threads == 2
+    assert build_learner(LearnerSpec(name="random_forest"), "classification").model.n_jobs is None

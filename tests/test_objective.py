@@ -156,3 +156,22 @@ def test_scoring_in_chunks_gives_the_scores_of_one_pass(spec, monkeypatch):
     assert whole.keys() == chunked.keys() and len(whole) >= 2
     for name in whole:
         assert chunked[name] == pytest.approx(whole[name], rel=1e-9), name
+
+
+def test_gpus_per_fit_trains_torch_learners_on_cuda_and_is_refused_without_gpus():
+    prepared = prepare(load_spec(iris(learner={"name": "mlp"}, ray={"gpus_per_fit": 0.25})))
+    assert prepared.learner.model.device == "cuda"
+    assert prepare(load_spec(iris(learner={"name": "mlp"}))).learner.model.device == "auto"
+    from metaray.cluster import max_node_resource
+
+    more = max_node_resource("GPU") + 1  # more than any node has, on a machine with GPUs too
+    with pytest.raises(SpecError, match=r"^ray.gpus_per_fit: no node of this Ray cluster has that many GPUs"):
+        evaluate(iris(learner={"name": "mlp"}, ray={"gpus_per_fit": more}))
+
+
+def test_the_data_is_put_into_the_object_store_once_and_read_from_there():
+    from metaray.objective import share
+
+    prepared = prepare(load_spec({"name": "d", "data": {"dataset": "digits"}}))
+    share(prepared)
+    assert not prepared.dataset.X.flags.writeable  # the driver now reads the object store's shared, read-only buffer

@@ -16,21 +16,11 @@ from metaray.search import run_search
 from metaray.tensorboard import read_scalars
 from tests.conftest import EXPERIMENTS
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = pytest.mark.usefixtures("ray_session", "shared_store")
 
 WINE = {"name": "wine_race", "seed": 0, "data": {"dataset": "wine", "scale": True},
         "learner": {"name": "logistic_regression"}, "subsets": {"k": 10, "fraction": 0.5},
         "search": {"num_samples": 32, "space": {"C": {"loguniform": [1e-4, 100]}}}}
-
-
-@pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory):
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-@pytest.fixture(autouse=True)
-def _shared_store(mlflow_uri, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
 
 
 def search(spec, tmp_path, name="run", **kw):
@@ -247,3 +237,12 @@ def test_fit_warnings_are_said_once_by_the_driver(tmp_path):
     search(spec, tmp_path, track=False, progress=lines.append)
     said = [line for line in lines if line.startswith("warning")]
     assert len(said) == 1 and "ConvergenceWarning" in said[0]
+
+
+def test_tracking_experiment_names_the_mlflow_experiment(tmp_path, mlflow_uri):
+    import mlflow
+
+    spec = {**WINE, "subsets": {"k": 2}, "search": {"num_samples": 1, "space": {}}, "tracking": {"experiment": "renamed"}}
+    result = search(spec, tmp_path)
+    exp = mlflow.MlflowClient(mlflow_uri).get_experiment_by_name("renamed")
+    assert mlflow.MlflowClient(mlflow_uri).get_run(result.mlflow_parent_run_id).info.experiment_id == exp.experiment_id

@@ -47,6 +47,9 @@ def test_overrides_keep_types_and_create_sections():
         ({"name": "t", "data": {"path": "x.csv"}}, "data.target", ["target column"]),
         ({"data": {"dataset": "iris"}}, "name", ["missing"]),
         (spec_with(subsets={"k": "many"}), "subsets.k", ["integer", "got: 'many'"]),
+        (spec_with(ray={"address": "auto", "num_cpus": 2}), "ray.num_cpus", ["local Ray only", "got: 2"]),
+        (spec_with(ray={"fit_timeout_s": 0}), "ray.fit_timeout_s", ["allowed: > 0", "got: 0"]),
+        (spec_with(data={"dataset": "iris", "na_values": "?"}), "data.na_values", ["list", "got: '?'"]),
     ],
 )
 def test_bad_specs_name_key_allowed_and_value(raw, key, fragments):

@@ -87,3 +87,10 @@ def test_errors():
         plan(y=np.array([0] * 9999 + [1]), fraction=0.0002, protocol="full")
     with pytest.raises(SpecError, match=r"^subsets.k: kfold needs at least 2 folds"):
         load_spec({"name": "t", "data": {"dataset": "iris"}, "subsets": {"sampler": "kfold", "k": 1}})
+
+
+def test_plain_subsamples_that_miss_a_class_are_redrawn_from_the_same_stream():
+    y = np.array([0] * 97 + [1] * 3)  # a 20-row subsample misses class 1 about half the time
+    a, b = plan(y=y, k=10, fraction=0.2, protocol="full"), plan(y=y, k=10, fraction=0.2, protocol="full")
+    assert all(set(y[t]) == {0, 1} for t in a.train)
+    assert all(np.array_equal(x, z) for x, z in zip(a.train, b.train))  # still deterministic

@@ -21,21 +21,10 @@ from metaray.objective import evaluate, fit_final, prepare
 from metaray.spec import load_spec
 from tests.helpers import LABELS, user_table, write_table
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = pytest.mark.usefixtures("ray_session", "shared_store")
 
 CLASSIFICATION_METRICS = ["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss"]
 MISSING_TARGETS = 9
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """One MLflow store for the module: a new SQLite store costs seconds."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-@pytest.fixture(autouse=True)
-def _shared_store(store, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
 
 
 def spec_file(folder, labels: str, **sections) -> tuple:
@@ -57,7 +46,7 @@ def run_dir_of(folder, name: str):
 
 
 @pytest.mark.parametrize("labels", sorted(LABELS))
-def test_every_label_type_through_run_resume_compare_and_evaluate(labels, tmp_path, capsys, store):
+def test_every_label_type_through_run_resume_compare_and_evaluate(labels, tmp_path, capsys, mlflow_uri):
     import mlflow
 
     path, frame = spec_file(tmp_path, labels)
@@ -75,7 +64,7 @@ def test_every_label_type_through_run_resume_compare_and_evaluate(labels, tmp_pa
     assert best["holdout"]["roc_auc"] > 0.8
 
     # MLflow: the parent run records the dropped rows; every child has every metric as a per-subset series
-    client = mlflow.MlflowClient(store)
+    client = mlflow.MlflowClient(mlflow_uri)
     state = json.loads((run_dir / "state.json").read_text())
     parent = client.get_run(state["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.params["dataset.dropped_rows"] == str(MISSING_TARGETS)
@@ -90,7 +79,8 @@ def test_every_label_type_through_run_resume_compare_and_evaluate(labels, tmp_pa
     copy.mkdir()
     shutil.copy(run_dir / "spec.yaml", copy / "spec.yaml")
     journal = (run_dir / "fits.jsonl").read_bytes()
-    (copy / "fits.jsonl").write_bytes(journal[: len(journal) // 2])
+    half = journal.rfind(b"\n", 0, len(journal) // 2) + 1
+    (copy / "fits.jsonl").write_bytes(journal[:half] + journal[half : half + 30])  # a line cut by a kill
     assert main(["resume", str(copy)]) == 0
     _, err = capsys.readouterr()
     assert "journal: cut back a truncated last line" in err
@@ -116,16 +106,23 @@ def test_predictions_come_back_in_the_users_label_type(labels, tmp_path):
     assert set(prepared.dataset.classes.tolist()) == expected
 
 
-def test_the_logged_model_predicts_words(tmp_path, store):
+@pytest.mark.parametrize("labels", ["words", "category"])
+def test_the_logged_model_takes_the_users_own_table_and_predicts_their_labels(labels, tmp_path, mlflow_uri):
     import mlflow
 
-    path, frame = spec_file(tmp_path, "words", search={"num_samples": 1, "space": {}})
+    path, frame = spec_file(tmp_path, labels, search={"num_samples": 1, "space": {}})
     assert main(["run", str(path)]) == 0
-    models = mlflow.search_logged_models(experiment_ids=[mlflow.MlflowClient(store).get_experiment_by_name(
-        "user_words").experiment_id], output_format="list")
+    experiment = mlflow.MlflowClient(mlflow_uri).get_experiment_by_name(f"user_{labels}")
+    models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
     model = mlflow.sklearn.load_model(f"models:/{models[0].model_id}")
-    rows = frame.drop(columns="label").head(20)
-    assert set(model.predict(rows.assign(age=pd.to_numeric(rows["age"], errors="coerce")))) <= {"no", "yes"}
+    data = tmp_path / f"rows_{labels}{LABELS[labels][0]}"
+    raw = (pd.read_csv(data) if data.suffix == ".csv" else pd.read_parquet(data)).drop(columns="label")
+    # the same refit in this process, on metaray's own view of the table
+    prepared = prepare(load_spec(path), say=lambda line: None)
+    expected = fit_final(prepared.problem(), prepared.learner, seed=0)[0].predict(prepared.dataset.X)
+    kept = pd.read_csv(data)["label"].notna() if data.suffix == ".csv" else pd.read_parquet(data)["label"].notna()
+    predicted = model.predict(raw[kept.to_numpy()])
+    assert predicted.tolist() == expected.tolist() and set(predicted.tolist()) == set(LABELS[labels][1])
 
 
 CLASSIFIERS = learners_for("classification")

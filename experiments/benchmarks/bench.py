@@ -145,9 +145,7 @@ def _best(means: list[float]) -> float:
 
 def run_sequential(w: Workload):
     """The seed's style: a loop; also measures each fit's CPU seconds, which define the ideal."""
-    import numpy as np
 
-    from metaray.objective import score_fit
 
     from threadpoolctl import threadpool_limits
 
