@@ -114,6 +114,24 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _keep_ray_local(args) -> None:
+    """Before anything imports Ray: a Ray on this machine binds to 127.0.0.1 (see metaray.cluster.prefer_loopback).
+    The address is the command line's, else the spec's (a resumed run's spec is in its folder)."""
+    from pathlib import Path
+
+    from metaray.cluster import prefer_loopback
+    from metaray.spec import load_spec
+
+    address = getattr(args, "address", None)
+    if address is None:
+        source = Path(args.path) / "spec.yaml" if args.command == "resume" else args.experiment
+        try:
+            address = load_spec(source, list(getattr(args, "set", None) or [])).ray.address
+        except MetarayError:
+            return  # the command itself says what is wrong
+    prefer_loopback(address)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metaray", description="Distributed meta-objective search on Ray.")
     parser.add_argument("--version", action="version", version=f"metaray {__version__}")
@@ -152,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("evaluate", "run", "resume"):
+            _keep_ray_local(args)
         return args.func(args)
     except MetarayError as exc:
         print(f"metaray: error: {exc}", file=sys.stderr)

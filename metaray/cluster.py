@@ -1,7 +1,10 @@
 """Connecting to Ray: a local instance started by metaray, or an existing cluster by address.
 
-Ray 2.60 keeps token authentication on for the clusters it starts; metaray never turns it off, and binds
-the dashboard to 127.0.0.1 unless the user passes another host.
+Token authentication stays on. A local Ray is started with ``RAY_AUTH_MODE=token`` set explicitly for this process
+(so Ray does not print its "set RAY_AUTH_MODE=disabled to opt out" warning), with a token file only its owner can
+read. Joining a cluster by address uses the token from ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+``~/.ray/auth_token``; the cluster is asked once, before Ray connects, whether it accepts it, so that a refusal is
+one line instead of Ray's ten seconds of retries. The dashboard binds to 127.0.0.1 unless the user asks otherwise.
 """
 
 from __future__ import annotations
@@ -9,15 +12,126 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import secrets
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from metaray.errors import SpecError
 
 DASHBOARD_HOST = "127.0.0.1"
 _DASHBOARD_URL: str | None = None  # ray.init's answer, kept for later calls in this process
+PROBE_TIMEOUT_S = 5.0
+
+
+#: Ray's switch for multi-node clusters on Windows and macOS. Set to 0 before Ray is imported, it makes Ray take
+#: 127.0.0.1 for this machine's address: a local Ray then binds every server (GCS, raylets, workers, agents, metrics)
+#: to 127.0.0.1, and a client joins a cluster at 127.0.0.1 without Ray rewriting that to the machine's network address
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether ``address`` (None: a local Ray of our own) stays on this machine.
+
+    Example:
+        >>> is_loopback(None), is_loopback("127.0.0.1:6390"), is_loopback("localhost:6379"), is_loopback("10.0.0.5:6379")
+        (True, True, True, False)
+    """
+    if address is None:
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def prefer_loopback(address: str | None) -> bool:
+    """Keep Ray on 127.0.0.1 when it stays on this machine: set ``LOOPBACK_SWITCH`` to 0, unless the user set it or
+    Ray is already imported (it reads the switch once, at import). A driver joining a cluster at a network address is
+    left alone: its nodes must reach it. Returns whether Ray will keep to 127.0.0.1."""
+    if is_loopback(address) and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_SWITCH, "0")
+    return os.environ.get(LOOPBACK_SWITCH) == "0"
+
+
+def token_file() -> Path:
+    """Where Ray reads (and ``ray get-auth-token --generate`` writes) the token: $RAY_AUTH_TOKEN_PATH, else
+    ~/.ray/auth_token."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
+def find_token() -> tuple[str | None, str]:
+    """The token a client presents and where it comes from: $RAY_AUTH_TOKEN, else the token file."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip(), "$RAY_AUTH_TOKEN"
+    path = token_file()
+    return (path.read_text().strip() or None) if path.is_file() else None, str(path)
+
+
+def token_hint() -> str:
+    """How to read the token a dashboard asks for."""
+    if os.environ.get("RAY_AUTH_MODE", "token") != "token":
+        return "token authentication is off"
+    where = "it is $RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else f"`ray get-auth-token` prints it, from {token_file()}"
+    return f"it asks for the token: {where}"
+
+
+def secure_token_file(say: Callable[[str], None] | None = None, *, create: bool = False) -> None:
+    """Make the token file readable by its owner only (telling ``say`` when a looser one is tightened); with
+    ``create``, write a new random token (0600 from the start) when there is no token at all, as Ray would."""
+    path = token_file()
+    if not path.exists():
+        if create and not os.environ.get("RAY_AUTH_TOKEN"):
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))  # what Ray's own generator writes
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        path.chmod(0o600)
+        if say:
+            say(f"ray: {path} was readable by other users ({mode:04o}); it is now {0o600:04o}")
+
+
+def _token_mode() -> None:
+    """Turn token authentication on for this process (and the Ray processes it starts). Ray reads RAY_AUTH_MODE
+    into its C++ config when it is imported, so the config is read again, as Ray's own switch does."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import Config
+
+    Config.initialize("")
+
+
+def _probe(address: str, token: str | None, source: str) -> None:
+    """Ask the cluster's GCS once whether it answers us, before ``ray.init`` would retry for ten seconds."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    with grpc.insecure_channel(address) as channel:
+        try:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=PROBE_TIMEOUT_S, metadata=metadata)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                if token:
+                    raise SpecError("ray.address", f"the cluster refused the token from {source}; set "
+                                    "RAY_AUTH_TOKEN to the cluster's own token (on its head node: ray get-auth-token)",
+                                    got=address) from None
+                raise SpecError("ray.address", "the cluster requires a token and none was found; set RAY_AUTH_TOKEN "
+                                f"to the cluster's token (on its head node: ray get-auth-token) or copy its token "
+                                f"file to {token_file()}", got=address) from None
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise SpecError("ray.address", f"no Ray cluster answers there ({code.name.lower()} after "
+                                f"{PROBE_TIMEOUT_S:g} s)", got=address) from None
+            raise SpecError("ray.address", f"cannot connect to Ray ({code.name}: {exc.details()})",
+                            got=address) from None
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, dashboard: bool = False,
-            dashboard_host: str = DASHBOARD_HOST) -> dict:
+            dashboard_host: str = DASHBOARD_HOST, say: Callable[[str], None] | None = None) -> dict:
     """Start or join Ray once per process and describe what was joined.
 
     Returns:
@@ -30,16 +144,26 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
         if address:
+            token, source = find_token()
+            if "RAY_AUTH_MODE" not in os.environ and token is not None:
+                _token_mode()  # Ray presents a token only in this mode
+            if os.environ.get("RAY_AUTH_MODE") == "token":
+                secure_token_file(say)
+            if re.fullmatch(r"[\w.\-]+:\d+|\[[0-9a-fA-F:]+\]:\d+", address):
+                _probe(address, token if os.environ.get("RAY_AUTH_MODE") == "token" else None, source)
             try:
                 info = ray.init(address=address, **kwargs)
-                _DASHBOARD_URL = getattr(info, "dashboard_url", None) or None
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise SpecError("ray.address", f"cannot connect to Ray ({str(exc).splitlines()[0]})", got=address) from None
         else:
+            # stated, not left to Ray's default: token auth on, and no warning that invites turning it off
+            if "RAY_AUTH_MODE" not in os.environ:
+                _token_mode()
+            secure_token_file(say, create=os.environ["RAY_AUTH_MODE"] == "token")
             # address="local": a new Ray of our own, even when a `ray start` cluster runs on this machine
             info = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
                             dashboard_host=dashboard_host, **kwargs)
-            _DASHBOARD_URL = getattr(info, "dashboard_url", None) or None
+        _DASHBOARD_URL = getattr(info, "dashboard_url", None) or None
     ctx = ray.get_runtime_context()
     url = _DASHBOARD_URL
     if url and not url.startswith("http"):
@@ -84,5 +208,5 @@ def warm_up(modules: list[str], slots: int) -> list:
     work (MLflow's store); the first fits then start warm. Returns the tasks' refs; nobody needs to wait."""
     import ray
 
-    task = ray.remote(_warm).options(num_cpus=1)
+    task = ray.remote(_warm).options(num_cpus=1, name="metaray warm-up")
     return [task.remote(modules) for _ in range(max(1, slots))]

@@ -311,10 +311,12 @@ class FitRunner:
         fits_per_task: fixed batch size; None adapts it to measured fit times.
         max_retries: Ray retries of a task whose worker or node died.
         fit_timeout_s: seconds a fit may run; None for no limit.
+        label: the search's name, first word of every task's name (``meta_iris t0003 s0-4`` in Ray's dashboard).
     """
 
     def __init__(self, problem_ref, *, cpus_per_fit: float = 1.0, gpus_per_fit: float = 0.0,
-                 fits_per_task: int | None = None, max_retries: int = 3, fit_timeout_s: float | None = None):
+                 fits_per_task: int | None = None, max_retries: int = 3, fit_timeout_s: float | None = None,
+                 label: str = "metaray"):
         import ray
 
         from metaray.cluster import fit_slots, max_node_resource
@@ -325,10 +327,11 @@ class FitRunner:
                                 "could ever be scheduled", allowed=f"<= {max_node_resource(resource):g}", got=need)
         self._ray = ray
         self._ref = problem_ref
-        self._remote = ray.remote(_fit_batch).options(num_cpus=cpus_per_fit, num_gpus=gpus_per_fit,
-                                                      max_retries=max_retries)
+        self._remote = ray.remote(_fit_batch)
+        self._resources = dict(num_cpus=cpus_per_fit, num_gpus=gpus_per_fit, max_retries=max_retries)
         self.slots = fit_slots(cpus_per_fit, gpus_per_fit)
         self._timeout = fit_timeout_s
+        self._label = label
         self._fixed = 1 if fit_timeout_s else fits_per_task
         self._max_inflight = self.slots if fit_timeout_s else 2 * self.slots
         self._deadline: dict[Any, float] = {}
@@ -384,7 +387,7 @@ class FitRunner:
             batch: list[int] = []
             while self._queue and len(batch) < size and self._queue[0][2] == trial_id:
                 batch.append(heapq.heappop(self._queue)[5])
-            ref = self._remote.remote(self._ref, learner, batch, seed, trial_id)
+            ref = self._launch(learner, batch, seed, trial_id)
             self._inflight[ref] = (trial_id, learner.name, batch)
             if self._timeout:
                 self._deadline[ref] = time.monotonic() + self._timeout
@@ -417,6 +420,11 @@ class FitRunner:
         self._dispatch()
         return out
 
+    def _launch(self, learner: Learner, batch: list[int], seed: int, trial_id: str):
+        """One task for a batch of fits, named for people: what the dashboard and `ray list tasks` show."""
+        name = f"{self._label} {trial_id} s{span(batch)}"
+        return self._remote.options(**self._resources, name=name).remote(self._ref, learner, batch, seed, trial_id)
+
     def _expire(self, finished: set) -> list[FitResult]:
         """Cancel the tasks past their deadline that have not just finished (killing their workers: a hung fit
         does not answer a polite cancel) and fail their fits."""
@@ -444,6 +452,22 @@ class FitRunner:
         """Yield every submitted fit's result, in the order they finish."""
         while self._inflight or self._queue:
             yield from self.wait()
+
+
+def span(numbers: Iterable[int]) -> str:
+    """Numbers as ranges: ``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"``.
+
+    Example:
+        >>> span([0, 1, 2, 5, 7, 8])
+        '0-2,5,7-8'
+    """
+    out: list[str] = []
+    for n in sorted(numbers):
+        if out and n == int(out[-1].rsplit("-", 1)[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ",".join(out)
 
 
 @dataclass
@@ -514,16 +538,17 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
         FitError: a subset fit failed; the message names the subset and the learner's error.
     """
 
-    from metaray.cluster import connect
+    from metaray.cluster import connect, prefer_loopback
 
     t0 = time.perf_counter()
     spec = load_spec(spec, list(overrides))
+    prefer_loopback(spec.ray.address)  # before anything imports Ray
     prepared = prepare(spec, say)
-    connect(spec.ray.address, num_cpus=spec.ray.num_cpus)
+    connect(spec.ray.address, num_cpus=spec.ray.num_cpus, say=say)
     problem_ref = share(prepared)
     runner = FitRunner(problem_ref, cpus_per_fit=spec.ray.cpus_per_fit, gpus_per_fit=spec.ray.gpus_per_fit,
                        fits_per_task=spec.ray.fits_per_task, max_retries=spec.ray.max_retries,
-                       fit_timeout_s=spec.ray.fit_timeout_s)
+                       fit_timeout_s=spec.ray.fit_timeout_s, label=spec.name)
     runner.submit("config", prepared.learner, range(prepared.plan.k), spec.seed)
     results = []
     try:

@@ -393,11 +393,12 @@ class Search:
 
     def run(self) -> SearchResult:
 
-        from metaray.cluster import connect, warm_up
+        from metaray.cluster import connect, prefer_loopback, token_hint, warm_up
         from metaray.tracking import Tracker
 
         t0 = time.perf_counter()
         spec = self.spec
+        prefer_loopback(spec.ray.address)  # before anything imports Ray
         self.prepared = prepared = prepare(spec, self.say)
         self.space = spec.parsed_space()
         for branch in self.space.branches:  # misspelled keys and impossible values fail now, not trial by trial
@@ -417,16 +418,17 @@ class Search:
         tracker = Tracker(spec, self.run_dir, prepared.dataset.describe()) if self.track else None
         started = tracker.start() if tracker else None  # MLflow's start-up overlaps Ray's
         try:
-            info = connect(spec.ray.address, num_cpus=spec.ray.num_cpus, dashboard=self.dashboard)
+            info = connect(spec.ray.address, num_cpus=spec.ray.num_cpus, dashboard=self.dashboard, say=self.say)
             self.dashboard_url = info["dashboard_url"]
             warm_up(["metaray.objective", type(prepared.learner.model).__module__], info["cpus"])
             if self.dashboard_url:
-                self.progress(f"Ray dashboard: {self.dashboard_url}")
+                self.progress(f"Ray dashboard: {self.dashboard_url} ({token_hint()})")
             parent_id = started.result() if started else None
             self.problem_ref = share(prepared)
             self.runner = FitRunner(self.problem_ref, cpus_per_fit=spec.ray.cpus_per_fit,
                                     gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
-                                    max_retries=spec.ray.max_retries, fit_timeout_s=spec.ray.fit_timeout_s)
+                                    max_retries=spec.ray.max_retries, fit_timeout_s=spec.ray.fit_timeout_s,
+                                    label=spec.name)
             self.trials: list[Trial] = []
             self._warned: set[str] = set()
             self.cursor, self.exhausted = 0, False
@@ -698,7 +700,8 @@ class Search:
         from metaray.objective import fit_final
 
         ref = ray.remote(fit_final).options(num_cpus=self.spec.ray.cpus_per_fit, num_gpus=self.spec.ray.gpus_per_fit,
-                                            max_retries=self.spec.ray.max_retries).remote(
+                                            max_retries=self.spec.ray.max_retries,
+                                            name=f"{self.spec.name} {trial.id} refit").remote(
             self.problem_ref, trial.learner, self.spec.seed)
         limit = self.spec.ray.fit_timeout_s
         if limit is not None:

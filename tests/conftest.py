@@ -1,14 +1,69 @@
-"""One real local Ray for the whole session (starting Ray costs 5-7 s here), shared by every test."""
+"""One real local Ray for the whole session (starting Ray costs 5-7 s here), shared by every test, on 127.0.0.1 like
+every Ray metaray starts; and a check at the end that the suite left no Ray (or MLflow, or browser) process behind."""
 
 from __future__ import annotations
 
 import os
+import re
+import time
 from pathlib import Path
 
 import pytest
 
+from metaray.cluster import prefer_loopback
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
+prefer_loopback(None)  # before any test imports Ray
+
+#: processes the suite starts: Ray's (by program, script or the title Ray gives them), the local.sh keeper, MLflow
+#: servers, headless browsers
+SUITE_PROCESSES = re.compile(r"gcs_server|/raylet|^ray::|dashboard\.py|monitor\.py|ray\.util\.client\.server|"
+                             r"default_worker\.py|ray_process_reaper|clusters/local\.py|mlflow[. ]server|chromium")
+LEFTOVER_GRACE_S = 20
+
+
+def suite_processes() -> dict[int, str]:
+    import psutil
+
+    found = {}
+    for p in psutil.process_iter(["cmdline", "name", "status"]):
+        command = " ".join(p.info["cmdline"] or []) or (p.info["name"] or "")
+        if p.info["status"] != psutil.STATUS_ZOMBIE and SUITE_PROCESSES.search(command):
+            found[p.pid] = command[:160]
+    return found
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_BEFORE] = set(suite_processes())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if a process the suite started outlives it (after a grace period for Ray's own shutdown), and
+    end those processes so that the next run starts clean."""
+    import psutil
+
+    before = session.config.stash.get(_BEFORE, set())
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while (left := {pid: c for pid, c in suite_processes().items() if pid not in before}) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.ensure_newline()
+        reporter.write_line(f"FAILED: {len(left)} processes started by the test suite are still running:", red=True)
+        for pid, command in left.items():
+            reporter.write_line(f"  {pid} {command}")
+    for pid in left:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.Error:
+            pass
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[set]()
 
 
 @pytest.fixture(scope="session")

@@ -135,3 +135,26 @@ class CrashingClassifier(_Centroids):
         if self.crash_file and Path(self.crash_file).exists():
             os._exit(1)
         return self._fit_centroids(X, y)
+
+
+def listening_sockets(processes) -> list[dict]:
+    """Every TCP socket the given processes listen on: process (its script or program), pid, address, port, and
+    whether the address is the loopback (127.0.0.1, ::1, or 127.0.0.1 seen through IPv6)."""
+    import ipaddress
+
+    import psutil
+
+    out = []
+    for p in processes:
+        try:
+            cmd = p.cmdline()
+            listening = [c for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue
+        words = [w for w in cmd if w.endswith((".py", "raylet", "gcs_server"))] or cmd[:1] or [p.name()]
+        for c in listening:
+            ip = ipaddress.ip_address(c.laddr.ip)
+            ip = ip.ipv4_mapped or ip if ip.version == 6 else ip
+            out.append({"process": Path(words[0]).name, "pid": p.pid, "address": c.laddr.ip, "port": c.laddr.port,
+                        "loopback": ip.is_loopback})
+    return out

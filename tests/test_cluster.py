@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,20 +32,57 @@ SPEC = {"name": "cluster", "seed": 3, "data": {"dataset": "digits"}, "learner": 
 COMPARED = ["trial", "status", "objective", "std", *[f"score_{k}" for k in range(4)]]
 
 
+def local_sh(*args, env, timeout=180) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "clusters" / "local.sh"), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def cluster_env(**extra) -> dict:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def cluster_processes(port: int) -> list:
+    """The processes of the local.sh cluster at this port, found the way `stop` finds them (its keeper's tree and its
+    session folder), plus anything still listening on its GCS port."""
+    import psutil
+
+    local = _local_module()
+    state_file = local.STATE.with_name(f"metaray-local-{port}.json")
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    found = {p.pid: p for p in local.processes(state)}
+    for p in psutil.process_iter():
+        try:
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in p.net_connections("inet")):
+                found[p.pid] = p
+        except psutil.Error:
+            continue
+    return [p for p in found.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def _local_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("local_cluster", ROOT / "clusters" / "local.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    port = free_port() // 10 * 10  # room for the ports local.sh derives from it
-    env = {**os.environ, "METARAY_RAY_PORT": str(port), "METARAY_DASHBOARD_PORT": str(free_port()),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
-    script = ROOT / "clusters" / "local.sh"
-    start = subprocess.run([str(script), "start", "2"], env=env, capture_output=True, text=True, timeout=180)
+    port = free_port()
+    env = cluster_env(METARAY_RAY_PORT=str(port), METARAY_DASHBOARD_PORT=str(free_port()))
+    start = local_sh("start", "2", env=env)
     try:
         assert start.returncode == 0, start.stderr
-        dashboard = next(line.split()[-1] for line in start.stdout.splitlines() if line.startswith("dashboard:"))
-        yield {"address": f"127.0.0.1:{port}", "env": env, "dashboard": dashboard, "script": script}
+        dashboard = next(line.split()[1] for line in start.stdout.splitlines() if line.startswith("dashboard:"))
+        state = json.loads((Path(tempfile.gettempdir()) / f"metaray-local-{port}.json").read_text())
+        yield {"address": f"127.0.0.1:{port}", "port": port, "env": env, "dashboard": dashboard, "state": state,
+               "start": start.stdout}
     finally:
-        subprocess.run([str(script), "stop"], env=env, capture_output=True, timeout=60)
+        local_sh("stop", env=env, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +115,16 @@ def _kill_worker_node(cluster, resource: str) -> None:
     assert pids, f"no raylet with {resource}"
     for pid in pids:
         os.kill(int(pid), signal.SIGKILL)
+
+
+def test_every_listening_socket_of_the_cluster_is_on_loopback(cluster):
+    from tests.helpers import listening_sockets
+
+    local = _local_module()
+    sockets = listening_sockets(local.processes(cluster["state"]))
+    assert {"gcs_server", "raylet", "dashboard.py"} <= {s["process"] for s in sockets}, sockets
+    assert sum(s["process"] == "raylet" for s in sockets) >= 6  # three nodes, two servers each
+    assert not [s for s in sockets if not s["loopback"]], sockets
 
 
 def test_three_nodes_give_the_table_of_one(cluster, reference, tmp_path):
@@ -117,3 +165,69 @@ def test_without_an_address_metaray_starts_its_own_ray_beside_the_cluster(cluste
     assert done.returncode == 0, done.stderr[-2000:]
     address = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("ADDRESS"))
     assert address != cluster["address"]
+
+
+def test_start_prints_the_lines_to_run_a_search(cluster):
+    lines = cluster["start"].splitlines()
+    assert f"run:         metaray run EXPERIMENT.yaml --address {cluster['address']}" in lines
+    assert "             export RAY_AUTH_MODE=token RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in lines
+
+
+def test_stop_ends_every_process_of_the_cluster_and_says_how_many(tmp_path):
+    port = free_port()
+    env = cluster_env(METARAY_RAY_PORT=str(port), METARAY_DASHBOARD_PORT=str(free_port()))
+    assert local_sh("start", "1", env=env).returncode == 0
+    before = cluster_processes(port)
+    assert len(before) >= 10, before  # keeper, GCS, two raylets with their agents, dashboard, monitors, workers
+    stopped = local_sh("stop", env=env, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    count = int(stopped.stdout.split(": ")[1].split()[0])
+    assert stopped.stdout.startswith(f"stopped the cluster at 127.0.0.1:{port}: ") and count >= len(before)
+    assert cluster_processes(port) == []
+    assert all(not p.is_running() or p.status() == "zombie" for p in before)
+    assert local_sh("stop", env=env).stdout.startswith("no cluster at")
+
+
+def test_the_readme_cluster_commands_work_verbatim_in_a_clean_environment(tmp_path):
+    """The README's first cluster block, line by line, in a new folder, with no RAY_* or MLflow variables."""
+    import re
+    import shutil
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("```bash", readme.index("## From laptop to cluster")):]
+    block = block[len("```bash"): block.index("\n\n")]
+    commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert commands[0].startswith("clusters/local.sh start") and commands[-1] == "clusters/local.sh stop"
+    for folder in ("clusters", "experiments"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin", "HOME": os.environ["HOME"],
+           "LANG": "C.UTF-8"}
+    port = int(re.search(r"--address 127\.0\.0\.1:(\d+)", block).group(1))
+    try:
+        for command in commands:
+            done = subprocess.run(["bash", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True,
+                                  timeout=600)
+            assert done.returncode == 0, (command, done.stderr[-3000:])
+            assert "InvalidAuthToken" not in done.stderr and "RAY_AUTH_MODE=disabled" not in done.stderr, command
+            if command.startswith("metaray run"):
+                assert "best configuration" in done.stdout
+        assert cluster_processes(port) == []
+    finally:
+        subprocess.run(["bash", "-c", "clusters/local.sh stop"], env=env, cwd=tmp_path, capture_output=True)
+
+
+@pytest.mark.parametrize("variables, said", [
+    ({"RAY_AUTH_TOKEN_PATH": "/nonexistent/auth_token"}, "the cluster requires a token and none was found"),
+    ({"RAY_AUTH_TOKEN": "not-the-token"}, "the cluster refused the token from $RAY_AUTH_TOKEN"),
+], ids=["no token", "wrong token"])
+def test_a_cluster_that_refuses_us_is_one_line_and_exit_2_within_seconds(cluster, variables, said, tmp_path):
+    import time
+
+    env = {k: v for k, v in cluster["env"].items() if not k.startswith("RAY_AUTH")} | variables
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "metaray", "evaluate", str(ROOT / "experiments" /
+                           "meta_classification_iris.yaml"), "--address", cluster["address"]], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and time.monotonic() - started < 15
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("evaluating ")]
+    assert len(lines) == 1 and lines[0].startswith(f"metaray: error: ray.address: {said}"), done.stderr

@@ -76,8 +76,6 @@ def test_mlflow_server_setup():
 def test_local_cluster_script_is_valid_bash():
     script = CLUSTERS / "local.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    text = script.read_text()
-    assert "--dashboard-host=127.0.0.1" in text and "RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}" in text
     usage = subprocess.run([str(script)], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage" in usage.stderr
 

@@ -106,13 +106,13 @@ def test_short_fits_are_batched_and_every_result_comes_back():
     runner = FitRunner(ray.put(prepared.problem()))
     runner.submit("a", prepared.learner, range(24), seed=0)
     seen, sizes = [], []
-    original = runner._remote.remote
+    original = runner._launch
 
-    def counting(ref, learner, batch, seed, trial_id):
+    def counting(learner, batch, seed, trial_id):
         sizes.append(len(batch))
-        return original(ref, learner, batch, seed, trial_id)
+        return original(learner, batch, seed, trial_id)
 
-    runner._remote = type("R", (), {"remote": staticmethod(counting)})()
+    runner._launch = counting
     seen = [r.subset for r in runner.results()]
     assert sorted(seen) == list(range(24))
     assert len(sizes) < 24 and max(sizes) > 1  # ms-scale fits share tasks

@@ -438,9 +438,10 @@ def demo_cold() -> list[Row]:
 
 
 def ray_start() -> float:
-    import ray
+    from metaray.cluster import connect, prefer_loopback
 
-    from metaray.cluster import connect
+    prefer_loopback(None)  # like the metaray command: a Ray on this machine listens on 127.0.0.1 only
+    import ray
 
     t0 = time.perf_counter()
     connect(num_cpus=CORES)
