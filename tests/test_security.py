@@ -31,8 +31,9 @@ import psutil, ray
 from ray.util.state import list_tasks
 from metaray.cluster import connect
 from tests.helpers import listening_sockets
-names = sorted({t.name for t in list_tasks(limit=1000, raise_on_missing_output=False)})
-print(json.dumps({"code": code, "dashboard": connect()["dashboard_url"], "tasks": names,
+dashboard = connect()["dashboard_url"]
+names = sorted({t.name for t in list_tasks(address=dashboard, limit=1000, raise_on_missing_output=False)})
+print(json.dumps({"code": code, "dashboard": dashboard, "tasks": names,
                   "sockets": listening_sockets(psutil.Process().children(recursive=True))}), flush=True)
 sys.stdin.read()
 ray.shutdown()
