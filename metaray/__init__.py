@@ -1,31 +1,42 @@
 """metaray: score configurations by a meta-objective over K data subsets, in parallel on Ray.
 
-Heavy modules (Ray, scikit-learn, torch) load on first use, so ``import metaray`` stays fast.
+Heavy modules (Ray, scikit-learn, torch) load on first use, so ``import metaray`` stays fast. Nothing is printed
+unless asked: progress goes to a callback, notices to the ``metaray`` logger.
 
-Example (starts a local Ray)::
+Example (starts a local Ray unless one runs in this process)::
 
     import metaray
-    spec = metaray.load_spec("experiments/meta_classification_iris.yaml", overrides=["subsets.k=10"])
-    result = metaray.evaluate(spec)
-    print(result.objective, result.aggregates["worst"])
-    print(result.subsets)   # a DataFrame: one row per subset
+    result = metaray.search("experiments/meta_classification_iris.yaml", ["search.num_samples=8"])
+    result.results          # a DataFrame: one row per configuration, best first
+    result.best, result.run_dir, result.mlflow_run_id
+    metaray.resume(result.run_dir)                       # continue an interrupted search
+    metaray.compare(["meta_classification_iris"])        # every configuration MLflow holds, best first
+    ev = metaray.evaluate("experiments/meta_classification_iris.yaml", ["subsets.k=10"])
+    ev.objective, ev.aggregates["worst"], ev.subsets     # one configuration on its K subsets
 """
 
 from __future__ import annotations
 
+import logging
+
 __version__ = "0.1.0"
-__all__ = ["evaluate", "load_spec", "ExperimentSpec", "Evaluation", "MetarayError", "SpecError", "FitError",
-           "__version__"]
+__all__ = ["search", "resume", "compare", "evaluate", "load_spec", "ExperimentSpec", "SearchResult", "Evaluation",
+           "MetarayError", "SpecError", "FitError", "__version__"]
 
 from metaray.errors import FitError, MetarayError, SpecError
 
-_LAZY = {"evaluate": "metaray.objective", "Evaluation": "metaray.objective", "load_spec": "metaray.spec",
-         "ExperimentSpec": "metaray.spec"}
+logging.getLogger("metaray").addHandler(logging.NullHandler())  # a library: the application decides what is shown
+
+_LAZY = {"search": ("metaray.run", "search"), "resume": ("metaray.run", "resume"),
+         "SearchResult": ("metaray.run", "SearchResult"), "compare": ("metaray.comparison", "compare_runs"),
+         "evaluate": ("metaray.objective", "evaluate"), "Evaluation": ("metaray.objective", "Evaluation"),
+         "load_spec": ("metaray.spec", "load_spec"), "ExperimentSpec": ("metaray.spec", "ExperimentSpec")}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'metaray' has no attribute {name!r}")

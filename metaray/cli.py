@@ -61,12 +61,12 @@ def _print_search(result) -> int:
     """The table and the best configuration on stdout; what failed on stderr. Exit status 1 when the search has no
     answer (every configuration failed, or the best one's refit did), though its input was valid."""
     print(result.summary())
-    if result.mlflow_parent_run_id:
-        print(f"mlflow: run {result.mlflow_parent_run_id} (browse with: mlflow ui --host 127.0.0.1)")
+    if result.mlflow_run_id:
+        print(f"mlflow: run {result.mlflow_run_id} (browse with: mlflow ui --host 127.0.0.1)")
     sys.stdout.flush()
     failures = result.failures()
     if result.best is None:
-        counts = ", ".join(f"{n} {status}" for status, n in result.table["status"].value_counts().items())
+        counts = ", ".join(f"{n} {status}" for status, n in result.results["status"].value_counts().items())
         print(f"metaray: no configuration completed: {failures or f'none has a finite meta-objective ({counts})'}; "
               f"results: {result.run_dir}", file=sys.stderr)
     elif result.refit_error:
@@ -78,25 +78,25 @@ def _print_search(result) -> int:
 
 
 def cmd_run(args) -> int:
-    from metaray.search import run_search
+    from metaray.run import search
     from metaray.spec import load_spec
 
     spec = load_spec(args.experiment, _overrides(args))
     s = spec.search
-    print(f"searching {spec.name}: {s.searcher} searcher, scheduler {s.scheduler}, {spec.subsets.k} subsets "
+    print(f"searching {spec.name}: {s.searcher} searcher, scheduler {s.scheduler.name}, {spec.subsets.k} subsets "
           f"({spec.subsets.sampler}) per configuration", file=sys.stderr, flush=True)
-    return _print_search(run_search(spec, progress=_to_stderr, dashboard=args.dashboard))
+    return _print_search(search(spec, progress=_to_stderr, dashboard=args.dashboard))
 
 
 def cmd_resume(args) -> int:
-    from metaray.search import resume_search
+    from metaray.run import resume
 
     print(f"resuming {args.path}", file=sys.stderr, flush=True)
-    return _print_search(resume_search(args.path, progress=_to_stderr, dashboard=args.dashboard))
+    return _print_search(resume(args.path, progress=_to_stderr, dashboard=args.dashboard))
 
 
 def cmd_compare(args) -> int:
-    from metaray.compare import compare_runs, plot_runs
+    from metaray.comparison import compare_runs, plot_runs
 
     table = compare_runs(args.experiments, uri=args.uri)
     if table.empty:
@@ -114,12 +114,13 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _keep_ray_local(args) -> None:
-    """Before anything imports Ray: a Ray on this machine binds to 127.0.0.1 (see metaray.cluster.prefer_loopback).
-    The address is the command line's, else the spec's (a resumed run's spec is in its folder)."""
+def _ray_environment(args) -> None:
+    """Before anything imports Ray: token authentication on, and a Ray on this machine bound to 127.0.0.1 (see
+    metaray.cluster.ray_environment). The address is the command line's, else the spec's (a resumed run's spec is in
+    its folder)."""
     from pathlib import Path
 
-    from metaray.cluster import prefer_loopback
+    from metaray.cluster import ray_environment
     from metaray.spec import load_spec
 
     address = getattr(args, "address", None)
@@ -129,7 +130,7 @@ def _keep_ray_local(args) -> None:
             address = load_spec(source, list(getattr(args, "set", None) or [])).ray.address
         except MetarayError:
             return  # the command itself says what is wrong
-    prefer_loopback(address)
+    ray_environment(address)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command in ("evaluate", "run", "resume"):
-            _keep_ray_local(args)
+            _ray_environment(args)
         return args.func(args)
     except MetarayError as exc:
         print(f"metaray: error: {exc}", file=sys.stderr)

@@ -36,8 +36,8 @@ def is_loopback(address: str | None) -> bool:
     """Whether ``address`` (None: a local Ray of our own) stays on this machine.
 
     Example:
-        >>> is_loopback(None), is_loopback("127.0.0.1:6390"), is_loopback("localhost:6379"), is_loopback("10.0.0.5:6379")
-        (True, True, True, False)
+        >>> [is_loopback(a) for a in (None, "127.0.0.1:6390", "localhost:6379", "10.0.0.5:6379")]
+        [True, True, True, False]
     """
     if address is None:
         return True
@@ -45,13 +45,25 @@ def is_loopback(address: str | None) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
-def prefer_loopback(address: str | None) -> bool:
-    """Keep Ray on 127.0.0.1 when it stays on this machine: set ``LOOPBACK_SWITCH`` to 0, unless the user set it or
-    Ray is already imported (it reads the switch once, at import). A driver joining a cluster at a network address is
-    left alone: its nodes must reach it. Returns whether Ray will keep to 127.0.0.1."""
-    if is_loopback(address) and "ray" not in sys.modules:
+def ray_environment(address: str | None) -> None:
+    """Set what Ray reads once, when it is imported, for a Ray metaray starts or joins at ``address`` (None: its own,
+    or ``$RAY_ADDRESS``). Called before anything imports Ray; a variable the user set is left as it is.
+
+    - ``RAY_AUTH_MODE=token``: for a Ray of our own (said explicitly, so Ray prints no "opt out" warning), and for a
+      cluster when a token is at hand (Ray presents a token only in this mode).
+    - ``LOOPBACK_SWITCH=0`` when Ray stays on this machine: every server then binds to 127.0.0.1, and a client joins
+      a cluster at 127.0.0.1 without Ray rewriting it to the machine's network address. A driver joining a cluster at
+      a network address is left alone: the cluster's nodes must reach it.
+
+    Once Ray is imported, nothing changes here: ``connect`` then says what to set if a cluster refuses us.
+    """
+    if "ray" in sys.modules:
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if is_loopback(address):
         os.environ.setdefault(LOOPBACK_SWITCH, "0")
-    return os.environ.get(LOOPBACK_SWITCH) == "0"
+    if address is None or find_token()[0] is not None:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def token_file() -> Path:
@@ -72,7 +84,8 @@ def token_hint() -> str:
     """How to read the token a dashboard asks for."""
     if os.environ.get("RAY_AUTH_MODE", "token") != "token":
         return "token authentication is off"
-    where = "it is $RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else f"`ray get-auth-token` prints it, from {token_file()}"
+    where = ("it is $RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN")
+             else f"`ray get-auth-token` prints it, from {token_file()}")
     return f"it asks for the token: {where}"
 
 
@@ -94,15 +107,6 @@ def secure_token_file(say: Callable[[str], None] | None = None, *, create: bool 
             say(f"ray: {path} was readable by other users ({mode:04o}); it is now {0o600:04o}")
 
 
-def _token_mode() -> None:
-    """Turn token authentication on for this process (and the Ray processes it starts). Ray reads RAY_AUTH_MODE
-    into its C++ config when it is imported, so the config is read again, as Ray's own switch does."""
-    os.environ["RAY_AUTH_MODE"] = "token"
-    from ray._raylet import Config
-
-    Config.initialize("")
-
-
 def _probe(address: str, token: str | None, source: str) -> None:
     """Ask the cluster's GCS once whether it answers us, before ``ray.init`` would retry for ten seconds."""
     import grpc
@@ -120,6 +124,9 @@ def _probe(address: str, token: str | None, source: str) -> None:
                     raise SpecError("ray.address", f"the cluster refused the token from {source}; set "
                                     "RAY_AUTH_TOKEN to the cluster's own token (on its head node: ray get-auth-token)",
                                     got=address) from None
+                if token:  # at hand, but Ray was imported before metaray could turn token mode on
+                    raise SpecError("ray.address", "the cluster requires a token; set RAY_AUTH_MODE=token before "
+                                    "Ray is imported (the metaray command does)", got=address) from None
                 raise SpecError("ray.address", "the cluster requires a token and none was found; set RAY_AUTH_TOKEN "
                                 f"to the cluster's token (on its head node: ray get-auth-token) or copy its token "
                                 f"file to {token_file()}", got=address) from None
@@ -134,19 +141,22 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
             dashboard_host: str = DASHBOARD_HOST, say: Callable[[str], None] | None = None) -> dict:
     """Start or join Ray once per process and describe what was joined.
 
+    ``address`` None joins ``$RAY_ADDRESS`` if set (as ``ray.init()`` does), else starts a Ray of our own
+    (``address="local"``: even when a ``ray start`` cluster runs on this machine).
+
     Returns:
         ``{"address", "cpus", "nodes", "dashboard_url"}``; ``dashboard_url`` is None without a dashboard.
     """
     import ray
 
     global _DASHBOARD_URL
-    if not ray.is_initialized():
+    if not ray.is_initialized():  # a Ray this process already joined is used as it is, as ray.init users expect
+        address = address or os.environ.get("RAY_ADDRESS") or None  # what ray.init() would join (a Ray job's driver)
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
+        ray_environment(address)
         if address:
             token, source = find_token()
-            if "RAY_AUTH_MODE" not in os.environ and token is not None:
-                _token_mode()  # Ray presents a token only in this mode
             if os.environ.get("RAY_AUTH_MODE") == "token":
                 secure_token_file(say)
             if re.fullmatch(r"[\w.\-]+:\d+|\[[0-9a-fA-F:]+\]:\d+", address):
@@ -154,12 +164,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
             try:
                 info = ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise SpecError("ray.address", f"cannot connect to Ray ({str(exc).splitlines()[0]})", got=address) from None
+                raise SpecError("ray.address", f"cannot connect to Ray ({str(exc).splitlines()[0]})",
+                                got=address) from None
         else:
-            # stated, not left to Ray's default: token auth on, and no warning that invites turning it off
-            if "RAY_AUTH_MODE" not in os.environ:
-                _token_mode()
-            secure_token_file(say, create=os.environ["RAY_AUTH_MODE"] == "token")
+            secure_token_file(say, create=os.environ.get("RAY_AUTH_MODE", "token") == "token")
             # address="local": a new Ray of our own, even when a `ray start` cluster runs on this machine
             info = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
                             dashboard_host=dashboard_host, **kwargs)

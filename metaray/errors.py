@@ -43,8 +43,16 @@ class SpecError(MetarayError, ValueError):
         return (_rebuild_spec_error, (self.key, self.problem, self.allowed, self.got))
 
 
-def _rebuild_spec_error(key, problem, allowed, got):
-    return SpecError(key, problem, allowed=allowed, got=got)
+def _rebuild_spec_error(key, problem, allowed, got, cls=None):
+    return (cls or SpecError)(key, problem, allowed=allowed, got=got)
+
+
+class RejectedValue(SpecError):
+    """A hyperparameter value the estimator itself refuses (its own validation), as opposed to a name it does not
+    know: in a search space, a sampled value may be rejected while the space is sound."""
+
+    def __reduce__(self):
+        return (_rebuild_spec_error, (self.key, self.problem, self.allowed, self.got, RejectedValue))
 
 
 class FitError(MetarayError):

@@ -1,20 +1,20 @@
-"""The meta-objective: fit one configuration on K subsets as Ray tasks, score each fit, aggregate the scores.
+"""The meta-objective: fit one configuration on K subsets, score each fit, aggregate the scores.
 
 Data flow:
     spec -> prepare() [dataset, subsets, learner, metrics; all validation, before Ray starts]
-         -> ray.put(problem) once -> FitRunner dispatches subset fits (batched when fits are short)
-         -> FitResult per subset, streamed back as tasks finish -> aggregate() -> Evaluation
+         -> ray.put(problem) once -> a runner (metaray.runners) fits the subsets, score_fit() each
+         -> FitResult per subset, streamed back as fits finish -> aggregate() -> Evaluation
 """
 
 from __future__ import annotations
 
-import heapq
+import logging
 import math
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,13 +22,11 @@ import numpy as np
 from metaray.aggregates import aggregate, objective_mode
 from metaray.data import Dataset, load_dataset
 from metaray.errors import FitError, SpecError
+from metaray.fits import FitResult, Unit
 from metaray.learners import Learner, accepts_nan, build_learner, final_estimator
 from metaray.metrics import METRICS, get_metric
 from metaray.spec import ExperimentSpec, load_spec
 from metaray.subsets import SubsetPlan, make_plan
-
-#: a task should run at least this long, so that Ray's per-task cost stays a few percent of it
-MIN_TASK_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -43,23 +41,6 @@ class Problem:
     metrics: tuple[str, ...]
 
 
-@dataclass
-class FitResult:
-    """What one subset fit returns to the driver."""
-
-    trial_id: str
-    subset: int
-    scores: dict[str, float] = field(default_factory=dict)
-    fit_seconds: float = math.nan
-    score_seconds: float = math.nan
-    n_train: int = 0
-    n_eval: int = 0
-    error: str | None = None
-    node: str | None = None
-    warnings: list[str] = field(default_factory=list)  # distinct warnings the fit raised, one line each
-    transient: bool = False  # failed for the cluster's sake (a worker or node lost), not the configuration's
-
-
 def fit_seed(seed: int, k: int) -> int:
     """The learner seed of subset k: the same for every configuration, so configurations differ by their
     hyperparameters only (common random numbers), and the same on every rerun."""
@@ -70,11 +51,11 @@ def _rows(X, idx):
     return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
 
 
-def score_fit(problem: Problem, learner: Learner, k: int, seed: int, trial_id: str = "") -> FitResult:
-    """Fit the learner on subset k and score it on the protocol's rows. Errors are returned, not raised."""
-    plan = problem.plan
+def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitResult:
+    """Fit the learner on the unit's subset and score it on the protocol's rows. Errors are returned, not raised."""
+    plan, k = problem.plan, unit.subset
     train, held = plan.train[k], plan.evaluate[k]
-    result = FitResult(trial_id, k, n_train=len(train), n_eval=len(held), node=os.uname().nodename)
+    result = FitResult(unit, n_train=len(train), n_eval=len(held), node=os.uname().nodename)
     try:
         # warnings come back with the result, so the driver can say each once instead of every worker printing it
         with warnings.catch_warnings(record=True) as caught:
@@ -176,21 +157,6 @@ def _proba(est, X, labels):
     return full
 
 
-def _fit_batch(problem: Problem, learner: Learner, subsets: list[int], seed: int, trial_id: str) -> list[FitResult]:
-    results = [score_fit(problem, learner, k, seed, trial_id) for k in subsets]
-    node = _node_name()
-    for r in results:
-        r.node = node
-    return results
-
-
-def _node_name() -> str:
-    """This Ray node: its host name and the start of its node id (several nodes may share one host)."""
-    import ray
-
-    return f"{os.uname().nodename}:{ray.get_runtime_context().get_node_id()[:8]}"
-
-
 @dataclass
 class Prepared:
     """A spec resolved against its data: what `evaluate` and the search share."""
@@ -241,9 +207,9 @@ def check_learner(learner: Learner, ds: Dataset, spec: ExperimentSpec, metrics: 
 
 
 def notice(line: str) -> None:
-    """Tell the user something about their input that is not an error (rows left out): a warning, which Python
-    prints once on stderr, when the caller passed no ``say`` of its own."""
-    warnings.warn(line, UserWarning, stacklevel=3)
+    """Tell the user something about their input that is not an error (rows left out) when the caller passed no
+    ``say`` of its own: a warning of the ``metaray`` logger, which prints nothing unless logging is configured."""
+    logging.getLogger("metaray").warning(line)
 
 
 def prepare(spec: ExperimentSpec, say: Callable[[str], None] = notice) -> Prepared:
@@ -290,184 +256,6 @@ def share(prepared: Prepared):
     ref = ray.put(prepared.problem())
     prepared.dataset.X = ray.get(ref).X  # zero-copy, read-only view for NumPy arrays
     return ref
-
-
-class FitRunner:
-    """Runs subset fits as Ray tasks and hands back their results as they finish.
-
-    Short fits are batched several to a task: the first task of a learner runs one fit, which measures how
-    long a fit takes; later tasks carry enough fits to last ``MIN_TASK_SECONDS``, but never so many that
-    some CPUs would sit idle at the end. Queued fits go out lowest ``priority`` first (the search passes the
-    configuration's number, so the oldest configuration finishes first), and at most ``2 x slots`` tasks are
-    in flight, so that the queued fits of a configuration a scheduler stops can still be dropped (``cancel``).
-
-    With ``fit_timeout_s``, every task carries one fit and no more tasks are in flight than there are slots, so a
-    task starts when it is dispatched; one still running ``fit_timeout_s`` after that is cancelled (its worker is
-    killed) and its fit fails with the reason.
-
-    Args:
-        problem_ref: ``ray.put(Problem)``, shared by every task.
-        cpus_per_fit: CPUs each task reserves.
-        fits_per_task: fixed batch size; None adapts it to measured fit times.
-        max_retries: Ray retries of a task whose worker or node died.
-        fit_timeout_s: seconds a fit may run; None for no limit.
-        label: the search's name, first word of every task's name (``meta_iris t0003 s0-4`` in Ray's dashboard).
-    """
-
-    def __init__(self, problem_ref, *, cpus_per_fit: float = 1.0, gpus_per_fit: float = 0.0,
-                 fits_per_task: int | None = None, max_retries: int = 3, fit_timeout_s: float | None = None,
-                 label: str = "metaray"):
-        import ray
-
-        from metaray.cluster import fit_slots, max_node_resource
-
-        for key, need, resource in (("cpus_per_fit", cpus_per_fit, "CPU"), ("gpus_per_fit", gpus_per_fit, "GPU")):
-            if need > max_node_resource(resource):
-                raise SpecError(f"ray.{key}", f"no node of this Ray cluster has that many {resource}s, so no fit "
-                                "could ever be scheduled", allowed=f"<= {max_node_resource(resource):g}", got=need)
-        self._ray = ray
-        self._ref = problem_ref
-        self._remote = ray.remote(_fit_batch)
-        self._resources = dict(num_cpus=cpus_per_fit, num_gpus=gpus_per_fit, max_retries=max_retries)
-        self.slots = fit_slots(cpus_per_fit, gpus_per_fit)
-        self._timeout = fit_timeout_s
-        self._label = label
-        self._fixed = 1 if fit_timeout_s else fits_per_task
-        self._max_inflight = self.slots if fit_timeout_s else 2 * self.slots
-        self._deadline: dict[Any, float] = {}
-        self._queue: list[tuple[float, int, str, Learner, int, int]] = []  # heap of (priority, seq, trial, ...)
-        self._seq = 0
-        self._inflight: dict[Any, tuple[str, str, list[int]]] = {}  # ref -> (trial_id, learner name, subsets)
-        self._fit_seconds: dict[str, float] = {}  # per learner name: a running mean of measured fit times
-
-    def submit(self, trial_id: str, learner: Learner, subsets: Iterable[int], seed: int, priority: float = 0) -> None:
-        for k in subsets:
-            heapq.heappush(self._queue, (priority, self._seq, trial_id, learner, seed, k))
-            self._seq += 1
-
-    def cancel(self, trial_id: str) -> None:
-        """Drop the queued fits of a configuration and cancel its tasks. Without a timeout, a running task is
-        interrupted politely (its worker lives on, warm); with ``fit_timeout_s`` the user has said hung fits must
-        die, so its worker is killed (a polite cancel first would make Ray ignore a forced one right after)."""
-        def ours(tid: str) -> bool:  # a configuration's stages are submitted as "<trial>/<stage>"
-            return tid == trial_id or tid.startswith(trial_id + "/")
-
-        self._queue = [job for job in self._queue if not ours(job[2])]
-        heapq.heapify(self._queue)
-        for ref, (tid, _, _) in list(self._inflight.items()):
-            if ours(tid):
-                self._ray.cancel(ref, force=self._timeout is not None)
-                if self._timeout is not None:
-                    del self._inflight[ref], self._deadline[ref]
-
-    @property
-    def pending(self) -> int:
-        """Fits queued or running."""
-        return len(self._queue) + sum(len(batch) for _, _, batch in self._inflight.values())
-
-    def work_wanted(self, learner: Learner) -> int:
-        """How many fits should be pending to keep every slot busy: two tasks' worth per slot."""
-        return 2 * self.slots * self._batch_size(learner, capped=False)
-
-    def _batch_size(self, learner: Learner, capped: bool = True) -> int:
-        if self._fixed:
-            return self._fixed
-        estimate = self._fit_seconds.get(learner.name)
-        if estimate is None:
-            return 1
-        size = math.ceil(MIN_TASK_SECONDS / max(estimate, 1e-4))
-        if capped:  # never so large that a slot would idle while another works through a long batch
-            size = min(size, math.ceil(len(self._queue) / self.slots))
-        return max(1, size)
-
-    def _dispatch(self) -> None:
-        while self._queue and len(self._inflight) < self._max_inflight:
-            _, _, trial_id, learner, seed, _ = self._queue[0]
-            size = self._batch_size(learner)
-            batch: list[int] = []
-            while self._queue and len(batch) < size and self._queue[0][2] == trial_id:
-                batch.append(heapq.heappop(self._queue)[5])
-            ref = self._launch(learner, batch, seed, trial_id)
-            self._inflight[ref] = (trial_id, learner.name, batch)
-            if self._timeout:
-                self._deadline[ref] = time.monotonic() + self._timeout
-
-    def wait(self) -> list[FitResult]:
-        """Dispatch what fits, block until at least one task finishes, return its results (empty when idle)."""
-        ray = self._ray
-        self._dispatch()
-        if not self._inflight:
-            return []
-        wait_s = max(0.0, min(self._deadline.values()) - time.monotonic()) if self._deadline else None
-        done, _ = ray.wait(list(self._inflight), num_returns=1, timeout=wait_s)
-        out = self._expire(set(done))  # also while other fits finish: an overdue one must not keep its slot
-        for ref in done:
-            self._deadline.pop(ref, None)
-            trial_id, name, batch = self._inflight.pop(ref)
-            try:
-                results = ray.get(ref)
-            except ray.exceptions.TaskCancelledError:
-                continue
-            except ray.exceptions.RayError as exc:  # the worker or its node died, beyond Ray's retries
-                message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-                results = [FitResult(trial_id, k, error=message, transient=True) for k in batch]
-            for r in results:
-                if r.error is None:
-                    seconds = r.fit_seconds + r.score_seconds
-                    old = self._fit_seconds.get(name)
-                    self._fit_seconds[name] = seconds if old is None else 0.7 * old + 0.3 * seconds
-            out.extend(results)
-        self._dispatch()
-        return out
-
-    def _launch(self, learner: Learner, batch: list[int], seed: int, trial_id: str):
-        """One task for a batch of fits, named for people: what the dashboard and `ray list tasks` show."""
-        name = f"{self._label} {trial_id} s{span(batch)}"
-        return self._remote.options(**self._resources, name=name).remote(self._ref, learner, batch, seed, trial_id)
-
-    def _expire(self, finished: set) -> list[FitResult]:
-        """Cancel the tasks past their deadline that have not just finished (killing their workers: a hung fit
-        does not answer a polite cancel) and fail their fits."""
-        now, out = time.monotonic(), []
-        for ref in [r for r, deadline in self._deadline.items() if deadline <= now and r not in finished]:
-            self._ray.cancel(ref, force=True)
-            del self._deadline[ref]
-            trial_id, _, batch = self._inflight.pop(ref)
-            out += [FitResult(trial_id, k, error=f"TimeoutError: the fit did not finish within ray.fit_timeout_s="
-                              f"{self._timeout:g} s; its task was cancelled") for k in batch]
-        return out
-
-    def close(self, patience_s: float = 5.0) -> None:
-        """Stop everything still queued or running (fits of configurations that were stopped or failed): kill their
-        workers, so that nothing outlives the search, not even a fit hung in native code. Ray ignores a forced cancel
-        that follows a polite one too closely, so the forced cancel is repeated until the tasks are gone."""
-        refs, until = list(self._inflight), time.monotonic() + patience_s
-        while refs and time.monotonic() < until:
-            for ref in refs:
-                self._ray.cancel(ref, force=True)
-            refs = self._ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
-        self._queue, self._inflight, self._deadline = [], {}, {}
-
-    def results(self) -> Iterator[FitResult]:
-        """Yield every submitted fit's result, in the order they finish."""
-        while self._inflight or self._queue:
-            yield from self.wait()
-
-
-def span(numbers: Iterable[int]) -> str:
-    """Numbers as ranges: ``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"``.
-
-    Example:
-        >>> span([0, 1, 2, 5, 7, 8])
-        '0-2,5,7-8'
-    """
-    out: list[str] = []
-    for n in sorted(numbers):
-        if out and n == int(out[-1].rsplit("-", 1)[-1]) + 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{n}"
-        else:
-            out.append(str(n))
-    return ",".join(out)
 
 
 @dataclass
@@ -538,18 +326,19 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
         FitError: a subset fit failed; the message names the subset and the learner's error.
     """
 
-    from metaray.cluster import connect, prefer_loopback
+    from metaray.cluster import connect, ray_environment
+    from metaray.runners import FitRunner
 
     t0 = time.perf_counter()
     spec = load_spec(spec, list(overrides))
-    prefer_loopback(spec.ray.address)  # before anything imports Ray
+    ray_environment(spec.ray.address)  # before anything imports Ray
     prepared = prepare(spec, say)
     connect(spec.ray.address, num_cpus=spec.ray.num_cpus, say=say)
     problem_ref = share(prepared)
-    runner = FitRunner(problem_ref, cpus_per_fit=spec.ray.cpus_per_fit, gpus_per_fit=spec.ray.gpus_per_fit,
-                       fits_per_task=spec.ray.fits_per_task, max_retries=spec.ray.max_retries,
-                       fit_timeout_s=spec.ray.fit_timeout_s, label=spec.name)
-    runner.submit("config", prepared.learner, range(prepared.plan.k), spec.seed)
+    runner = FitRunner(score_fit, problem_ref, seed=spec.seed, cpus_per_fit=spec.ray.cpus_per_fit,
+                       gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
+                       max_retries=spec.ray.max_retries, fit_timeout_s=spec.ray.fit_timeout_s, label=spec.name)
+    runner.submit([Unit(0, 0, k) for k in range(prepared.plan.k)], prepared.learner)
     results = []
     try:
         for r in runner.results():

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from metaray.errors import SpecError
 from metaray.registry import check_choice
@@ -182,9 +191,65 @@ class RaySpec(_Section):
               "gpus_per_fit": Rule(lambda v: v >= 0, "a fraction of a GPU, or 0 for none", ">= 0")}
 
 
-SEARCHERS = ("random", "grid", "optuna", "hyperopt")
-SCHEDULERS = ("none", "asha", "racing")
 FIDELITIES = ("subsets", "epochs")
+
+
+class SchedulerSpec(_Section):
+    """Early stopping over a configuration's units, nested as Ray Tune's options are:
+    ``{name: asha, grace_period: 1, reduction_factor: 3, fidelity: subsets}``, ``{name: racing, min_subsets: 3,
+    confidence: 0.95, tolerance: 0}``, or ``none``; a plain name takes the defaults. Options of another scheduler are
+    refused."""
+
+    name: str = "none"
+    grace_period: float | None = None
+    reduction_factor: float | None = None
+    fidelity: str | None = None
+    min_subsets: int | None = None
+    confidence: float | None = None
+    tolerance: float | None = None
+
+    _key = "search.scheduler"
+    OPTIONS: ClassVar[dict[str, dict[str, Any]]] = {
+        "none": {},
+        "asha": {"grace_period": 1, "reduction_factor": 3.0, "fidelity": "subsets"},
+        "racing": {"min_subsets": 3, "confidence": 0.95, "tolerance": 0.0},
+    }
+    _rules = {"grace_period": Rule(lambda v: v > 0, "ASHA's first rung", "> 0"),
+              "min_subsets": Rule(lambda v: v >= 2, "racing needs two scores for a spread", ">= 2"),
+              "reduction_factor": Rule(lambda v: v > 1, "ASHA keeps 1/reduction_factor of each rung", "> 1"),
+              "tolerance": Rule(lambda v: 0 <= v < 1, "racing's relative margin an improvement must be able to "
+                                "exceed", "[0, 1)"),
+              "confidence": Rule(lambda v: 0.5 <= v < 1, "racing's one-sided confidence level", "[0.5, 1)")}
+    _choices = {"name": ("scheduler", _names("metaray.schedulers", "SCHEDULERS")),
+                "fidelity": ("fidelity", lambda: FIDELITIES)}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _own_options(self, handler):
+        """Written out with its own options only: ``{name: racing, min_subsets: 3, confidence: 0.95,
+        tolerance: 0.0}``."""
+        return {k: v for k, v in handler(self).items() if k == "name" or k in self.OPTIONS.get(self.name, {})}
+
+    @model_validator(mode="after")
+    def _options(self):
+        own = self.OPTIONS.get(self.name, {})
+        for option in self.OPTIONS["asha"] | self.OPTIONS["racing"]:
+            value = getattr(self, option)
+            if value is not None and option not in own:
+                raise SpecError(f"search.scheduler.{option}", f"not an option of the {self.name!r} scheduler",
+                                allowed=sorted(own) or "no options", got=option)
+            if value is None and option in own:
+                object.__setattr__(self, option, own[option])
+        return self
+
+
+#: the scheduler options that were flat keys of ``search`` before they were nested under ``search.scheduler``
+FLAT_SCHEDULER_KEYS = ("grace_period", "reduction_factor", "fidelity", "min_subsets", "confidence", "tolerance")
+_DEPRECATED: list[str] = []  # notices from the spec being validated; ExperimentSpec collects them
 
 
 class SearchSpec(_Section):
@@ -200,22 +265,37 @@ class SearchSpec(_Section):
     searcher: str = "random"
     num_samples: int | None = None
     max_concurrent: int | None = None
-    scheduler: str = "none"
-    fidelity: str = "subsets"
-    grace_period: int = 1
-    reduction_factor: float = 3.0
-    min_subsets: int = 3
-    confidence: float = 0.95
-    tolerance: float = 0.0
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
 
     _key = "search"
-    _rules = {"num_samples": POSITIVE, "max_concurrent": POSITIVE, "grace_period": POSITIVE, "min_subsets": POSITIVE,
-              "reduction_factor": Rule(lambda v: v > 1, "ASHA keeps 1/reduction_factor of each rung", "> 1"),
-              "tolerance": Rule(lambda v: 0 <= v < 1, "racing's relative margin an improvement must be able to "
-                                "exceed", "[0, 1)"),
-              "confidence": Rule(lambda v: 0.5 <= v < 1, "racing's one-sided confidence level", "[0.5, 1)")}
-    _choices = {"searcher": ("searcher", lambda: SEARCHERS), "scheduler": ("scheduler", lambda: SCHEDULERS),
-                "fidelity": ("fidelity", lambda: FIDELITIES)}
+    _rules = {"num_samples": POSITIVE, "max_concurrent": POSITIVE}
+    _choices = {"searcher": ("searcher", _names("metaray.searchers", "SEARCHERS"))}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_scheduler_keys(cls, raw):
+        """The flat keys (``search.grace_period`` ...) still work for a release: they move under ``scheduler``, and
+        each is said once (``ExperimentSpec.notes``)."""
+        if not isinstance(raw, dict) or not any(k in raw for k in FLAT_SCHEDULER_KEYS):
+            return raw
+        raw = dict(raw)
+        scheduler = raw.get("scheduler", "none")
+        scheduler = {"name": scheduler} if isinstance(scheduler, str) else dict(scheduler or {})
+        name = scheduler.get("name", "none")
+        own = SchedulerSpec.OPTIONS.get(name, {})
+        for key in FLAT_SCHEDULER_KEYS:
+            if key not in raw:
+                continue
+            value = raw.pop(key)
+            # as before: an option of another scheduler is ignored, but epochs without ASHA are refused
+            if key in own or (key == "fidelity" and value != "subsets"):
+                scheduler.setdefault(key, value)
+                _DEPRECATED.append(f"search.{key}: deprecated; write it under search.scheduler, e.g. "
+                                   f"search.scheduler: {{name: {name}, {key}: {value}}}")
+            else:
+                _DEPRECATED.append(f"search.{key}: deprecated, and ignored: not an option of the {name!r} scheduler")
+        raw["scheduler"] = scheduler
+        return raw
 
 
 class TrackingSpec(_Section):
@@ -241,17 +321,31 @@ class ExperimentSpec(_Section):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: str = "metaray_results"
     base_dir: str = Field(default=".", exclude=True, repr=False)
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """Deprecation notices about how the spec was written, one line each, for the user to read."""
+        return list(self._notes)
 
     _rules = {"name": Rule(lambda v: bool(v.strip()), "must not be empty", "a non-empty name"),
               "seed": Rule(lambda v: v >= 0, "must be a non-negative integer", ">= 0")}
     _choices = {"strategy": ("strategy", _names("metaray.strategies", "STRATEGIES"))}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fresh_notes(cls, raw):
+        _DEPRECATED.clear()
+        return raw
+
     @model_validator(mode="after")
     def _space(self):
         from metaray.space import parse_space
 
+        self._notes = list(dict.fromkeys(_DEPRECATED))
+        _DEPRECATED.clear()
         space = parse_space(self.search.space, self.learner)
-        s = self.search
+        s, scheduler = self.search, self.search.scheduler
         if s.searcher in ("optuna", "hyperopt") and "grid" in space.kinds():
             raise SpecError("search.space", "grid entries need the random or grid searcher",
                             allowed=["random", "grid"], got=s.searcher)
@@ -259,18 +353,12 @@ class ExperimentSpec(_Section):
             bad = sorted(space.kinds() - {"grid", "choice"})
             raise SpecError("search.space", "the grid searcher enumerates grid and choice entries only",
                             allowed=["grid", "choice"], got=bad)
-        if s.fidelity == "epochs" and s.scheduler != "asha":
-            raise SpecError("search.fidelity", "epochs are a fidelity for ASHA", allowed=["subsets"],
-                            got=f"epochs with scheduler {s.scheduler!r}")
-        if s.scheduler == "asha" and s.fidelity == "subsets" and s.grace_period >= self.subsets.k:
-            raise SpecError("search.grace_period", "ASHA stops configurations at rungs below k subsets",
-                            allowed=f"[1, {self.subsets.k - 1}]", got=s.grace_period)
-        if s.scheduler == "racing" and s.min_subsets >= self.subsets.k:
-            raise SpecError("search.min_subsets", "racing compares configurations before all k subsets are fitted",
-                            allowed=f"[2, {self.subsets.k - 1}]", got=s.min_subsets)
-        if s.scheduler == "racing" and s.min_subsets < 2:
-            raise SpecError("search.min_subsets", "racing needs two scores for a spread", allowed=">= 2",
-                            got=s.min_subsets)
+        if scheduler.name == "asha" and scheduler.fidelity == "subsets" and scheduler.grace_period >= self.subsets.k:
+            raise SpecError("search.scheduler.grace_period", "ASHA stops configurations at rungs below k subsets",
+                            allowed=f"(0, {self.subsets.k - 1}]", got=scheduler.grace_period)
+        if scheduler.name == "racing" and scheduler.min_subsets >= self.subsets.k:
+            raise SpecError("search.scheduler.min_subsets", "racing compares configurations before all k subsets "
+                            "are fitted", allowed=f"[2, {self.subsets.k - 1}]", got=scheduler.min_subsets)
         if self.ray.address and self.ray.num_cpus is not None:
             raise SpecError("ray.num_cpus", "applies to a local Ray only; a cluster's nodes set their own CPUs",
                             allowed=[None], got=self.ray.num_cpus)

@@ -55,16 +55,16 @@ def _quick_http_failures() -> None:
 class Tracker:
     """Logs one search to MLflow from a single background thread; every method returns at once."""
 
-    def __init__(self, spec, run_dir: Path, dataset: dict[str, Any]):
+    def __init__(self, spec, run_dir: Path, dataset: dict[str, Any], *, uri: str | None = None,
+                 parent_id: str | None = None):
+        """``uri`` and ``parent_id``: the store and parent run an interrupted search already logged to (its run
+        folder's record); a resumed search logs there, whatever the working folder is now."""
         self.spec, self.run_dir, self.dataset = spec, Path(run_dir), dataset
-        state_file = self.run_dir / "state.json"
-        recorded = json.loads(state_file.read_text()).get("mlflow_uri") if state_file.exists() else None
-        # a resumed search logs to the store its first process used, whatever the working folder is now
-        self.uri = recorded or absolute_uri(tracking_uri(spec.tracking.uri))
+        self.uri = uri or absolute_uri(tracking_uri(spec.tracking.uri))
         self.experiment_name = spec.tracking.experiment or spec.name
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="metaray-mlflow")
         self._client = None
-        self.parent_id: str | None = None
+        self.parent_id: str | None = parent_id
         self._logged: set[str] = set()
         self._pending: list[Future] = []
 
@@ -75,13 +75,14 @@ class Tracker:
         the parent run id, or a SpecError when the tracking store cannot be reached."""
         return self._pool.submit(self._start)
 
-    def log_trial(self, row: dict[str, Any], trial) -> None:
-        if trial.id in self._logged:
+    def log_trial(self, row: dict[str, Any], trial_id: str, status: str, params: dict[str, Any], learner: str,
+                  error: str | None, series: list[tuple[int, dict[str, float], float]]) -> None:
+        """One configuration: its results-table ``row``, its parameters and its per-subset ``series`` of
+        (subset, scores, fit seconds)."""
+        if trial_id in self._logged:
             return  # logged before the crash that this run resumes from
-        snapshot = {"row": dict(row), "id": trial.id, "status": trial.status, "visible": dict(trial.visible),
-                    "learner": trial.learner_name, "error": trial.error,
-                    "results": [(k, dict(r.scores), r.fit_seconds) for k, r in sorted(trial.results.items())
-                                if k < trial.reported]}
+        snapshot = {"row": dict(row), "id": trial_id, "status": status, "visible": dict(params), "learner": learner,
+                    "error": error, "results": list(series)}
         self._pending.append(self._pool.submit(self._log_trial, snapshot))
 
     def finish(self, result, model) -> Future:
@@ -106,11 +107,13 @@ class Tracker:
         import logging
 
         _quick_http_failures()
-        for name in ("mlflow", "alembic"):  # schema migrations of a new store log at INFO
-            logging.getLogger(name).setLevel(logging.WARNING)
-        logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # its note on pickles: the model is the user's
         import mlflow
         from mlflow import MlflowClient
+
+        # after the import, which sets MLflow's own levels: a new store's schema migrations log at INFO
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # its note on pickles: the model is the user's
 
         mlflow.set_tracking_uri(self.uri)
         client = self._client = MlflowClient(self.uri)
@@ -121,10 +124,7 @@ class Tracker:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SpecError("tracking.uri", f"cannot reach the MLflow tracking store ({msg[:300]})",
                             got=self.uri) from None
-        state_file = self.run_dir / "state.json"
-        state = json.loads(state_file.read_text()) if state_file.exists() else {}
-        if state.get("parent_run_id"):
-            self.parent_id = state["parent_run_id"]
+        if self.parent_id:
             client.update_run(self.parent_id, status="RUNNING")
             children = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
                                           max_results=10000)
@@ -133,7 +133,8 @@ class Tracker:
         spec = self.spec
         tags = {"metaray.kind": "search", "metaray.version": __version__, "metaray.run_dir": str(self.run_dir),
                 "dataset": self.dataset["name"], "task": self.dataset["task"], "protocol": spec.subsets.protocol,
-                "seed": str(spec.seed), "strategy": spec.strategy, "searcher": spec.search.searcher, "scheduler": spec.search.scheduler,
+                "seed": str(spec.seed), "strategy": spec.strategy, "searcher": spec.search.searcher,
+                "scheduler": spec.search.scheduler.name,
                 "metric": spec.objective.metric or "", "aggregate": spec.objective.aggregate}
         run = client.create_run(exp_id, run_name=f"{spec.name}-{self.run_dir.name}", tags=tags)
         self.parent_id = run.info.run_id
@@ -143,10 +144,6 @@ class Tracker:
                        "search.num_samples": spec.search.num_samples})
         self._batch(self.parent_id, params=params)
         client.log_dict(self.parent_id, spec.to_dict(), "spec.yaml")
-        from metaray.search import _write_state
-
-        _write_state(self.run_dir, parent_run_id=self.parent_id, mlflow_uri=self.uri,
-                     mlflow_experiment=self.experiment_name)
         return self.parent_id
 
     def _batch(self, run_id: str, *, params=None, metrics=None, tags=None) -> None:
@@ -210,9 +207,9 @@ class Tracker:
 
     def _finish(self, result, model) -> None:
         client = self._client
-        metrics = [("configurations", len(result.table), 0), ("fits_run", result.fits_run, 0)]
+        metrics = [("configurations", len(result.results), 0), ("fits_run", result.fits_run, 0)]
         for status in ("completed", "stopped", "failed"):
-            metrics.append((f"configurations_{status}", int((result.table["status"] == status).sum()), 0))
+            metrics.append((f"configurations_{status}", int((result.results["status"] == status).sum()), 0))
         tags = {}
         if result.best:
             metrics += [("best_objective", result.best["objective"], 0), ("best_std", result.best["std"], 0)]

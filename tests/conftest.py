@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from metaray.cluster import prefer_loopback
+from metaray.cluster import ray_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
-prefer_loopback(None)  # before any test imports Ray
+ray_environment(None)  # before any test imports Ray
 
 #: processes the suite starts: Ray's (by program, script or the title Ray gives them), the local.sh keeper, MLflow
 #: servers, headless browsers
@@ -23,14 +24,25 @@ SUITE_PROCESSES = re.compile(r"gcs_server|/raylet|^ray::|dashboard\.py|monitor\.
 LEFTOVER_GRACE_S = 20
 
 
+#: every process the suite starts inherits this (Ray's, the cluster keeper's, servers', browsers'): how the check
+#: at the end tells them from processes another program (or another test run) started meanwhile
+SESSION_MARK = "METARAY_TEST_SESSION"
+os.environ[SESSION_MARK] = uuid.uuid4().hex
+
+
 def suite_processes() -> dict[int, str]:
     import psutil
 
-    found = {}
+    found, mark = {}, os.environ[SESSION_MARK]
     for p in psutil.process_iter(["cmdline", "name", "status"]):
         command = " ".join(p.info["cmdline"] or []) or (p.info["name"] or "")
-        if p.info["status"] != psutil.STATUS_ZOMBIE and SUITE_PROCESSES.search(command):
-            found[p.pid] = command[:160]
+        if p.info["status"] == psutil.STATUS_ZOMBIE or not SUITE_PROCESSES.search(command):
+            continue
+        try:
+            if p.environ().get(SESSION_MARK) == mark:
+                found[p.pid] = command[:160]
+        except psutil.Error:
+            continue
     return found
 
 
@@ -45,7 +57,10 @@ def pytest_sessionfinish(session, exitstatus):
 
     before = session.config.stash.get(_BEFORE, set())
     deadline = time.monotonic() + LEFTOVER_GRACE_S
-    while (left := {pid: c for pid, c in suite_processes().items() if pid not in before}) and time.monotonic() < deadline:
+    while True:
+        left = {pid: c for pid, c in suite_processes().items() if pid not in before}
+        if not left or time.monotonic() > deadline:
+            break
         time.sleep(0.5)
     if not left:
         return

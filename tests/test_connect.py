@@ -33,13 +33,14 @@ def test_a_looser_token_file_is_tightened_and_said(tmp_path, monkeypatch):
     assert len(said) == 1  # nothing to say the second time
 
 
-def test_the_command_keeps_a_ray_on_this_machine_on_loopback_before_ray_is_imported():
-    code = ("import os, sys\nfrom metaray.cli import _keep_ray_local\n"
+def test_the_command_sets_ray_s_environment_before_ray_is_imported():
+    code = ("import os, sys\nfrom metaray.cli import _ray_environment\n"
             "class A: command, address, set, experiment = 'run', None, [], sys.argv[1]\n"
-            "_keep_ray_local(A)\nprint(os.environ.get('" + LOOPBACK_SWITCH + "'), 'ray' in sys.modules)\n")
-    env = {k: v for k, v in os.environ.items() if k != LOOPBACK_SWITCH}
+            "_ray_environment(A)\nprint(os.environ.get('" + LOOPBACK_SWITCH + "'), os.environ.get('RAY_AUTH_MODE'), "
+            "'ray' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if k not in (LOOPBACK_SWITCH, "RAY_AUTH_MODE")}
     spec = os.path.join(os.path.dirname(__file__), "..", "experiments", "meta_classification_iris.yaml")
     local = subprocess.run([sys.executable, "-c", code, spec], env=env, capture_output=True, text=True, timeout=60)
-    assert local.stdout.split() == ["0", "False"], local.stderr
+    assert local.stdout.split() == ["0", "token", "False"], local.stderr
     assert is_loopback(None) and is_loopback("127.0.0.1:6390") and is_loopback("[::1]:6379")
     assert not is_loopback("10.1.2.3:6379") and not is_loopback("auto")

@@ -5,7 +5,7 @@ import pytest
 
 from metaray.cli import main
 from metaray.objective import evaluate, prepare
-from metaray.search import run_search
+from metaray.run import search as run_search
 from metaray.spec import load_spec
 from tests.conftest import EXPERIMENTS
 
@@ -66,7 +66,7 @@ def test_nas_prints_the_architecture_and_logs_its_weights(tmp_path, monkeypatch)
     assert "total:" in result.best["architecture"] and "Conv2d" in result.best["architecture"]
     assert result.holdout_scores["accuracy"] > 0.85
     assert "architecture:" in result.summary()
-    artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(result.mlflow_parent_run_id)}
+    artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(result.mlflow_run_id)}
     assert {"best_weights.pt", "best_architecture.txt"} <= artifacts
 
 

@@ -125,7 +125,7 @@ def test_a_journal_line_cut_by_a_kill_is_cut_back_and_said(tmp_path, capsys):
     _, err = capsys.readouterr()
     assert "journal: cut back a truncated last line (40 bytes)" in err
     rows = [json.loads(line) for line in (folder / "fits.jsonl").read_text().splitlines()]  # every line whole
-    assert len(rows) == 6 and len({(r["trial"], r["unit"]) for r in rows}) == 6
+    assert len(rows) == 6 and len({(r["trial"], r["stage"], r["subset"]) for r in rows}) == 6
     pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), table)
 
 

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from metaray.errors import FitError, SpecError
-from metaray.objective import FitRunner, evaluate, prepare
+from metaray.fits import Unit
+from metaray.objective import evaluate, prepare, score_fit
+from metaray.runners import FitRunner
 from metaray.spec import load_spec
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -103,14 +105,14 @@ def test_short_fits_are_batched_and_every_result_comes_back():
     import ray
 
     prepared = prepare(load_spec(iris(subsets={"k": 24, "protocol": "full"})))
-    runner = FitRunner(ray.put(prepared.problem()))
-    runner.submit("a", prepared.learner, range(24), seed=0)
+    runner = FitRunner(score_fit, ray.put(prepared.problem()))
+    runner.submit([Unit(0, 0, k) for k in range(24)], prepared.learner)
     seen, sizes = [], []
     original = runner._launch
 
-    def counting(learner, batch, seed, trial_id):
-        sizes.append(len(batch))
-        return original(learner, batch, seed, trial_id)
+    def counting(learner, units):
+        sizes.append(len(units))
+        return original(learner, units)
 
     runner._launch = counting
     seen = [r.subset for r in runner.results()]
@@ -122,15 +124,15 @@ def test_cancel_drops_queued_fits():
     import ray
 
     prepared = prepare(load_spec(iris(subsets={"k": 30, "protocol": "full"}, ray={"fits_per_task": 1})))
-    runner = FitRunner(ray.put(prepared.problem()), fits_per_task=1)
-    runner.submit("a", prepared.learner, range(30), seed=0)
-    runner.submit("b", prepared.learner, range(3), seed=0)
+    runner = FitRunner(score_fit, ray.put(prepared.problem()), fits_per_task=1)
+    runner.submit([Unit(0, 0, k) for k in range(30)], prepared.learner)
+    runner.submit([Unit(1, 0, k) for k in range(3)], prepared.learner)
     got = []
     for r in runner.results():
-        got.append(r.trial_id)
+        got.append(r.unit.trial)
         if len(got) == 1:
-            runner.cancel("a")
-    assert got.count("b") == 3 and got.count("a") < 30
+            runner.cancel(0)
+    assert got.count(1) == 3 and got.count(0) < 30
 
 
 @pytest.mark.parametrize("spec", [

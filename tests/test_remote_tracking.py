@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from metaray.cli import main
-from metaray.search import run_search
+from metaray.run import search as run_search
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -53,17 +53,17 @@ def test_every_run_and_metric_arrives_over_http(mlflow_server, ray_session, tmp_
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server["url"])
     result = run_search({**SPEC, "search": {**SPEC["search"], "max_concurrent": 12}}, run_dir=tmp_path / "run")
-    assert (result.table["status"] == "completed").all()
+    assert (result.results["status"] == "completed").all()
 
     client = MlflowClient(mlflow_server["url"])
-    parent = client.get_run(result.mlflow_parent_run_id)
+    parent = client.get_run(result.mlflow_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["best_objective"] == pytest.approx(result.best["objective"])
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=100)
-    assert len(children) == len(result.table) == 12
+    assert len(children) == len(result.results) == 12
     by_trial = {c.data.tags["metaray.trial"]: c for c in children}
-    for row in result.table.itertuples():
+    for row in result.results.itertuples():
         child = by_trial[row.trial]
         assert child.info.status == "FINISHED"
         assert child.data.metrics["objective"] == pytest.approx(row.objective)

@@ -21,20 +21,25 @@ import pandas as pd
 import pytest
 import yaml
 
-from metaray.objective import FitRunner
-from metaray.search import resume_search, run_search
+from metaray.run import resume as resume_search
+from metaray.run import search as run_search
+from metaray.runners import FitRunner
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 ADAPTIVE = {"name": "adaptive", "seed": 2, "data": {"dataset": "wine", "scale": True},
             "learner": {"name": "logistic_regression"}, "subsets": {"k": 4, "fraction": 0.5},
-            "search": {"num_samples": 28, "min_subsets": 2, "grace_period": 1, "reduction_factor": 2,
+            "search": {"num_samples": 28,
                        "space": {"C": {"loguniform": [1e-4, 100.0]}, "class_weight": {"choice": [None, "balanced"]}}}}
 COMBINATIONS = [("optuna", "asha"), ("optuna", "racing"), ("hyperopt", "asha"), ("hyperopt", "racing")]
 
 
+SCHEDULERS = {"asha": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+              "racing": {"name": "racing", "min_subsets": 2}}
+
+
 def spec_for(searcher: str, scheduler: str) -> dict:
-    return {**ADAPTIVE, "search": {**ADAPTIVE["search"], "searcher": searcher, "scheduler": scheduler}}
+    return {**ADAPTIVE, "search": {**ADAPTIVE["search"], "searcher": searcher, "scheduler": SCHEDULERS[scheduler]}}
 
 
 def journal(folder: Path) -> list[dict]:
@@ -51,7 +56,7 @@ def references(tmp_path_factory):
 @pytest.mark.parametrize("combo", COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
 def test_killed_at_three_points_and_resumed_gives_the_uninterrupted_table(combo, references, tmp_path):
     reference = references[combo]
-    assert len(reference.table) == 28 and (reference.table["status"] == "stopped").any()
+    assert len(reference.results) == 28 and (reference.results["status"] == "stopped").any()
     whole = (reference.run_dir / "fits.jsonl").read_bytes()
     for share in (0.15, 0.5, 0.85):
         folder = tmp_path / f"killed-at-{share}"
@@ -60,10 +65,11 @@ def test_killed_at_three_points_and_resumed_gives_the_uninterrupted_table(combo,
         cut = whole.rfind(b"\n", 0, int(len(whole) * share)) + 1
         (folder / "fits.jsonl").write_bytes(whole[:cut] + b'{"trial": 3, "ke')  # killed in the middle of a write
         kept = len(whole[:cut].splitlines())
-        with pytest.warns(UserWarning, match="journal: cut back a truncated last line"):
-            resumed = resume_search(folder, track=False)
-        pd.testing.assert_frame_equal(resumed.table, reference.table)
-        seen = [(r["trial"], r["unit"]) for r in journal(folder)]
+        said = []
+        resumed = resume_search(folder, track=False, progress=said.append)
+        assert any(line.startswith("journal: cut back a truncated last line") for line in said)
+        pd.testing.assert_frame_equal(resumed.results, reference.results)
+        seen = [(r["trial"], r["stage"], r["subset"]) for r in journal(folder)]
         assert len(seen) == len(set(seen)), f"a (configuration, subset) was fitted twice after a kill at {share}"
         assert 0 < resumed.fits_replayed <= kept and resumed.fits_run > 0
 
@@ -83,7 +89,7 @@ def test_the_order_in_which_fits_finish_does_not_matter(combo, references, tmp_p
 
     monkeypatch.setattr(FitRunner, "wait", shuffled)
     result = run_search(spec_for(*combo), run_dir=tmp_path / "shuffled", track=False)
-    pd.testing.assert_frame_equal(result.table, references[combo].table)
+    pd.testing.assert_frame_equal(result.results, references[combo].results)
 
 
 @pytest.mark.slow
@@ -127,7 +133,7 @@ def test_sigkilled_optuna_search_resumes_without_refitting(tmp_path):
     done = subprocess.run([sys.executable, "-m", "metaray", "resume", str(folder)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    seen = [(r["trial"], r["unit"]) for r in journal(folder)]
+    seen = [(r["trial"], r["stage"], r["subset"]) for r in journal(folder)]
     assert len(seen) == len(set(seen))
     clean = run_search({k: v for k, v in spec.items() if k != "storage"}, run_dir=tmp_path / "clean", track=False)
     pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), pd.read_csv(clean.run_dir / "results.csv"))

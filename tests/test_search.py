@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from metaray.cli import main
-from metaray.search import run_search
+from metaray.run import search as run_search
 from metaray.tensorboard import read_scalars
 from tests.conftest import EXPERIMENTS
 
@@ -31,20 +31,20 @@ def test_iris_experiment_logs_a_parent_and_a_child_per_configuration(tmp_path, m
     import mlflow
 
     result = search(EXPERIMENTS / "meta_classification_iris.yaml", tmp_path)
-    assert len(result.table) >= 16 and (result.table["status"] == "completed").all()
+    assert len(result.results) >= 16 and (result.results["status"] == "completed").all()
     assert result.best["objective"] >= 0.95 and result.holdout_scores["accuracy"] > 0.9
     assert (tmp_path / "run" / "results.csv").is_file() and (tmp_path / "run" / "results.parquet").is_file()
     events = list((tmp_path / "run" / "tensorboard").glob("*/events.out.tfevents.*"))
-    assert len(events) == len(result.table)
+    assert len(events) == len(result.results)
     assert [tag for tag, _, _ in read_scalars(events[0])].count("score/subset") == 5
 
     client = mlflow.MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name("meta_classification_iris")
-    parent = client.get_run(result.mlflow_parent_run_id)
+    parent = client.get_run(result.mlflow_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["metaray.kind"] == "search"
     assert parent.data.metrics["best_objective"] == pytest.approx(result.best["objective"])
     children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    assert len(children) == len(result.table)
+    assert len(children) == len(result.results)
     child = children[0]
     assert {"objective", "mean", "std", "worst", "cvar", "fit_seconds_total"} <= set(child.data.metrics)
     assert {"C", "class_weight", "learner"} <= set(child.data.params)
@@ -59,13 +59,13 @@ def test_same_spec_and_seed_give_identical_tables(tmp_path):
     spec = {**WINE, "search": {**WINE["search"], "num_samples": 12, "scheduler": "asha"}}
     a, b = search(spec, tmp_path, "a", track=False), search(spec, tmp_path, "b", track=False)
     assert (tmp_path / "a" / "results.csv").read_text() == (tmp_path / "b" / "results.csv").read_text()
-    pd.testing.assert_frame_equal(a.table, b.table)
+    pd.testing.assert_frame_equal(a.results, b.results)
 
 
 def test_optuna_is_reproducible_too(tmp_path):
     spec = {**WINE, "subsets": {"k": 3}, "search": {**WINE["search"], "num_samples": 10, "searcher": "optuna"}}
     a, b = search(spec, tmp_path, "a", track=False), search(spec, tmp_path, "b", track=False)
-    pd.testing.assert_frame_equal(a.table, b.table)
+    pd.testing.assert_frame_equal(a.results, b.results)
 
 
 @pytest.mark.parametrize("searcher", ["random", "optuna"])
@@ -77,7 +77,7 @@ def test_the_order_of_the_space_keys_does_not_matter(searcher, tmp_path):
     for name, order in (("sorted", list(dists)), ("reversed", list(reversed(dists)))):
         spec = {**WINE, "subsets": {"k": 2},
                 "search": {"num_samples": 6, "searcher": searcher, "space": {k: dists[k] for k in order}}}
-        tables.append(search(spec, tmp_path, name, track=False).table)
+        tables.append(search(spec, tmp_path, name, track=False).results)
     pd.testing.assert_frame_equal(tables[0][sorted(tables[0].columns)], tables[1][sorted(tables[1].columns)])
 
 
@@ -87,7 +87,7 @@ def test_early_stopping_spends_fewer_fits_and_finds_the_same_best(scheduler, tmp
     assert full.fits_run == 320
     early = search({**WINE, "search": {**WINE["search"], "scheduler": scheduler}}, tmp_path, scheduler, track=False)
     assert early.fits_run < 0.7 * full.fits_run
-    assert (early.table["status"] == "stopped").sum() > 0
+    assert (early.results["status"] == "stopped").sum() > 0
     assert early.best["objective"] >= full.best["objective"] * (1 - 0.005)
 
 
@@ -98,9 +98,9 @@ def test_conditional_space_over_learner_families(tmp_path):
                 {"name": "random_forest", "params": {"n_estimators": {"randint": [5, 30]}, "max_depth": 4}},
                 {"name": "knn", "params": {"n_neighbors": {"randint": [1, 15]}}}]}}}}
     result = search(spec, tmp_path, track=False)
-    assert len(result.table) == 8 and (result.table["status"] == "completed").all()
-    assert set(result.table["learner"]) <= {"logistic_regression", "random_forest", "knn"}
-    rf = result.table[result.table["learner"] == "random_forest"]
+    assert len(result.results) == 8 and (result.results["status"] == "completed").all()
+    assert set(result.results["learner"]) <= {"logistic_regression", "random_forest", "knn"}
+    rf = result.results[result.results["learner"] == "random_forest"]
     assert rf.empty or rf["param.random_forest.n_estimators"].between(5, 29).all()
 
 
@@ -109,8 +109,8 @@ def test_grid_searcher_enumerates_every_point(tmp_path):
             "search": {"searcher": "grid", "space": {"n_neighbors": {"grid": [1, 5, 9]},
                                                       "weights": {"choice": ["uniform", "distance"]}}}}
     result = search(spec, tmp_path, track=False)
-    assert len(result.table) == 6
-    assert set(zip(result.table["param.n_neighbors"], result.table["param.weights"])) == {
+    assert len(result.results) == 6
+    assert set(zip(result.results["param.n_neighbors"], result.results["param.weights"])) == {
         (n, w) for n in (1, 5, 9) for w in ("uniform", "distance")}
 
 
@@ -119,18 +119,18 @@ def test_a_failing_configuration_fails_alone(tmp_path):
             "subsets": {"k": 2}, "search": {"searcher": "grid", "space": {
                 "lr": {"grid": [0.01, 1e6]}, "optimizer": "sgd"}}}
     result = search(spec, tmp_path, track=False)
-    status = dict(zip(result.table["param.lr"], result.table["status"]))
+    status = dict(zip(result.results["param.lr"], result.results["status"]))
     assert status == {0.01: "completed", 1e6: "failed"}
-    assert "loss became" in result.table.loc[result.table["status"] == "failed", "error"].iloc[0]
+    assert "loss became" in result.results.loc[result.results["status"] == "failed", "error"].iloc[0]
 
 
 def test_epochs_are_a_fidelity_for_asha(tmp_path):
     spec = {"name": "epochs", "strategy": "nas", "data": {"dataset": "digits"}, "subsets": {"k": 2},
             "learner": {"params": {"epochs": 9, "n_layers": 1}},
-            "search": {"num_samples": 6, "scheduler": "asha", "fidelity": "epochs",
+            "search": {"num_samples": 6, "scheduler": {"name": "asha", "fidelity": "epochs"},
                        "space": {"lr": {"loguniform": [1e-4, 1e-1]}, "width_1": {"choice": [16, 64]}}}}
     result = search(spec, tmp_path, track=False)
-    table = result.table
+    table = result.results
     assert set(table.loc[table["status"] == "completed", "epochs_done"]) == {9}
     stopped = table[table["status"] == "stopped"]
     assert len(stopped) and (stopped["epochs_done"] < 9).all()  # stopped at a rung: 1 or 3 epochs
@@ -149,8 +149,9 @@ BAD_SEARCH = {
     "misspelled hyperparameter": ({"CC": {"uniform": [0.1, 1]}}, {}, "search.space.CC",
                                   "not a parameter of LogisticRegression (did you mean 'C'?)"),
     "unknown searcher": ({}, {"searcher": "bayes"}, "search.searcher", "allowed: 'grid', 'hyperopt', 'optuna'"),
-    "unknown scheduler": ({}, {"scheduler": "hyperband"}, "search.scheduler", "allowed: 'asha', 'none', 'racing'"),
-    "epochs fidelity without asha": ({}, {"fidelity": "epochs"}, "search.fidelity", "epochs are a fidelity for ASHA"),
+    "unknown scheduler": ({}, {"scheduler": "hyperband"}, "search.scheduler.name", "allowed: 'asha', 'none', 'racing'"),
+    "epochs fidelity without asha": ({}, {"scheduler": {"name": "racing", "fidelity": "epochs"}},
+                                     "search.scheduler.fidelity", "not an option of the 'racing' scheduler"),
     "grid with optuna": ({"C": {"grid": [1, 2]}}, {"searcher": "optuna"}, "search.space", "random or grid searcher"),
 }
 
@@ -245,4 +246,4 @@ def test_tracking_experiment_names_the_mlflow_experiment(tmp_path, mlflow_uri):
     spec = {**WINE, "subsets": {"k": 2}, "search": {"num_samples": 1, "space": {}}, "tracking": {"experiment": "renamed"}}
     result = search(spec, tmp_path)
     exp = mlflow.MlflowClient(mlflow_uri).get_experiment_by_name("renamed")
-    assert mlflow.MlflowClient(mlflow_uri).get_run(result.mlflow_parent_run_id).info.experiment_id == exp.experiment_id
+    assert mlflow.MlflowClient(mlflow_uri).get_run(result.mlflow_run_id).info.experiment_id == exp.experiment_id

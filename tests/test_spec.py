@@ -90,3 +90,23 @@ def test_paths_resolve_from_the_spec_file(tmp_path, write_yaml):
     path = write_yaml({"name": "t", "data": {"path": "rows.csv", "target": "y"}})
     spec = load_spec(path)
     assert spec.resolve_path(spec.data.path) == tmp_path / "rows.csv"
+
+
+def test_scheduler_options_are_nested_and_the_flat_keys_still_work_with_a_notice():
+    nested = load_spec(spec_with(search={"scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2.5}}))
+    assert (nested.search.scheduler.grace_period, nested.search.scheduler.reduction_factor) == (2, 2.5)
+    assert nested.notes == [] and nested.to_dict()["search"]["scheduler"] == {
+        "name": "asha", "grace_period": 2.0, "reduction_factor": 2.5, "fidelity": "subsets"}
+    flat = load_spec(spec_with(search={"scheduler": "asha", "grace_period": 2, "reduction_factor": 2.5,
+                                       "min_subsets": 4}))
+    assert flat.search.scheduler == nested.search.scheduler
+    assert flat.notes == [
+        "search.grace_period: deprecated; write it under search.scheduler, e.g. search.scheduler: "
+        "{name: asha, grace_period: 2}",
+        "search.reduction_factor: deprecated; write it under search.scheduler, e.g. search.scheduler: "
+        "{name: asha, reduction_factor: 2.5}",
+        "search.min_subsets: deprecated, and ignored: not an option of the 'asha' scheduler"]
+    assert load_spec(flat.to_dict()).notes == []  # a run folder's spec.yaml is written nested
+    with pytest.raises(SpecError, match=r"^search.scheduler.min_subsets: not an option of the 'asha' scheduler; "
+                                        r"allowed: 'fidelity', 'grace_period', 'reduction_factor'; got: 'min_subsets'"):
+        load_spec(spec_with(search={"scheduler": {"name": "asha", "min_subsets": 3}}))

@@ -161,7 +161,7 @@ SEARCHES = {
                                                  {"searcher": "optuna", "scheduler": "asha", "num_samples": 6}),
     "bootstrap, out of subset, hyperopt + racing": (
         {"sampler": "bootstrap", "protocol": "out_of_subset", "k": 4},
-        {"searcher": "hyperopt", "scheduler": "racing", "min_subsets": 2, "num_samples": 6}),
+        {"searcher": "hyperopt", "scheduler": {"name": "racing", "min_subsets": 2}, "num_samples": 6}),
     "kfold, grid": ({"sampler": "kfold", "protocol": "out_of_subset", "k": 3},
                     {"searcher": "grid", "space": {"C": {"grid": [0.1, 1.0, 10.0]}}}),
     "subsample, full, random + asha": ({"protocol": "full", "k": 4}, {"scheduler": "asha", "num_samples": 5}),

@@ -102,12 +102,12 @@ class Usage:
 
 def configs_for(spec: dict, n: int) -> list[dict]:
     """n configurations from metaray's own seeded random searcher, so every method sees the same ones."""
-    from metaray.search import make_searcher
+    from metaray.searchers import make_searcher
     from metaray.spec import load_spec
 
     s = load_spec(spec)
-    searcher = make_searcher(s, s.parsed_space(), "max", n)
-    return [searcher.suggest(f"t{i}") for i in range(n)]
+    searcher = make_searcher(s.search.searcher, s.parsed_space(), n, "max", s.seed)
+    return [searcher.suggest(i) for i in range(n)]
 
 
 def workloads(quick: bool) -> dict[str, Workload]:
@@ -163,14 +163,15 @@ def run_sequential(w: Workload):
 def _sequential(learners, problem, metric, k, seed):
     import numpy as np
 
+    from metaray.fits import Unit
     from metaray.objective import score_fit
 
     cpu, means = 0.0, []
-    for learner in learners:
+    for i, learner in enumerate(learners):
         scores = []
         for j in range(k):
             c0 = time.process_time()
-            r = score_fit(problem, learner, j, seed)
+            r = score_fit(problem, learner, Unit(i, 0, j), seed)
             cpu += time.process_time() - c0
             scores.append(r.scores[metric])
         means.append(float(np.mean(scores)))
@@ -181,13 +182,14 @@ def run_joblib(w: Workload):
     import numpy as np
     from joblib import Parallel, delayed
 
+    from metaray.fits import Unit
     from metaray.objective import score_fit
 
     prepared, learners = _problem(w)
     problem, metric, k = prepared.problem(), prepared.metrics[0], prepared.plan.k
     t0 = time.perf_counter()
-    results = Parallel(n_jobs=CORES)(delayed(score_fit)(problem, learner, j, w.spec["seed"])
-                                     for learner in learners for j in range(k))
+    results = Parallel(n_jobs=CORES)(delayed(score_fit)(problem, learner, Unit(i, 0, j), w.spec["seed"])
+                                     for i, learner in enumerate(learners) for j in range(k))
     wall = time.perf_counter() - t0
     scores = np.array([r.scores[metric] for r in results]).reshape(len(learners), k)
     return wall, len(results), _best(scores.mean(axis=1).tolist())
@@ -199,6 +201,7 @@ def run_optuna(w: Workload):
     import numpy as np
     import optuna
 
+    from metaray.fits import Unit
     from metaray.objective import score_fit
 
     optuna.logging.set_verbosity(logging.WARNING)
@@ -207,7 +210,8 @@ def run_optuna(w: Workload):
 
     def objective(trial):
         i = trial.suggest_categorical("i", list(range(len(learners))))
-        return float(np.mean([score_fit(problem, learners[i], j, w.spec["seed"]).scores[metric] for j in range(k)]))
+        return float(np.mean([score_fit(problem, learners[i], Unit(i, 0, j), w.spec["seed"]).scores[metric]
+                              for j in range(k)]))
 
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.GridSampler({"i": list(range(len(learners)))}, seed=0))
@@ -220,10 +224,11 @@ def _tune_trainable(config, problem=None, learners=None, seed=0, metric=""):
     import numpy as np
     from ray import tune
 
+    from metaray.fits import Unit
     from metaray.objective import score_fit
 
     learner = learners[config["i"]]
-    scores = [score_fit(problem, learner, j, seed).scores[metric] for j in range(len(problem.plan.train))]
+    scores = [score_fit(problem, learner, Unit(0, 0, j), seed).scores[metric] for j in range(len(problem.plan.train))]
     tune.report({"objective": float(np.mean(scores))})
 
 
@@ -253,7 +258,7 @@ def _metaray_spec(w: Workload, **search) -> dict:
 
 
 def run_metaray(w: Workload, track: bool = False):
-    from metaray.search import run_search
+    from metaray.run import search as run_search
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -298,7 +303,7 @@ def measure(workload: Workload, methods: list[str], repeat: int = 1) -> list[Row
 
 def early_stopping(quick: bool) -> list[Row]:
     """P3: a 64-configuration space, K = 10: full evaluation against ASHA and racing."""
-    from metaray.search import run_search
+    from metaray.run import search as run_search
 
     n = 16 if quick else 64
     spec = {"name": "P3", "seed": 0, "data": {"dataset": "wine", "scale": True},
@@ -307,10 +312,12 @@ def early_stopping(quick: bool) -> list[Row]:
             "search": {"num_samples": n, "space": {"C": {"loguniform": [1e-4, 100.0]},
                                                     "class_weight": {"choice": [None, "balanced"]}}}}
     rows = []
-    for scheduler, extra in (("full", {}), ("asha", {"scheduler": "asha", "grace_period": 2}),
+    for scheduler, extra in (("full", {}), ("asha", {"scheduler": {"name": "asha", "grace_period": 2}}),
                              ("racing", {"scheduler": "racing"}),
-                             ("asha aggressive", {"scheduler": "asha", "grace_period": 1, "reduction_factor": 4}),
-                             ("racing aggressive", {"scheduler": "racing", "min_subsets": 2, "confidence": 0.8})):
+                             ("asha aggressive", {"scheduler": {"name": "asha", "grace_period": 1,
+                                                                "reduction_factor": 4}}),
+                             ("racing aggressive", {"scheduler": {"name": "racing", "min_subsets": 2,
+                                                                  "confidence": 0.8}})):
         with tempfile.TemporaryDirectory() as tmp, Usage() as mem:
             t0 = time.perf_counter()
             res = run_search({**spec, "search": {**spec["search"], **extra}}, run_dir=Path(tmp) / "r", track=False)
@@ -353,7 +360,7 @@ def scaling(quick: bool) -> list[Row]:
 def memory(quick: bool) -> list[Row]:
     """A 16-configuration search on a ~100 MB synthetic dataset: the peak memory it adds over the same search on
     a tiny dataset (the fixed overhead: Ray, imports, warm workers), against the data's size."""
-    from metaray.search import run_search
+    from metaray.run import search as run_search
 
     def spec(rows: int) -> dict:
         return {"name": "MEM", "seed": 0,
@@ -438,9 +445,9 @@ def demo_cold() -> list[Row]:
 
 
 def ray_start() -> float:
-    from metaray.cluster import connect, prefer_loopback
+    from metaray.cluster import connect, ray_environment
 
-    prefer_loopback(None)  # like the metaray command: a Ray on this machine listens on 127.0.0.1 only
+    ray_environment(None)  # like the metaray command: a Ray on this machine listens on 127.0.0.1 only
     import ray
 
     t0 = time.perf_counter()

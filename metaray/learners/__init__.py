@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from metaray.errors import SpecError
+from metaray.errors import RejectedValue, SpecError
 from metaray.registry import Registry, import_object
 
 
@@ -194,7 +194,7 @@ def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1
         found = _PARAM_IN_MESSAGE.search(message)
         key = f"learner.params.{found.group(1)}" if found else "learner.params"
         bad = user.get(found.group(1)) if found else user
-        raise SpecError(key, f"rejected by {cls.__name__}: {message}", got=bad) from None
+        raise RejectedValue(key, f"rejected by {cls.__name__}: {message}", got=bad) from None
     seed_param = "random_state" if "random_state" in allowed and "random_state" not in user else None
     if task == "embedding":
         from metaray.learners.embedding import EmbeddingProbe, default_probe

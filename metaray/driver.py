@@ -1,0 +1,259 @@
+"""The search's decisions, and nothing else: which configuration to open, which units to fit, when a configuration
+is promoted, stopped, failed or finished. No Ray, no MLflow, no files: it takes fit results and gives work.
+
+Determinism: results are delivered to the searcher and the scheduler in a canonical order, configuration by
+configuration and, within one, unit by unit (stage by stage, subset by subset), whatever order the fits finish in.
+An adaptive searcher suggests configuration i right after configuration i - max_concurrent is delivered, never
+later, and max_concurrent is a number of the spec. So the same spec and seed give the same decisions anywhere, and a
+search that replays a journal of finished fits makes exactly the decisions it made before.
+
+``drive`` runs a driver against a runner (metaray.runners): the same loop serves Ray and the in-process runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from metaray.errors import MetarayError, SpecError
+from metaray.fits import FitResult, Unit
+
+#: configurations a non-adaptive searcher may have open at once, however much room the runner has
+MAX_OPEN = 256
+
+
+def config_key(config: dict) -> str:
+    """Identifies a configuration (in the journal): a hash of its sorted parameters."""
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Trial:
+    """One configuration and what is known of it.
+
+    ``results`` holds fit results by position (``Unit.position``); ``reported`` counts the positions delivered in
+    order; ``submitted`` the positions given out as work; ``cap`` the positions allowed before the next decision.
+    """
+
+    index: int
+    config: dict[str, Any]
+    learner: Any = None
+    status: str = "running"  # running | completed | stopped | failed
+    error: str | None = None
+    results: dict[int, FitResult] = field(default_factory=dict)
+    reported: int = 0
+    submitted: int = 0
+    cap: int = 0
+    objective: float = math.nan
+    aggregates: dict[str, float] = field(default_factory=dict)
+    fitted: int = 0  # fits run for it by this process
+    replayed: int = 0  # fits taken from the journal of an earlier, interrupted process
+
+    def __post_init__(self):
+        self.key = config_key(self.config)
+
+    @property
+    def id(self) -> str:
+        return f"t{self.index:04d}"
+
+    @property
+    def final(self) -> bool:
+        return self.status != "running"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a configuration's work is laid out in units, fitted in order.
+
+    With the subsets fidelity there is one stage and unit position p is subset p. With the epochs fidelity, stage s
+    trains every subset for ``epochs[s]`` epochs (the scheduler's rungs, then the learner's own epochs) and position p
+    is subset p % K of stage p // K. ``decisions`` maps a number of positions done to the fidelity value then
+    reached, at which the scheduler decides.
+    """
+
+    k: int
+    epochs: tuple[int | None, ...] = (None,)
+    decisions: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def units(self) -> int:
+        return self.k * len(self.epochs)
+
+    def unit(self, trial: int, position: int) -> Unit:
+        return Unit(trial, position // self.k, position % self.k)
+
+    @classmethod
+    def over_subsets(cls, k: int, milestones: list[float]) -> Layout:
+        """Decide after ceil(m) subsets for each milestone m (the highest milestone reached, if two share one)."""
+        return cls(k, (None,), {math.ceil(m): m for m in milestones if math.ceil(m) < k})
+
+    @classmethod
+    def over_epochs(cls, k: int, total_epochs: int, milestones: list[float]) -> Layout:
+        """One stage per milestone (trained for ceil(m) epochs), then one with every epoch; decide after each stage."""
+        stages = sorted({math.ceil(m) for m in milestones if math.ceil(m) < total_epochs})
+        return cls(k, (*stages, total_epochs), {(i + 1) * k: float(e) for i, e in enumerate(stages)})
+
+
+class Driver:
+    """The decision logic of one search.
+
+    Args:
+        searcher: metaray.searchers protocol: ``suggest(index)``, ``complete(index, value)``, ``adaptive``, ``total``.
+        scheduler: metaray.schedulers protocol.
+        layout: the units of a configuration and the decision points.
+        num_samples: configurations at most.
+        max_concurrent: configurations open at once (None: as many as the runner has room for).
+        score: the primary metric's scores of a configuration -> its aggregates (a dict).
+        objective: which aggregate is the objective.
+        metric: the primary metric's name (a key of every result's ``scores``).
+        accept: builds a configuration's learner from its flat config; raises SpecError when the learner rejects it
+            (that configuration then fails, the search goes on).
+    """
+
+    def __init__(self, searcher, scheduler, layout: Layout, *, num_samples: int, max_concurrent: int | None,
+                 score: Callable[[list[float]], dict[str, float]], objective: str, metric: str,
+                 accept: Callable[[dict], Any]):
+        self.searcher, self.scheduler, self.layout = searcher, scheduler, layout
+        self.num_samples, self.max_concurrent = num_samples, max_concurrent
+        self._score, self._objective, self._metric, self._accept = score, objective, metric, accept
+        self.trials: list[Trial] = []
+        self.cursor = 0  # the first configuration not yet delivered
+        self.exhausted = False  # the searcher has no more configurations (or num_samples is reached)
+
+    @property
+    def done(self) -> bool:
+        return self.exhausted and self.cursor == len(self.trials)
+
+    def tell(self, result: FitResult, *, replayed: bool = False) -> None:
+        """A finished fit (ignored when its configuration has already ended)."""
+        trial = self.trials[result.unit.trial]
+        if replayed:
+            trial.replayed += 1
+        if not trial.final:
+            trial.results[result.unit.position(self.layout.k)] = result
+
+    def advance(self, room: int) -> tuple[list[Unit], list[Trial]]:
+        """Deliver what has arrived, in order; decide; open configurations while the searcher may and the runner has
+        ``room`` (fits it could take). Returns the units to fit now and the configurations that just ended."""
+        ended: list[Trial] = []
+        room = self._open(room)
+        while self.cursor < len(self.trials):
+            trial = self.trials[self.cursor]
+            self._deliver(trial)
+            if not trial.final:
+                break
+            self._finalize(trial)
+            ended.append(trial)
+            self.cursor += 1
+            room = self._open(room)  # an adaptive searcher: exactly one new configuration per delivered one
+        work = [self.layout.unit(t.index, p) for t in self.trials[self.cursor:] if not t.final
+                for p in range(t.submitted, t.cap)]
+        for t in self.trials[self.cursor:]:
+            t.submitted = max(t.submitted, t.cap)
+        return work, ended
+
+    def scores(self, trial: Trial) -> list[float]:
+        """The primary metric's scores of the trial's latest stage, in subset order, as far as delivered."""
+        k = self.layout.k
+        start = (max(trial.reported - 1, 0) // k) * k
+        return [trial.results[p].scores.get(self._metric, math.nan) for p in range(start, trial.reported)]
+
+    # ------------------------------------------------------------------------------------------------------
+
+    def _open(self, room: int) -> int:
+        while not self.exhausted:
+            open_now = len(self.trials) - self.cursor
+            if self.max_concurrent and open_now >= self.max_concurrent:
+                break
+            if not self.searcher.adaptive and (room <= 0 or open_now >= MAX_OPEN):
+                break
+            index = len(self.trials)
+            config = self.searcher.suggest(index) if index < self.num_samples else None
+            if config is None:
+                self.exhausted = True
+                break
+            trial = Trial(index, config)
+            self.trials.append(trial)
+            try:
+                trial.learner = self._accept(config)
+            except SpecError as exc:  # a value the learner rejects: this configuration fails, the search goes on
+                trial.status, trial.error = "failed", str(exc)
+                continue
+            trial.cap = min(self.layout.decisions, default=self.layout.units)
+            room -= trial.cap
+        return room
+
+    def _deliver(self, trial: Trial) -> None:
+        layout = self.layout
+        while not trial.final and trial.reported < layout.units and trial.reported in trial.results:
+            r = trial.results[trial.reported]
+            if r.error:
+                trial.status, trial.error = "failed", f"subset {r.subset}: {r.error}"
+                break
+            trial.reported += 1
+            if trial.reported in layout.decisions:
+                scores = self.scores(trial)
+                value = self._score(scores)[self._objective]
+                if self.scheduler.decide(trial.index, layout.decisions[trial.reported], value, scores):
+                    trial.status = "stopped"
+                    break
+                trial.cap = next((d for d in sorted(layout.decisions) if d > trial.reported), layout.units)
+        if trial.reported == layout.units and not trial.final:
+            trial.status = "completed"
+
+    def _finalize(self, trial: Trial) -> None:
+        scores = self.scores(trial) if trial.reported else []
+        if scores:
+            trial.aggregates = self._score(scores)
+            trial.objective = trial.aggregates[self._objective]
+        self.searcher.complete(trial.index, trial.objective if trial.status != "failed" else None)
+        self.scheduler.finished(trial.index, trial.status == "completed", trial.objective, scores)
+
+
+class Stalled(MetarayError):
+    """Nothing is pending and no configuration can advance: a bug, never the user's input."""
+
+
+def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
+          replay: Callable[[Trial, Unit], FitResult | None] | None = None,
+          on_fit: Callable[[Trial, FitResult], None] = lambda trial, result: None,
+          on_end: Callable[[Trial], None] = lambda trial: None) -> list[Trial]:
+    """Run the driver to its end against a runner (metaray.runners protocol).
+
+    Args:
+        learner_for: the learner to fit a unit with (a configuration's, with the unit's stage's epochs).
+        replay: a finished fit recorded earlier (the journal), or None to fit the unit.
+        on_fit: told of every fit this process ran, as it arrives (journal, warnings).
+        on_end: told of every configuration that ends, in order (progress, tracking).
+    """
+    while True:
+        work, ended = driver.advance(runner.room())
+        for trial in ended:
+            runner.cancel(trial.index)
+            on_end(trial)
+        fresh: dict[tuple[int, int], list[Unit]] = {}
+        for unit in work:
+            trial = driver.trials[unit.trial]
+            hit = replay(trial, unit) if replay else None
+            if hit is not None:
+                driver.tell(hit, replayed=True)
+            else:
+                fresh.setdefault((unit.trial, unit.stage), []).append(unit)
+        for units in fresh.values():
+            runner.submit(units, learner_for(driver.trials[units[0].trial], units[0]))
+        if driver.done:
+            return driver.trials
+        if work and not fresh:
+            continue  # only replayed results came back: deliver them before waiting on the runner
+        results = runner.wait()
+        if not results and runner.pending == 0 and not work and not ended:
+            raise Stalled("search stalled: no fits pending and no configuration can advance")
+        for r in results:
+            trial = driver.trials[r.unit.trial]
+            trial.fitted += 1
+            on_fit(trial, r)
+            driver.tell(r)

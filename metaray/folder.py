@@ -1,0 +1,153 @@
+"""A search's run folder, ``<storage>/<name>/<timestamp>/``, and everything in it: the resolved ``spec.yaml``,
+``state.json`` (status, MLflow store and parent run), the journal ``fits.jsonl``, ``results.csv``/``.parquet`` and
+``best.json``. ``metaray resume`` needs nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from metaray.errors import SpecError
+from metaray.fits import FitResult, Unit
+
+
+class Journal:
+    """Append-only record of finished fits (failed ones too); what a resumed search replays instead of fitting again.
+
+    A process killed while writing leaves its last line cut short: that line is cut back when the journal is
+    opened again (and said), and its fit runs again. A complete line that does not parse is not a kill's doing;
+    the journal is refused rather than read in part.
+    """
+
+    def __init__(self, path: Path, say: Callable[[str], None] = lambda line: None):
+        self.path = path
+        self.memo: dict[Unit, tuple[str, FitResult]] = {}
+        if path.exists():
+            data = path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                with open(path, "r+b") as fh:
+                    fh.truncate(end)
+                say(f"journal: cut back a truncated last line ({len(data) - end} bytes) of {path}; that fit runs again")
+            for number, line in enumerate(data[:end].decode().splitlines(), 1):
+                if line.strip():
+                    self._read(number, line)
+        self._fh = open(path, "a")
+
+    def _read(self, number: int, line: str) -> None:
+        try:
+            row = json.loads(line)
+            unit = Unit(row["trial"], row["stage"], row["subset"])
+            result = FitResult(unit, **{f.name: row[f.name] for f in fields(FitResult) if f.name in row and
+                                        f.name != "unit"})
+        except (ValueError, KeyError, TypeError):
+            raise SpecError("resume", f"line {number} of the journal is not a fit record, so the journal cannot be "
+                            "trusted", got=f"{self.path}: {line[:80]}") from None
+        self.memo[unit] = (row["key"], result)
+
+    def lookup(self, unit: Unit, key: str) -> FitResult | None:
+        """The recorded fit of this unit, if it was of the same configuration (``key``)."""
+        hit = self.memo.get(unit)
+        return hit[1] if hit and hit[0] == key else None
+
+    def write(self, key: str, r: FitResult) -> None:
+        row = {"trial": r.unit.trial, "stage": r.unit.stage, "subset": r.unit.subset, "key": key,
+               **{f.name: getattr(r, f.name) for f in fields(FitResult) if f.name != "unit"}}
+        self._fh.write(json.dumps(row, default=float) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class RunFolder:
+    """The files of one search. A new folder is made by ``create``; an existing one (to resume) is opened with
+    ``RunFolder(path)``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, storage: str, name: str) -> RunFolder:
+        """``<storage>/<name>/<timestamp>``, storage relative to the working folder; not yet on disk."""
+        base = Path(os.path.expanduser(storage)) / name
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path, i = base / stamp, 1
+        while path.exists():
+            path, i = base / f"{stamp}-{i}", i + 1
+        return cls(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # the spec ------------------------------------------------------------------------------------------------
+
+    def prepare(self, spec) -> None:
+        """Make the folder (refusing one that cannot be written) and, for a new search, write its resolved spec
+        (data paths made absolute, so that a resume finds the data from any folder) and its state."""
+        import yaml
+
+        from metaray.data import is_target_file
+
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise SpecError("storage", f"cannot write the run folder ({exc.strerror})", got=str(self.path)) from None
+        spec_file = self.path / "spec.yaml"
+        if not spec_file.exists():
+            raw = spec.to_dict()
+            if raw["data"].get("path"):
+                raw["data"]["path"] = str(spec.resolve_path(raw["data"]["path"]).resolve())
+                if is_target_file(raw["data"].get("target")):
+                    raw["data"]["target"] = str(spec.resolve_path(raw["data"]["target"]).resolve())
+            spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+            self.update_state(status="running", name=spec.name, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def spec(self):
+        """The spec the search started with (for a resume)."""
+        from metaray.spec import load_spec
+
+        if not (self.path / "spec.yaml").is_file():
+            raise SpecError("resume", "not a metaray run folder (no spec.yaml in it)", got=str(self.path))
+        return load_spec(self.path / "spec.yaml")
+
+    # state, journal, outputs ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> dict[str, Any]:
+        path = self.path / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def update_state(self, **updates) -> None:
+        """Merge ``updates`` (None values skipped) into state.json, atomically."""
+        state = self.state
+        state.update({k: v for k, v in updates.items() if v is not None})
+        tmp = self.path / "state.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.path / "state.json")
+
+    def journal(self, say: Callable[[str], None] = lambda line: None) -> Journal:
+        return Journal(self.path / "fits.jsonl", say)
+
+    def write_results(self, table) -> None:
+        """The results table as CSV (the record) and Parquet (a convenience, skipped if it cannot be written)."""
+        table.to_csv(self.path / "results.csv", index=False)
+        try:
+            table.astype({c: str for c in table.columns if table[c].dtype == object}).to_parquet(
+                self.path / "results.parquet", index=False)
+        except (ImportError, ValueError):
+            pass
+
+    def write_best(self, best: dict[str, Any]) -> None:
+        (self.path / "best.json").write_text(json.dumps(best, indent=2, default=str))

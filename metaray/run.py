@@ -1,0 +1,434 @@
+"""One search, end to end: a spec in, a results table out.
+
+It wires the parts, each of which owns one thing::
+
+    spec -> prepare (data, subsets, learner; metaray.objective) -> searcher (metaray.searchers)
+         -> scheduler (metaray.schedulers) -> driver (metaray.driver: every decision, no Ray)
+         -> runner (metaray.runners: Ray tasks) -> run folder (metaray.folder: spec, journal, results)
+         -> tracking (metaray.tracking: MLflow, TensorBoard) -> SearchResult
+
+Why a driver of its own and not a Tune trial per configuration: measured here, Tune trials that launch their subset
+fits as nested tasks ran at 4-6x the ideal (placement groups, a trial holding a CPU while it waits); driving Tune's
+searchers from one driver and dispatching the fits as plain Ray tasks keeps every CPU on fits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metaray.aggregates import aggregate
+from metaray.driver import Driver, Layout, Trial, drive
+from metaray.errors import RejectedValue, SpecError
+from metaray.fits import FitResult, Unit
+from metaray.folder import RunFolder
+from metaray.learners import final_estimator
+from metaray.objective import deployable, notice, prepare, score_fit, share
+from metaray.schedulers import make_scheduler
+from metaray.searchers import make_searcher
+from metaray.space import plain
+from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
+
+#: configurations in flight with an adaptive searcher unless the spec says otherwise: a constant, not a multiple of
+#: the cluster's CPUs, so that what the searcher has seen before each suggestion (and so the results table) is the
+#: same on a laptop and on a cluster
+ADAPTIVE_IN_FLIGHT = 8
+AGGREGATE_COLUMNS = ("mean", "std", "worst", "median", "cvar", "mean_minus_std")
+
+
+@dataclass
+class SearchResult:
+    """What a search returns: the results table, the best configuration and where everything was written.
+
+    Attributes:
+        results: every configuration, best first (a pandas DataFrame, as Ray Tune's ``ResultGrid.get_dataframe()``):
+            status, parameters, objective, aggregates, per-subset scores, error.
+        best: the best completed configuration (learner, params, objective, std, hold-out scores), or None.
+        run_dir: the run folder (``metaray resume`` takes it).
+        mlflow_run_id: the MLflow parent run, when tracked.
+    """
+
+    name: str
+    run_dir: Path
+    results: Any
+    best: dict[str, Any] | None
+    metric: str
+    aggregate: str
+    mode: str
+    fits_run: int
+    fits_replayed: int
+    wall_seconds: float
+    holdout_scores: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    dashboard_url: str | None = None
+    refit_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """A configuration completed and the best one was refitted: what a search is for."""
+        return self.best is not None and self.refit_error is None
+
+    def failures(self) -> str | None:
+        """One line on the configurations that failed, with the most common error and its count; None if none did."""
+        table = self.results
+        errors = table.loc[table["status"] == "failed", "error"].str.replace(r"^subset \d+: ", "", regex=True)
+        if errors.empty:
+            return None
+        # errors that differ only in their numbers (a learning rate, a row count) are one error
+        kinds = errors.str.replace(r"\d+(\.\d*)?([eE][-+]?\d+)?", "#", regex=True)
+        common = kinds.value_counts().index[0]
+        head = (f"every configuration failed ({len(errors)} of {len(table)})" if len(errors) == len(table)
+                else f"{len(errors)} of {len(table)} configurations failed")
+        return f"{head}; most common error ({(kinds == common).sum()}x): {errors[kinds == common].iloc[0]}"
+
+    def summary(self, top: int = 20) -> str:
+        """The table (best ``top``) and the best configuration, as the ``metaray`` command prints them."""
+        table = self.results.head(top)
+        params = [c for c in table.columns if c.startswith("param.")]
+        show = table[["trial", "status", "learner"]].copy()
+        show["params"] = [" ".join(f"{c.removeprefix('param.').split('.')[-1]}={_short(v)}"
+                                   for c, v in row.items() if not _missing(v)) for _, row in table[params].iterrows()]
+        for col in ("objective", "mean", "std", "worst", "subsets_done", "epochs_done"):
+            if col in table:
+                show[col] = table[col]
+        lines = [f"{self.name}: {len(self.results)} configurations, {self.fits_run} subset fits run"
+                 + (f", {self.fits_replayed} replayed from the journal" if self.fits_replayed else "")
+                 + f", {self.wall_seconds:.1f} s", "",
+                 show.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-",
+                                justify="left", max_colwidth=70), ""]
+        if self.best:
+            params = ", ".join(f"{k}={v!r}" for k, v in self.best["params"].items())
+            lines.append(f"best configuration ({self.aggregate} {self.metric} = {self.best['objective']:.4f}, "
+                         f"std {self.best['std']:.4f}): {self.best['learner']}({params})")
+            if self.holdout_scores:
+                lines.append("refitted on the training pool, on the hold-out rows: "
+                             + ", ".join(f"{k}={v:.4f}" for k, v in self.holdout_scores.items()))
+            if self.refit_error:
+                lines.append(f"the refit on the training pool failed: {self.refit_error}")
+            if self.best.get("architecture"):
+                lines.append("architecture:\n" + self.best["architecture"])
+        else:
+            lines.append("no configuration completed")
+        lines.append(f"results: {self.run_dir}")
+        return "\n".join(lines)
+
+
+class SearchRun:
+    """Runs one search in its run folder (a new one, or one to resume).
+
+    Args:
+        spec: a validated experiment spec.
+        folder: the run folder; an existing one is resumed.
+        progress: called with one line of text per finished configuration (and for notices); None: quiet.
+        dashboard: start Ray's dashboard (a local Ray only).
+        track: log to MLflow.
+    """
+
+    def __init__(self, spec: ExperimentSpec, folder: RunFolder, *, progress: Callable[[str], None] | None = None,
+                 dashboard: bool = False, track: bool = True):
+        self.spec, self.folder, self.dashboard, self.track = spec, folder, dashboard, track
+        self.progress = progress or (lambda line: None)
+        self.say = progress or notice  # what the user should hear even without a progress callback
+        self.dashboard_url: str | None = None
+        self._warned: set[str] = set()
+
+    def run(self) -> SearchResult:
+        from metaray.cluster import connect, ray_environment, token_hint, warm_up
+        from metaray.runners import FitRunner
+        from metaray.tracking import Tracker
+
+        t0 = time.perf_counter()
+        spec = self.spec
+        ray_environment(spec.ray.address)  # before anything imports Ray
+        for line in spec.notes:
+            self.say(line)
+        self.prepared = prepare(spec, self.say)
+        self.driver = self._plan()
+        self.folder.prepare(spec)  # after _plan resolved max_concurrent into the spec it writes
+        self.journal = self.folder.journal(self.say)
+        state = self.folder.state
+        self.tracker = Tracker(spec, self.folder.path, self.prepared.dataset.describe(), uri=state.get("mlflow_uri"),
+                               parent_id=state.get("parent_run_id")) if self.track else None
+        started = self.tracker.start() if self.tracker else None  # MLflow's start-up overlaps Ray's
+        runner = None
+        try:
+            info = connect(spec.ray.address, num_cpus=spec.ray.num_cpus, dashboard=self.dashboard, say=self.say)
+            self.dashboard_url = info["dashboard_url"]
+            warm_up(["metaray.objective", type(self.prepared.learner.model).__module__], info["cpus"])
+            if self.dashboard_url:
+                self.progress(f"Ray dashboard: {self.dashboard_url} ({token_hint()})")
+            parent_id = started.result() if started else None
+            if parent_id:
+                self.folder.update_state(parent_run_id=parent_id, mlflow_uri=self.tracker.uri,
+                                         mlflow_experiment=self.tracker.experiment_name)
+            self.problem_ref = share(self.prepared)
+            runner = FitRunner(score_fit, self.problem_ref, seed=spec.seed, cpus_per_fit=spec.ray.cpus_per_fit,
+                               gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
+                               max_retries=spec.ray.max_retries, fit_timeout_s=spec.ray.fit_timeout_s, label=spec.name)
+            drive(self.driver, runner, learner_for=self._learner_for, replay=self._replay, on_fit=self._on_fit,
+                  on_end=self._on_end)
+            runner.close()  # the refit gets every CPU; no fit of a stopped configuration runs on
+            result = self._finish(t0, parent_id)
+            if self.tracker:
+                self.tracker.finish(result, self._final_model).result()
+            self.folder.update_state(status="finished" if result.ok else "failed")
+            return result
+        except BaseException:
+            if self.tracker:
+                self.tracker.abort()
+            raise
+        finally:
+            if runner is not None:
+                with contextlib.suppress(Exception):  # cleaning up must not hide why the search stopped
+                    runner.close()
+            self.journal.close()
+            if self.tracker:
+                self.tracker.close()
+
+    # the plan: searcher, scheduler, layout, driver -----------------------------------------------------------
+
+    def _plan(self) -> Driver:
+        spec, prepared = self.spec, self.prepared
+        s, options = spec.search, spec.search.scheduler
+        self.space = spec.parsed_space()
+        for branch in self.space.branches:  # misspelled keys and impossible values fail now, not trial by trial
+            self._check_branch(branch)
+        n = s.num_samples or (1 if self.space.empty or s.searcher == "grid" else 16)
+        searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed)
+        if searcher.adaptive and s.max_concurrent is None:
+            s.max_concurrent = ADAPTIVE_IN_FLIGHT  # resolved into the run folder's spec.yaml, which resume reads
+        k = prepared.plan.k
+        make = dict(mode=prepared.mode, greater_is_better=prepared.metric.greater_is_better)
+        if options.name != "asha" or options.fidelity == "subsets":
+            scheduler = make_scheduler(options, total=k, **make)
+            layout = Layout.over_subsets(k, scheduler.milestones(k))
+        else:
+            total = self._epochs()
+            scheduler = make_scheduler(options, total=total, **make)
+            layout = Layout.over_epochs(k, total, scheduler.milestones(total))
+        self.num_samples = searcher.total or n
+        obj = spec.objective
+        score = lambda scores: aggregate(scores, greater_is_better=prepared.metric.greater_is_better,  # noqa: E731
+                                         alpha=obj.alpha, lam=obj.lam)
+        return Driver(searcher, scheduler, layout, num_samples=self.num_samples, max_concurrent=s.max_concurrent,
+                      score=score, objective=obj.aggregate, metric=prepared.metrics[0], accept=self._accept)
+
+    def _epochs(self) -> int:
+        """The learner's epochs, the epochs fidelity's total (ASHA allots them, so they are fixed, not searched)."""
+        prepared = self.prepared
+        key = prepared.learner.param_key("epochs")
+        if key is None:
+            raise SpecError("search.scheduler.fidelity", "the epochs fidelity needs a learner trained in epochs",
+                            allowed=["subsets"], got=f"epochs ({prepared.learner.name})")
+        if self.space.conditional or "epochs" in self.space.branches[0].dists:
+            raise SpecError("search.scheduler.fidelity", "with the epochs fidelity ASHA allots the epochs: fix "
+                            "learner.params.epochs instead of searching it, in a space of one learner",
+                            got="epochs")
+        return int(prepared.learner.estimator.get_params()[key])
+
+    def _check_branch(self, branch) -> None:
+        """Build each learner of the space once, with a representative value of each distribution."""
+        params = {**branch.constants, **{name: d.args[0] for name, d in branch.dists.items()}}
+        try:
+            self.prepared.learner_for(LearnerSpec(name=branch.learner, params=params))
+        except RejectedValue as exc:
+            if exc.key.removeprefix("learner.params.") not in branch.dists:
+                raise self._in_space(branch, exc) from None
+            # one edge value rejected: configurations that sample bad values fail on their own
+        except SpecError as exc:
+            raise self._in_space(branch, exc) from None
+
+    def _in_space(self, branch, exc: SpecError) -> SpecError:
+        where = "search.space" + (f".learner[{branch.learner}]" if self.space.conditional else "")
+        if exc.key.startswith("learner."):
+            key = f"{where}.{exc.key.removeprefix('learner.').removeprefix('params.')}"
+            return SpecError(key, exc.problem, allowed=exc.allowed, got=exc.got)
+        return SpecError(exc.key, f"{exc.problem} (in {where})", allowed=exc.allowed, got=exc.got)
+
+    def _accept(self, config: dict) -> Any:
+        name, params = self.space.resolve({k: plain(v) for k, v in config.items()})
+        return self.prepared.learner_for(LearnerSpec(name=name, params=params))
+
+    # the driver's hooks ---------------------------------------------------------------------------------------
+
+    def _learner_for(self, trial: Trial, unit: Unit):
+        epochs = self.driver.layout.epochs[unit.stage]
+        return trial.learner if epochs is None else trial.learner.with_params(epochs=epochs)
+
+    def _replay(self, trial: Trial, unit: Unit) -> FitResult | None:
+        return self.journal.lookup(unit, trial.key)
+
+    def _on_fit(self, trial: Trial, r: FitResult) -> None:
+        for message in set(r.warnings) - self._warned:
+            self._warned.add(message)
+            self.progress(f"warning (first seen in {trial.id}, said once): {message}")
+        if not r.transient:  # a failed fit too (it fails the same way when replayed), unless the cluster failed it
+            self.journal.write(trial.key, r)
+
+    def _on_end(self, trial: Trial) -> None:
+        if self.tracker:
+            self.tracker.log_trial(self._row(trial), trial.id, trial.status, self._visible(trial),
+                                   self._learner_name(trial), trial.error, self._series(trial))
+        self.progress(self._line(trial))
+
+    # reporting ------------------------------------------------------------------------------------------------
+
+    def _visible(self, trial: Trial) -> dict[str, Any]:
+        return self.space.visible({k: plain(v) for k, v in trial.config.items()})
+
+    def _learner_name(self, trial: Trial) -> str:
+        return self.space.resolve({k: plain(v) for k, v in trial.config.items()})[0]
+
+    def _series(self, trial: Trial) -> list[tuple[int, dict[str, float], float]]:
+        """(subset, scores, fit seconds) of every delivered fit of the trial's latest stage."""
+        k = self.driver.layout.k
+        start = (max(trial.reported - 1, 0) // k) * k
+        return [(p - start, dict(trial.results[p].scores), trial.results[p].fit_seconds)
+                for p in range(start, trial.reported)]
+
+    def _epochs_done(self, trial: Trial) -> int:
+        epochs = self.driver.layout.epochs
+        return epochs[max(trial.reported - 1, 0) // self.driver.layout.k] if trial.reported else 0
+
+    def _line(self, trial: Trial) -> str:
+        trials, driver = self.driver.trials, self.driver
+        total = self.num_samples if not driver.exhausted else len(trials)
+        params = " ".join(f"{k}={_short(v)}" for k, v in self._visible(trial).items())
+        head = f"[{sum(t.final for t in trials):>3}/{total}] {trial.id} {trial.status:<9}"
+        if trial.status == "failed":
+            return f"{head} {params}  error: {trial.error}"
+        best = self._best()
+        tail = f"  best {best.objective:.4f} ({best.id})" if best else ""
+        progress = f"{len(driver.scores(trial))}/{driver.layout.k} subsets"
+        if driver.layout.epochs[0] is not None:
+            progress += f", {self._epochs_done(trial)}/{driver.layout.epochs[-1]} epochs"
+        return (f"{head} {self.spec.objective.aggregate} {self.prepared.metric.name}={trial.objective:.4f} "
+                f"± {trial.aggregates.get('std', math.nan):.4f} ({progress})  {params}{tail}")
+
+    def _best(self) -> Trial | None:
+        done = [t for t in self.driver.trials if t.status == "completed" and math.isfinite(t.objective)]
+        if not done:
+            return None
+        sign = 1 if self.prepared.mode == "max" else -1
+        return max(done, key=lambda t: (sign * t.objective, -t.index))
+
+    def _row(self, trial: Trial) -> dict[str, Any]:
+        scores = self.driver.scores(trial)
+        row: dict[str, Any] = {"trial": trial.id, "status": trial.status, "learner": self._learner_name(trial)}
+        row.update({f"param.{k}": v for k, v in self._visible(trial).items() if k != "learner"})
+        row["objective"] = trial.objective
+        row.update({k: trial.aggregates.get(k, math.nan) for k in AGGREGATE_COLUMNS})
+        row["subsets_done"] = len(scores)
+        if self.driver.layout.epochs[0] is not None:
+            row["epochs_done"] = self._epochs_done(trial)
+        row.update({f"score_{k}": s for k, s in enumerate(scores)})
+        row["error"] = trial.error or ""
+        return row
+
+    def _finish(self, t0: float, parent_id: str | None) -> SearchResult:
+        import pandas as pd
+
+        trials = self.driver.trials
+        table = pd.DataFrame([self._row(t) for t in trials])
+        sign = -1 if self.prepared.mode == "max" else 1
+        table["_rank"] = table["status"].map({"completed": 0, "stopped": 1, "failed": 2})
+        table["_obj"] = sign * table["objective"].astype(float)
+        table = table.sort_values(["_rank", "_obj", "trial"], na_position="last").drop(columns=["_rank", "_obj"])
+        table = table.reset_index(drop=True)
+        self.folder.write_results(table)
+        best_trial = self._best()
+        best, holdout, self._final_model, refit_error = None, {}, None, None
+        if best_trial:
+            best = {"trial": best_trial.id, "learner": self._learner_name(best_trial),
+                    "params": self.space.resolve({k: plain(v) for k, v in best_trial.config.items()})[1],
+                    "objective": best_trial.objective, "std": best_trial.aggregates.get("std", math.nan),
+                    "config": best_trial.config}
+            try:
+                est, holdout = self._refit(best_trial)
+                self._final_model = deployable(est, self.prepared.dataset.cleaner)
+            except Exception as exc:  # the search's results stand; the refit's failure is said, not raised
+                refit_error = _one_line(exc)
+                best["refit_error"] = refit_error
+            best["holdout"] = holdout
+            model = final_estimator(self._final_model) if self._final_model is not None else None
+            if hasattr(model, "summary"):  # a network: its architecture, layer by layer
+                best["architecture"] = model.summary()
+            self.folder.write_best(best)
+        return SearchResult(self.spec.name, self.folder.path, table, best, self.prepared.metric.name,
+                            self.spec.objective.aggregate, self.prepared.mode, sum(t.fitted for t in trials),
+                            sum(t.replayed for t in trials), time.perf_counter() - t0, holdout, parent_id,
+                            self.dashboard_url, refit_error)
+
+    def _refit(self, trial: Trial):
+        """The best configuration fitted on the whole training pool, scored on the hold-out rows if any. With
+        ``ray.fit_timeout_s``, the refit may take that long times the pool's size over a subset's."""
+        import ray
+
+        from metaray.objective import fit_final
+
+        ray_spec = self.spec.ray
+        ref = ray.remote(fit_final).options(num_cpus=ray_spec.cpus_per_fit, num_gpus=ray_spec.gpus_per_fit,
+                                            max_retries=ray_spec.max_retries,
+                                            name=f"{self.spec.name} {trial.id} refit").remote(
+            self.problem_ref, trial.learner, self.spec.seed)
+        limit = ray_spec.fit_timeout_s
+        if limit is not None:
+            plan = self.prepared.plan
+            limit *= max(1.0, (len(self.prepared.dataset.y) - len(plan.test)) / min(len(t) for t in plan.train))
+            if not ray.wait([ref], timeout=limit)[0]:
+                ray.cancel(ref, force=True)
+                raise TimeoutError(f"the refit on the whole training pool did not finish within {limit:.0f} s "
+                                   "(ray.fit_timeout_s, scaled to the pool's size); its task was cancelled")
+        return ray.get(ref)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: its type and the first line of its message (a Ray task error: the cause's)."""
+    cause = getattr(exc, "cause", None)
+    exc = cause if isinstance(cause, BaseException) else exc
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def search(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[str] = (), *,
+           run_dir: str | os.PathLike | None = None, progress: Callable[[str], None] | None = None,
+           dashboard: bool = False, track: bool = True) -> SearchResult:
+    """Search the spec's space for the best meta-objective.
+
+    Starts a local Ray unless one is running in this process (or ``ray.address`` / ``$RAY_ADDRESS`` names a
+    cluster); prints nothing unless ``progress`` is given (notices also go to the ``metaray`` logger).
+
+    Example (writes ./metaray_results and ./mlflow.db)::
+
+        import metaray
+        result = metaray.search("experiments/meta_classification_iris.yaml", ["search.num_samples=8"])
+        result.results.head(), result.best, result.run_dir, result.mlflow_run_id
+
+    Raises:
+        SpecError: before any fit, for anything wrong with the spec, its space or its data.
+    """
+    spec = load_spec(spec, list(overrides))
+    folder = RunFolder(run_dir) if run_dir else RunFolder.create(spec.storage, spec.name)
+    return SearchRun(spec, folder, progress=progress, dashboard=dashboard, track=track).run()
+
+
+def resume(run_dir: str | os.PathLike, *, progress: Callable[[str], None] | None = None, dashboard: bool = False,
+           track: bool = True) -> SearchResult:
+    """Continue a search from its run folder: fits in its journal are replayed, not run again, and the result is
+    the one an uninterrupted search gives."""
+    folder = RunFolder(run_dir)
+    return SearchRun(folder.spec(), folder, progress=progress, dashboard=dashboard, track=track).run()

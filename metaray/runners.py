@@ -1,0 +1,299 @@
+"""Runners: where subset fits are run. The driver gives units of work and takes results; a runner carries them out.
+
+``FitRunner`` runs them as Ray tasks, on a laptop or a cluster. ``InProcessRunner`` runs them one after another in
+this process, with any fit function: the driver's tests use it with made-up fits (and results handed back in a
+shuffled order), and the throughput benchmark with fits that do nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from metaray.errors import SpecError
+from metaray.fits import FitResult, Unit
+
+#: a task should run at least this long, so that Ray's per-task cost stays a few percent of it
+MIN_TASK_SECONDS = 0.1
+
+
+class Runner(Protocol):
+    """What the driver's loop needs of a runner."""
+
+    def submit(self, units: list[Unit], learner: Any) -> None:
+        """Queue fits of one configuration (and stage) with its learner; lower configurations go out first."""
+
+    def wait(self) -> list[FitResult]:
+        """Block until some fits finish and return their results (empty when nothing is queued or running)."""
+
+    def cancel(self, trial: int) -> None:
+        """Drop the queued fits of a configuration (and stop its running ones where the runner can)."""
+
+    def room(self) -> int:
+        """How many more fits would keep the runner busy: the driver opens configurations while this is > 0."""
+
+    def close(self) -> None:
+        """Stop everything still queued or running."""
+
+    @property
+    def pending(self) -> int:
+        """Fits queued or running."""
+
+
+def span(numbers: Iterable[int]) -> str:
+    """Numbers as ranges: ``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"``.
+
+    Example:
+        >>> span([0, 1, 2, 5, 7, 8])
+        '0-2,5,7-8'
+    """
+    out: list[str] = []
+    for n in sorted(numbers):
+        if out and n == int(out[-1].rsplit("-", 1)[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ",".join(out)
+
+
+def task_name(label: str, units: list[Unit]) -> str:
+    """What the dashboard and `ray list tasks` show: ``meta_iris t0003 s0-4`` (``… stage 1`` past the first)."""
+    first = units[0]
+    stage = f" stage {first.stage}" if first.stage else ""
+    return f"{label} t{first.trial:04d} s{span(u.subset for u in units)}{stage}"
+
+
+def _fit_batch(fit, problem, learner, units: list[Unit], seed: int) -> list[FitResult]:
+    results = [fit(problem, learner, unit, seed) for unit in units]
+    node = _node_name()
+    for r in results:
+        r.node = node
+    return results
+
+
+def _node_name() -> str:
+    """This Ray node: its host name and the start of its node id (several nodes may share one host)."""
+    import ray
+
+    return f"{os.uname().nodename}:{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+class FitRunner:
+    """Runs subset fits as Ray tasks and hands back their results as they finish.
+
+    Short fits are batched several to a task: the first task of a learner runs one fit, which measures how
+    long a fit takes; later tasks carry enough fits to last ``MIN_TASK_SECONDS``, but never so many that
+    some CPUs would sit idle at the end. Queued fits go out lowest configuration first (so the oldest one
+    finishes first), and at most ``2 x slots`` tasks are in flight, so that the queued fits of a configuration a
+    scheduler stops can still be dropped (``cancel``).
+
+    With ``fit_timeout_s``, every task carries one fit and no more tasks are in flight than there are slots, so a
+    task starts when it is dispatched; one still running ``fit_timeout_s`` after that is cancelled (its worker is
+    killed) and its fit fails with the reason.
+
+    Args:
+        fit: ``fit(problem, learner, unit, seed) -> FitResult`` (metaray.objective.score_fit), run in the tasks.
+        problem_ref: ``ray.put(Problem)``, shared by every task.
+        seed: the spec's seed; each fit derives its own from it and its subset.
+        cpus_per_fit: CPUs each task reserves.
+        fits_per_task: fixed batch size; None adapts it to measured fit times.
+        max_retries: Ray retries of a task whose worker or node died.
+        fit_timeout_s: seconds a fit may run; None for no limit.
+        label: the search's name, first word of every task's name (``meta_iris t0003 s0-4`` in Ray's dashboard).
+    """
+
+    def __init__(self, fit, problem_ref, *, seed: int = 0, cpus_per_fit: float = 1.0, gpus_per_fit: float = 0.0,
+                 fits_per_task: int | None = None, max_retries: int = 3, fit_timeout_s: float | None = None,
+                 label: str = "metaray"):
+        import ray
+
+        from metaray.cluster import fit_slots, max_node_resource
+
+        for key, need, resource in (("cpus_per_fit", cpus_per_fit, "CPU"), ("gpus_per_fit", gpus_per_fit, "GPU")):
+            if need > max_node_resource(resource):
+                raise SpecError(f"ray.{key}", f"no node of this Ray cluster has that many {resource}s, so no fit "
+                                "could ever be scheduled", allowed=f"<= {max_node_resource(resource):g}", got=need)
+        self._ray = ray
+        self._fit, self._ref = fit, problem_ref
+        self._seed = seed
+        self._remote = ray.remote(_fit_batch)
+        self._resources = dict(num_cpus=cpus_per_fit, num_gpus=gpus_per_fit, max_retries=max_retries)
+        self.slots = fit_slots(cpus_per_fit, gpus_per_fit)
+        self._timeout = fit_timeout_s
+        self._label = label
+        self._fixed = 1 if fit_timeout_s else fits_per_task
+        self._max_inflight = self.slots if fit_timeout_s else 2 * self.slots
+        self._deadline: dict[Any, float] = {}
+        self._queue: list[tuple[Unit, int, Any]] = []  # heap of (unit, seq, learner): lowest configuration first
+        self._seq = 0
+        self._inflight: dict[Any, tuple[str, list[Unit]]] = {}  # ref -> (learner name, units)
+        self._fit_seconds: dict[str, float] = {}  # per learner name: a running mean of measured fit times
+        self._last = None  # the learner submitted last: its fit time sizes ``room``
+
+    def submit(self, units: list[Unit], learner) -> None:
+        for unit in units:
+            heapq.heappush(self._queue, (unit, self._seq, learner))
+            self._seq += 1
+        self._last = learner
+
+    def cancel(self, trial: int) -> None:
+        """Drop the queued fits of a configuration and cancel its tasks. Without a timeout, a running task is
+        interrupted politely (its worker lives on, warm); with ``fit_timeout_s`` the user has said hung fits must
+        die, so its worker is killed (a polite cancel first would make Ray ignore a forced one right after)."""
+        self._queue = [job for job in self._queue if job[0].trial != trial]
+        heapq.heapify(self._queue)
+        for ref, (_, units) in list(self._inflight.items()):
+            if units[0].trial == trial:
+                self._ray.cancel(ref, force=self._timeout is not None)
+                if self._timeout is not None:
+                    del self._inflight[ref], self._deadline[ref]
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + sum(len(units) for _, units in self._inflight.values())
+
+    def room(self) -> int:
+        """Two tasks' worth of fits per slot, less what is already pending."""
+        return 2 * self.slots * self._batch_size(self._last, capped=False) - self.pending
+
+    def _batch_size(self, learner, capped: bool = True) -> int:
+        if self._fixed:
+            return self._fixed
+        estimate = self._fit_seconds.get(learner.name) if learner is not None else None
+        if estimate is None:
+            return 1
+        size = math.ceil(MIN_TASK_SECONDS / max(estimate, 1e-4))
+        if capped:  # never so large that a slot would idle while another works through a long batch
+            size = min(size, math.ceil(len(self._queue) / self.slots))
+        return max(1, size)
+
+    def _dispatch(self) -> None:
+        while self._queue and len(self._inflight) < self._max_inflight:
+            first, _, learner = self._queue[0]
+            size = self._batch_size(learner)
+            batch: list[Unit] = []
+            while (self._queue and len(batch) < size and self._queue[0][0].trial == first.trial
+                   and self._queue[0][0].stage == first.stage):
+                batch.append(heapq.heappop(self._queue)[0])
+            ref = self._launch(learner, batch)
+            self._inflight[ref] = (learner.name, batch)
+            if self._timeout:
+                self._deadline[ref] = time.monotonic() + self._timeout
+
+    def _launch(self, learner, units: list[Unit]):
+        """One task for a batch of fits, named for people."""
+        return self._remote.options(**self._resources, name=task_name(self._label, units)).remote(
+            self._fit, self._ref, learner, units, self._seed)
+
+    def wait(self) -> list[FitResult]:
+        """Dispatch what fits, block until at least one task finishes, return its results (empty when idle)."""
+        ray = self._ray
+        self._dispatch()
+        if not self._inflight:
+            return []
+        wait_s = max(0.0, min(self._deadline.values()) - time.monotonic()) if self._deadline else None
+        done, _ = ray.wait(list(self._inflight), num_returns=1, timeout=wait_s)
+        out = self._expire(set(done))  # also while other fits finish: an overdue one must not keep its slot
+        for ref in done:
+            self._deadline.pop(ref, None)
+            name, units = self._inflight.pop(ref)
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.TaskCancelledError:
+                continue
+            except ray.exceptions.RayError as exc:  # the worker or its node died, beyond Ray's retries
+                message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+                results = [FitResult(unit, error=message, transient=True) for unit in units]
+            for r in results:
+                if r.error is None:
+                    seconds = r.fit_seconds + r.score_seconds
+                    old = self._fit_seconds.get(name)
+                    self._fit_seconds[name] = seconds if old is None else 0.7 * old + 0.3 * seconds
+            out.extend(results)
+        self._dispatch()
+        return out
+
+    def _expire(self, finished: set) -> list[FitResult]:
+        """Cancel the tasks past their deadline that have not just finished (killing their workers: a hung fit
+        does not answer a polite cancel) and fail their fits."""
+        now, out = time.monotonic(), []
+        for ref in [r for r, deadline in self._deadline.items() if deadline <= now and r not in finished]:
+            self._ray.cancel(ref, force=True)
+            del self._deadline[ref]
+            _, units = self._inflight.pop(ref)
+            out += [FitResult(unit, error=f"TimeoutError: the fit did not finish within ray.fit_timeout_s="
+                              f"{self._timeout:g} s; its task was cancelled") for unit in units]
+        return out
+
+    def close(self, patience_s: float = 5.0) -> None:
+        """Stop everything still queued or running (fits of configurations that were stopped or failed): kill their
+        workers, so that nothing outlives the search, not even a fit hung in native code. Ray ignores a forced cancel
+        that follows a polite one too closely, so the forced cancel is repeated until the tasks are gone."""
+        refs, until = list(self._inflight), time.monotonic() + patience_s
+        while refs and time.monotonic() < until:
+            for ref in refs:
+                self._ray.cancel(ref, force=True)
+            refs = self._ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
+        self._queue, self._inflight, self._deadline = [], {}, {}
+
+    def results(self) -> Iterator[FitResult]:
+        """Yield every submitted fit's result, in the order they finish."""
+        while self._inflight or self._queue:
+            yield from self.wait()
+
+
+class InProcessRunner:
+    """Runs fits one after another in this process with ``fit(unit, learner) -> FitResult``.
+
+    Each ``wait`` runs up to ``slots`` queued fits, lowest configuration first; with ``shuffle`` (a NumPy random
+    generator) it runs them in a random order and hands the results back in a random order, holding some back for a
+    later ``wait``, as a cluster's nodes would.
+
+    Example:
+        >>> from metaray.fits import FitResult, Unit
+        >>> runner = InProcessRunner(lambda unit, learner: FitResult(unit, scores={"accuracy": 1.0}))
+        >>> runner.submit([Unit(0, 0, 0), Unit(0, 0, 1)], learner=None)
+        >>> sorted(r.subset for r in runner.wait())
+        [0, 1]
+    """
+
+    def __init__(self, fit: Callable[[Unit, Any], FitResult], *, slots: int = 2, shuffle=None):
+        self._fit, self.slots, self._rng = fit, slots, shuffle
+        self._queue: list[tuple[Unit, Any]] = []
+        self._held: list[FitResult] = []
+
+    def submit(self, units: list[Unit], learner) -> None:
+        self._queue += [(unit, learner) for unit in units]
+        self._queue.sort(key=lambda job: job[0])
+
+    def cancel(self, trial: int) -> None:
+        self._queue = [job for job in self._queue if job[0].trial != trial]
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + len(self._held)
+
+    def room(self) -> int:
+        return 2 * self.slots - self.pending
+
+    def wait(self) -> list[FitResult]:
+        take = list(range(min(self.slots, len(self._queue))))
+        if self._rng is not None and self._queue:
+            take = sorted(self._rng.choice(len(self._queue), size=len(take), replace=False).tolist())
+        jobs = [self._queue[i] for i in take]
+        self._queue = [job for i, job in enumerate(self._queue) if i not in set(take)]
+        self._held += [self._fit(unit, learner) for unit, learner in jobs]
+        if self._rng is None or not self._queue:
+            out, self._held = self._held, []
+            return out
+        self._rng.shuffle(self._held)
+        keep = int(self._rng.integers(0, len(self._held) + 1))
+        out, self._held = self._held[keep:], self._held[:keep]
+        return out
+
+    def close(self) -> None:
+        self._queue, self._held = [], []

@@ -1,0 +1,52 @@
+"""Asynchronous successive halving (ASHA, Li et al. 2020), the rule of Ray Tune's ``AsyncHyperBandScheduler``
+with one bracket, owned here: rungs at ``grace_period * reduction_factor**i`` (real numbers) below the fidelity's
+total; a configuration reaching a rung continues only if its objective is in the top ``1/reduction_factor`` of those
+recorded at that rung so far."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Asha:
+    """Args:
+        options: ``grace_period`` (the first rung) and ``reduction_factor``.
+        mode: "max" or "min": the objective's direction.
+        total: the fidelity's total (subsets per configuration, or the learner's epochs).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> asha = Asha(SimpleNamespace(grace_period=1, reduction_factor=2.5), mode="max", total=10)
+        >>> asha.milestones(10)
+        [1.0, 2.5, 6.25]
+        >>> asha.decide(0, 3, 0.9, []), asha.decide(1, 3, 0.5, [])  # both at rung 2.5; the second is below the cut
+        (False, True)
+    """
+
+    def __init__(self, options, *, mode: str, greater_is_better: bool = True, total: float):
+        grace, self.rf = float(options.grace_period), float(options.reduction_factor)
+        count = int(np.log(total / grace) / np.log(self.rf) + 1)  # as Tune counts its rungs
+        self.rungs = [grace * self.rf**i for i in range(count) if grace * self.rf**i < total]
+        self._sign = 1.0 if mode == "max" else -1.0
+        self._recorded: dict[float, dict[int, float]] = {rung: {} for rung in self.rungs}
+
+    def milestones(self, total: float) -> list[float]:
+        return [rung for rung in self.rungs if rung < total]
+
+    def decide(self, trial: int, done: float, value: float, scores: list[float]) -> bool:
+        if not math.isfinite(value):
+            return False
+        for rung in reversed(self.rungs):  # the highest rung reached and not yet judged
+            recorded = self._recorded[rung]
+            if done < rung or trial in recorded:
+                continue
+            reward = self._sign * value
+            stop = bool(recorded) and reward < np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100)
+            recorded[trial] = reward
+            return bool(stop)
+        return False
+
+    def finished(self, trial: int, completed: bool, objective: float, scores: list[float]) -> None:
+        pass

@@ -1,0 +1,49 @@
+"""Racing over subsets: stop a configuration once a one-sided paired t-bound says it cannot beat the incumbent (the
+best completed configuration). Every configuration is fitted on the same subsets with the same seeds, so its score on
+subset j and the incumbent's share the subset's luck; their difference is far less noisy than either score."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Racing:
+    """After ``m >= min_subsets`` subsets, with d_j the differences to the incumbent in the metric's better direction,
+    a configuration stops when ``mean(d) + t_{confidence, m-1} * sd(d) / sqrt(m) <= tolerance * |incumbent|``: with
+    that confidence it cannot beat the incumbent by more than the tolerance (relative; 0 demands proof that it cannot
+    beat it at all, and keeps every configuration that is as good within the noise).
+
+    Args:
+        options: ``min_subsets``, ``confidence``, ``tolerance``.
+        mode: "max" or "min": the objective's direction (which completed configuration is the incumbent).
+        greater_is_better: the metric's direction (which way a score difference counts).
+    """
+
+    def __init__(self, options, *, mode: str, greater_is_better: bool, total: float = 0):
+        self._min, self._conf, self._tol = options.min_subsets, options.confidence, options.tolerance
+        self._sign = 1.0 if greater_is_better else -1.0
+        self._better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+        self._incumbent: tuple[float, list[float]] | None = None  # (objective, per-subset scores)
+
+    def milestones(self, total: float) -> list[float]:
+        return [float(m) for m in range(self._min, int(math.ceil(total)))]
+
+    def decide(self, trial: int, done: float, value: float, scores: list[float]) -> bool:
+        from scipy import stats
+
+        if self._incumbent is None:
+            return False
+        m = len(scores)
+        d = self._sign * (np.array(scores) - np.array(self._incumbent[1][:m]))
+        if m < 2 or not np.isfinite(d).all():
+            return False
+        bound = d.mean() + stats.t.ppf(self._conf, m - 1) * d.std(ddof=1) / math.sqrt(m)
+        margin = self._tol * abs(float(np.mean(self._incumbent[1][:m])))
+        return bool(bound <= margin)  # cannot beat the incumbent by more than the tolerance
+
+    def finished(self, trial: int, completed: bool, objective: float, scores: list[float]) -> None:
+        if completed and math.isfinite(objective) and (
+                self._incumbent is None or self._better(objective, self._incumbent[0])):
+            self._incumbent = (objective, list(scores))

@@ -1,0 +1,114 @@
+"""Searchers: which configuration to try next.
+
+One small protocol over two kinds: ``random`` and ``grid`` draw from Ray Tune's variant generator (what Tune's
+``BasicVariantGenerator`` uses), seeded; ``optuna`` and ``hyperopt`` are Ray Tune ``Searcher`` objects driven through
+their public API (``suggest`` / ``on_trial_complete``). The driver asks for configuration i by its index and tells
+the searcher its objective in the canonical order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import numpy as np
+
+from metaray.registry import Registry
+
+OBJECTIVE = "objective"
+
+
+class Searcher(Protocol):
+    """``adaptive``: suggestions learn from completed configurations. ``total``: how many configurations there
+    are (a grid), or None."""
+
+    adaptive: bool
+    total: int | None
+
+    def suggest(self, index: int) -> dict[str, Any] | None:
+        """The flat configuration to try as number ``index``, or None when there are no more."""
+
+    def complete(self, index: int, value: float | None) -> None:
+        """Configuration ``index`` ended with this objective (None: it failed)."""
+
+
+class Variants:
+    """random and grid: Tune's variant generator, seeded; ``num_samples`` passes over the space, each over every grid
+    point with fresh random draws (as Tune does)."""
+
+    adaptive = False
+
+    def __init__(self, param_space: dict, num_samples: int, seed: int):
+        from ray.tune.search.variant_generator import generate_variants
+
+        rng = np.random.RandomState(seed)
+        passes = num_samples if param_space else 1
+        self.total = passes * math.prod(len(v["grid_search"]) for v in param_space.values()
+                                        if isinstance(v, dict) and "grid_search" in v)
+        self._it = (cfg for _ in range(passes) for _, cfg in generate_variants(param_space, random_state=rng))
+
+    def suggest(self, index: int) -> dict | None:
+        return next(self._it, None)
+
+    def complete(self, index: int, value: float | None) -> None:
+        pass
+
+
+class TuneSearcher:
+    """Any ``ray.tune.search.Searcher``, through its public methods."""
+
+    adaptive = True
+    total = None
+
+    def __init__(self, searcher):
+        self._s = searcher
+
+    def suggest(self, index: int) -> dict | None:
+        config = self._s.suggest(_trial_id(index))
+        return config if isinstance(config, dict) else None
+
+    def complete(self, index: int, value: float | None) -> None:
+        ok = value is not None and math.isfinite(value)
+        self._s.on_trial_complete(_trial_id(index), {OBJECTIVE: value} if ok else None, error=not ok)
+
+
+def _trial_id(index: int) -> str:
+    return f"t{index:04d}"
+
+
+def _grid(space, num_samples: int, mode: str, seed: int) -> Variants:
+    from ray import tune
+
+    # choices are enumerated too
+    param_space = {k: tune.grid_search(v.categories) if hasattr(v, "categories") else v
+                   for k, v in space.param_space().items()}
+    return Variants(param_space, num_samples, seed)
+
+
+def _optuna(space, num_samples: int, mode: str, seed: int) -> TuneSearcher:
+    import logging
+
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(logging.WARNING)
+    return TuneSearcher(OptunaSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, seed=seed))
+
+
+def _hyperopt(space, num_samples: int, mode: str, seed: int) -> TuneSearcher:
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    return TuneSearcher(HyperOptSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, random_state_seed=seed,
+                                       n_initial_points=min(20, max(4, num_samples // 3))))
+
+
+SEARCHERS: Registry = Registry("searcher", "search.searcher")
+SEARCHERS.register("random", lambda space, n, mode, seed: Variants(space.param_space(), n, seed))
+SEARCHERS.register("grid", _grid)
+SEARCHERS.register("optuna", _optuna)
+SEARCHERS.register("hyperopt", _hyperopt)
+
+
+def make_searcher(name: str, space, num_samples: int, mode: str, seed: int) -> Searcher:
+    """The named searcher over a parsed space (``metaray.space.Space``)."""
+    return SEARCHERS.get(name)(space, num_samples, mode, seed)

@@ -1,0 +1,210 @@
+"""The driver without Ray: whole searches (every searcher, every scheduler, subsets and epochs as the fidelity) run
+through the in-process runner with made-up fits, in milliseconds; results handed back in shuffled order give the
+same decisions; ASHA's own rule takes the decisions Ray Tune's AsyncHyperBandScheduler takes."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from metaray.aggregates import aggregate
+from metaray.driver import Driver, Layout, Stalled, drive
+from metaray.errors import SpecError
+from metaray.fits import FitResult, Unit
+from metaray.runners import InProcessRunner
+from metaray.schedulers import make_scheduler
+from metaray.searchers import make_searcher
+from metaray.space import parse_space
+from metaray.spec import LearnerSpec, SchedulerSpec
+
+K = 5
+SPACES = {"random": {"C": {"loguniform": [1e-3, 1e3]}, "tol": {"uniform": [0.0, 1.0]}},
+          "grid": {"C": {"grid": [0.001, 0.1, 1.0, 10.0, 1000.0]}, "tol": {"grid": [0.0, 0.5]}},
+          "optuna": {"C": {"loguniform": [1e-3, 1e3]}, "tol": {"uniform": [0.0, 1.0]}},
+          "hyperopt": {"C": {"loguniform": [1e-3, 1e3]}, "tol": {"uniform": [0.0, 1.0]}}}
+SCHEDULERS = {"none": {"name": "none"}, "asha": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+              "racing": {"name": "racing", "min_subsets": 2}}
+
+
+def fake_fit(unit: Unit, learner) -> FitResult:
+    """An accuracy that peaks at C = 10, improves with epochs, and moves with the subset (shared by every
+    configuration: common random numbers)."""
+    config, epochs = learner
+    quality = 1 / (1 + (math.log10(config["C"]) - 1) ** 2) - 0.05 * config["tol"]
+    quality *= 1 - 0.3 / (epochs or 9)
+    luck = ((unit.subset * 7919 + 13) % 11) / 100
+    if config.get("explode"):
+        return FitResult(unit, error="FloatingPointError: the loss became nan")
+    return FitResult(unit, scores={"accuracy": quality + luck}, fit_seconds=0.001)
+
+
+class Recording:
+    """A searcher that records what it was told before each suggestion."""
+
+    def __init__(self, searcher):
+        self._s, self.adaptive, self.total, self.events = searcher, searcher.adaptive, searcher.total, []
+
+    def suggest(self, index):
+        self.events.append(("suggest", index))
+        return self._s.suggest(index)
+
+    def complete(self, index, value):
+        self.events.append(("complete", index))
+        self._s.complete(index, value)
+
+
+def make_driver(searcher="random", scheduler="none", *, n=24, max_concurrent=None, total_epochs=None, space=None,
+                accept=None):
+    space = parse_space(space or SPACES[searcher], LearnerSpec(name="logistic_regression"))
+    options = SchedulerSpec.model_validate({**SCHEDULERS[scheduler], **({"fidelity": "epochs"} if total_epochs
+                                                                          else {})})
+    if searcher == "grid":
+        n = 1  # one pass over the grid
+    s = Recording(make_searcher(searcher, space, n, "max", seed=3))
+    total = total_epochs or K
+    sched = make_scheduler(options, mode="max", greater_is_better=True, total=total)
+    layout = (Layout.over_epochs(K, total_epochs, sched.milestones(total)) if total_epochs
+              else Layout.over_subsets(K, sched.milestones(K)))
+    score = lambda scores: aggregate(scores, greater_is_better=True)  # noqa: E731
+    if max_concurrent is None and s.adaptive:
+        max_concurrent = 4
+    return Driver(s, sched, layout, num_samples=s.total or n, max_concurrent=max_concurrent, score=score,
+                  objective="mean", metric="accuracy", accept=accept or (lambda config: dict(config)))
+
+
+def run(driver, shuffle=None, **kw):
+    runner = InProcessRunner(fake_fit, slots=3, shuffle=shuffle)
+    epochs = driver.layout.epochs
+    return drive(driver, runner, learner_for=lambda trial, unit: (trial.learner, epochs[unit.stage]), **kw)
+
+
+def outcome(trials):
+    return [(t.index, t.status, t.reported, round(t.objective, 12) if math.isfinite(t.objective) else None)
+            for t in trials]
+
+
+COMBINATIONS = [(s, sch) for s in SPACES for sch in SCHEDULERS]
+
+
+@pytest.mark.parametrize("searcher, scheduler", COMBINATIONS, ids=[f"{a}-{b}" for a, b in COMBINATIONS])
+def test_a_whole_search_runs_in_process_and_shuffled_results_change_nothing(searcher, scheduler):
+    ordered = run(make_driver(searcher, scheduler))
+    n = 10 if searcher == "grid" else 24
+    assert len(ordered) == n and all(t.final for t in ordered)
+    assert all(t.status in ("completed", "stopped") for t in ordered)
+    assert all(t.reported == K for t in ordered if t.status == "completed")
+    if scheduler != "none":
+        assert any(t.status == "stopped" and t.reported < K for t in ordered), outcome(ordered)
+    best = max((t for t in ordered if t.status == "completed"), key=lambda t: t.objective)
+    assert 0.5 < math.log10(best.config["C"]) < 1.6 or searcher == "grid"  # near the peak at C = 10
+    for seed in (1, 2, 3):
+        shuffled = run(make_driver(searcher, scheduler), shuffle=np.random.default_rng(seed))
+        assert outcome(shuffled) == outcome(ordered)
+
+
+@pytest.mark.parametrize("searcher", ["optuna", "hyperopt"])
+def test_an_adaptive_searcher_suggests_i_having_seen_exactly_i_minus_m_plus_1_results(searcher):
+    driver = make_driver(searcher, "asha", n=20, max_concurrent=4)
+    run(driver, shuffle=np.random.default_rng(0))
+    seen, events = 0, driver.searcher.events
+    for kind, index in events:
+        if kind == "complete":
+            seen += 1
+        else:
+            assert seen == max(0, index - 4 + 1), events
+    assert [i for kind, i in events if kind == "complete"] == list(range(20))  # told in the canonical order
+
+
+def test_epochs_are_stages_and_each_stage_trains_its_epochs():
+    driver = make_driver("random", "asha", n=12, total_epochs=9)
+    assert driver.layout.epochs == (1, 2, 4, 8, 9) and driver.layout.decisions == {5: 1.0, 10: 2.0, 15: 4.0, 20: 8.0}
+    trained = []
+
+    def fit(unit, learner):
+        trained.append((unit.stage, learner[1]))
+        return fake_fit(unit, learner)
+
+    drive(driver, InProcessRunner(fit), learner_for=lambda trial, unit: (trial.learner, driver.layout.epochs[unit.stage]))
+    assert {(s, e) for s, e in trained} <= {(0, 1), (1, 2), (2, 4), (3, 8), (4, 9)}
+    completed = [t for t in driver.trials if t.status == "completed"]
+    assert completed and all(t.reported == 5 * K for t in completed)
+    assert any(t.status == "stopped" for t in driver.trials)
+
+
+def test_asha_takes_the_decisions_of_ray_tunes_asynchyperbandscheduler():
+    """Our rule against Tune's, through Tune's public scheduler API, on the same stream of results, for integer and
+    real reduction factors (Tune's rungs at 2.5 and 6.25 are compared as such: decided after 3 and 7 subsets)."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+
+    rng = np.random.default_rng(5)
+    for rf in (2, 2.5, 3):
+        ours = make_scheduler(SchedulerSpec(name="asha", grace_period=1, reduction_factor=rf), mode="max",
+                              greater_is_better=True, total=10)
+        tune = AsyncHyperBandScheduler(time_attr="done", metric="v", mode="max", max_t=10, grace_period=1,
+                                       reduction_factor=rf, brackets=1)
+        layout = Layout.over_subsets(10, ours.milestones(10))
+        assert set(layout.decisions) == ({1, 3, 7} if rf == 2.5 else {1, 2, 4, 8} if rf == 2 else {1, 3, 9})
+        for trial in range(40):
+            ref = SimpleNamespace(trial_id=f"t{trial}")
+            tune.on_trial_add(None, ref)
+            for done, rung in sorted(layout.decisions.items()):
+                value = float(rng.normal())
+                theirs = tune.on_trial_result(None, ref, {"done": done, "v": value}) == TrialScheduler.STOP
+                assert ours.decide(trial, rung, value, []) == theirs, (rf, trial, done)
+                if theirs:
+                    break
+
+
+def test_racing_stops_what_cannot_beat_the_incumbent_and_keeps_what_can():
+    racing = make_scheduler(SchedulerSpec(name="racing", min_subsets=2), mode="max", greater_is_better=True, total=5)
+    assert racing.milestones(5) == [2.0, 3.0, 4.0]
+    assert not racing.decide(0, 2, 0.9, [0.9, 0.91])  # no incumbent yet
+    racing.finished(0, True, 0.9, [0.9, 0.91, 0.89, 0.92, 0.9])
+    assert racing.decide(1, 3, 0.6, [0.6, 0.61, 0.59])  # far below on every subset
+    assert not racing.decide(2, 3, 0.9, [0.91, 0.90, 0.90])  # as good within the noise
+
+
+def test_replayed_results_are_not_fitted_again_and_give_the_same_decisions():
+    first = run(make_driver("optuna", "asha"))
+    recorded = {(t.index, p): r for t in first for p, r in t.results.items()}
+    driver = make_driver("optuna", "asha")
+    runner_fits = []
+
+    def fit(unit, learner):
+        runner_fits.append(unit)
+        return fake_fit(unit, learner)
+
+    replayed = drive(driver, InProcessRunner(fit), learner_for=lambda trial, unit: (trial.learner, None),
+                     replay=lambda trial, unit: recorded.get((unit.trial, unit.position(K))))
+    assert outcome(replayed) == outcome(first) and runner_fits == []
+    assert sum(t.replayed for t in replayed) == len(recorded) - sum(
+        1 for t in first for p in t.results if p >= t.reported)  # fits past a stop were never asked for
+
+
+def test_a_rejected_configuration_and_a_failing_fit_fail_alone():
+    def accept(config):
+        if config["C"] > 100:
+            raise SpecError("learner.params.C", "rejected by the learner", got=config["C"])
+        return {**config, "explode": config["C"] < 0.01}
+
+    trials = run(make_driver("random", "none", n=20, accept=accept))
+    status = {t.index: (t.status, t.error) for t in trials}
+    rejected = [t for t in trials if t.config["C"] > 100]
+    exploded = [t for t in trials if t.config["C"] < 0.01]
+    assert rejected and all(status[t.index] == ("failed", str(SpecError("learner.params.C", "rejected by the learner",
+                                                                          got=t.config["C"]))) for t in rejected)
+    assert exploded and all(t.status == "failed" and t.error.startswith("subset 0: FloatingPointError")
+                            for t in exploded)
+    assert any(t.status == "completed" for t in trials)
+
+
+def test_a_runner_that_loses_work_is_a_stall_not_a_hang():
+    class Forgetful(InProcessRunner):
+        def submit(self, units, learner):
+            pass
+
+    with pytest.raises(Stalled):
+        drive(make_driver("random", "none", n=3), Forgetful(fake_fit), learner_for=lambda trial, unit: None)
