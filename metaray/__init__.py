@@ -28,7 +28,7 @@ from metaray.errors import FitError, MetarayError, SpecError
 logging.getLogger("metaray").addHandler(logging.NullHandler())  # a library: the application decides what is shown
 
 _LAZY = {"search": ("metaray.run", "search"), "resume": ("metaray.run", "resume"),
-         "SearchResult": ("metaray.run", "SearchResult"), "compare": ("metaray.comparison", "compare_runs"),
+         "SearchResult": ("metaray.results", "SearchResult"), "compare": ("metaray.comparison", "compare_runs"),
          "evaluate": ("metaray.objective", "evaluate"), "Evaluation": ("metaray.objective", "Evaluation"),
          "load_spec": ("metaray.spec", "load_spec"), "ExperimentSpec": ("metaray.spec", "ExperimentSpec")}
 

@@ -19,8 +19,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from metaray.aggregates import aggregate
@@ -30,6 +28,7 @@ from metaray.fits import FitResult, Unit
 from metaray.folder import RunFolder
 from metaray.learners import final_estimator
 from metaray.objective import deployable, notice, prepare, score_fit, share
+from metaray.results import Reporter, SearchResult
 from metaray.schedulers import make_scheduler
 from metaray.searchers import make_searcher
 from metaray.space import plain
@@ -39,84 +38,6 @@ from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
 #: the cluster's CPUs, so that what the searcher has seen before each suggestion (and so the results table) is the
 #: same on a laptop and on a cluster
 ADAPTIVE_IN_FLIGHT = 8
-AGGREGATE_COLUMNS = ("mean", "std", "worst", "median", "cvar", "mean_minus_std")
-
-
-@dataclass
-class SearchResult:
-    """What a search returns: the results table, the best configuration and where everything was written.
-
-    Attributes:
-        results: every configuration, best first (a pandas DataFrame, as Ray Tune's ``ResultGrid.get_dataframe()``):
-            status, parameters, objective, aggregates, per-subset scores, error.
-        best: the best completed configuration (learner, params, objective, std, hold-out scores), or None.
-        run_dir: the run folder (``metaray resume`` takes it).
-        mlflow_run_id: the MLflow parent run, when tracked.
-    """
-
-    name: str
-    run_dir: Path
-    results: Any
-    best: dict[str, Any] | None
-    metric: str
-    aggregate: str
-    mode: str
-    fits_run: int
-    fits_replayed: int
-    wall_seconds: float
-    holdout_scores: dict[str, float] = field(default_factory=dict)
-    mlflow_run_id: str | None = None
-    dashboard_url: str | None = None
-    refit_error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """A configuration completed and the best one was refitted: what a search is for."""
-        return self.best is not None and self.refit_error is None
-
-    def failures(self) -> str | None:
-        """One line on the configurations that failed, with the most common error and its count; None if none did."""
-        table = self.results
-        errors = table.loc[table["status"] == "failed", "error"].str.replace(r"^subset \d+: ", "", regex=True)
-        if errors.empty:
-            return None
-        # errors that differ only in their numbers (a learning rate, a row count) are one error
-        kinds = errors.str.replace(r"\d+(\.\d*)?([eE][-+]?\d+)?", "#", regex=True)
-        common = kinds.value_counts().index[0]
-        head = (f"every configuration failed ({len(errors)} of {len(table)})" if len(errors) == len(table)
-                else f"{len(errors)} of {len(table)} configurations failed")
-        return f"{head}; most common error ({(kinds == common).sum()}x): {errors[kinds == common].iloc[0]}"
-
-    def summary(self, top: int = 20) -> str:
-        """The table (best ``top``) and the best configuration, as the ``metaray`` command prints them."""
-        table = self.results.head(top)
-        params = [c for c in table.columns if c.startswith("param.")]
-        show = table[["trial", "status", "learner"]].copy()
-        show["params"] = [" ".join(f"{c.removeprefix('param.').split('.')[-1]}={_short(v)}"
-                                   for c, v in row.items() if not _missing(v)) for _, row in table[params].iterrows()]
-        for col in ("objective", "mean", "std", "worst", "subsets_done", "epochs_done"):
-            if col in table:
-                show[col] = table[col]
-        lines = [f"{self.name}: {len(self.results)} configurations, {self.fits_run} subset fits run"
-                 + (f", {self.fits_replayed} replayed from the journal" if self.fits_replayed else "")
-                 + f", {self.wall_seconds:.1f} s", "",
-                 show.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-",
-                                justify="left", max_colwidth=70), ""]
-        if self.best:
-            params = ", ".join(f"{k}={v!r}" for k, v in self.best["params"].items())
-            lines.append(f"best configuration ({self.aggregate} {self.metric} = {self.best['objective']:.4f}, "
-                         f"std {self.best['std']:.4f}): {self.best['learner']}({params})")
-            if self.holdout_scores:
-                lines.append("refitted on the training pool, on the hold-out rows: "
-                             + ", ".join(f"{k}={v:.4f}" for k, v in self.holdout_scores.items()))
-            if self.refit_error:
-                lines.append(f"the refit on the training pool failed: {self.refit_error}")
-            if self.best.get("architecture"):
-                lines.append("architecture:\n" + self.best["architecture"])
-        else:
-            lines.append("no configuration completed")
-        lines.append(f"results: {self.run_dir}")
-        return "\n".join(lines)
 
 
 class SearchRun:
@@ -216,8 +137,11 @@ class SearchRun:
         obj = spec.objective
         score = lambda scores: aggregate(scores, greater_is_better=prepared.metric.greater_is_better,  # noqa: E731
                                          alpha=obj.alpha, lam=obj.lam)
-        return Driver(searcher, scheduler, layout, num_samples=self.num_samples, max_concurrent=s.max_concurrent,
-                      score=score, objective=obj.aggregate, metric=prepared.metrics[0], accept=self._accept)
+        driver = Driver(searcher, scheduler, layout, num_samples=self.num_samples, max_concurrent=s.max_concurrent,
+                        score=score, objective=obj.aggregate, metric=prepared.metrics[0], accept=self._accept)
+        self.report = Reporter(driver, self.space, metric=prepared.metric.name, aggregate=obj.aggregate,
+                               mode=prepared.mode)
+        return driver
 
     def _epochs(self) -> int:
         """The learner's epochs, the epochs fidelity's total (ASHA allots them, so they are fixed, not searched)."""
@@ -272,83 +196,23 @@ class SearchRun:
             self.journal.write(trial.key, r)
 
     def _on_end(self, trial: Trial) -> None:
+        report = self.report
         if self.tracker:
-            self.tracker.log_trial(self._row(trial), trial.id, trial.status, self._visible(trial),
-                                   self._learner_name(trial), trial.error, self._series(trial))
-        self.progress(self._line(trial))
+            self.tracker.log_trial(report.row(trial), trial.id, trial.status, report.visible(trial),
+                                   report.learner(trial)[0], trial.error, report.series(trial))
+        self.progress(report.line(trial, self.num_samples))
 
-    # reporting ------------------------------------------------------------------------------------------------
-
-    def _visible(self, trial: Trial) -> dict[str, Any]:
-        return self.space.visible({k: plain(v) for k, v in trial.config.items()})
-
-    def _learner_name(self, trial: Trial) -> str:
-        return self.space.resolve({k: plain(v) for k, v in trial.config.items()})[0]
-
-    def _series(self, trial: Trial) -> list[tuple[int, dict[str, float], float]]:
-        """(subset, scores, fit seconds) of every delivered fit of the trial's latest stage."""
-        k = self.driver.layout.k
-        start = (max(trial.reported - 1, 0) // k) * k
-        return [(p - start, dict(trial.results[p].scores), trial.results[p].fit_seconds)
-                for p in range(start, trial.reported)]
-
-    def _epochs_done(self, trial: Trial) -> int:
-        epochs = self.driver.layout.epochs
-        return epochs[max(trial.reported - 1, 0) // self.driver.layout.k] if trial.reported else 0
-
-    def _line(self, trial: Trial) -> str:
-        trials, driver = self.driver.trials, self.driver
-        total = self.num_samples if not driver.exhausted else len(trials)
-        params = " ".join(f"{k}={_short(v)}" for k, v in self._visible(trial).items())
-        head = f"[{sum(t.final for t in trials):>3}/{total}] {trial.id} {trial.status:<9}"
-        if trial.status == "failed":
-            return f"{head} {params}  error: {trial.error}"
-        best = self._best()
-        tail = f"  best {best.objective:.4f} ({best.id})" if best else ""
-        progress = f"{len(driver.scores(trial))}/{driver.layout.k} subsets"
-        if driver.layout.epochs[0] is not None:
-            progress += f", {self._epochs_done(trial)}/{driver.layout.epochs[-1]} epochs"
-        return (f"{head} {self.spec.objective.aggregate} {self.prepared.metric.name}={trial.objective:.4f} "
-                f"± {trial.aggregates.get('std', math.nan):.4f} ({progress})  {params}{tail}")
-
-    def _best(self) -> Trial | None:
-        done = [t for t in self.driver.trials if t.status == "completed" and math.isfinite(t.objective)]
-        if not done:
-            return None
-        sign = 1 if self.prepared.mode == "max" else -1
-        return max(done, key=lambda t: (sign * t.objective, -t.index))
-
-    def _row(self, trial: Trial) -> dict[str, Any]:
-        scores = self.driver.scores(trial)
-        row: dict[str, Any] = {"trial": trial.id, "status": trial.status, "learner": self._learner_name(trial)}
-        row.update({f"param.{k}": v for k, v in self._visible(trial).items() if k != "learner"})
-        row["objective"] = trial.objective
-        row.update({k: trial.aggregates.get(k, math.nan) for k in AGGREGATE_COLUMNS})
-        row["subsets_done"] = len(scores)
-        if self.driver.layout.epochs[0] is not None:
-            row["epochs_done"] = self._epochs_done(trial)
-        row.update({f"score_{k}": s for k, s in enumerate(scores)})
-        row["error"] = trial.error or ""
-        return row
 
     def _finish(self, t0: float, parent_id: str | None) -> SearchResult:
-        import pandas as pd
-
-        trials = self.driver.trials
-        table = pd.DataFrame([self._row(t) for t in trials])
-        sign = -1 if self.prepared.mode == "max" else 1
-        table["_rank"] = table["status"].map({"completed": 0, "stopped": 1, "failed": 2})
-        table["_obj"] = sign * table["objective"].astype(float)
-        table = table.sort_values(["_rank", "_obj", "trial"], na_position="last").drop(columns=["_rank", "_obj"])
-        table = table.reset_index(drop=True)
+        report, trials = self.report, self.driver.trials
+        table = report.table()
         self.folder.write_results(table)
-        best_trial = self._best()
+        best_trial = report.best()
         best, holdout, self._final_model, refit_error = None, {}, None, None
         if best_trial:
-            best = {"trial": best_trial.id, "learner": self._learner_name(best_trial),
-                    "params": self.space.resolve({k: plain(v) for k, v in best_trial.config.items()})[1],
-                    "objective": best_trial.objective, "std": best_trial.aggregates.get("std", math.nan),
-                    "config": best_trial.config}
+            name, params = report.learner(best_trial)
+            best = {"trial": best_trial.id, "learner": name, "params": params, "objective": best_trial.objective,
+                    "std": best_trial.aggregates.get("std", math.nan), "config": best_trial.config}
             try:
                 est, holdout = self._refit(best_trial)
                 self._final_model = deployable(est, self.prepared.dataset.cleaner)
@@ -394,14 +258,6 @@ def _one_line(exc: BaseException) -> str:
     exc = cause if isinstance(cause, BaseException) else exc
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def _short(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def search(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[str] = (), *,

@@ -1,0 +1,180 @@
+"""What a search's configurations become for people: progress lines, rows of the results table, the table best
+first, and the SearchResult a search returns."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metaray.driver import Driver, Trial
+from metaray.space import plain
+
+AGGREGATE_COLUMNS = ("mean", "std", "worst", "median", "cvar", "mean_minus_std")
+
+
+class Reporter:
+    """Reads the driver's configurations through the search space (names, parameters) and the objective.
+
+    Args:
+        driver: the search's driver (its trials, layout and scores).
+        space: the parsed search space (``metaray.space.Space``).
+        metric: the primary metric's name; aggregate: the objective's aggregate; mode: "max" or "min".
+    """
+
+    def __init__(self, driver: Driver, space, *, metric: str, aggregate: str, mode: str):
+        self.driver, self.space, self.metric, self.aggregate, self.mode = driver, space, metric, aggregate, mode
+
+    def learner(self, trial: Trial) -> tuple[str, dict[str, Any]]:
+        """The configuration's learner name and its parameters (constants included)."""
+        return self.space.resolve({k: plain(v) for k, v in trial.config.items()})
+
+    def visible(self, trial: Trial) -> dict[str, Any]:
+        """The searched parameters of the configuration, under their flat names."""
+        return self.space.visible({k: plain(v) for k, v in trial.config.items()})
+
+    def series(self, trial: Trial) -> list[tuple[int, dict[str, float], float]]:
+        """(subset, scores, fit seconds) of every delivered fit of the configuration's latest stage."""
+        k = self.driver.layout.k
+        start = (max(trial.reported - 1, 0) // k) * k
+        return [(p - start, dict(trial.results[p].scores), trial.results[p].fit_seconds)
+                for p in range(start, trial.reported)]
+
+    def epochs_done(self, trial: Trial) -> int:
+        layout = self.driver.layout
+        return layout.epochs[max(trial.reported - 1, 0) // layout.k] if trial.reported else 0
+
+    def best(self) -> Trial | None:
+        """The completed configuration with the best finite objective (the earliest of equals)."""
+        done = [t for t in self.driver.trials if t.status == "completed" and math.isfinite(t.objective)]
+        if not done:
+            return None
+        sign = 1 if self.mode == "max" else -1
+        return max(done, key=lambda t: (sign * t.objective, -t.index))
+
+    def line(self, trial: Trial, num_samples: int) -> str:
+        """The progress line of a configuration that just ended."""
+        driver = self.driver
+        total = num_samples if not driver.exhausted else len(driver.trials)
+        params = " ".join(f"{k}={short(v)}" for k, v in self.visible(trial).items())
+        head = f"[{sum(t.final for t in driver.trials):>3}/{total}] {trial.id} {trial.status:<9}"
+        if trial.status == "failed":
+            return f"{head} {params}  error: {trial.error}"
+        best = self.best()
+        tail = f"  best {best.objective:.4f} ({best.id})" if best else ""
+        progress = f"{len(driver.scores(trial))}/{driver.layout.k} subsets"
+        if driver.layout.epochs[0] is not None:
+            progress += f", {self.epochs_done(trial)}/{driver.layout.epochs[-1]} epochs"
+        return (f"{head} {self.aggregate} {self.metric}={trial.objective:.4f} "
+                f"± {trial.aggregates.get('std', math.nan):.4f} ({progress})  {params}{tail}")
+
+    def row(self, trial: Trial) -> dict[str, Any]:
+        """The configuration's row of the results table."""
+        scores = self.driver.scores(trial)
+        row: dict[str, Any] = {"trial": trial.id, "status": trial.status, "learner": self.learner(trial)[0]}
+        row.update({f"param.{k}": v for k, v in self.visible(trial).items() if k != "learner"})
+        row["objective"] = trial.objective
+        row.update({k: trial.aggregates.get(k, math.nan) for k in AGGREGATE_COLUMNS})
+        row["subsets_done"] = len(scores)
+        if self.driver.layout.epochs[0] is not None:
+            row["epochs_done"] = self.epochs_done(trial)
+        row.update({f"score_{k}": s for k, s in enumerate(scores)})
+        row["error"] = trial.error or ""
+        return row
+
+    def table(self):
+        """Every configuration, completed first, then stopped, then failed; best objective first within each."""
+        import pandas as pd
+
+        table = pd.DataFrame([self.row(t) for t in self.driver.trials])
+        sign = -1 if self.mode == "max" else 1
+        table["_rank"] = table["status"].map({"completed": 0, "stopped": 1, "failed": 2})
+        table["_obj"] = sign * table["objective"].astype(float)
+        table = table.sort_values(["_rank", "_obj", "trial"], na_position="last").drop(columns=["_rank", "_obj"])
+        return table.reset_index(drop=True)
+
+
+@dataclass
+class SearchResult:
+    """What a search returns: the results table, the best configuration and where everything was written.
+
+    Attributes:
+        results: every configuration, best first (a pandas DataFrame, as Ray Tune's ``ResultGrid.get_dataframe()``):
+            status, parameters, objective, aggregates, per-subset scores, error.
+        best: the best completed configuration (learner, params, objective, std, hold-out scores), or None.
+        run_dir: the run folder (``metaray resume`` takes it).
+        mlflow_run_id: the MLflow parent run, when tracked.
+    """
+
+    name: str
+    run_dir: Path
+    results: Any
+    best: dict[str, Any] | None
+    metric: str
+    aggregate: str
+    mode: str
+    fits_run: int
+    fits_replayed: int
+    wall_seconds: float
+    holdout_scores: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    dashboard_url: str | None = None
+    refit_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """A configuration completed and the best one was refitted: what a search is for."""
+        return self.best is not None and self.refit_error is None
+
+    def failures(self) -> str | None:
+        """One line on the configurations that failed, with the most common error and its count; None if none did."""
+        table = self.results
+        errors = table.loc[table["status"] == "failed", "error"].str.replace(r"^subset \d+: ", "", regex=True)
+        if errors.empty:
+            return None
+        # errors that differ only in their numbers (a learning rate, a row count) are one error
+        kinds = errors.str.replace(r"\d+(\.\d*)?([eE][-+]?\d+)?", "#", regex=True)
+        common = kinds.value_counts().index[0]
+        head = (f"every configuration failed ({len(errors)} of {len(table)})" if len(errors) == len(table)
+                else f"{len(errors)} of {len(table)} configurations failed")
+        return f"{head}; most common error ({(kinds == common).sum()}x): {errors[kinds == common].iloc[0]}"
+
+    def summary(self, top: int = 20) -> str:
+        """The table (best ``top``) and the best configuration, as the ``metaray`` command prints them."""
+        table = self.results.head(top)
+        params = [c for c in table.columns if c.startswith("param.")]
+        show = table[["trial", "status", "learner"]].copy()
+        show["params"] = [" ".join(f"{c.removeprefix('param.').split('.')[-1]}={short(v)}"
+                                   for c, v in row.items() if not missing(v)) for _, row in table[params].iterrows()]
+        for col in ("objective", "mean", "std", "worst", "subsets_done", "epochs_done"):
+            if col in table:
+                show[col] = table[col]
+        lines = [f"{self.name}: {len(self.results)} configurations, {self.fits_run} subset fits run"
+                 + (f", {self.fits_replayed} replayed from the journal" if self.fits_replayed else "")
+                 + f", {self.wall_seconds:.1f} s", "",
+                 show.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-",
+                                justify="left", max_colwidth=70), ""]
+        if self.best:
+            params = ", ".join(f"{k}={v!r}" for k, v in self.best["params"].items())
+            lines.append(f"best configuration ({self.aggregate} {self.metric} = {self.best['objective']:.4f}, "
+                         f"std {self.best['std']:.4f}): {self.best['learner']}({params})")
+            if self.holdout_scores:
+                lines.append("refitted on the training pool, on the hold-out rows: "
+                             + ", ".join(f"{k}={v:.4f}" for k, v in self.holdout_scores.items()))
+            if self.refit_error:
+                lines.append(f"the refit on the training pool failed: {self.refit_error}")
+            if self.best.get("architecture"):
+                lines.append("architecture:\n" + self.best["architecture"])
+        else:
+            lines.append("no configuration completed")
+        lines.append(f"results: {self.run_dir}")
+        return "\n".join(lines)
+
+
+def missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
