@@ -18,12 +18,12 @@ the file ~/.ray/auth_token, created (readable by its owner only) when there is n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +31,7 @@ LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 PORT = int(os.environ.get("METARAY_RAY_PORT", "6390"))
 DASHBOARD_PORT = int(os.environ.get("METARAY_DASHBOARD_PORT", "8266"))
 ADDRESS = f"127.0.0.1:{PORT}"
-STATE = Path(tempfile.gettempdir()) / f"metaray-local-{PORT}.json"
+STATE = Path.home() / ".ray" / f"metaray-local-{PORT}.json"  # the user's own: no other user reads or writes it
 LOG = STATE.with_suffix(".log")
 START_TIMEOUT_S, STOP_TIMEOUT_S, KILL_TIMEOUT_S = 120.0, 30.0, 10.0
 
@@ -43,13 +43,17 @@ def _state() -> dict:
         return {}
 
 
-def _alive(pid: int | None) -> bool:
+def _keeper(state: dict):
+    """The keeper process the state names, if it is still that process (a PID can be reused), else None."""
     import psutil
 
     try:
-        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+        p = psutil.Process(state["pid"])
+        if p.create_time() == state["created"] and p.status() != psutil.STATUS_ZOMBIE:
+            return p
+    except (KeyError, psutil.Error):
+        pass
+    return None
 
 
 def processes(state: dict) -> list:
@@ -58,8 +62,8 @@ def processes(state: dict) -> list:
     import psutil
 
     found: dict[int, psutil.Process] = {}
-    if _alive(state.get("pid")):
-        keeper = psutil.Process(state["pid"])
+    keeper = _keeper(state)
+    if keeper is not None:
         found[keeper.pid] = keeper
         found.update({p.pid: p for p in keeper.children(recursive=True)})
     session = state.get("session_dir")
@@ -75,7 +79,7 @@ def processes(state: dict) -> list:
 
 
 def start(workers: int) -> int:
-    if _alive(_state().get("pid")):
+    if _keeper(_state()) is not None:
         print(f"a cluster already runs at {ADDRESS} (clusters/local.sh stop first)", file=sys.stderr)
         return 1
     os.environ.setdefault("RAY_AUTH_MODE", "token")
@@ -84,13 +88,15 @@ def start(workers: int) -> int:
 
     secure_token_file(print, create=os.environ["RAY_AUTH_MODE"] == "token")
     STATE.unlink(missing_ok=True)
+    STATE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(LOG, "w") as log:
         keeper = subprocess.Popen([sys.executable, __file__, "serve", str(workers)], stdout=log, stderr=log,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not _state().get("ready"):
         if keeper.poll() is not None or time.monotonic() > deadline:
-            keeper.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(keeper.pid, signal.SIGKILL)  # the keeper and every node it started
             print(f"the cluster did not start; its log ({LOG}):\n{LOG.read_text()[-3000:]}", file=sys.stderr)
             return 1
         time.sleep(0.2)
@@ -125,7 +131,10 @@ def serve(workers: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    STATE.write_text(json.dumps({"pid": os.getpid(), "address": ADDRESS, "ready": True,
+    import psutil
+
+    STATE.write_text(json.dumps({"pid": os.getpid(), "created": psutil.Process().create_time(), "address": ADDRESS,
+                                 "ready": True,
                                  "session_dir": cluster.head_node.get_session_dir_path(),
                                  "dashboard": f"http://127.0.0.1:{DASHBOARD_PORT}"}))
     while True:
@@ -143,9 +152,10 @@ def stop() -> int:
         STATE.unlink(missing_ok=True)
         print(f"no cluster at {ADDRESS}")
         return 0
-    if _alive(state.get("pid")):
-        os.kill(state["pid"], signal.SIGTERM)
-        psutil.wait_procs([p for p in procs if p.pid == state["pid"]], timeout=STOP_TIMEOUT_S)
+    keeper = _keeper(state)
+    if keeper is not None:
+        keeper.terminate()
+        psutil.wait_procs([keeper], timeout=STOP_TIMEOUT_S)
     _, left = psutil.wait_procs(procs, timeout=1)
     left = _signal(left, "terminate")
     survivors = _signal(left, "kill")

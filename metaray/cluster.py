@@ -45,25 +45,40 @@ def is_loopback(address: str | None) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
+def target(address: str | None) -> str | None:
+    """The Ray to start or join: ``address``, else ``$RAY_ADDRESS`` (as ``ray.init()`` joins it: a Ray job's driver);
+    None (or ``"local"``): a Ray of our own."""
+    if address == "local":
+        return None
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+HOST_PORT = re.compile(r"[\w.\-]+:\d+|\[[0-9a-fA-F:]+\]:\d+")
+
+
 def ray_environment(address: str | None) -> None:
-    """Set what Ray reads once, when it is imported, for a Ray metaray starts or joins at ``address`` (None: its own,
-    or ``$RAY_ADDRESS``). Called before anything imports Ray; a variable the user set is left as it is.
+    """Set what Ray reads once, when it is imported, for a Ray metaray starts or joins at ``address`` (see
+    ``target``). Called before anything imports Ray; a variable the user set is left as it is.
 
     - ``RAY_AUTH_MODE=token``: for a Ray of our own (said explicitly, so Ray prints no "opt out" warning), and for a
-      cluster when a token is at hand (Ray presents a token only in this mode).
+      cluster at HOST:PORT that refuses a client without a token, when a token is at hand (Ray presents a token only
+      in this mode; a cluster without tokens is joined without one).
     - ``LOOPBACK_SWITCH=0`` when Ray stays on this machine: every server then binds to 127.0.0.1, and a client joins
       a cluster at 127.0.0.1 without Ray rewriting it to the machine's network address. A driver joining a cluster at
-      a network address is left alone: the cluster's nodes must reach it.
+      a network address (or ``auto``) is left alone: the cluster's nodes must reach it.
 
     Once Ray is imported, nothing changes here: ``connect`` then says what to set if a cluster refuses us.
     """
     if "ray" in sys.modules:
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = target(address)
     if is_loopback(address):
         os.environ.setdefault(LOOPBACK_SWITCH, "0")
-    if address is None or find_token()[0] is not None:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if address is None or (HOST_PORT.fullmatch(address) and find_token()[0] is not None
+                           and ask(address, None) in REFUSED):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def token_file() -> Path:
@@ -107,34 +122,60 @@ def secure_token_file(say: Callable[[str], None] | None = None, *, create: bool 
             say(f"ray: {path} was readable by other users ({mode:04o}); it is now {0o600:04o}")
 
 
-def _probe(address: str, token: str | None, source: str) -> None:
-    """Ask the cluster's GCS once whether it answers us, before ``ray.init`` would retry for ten seconds."""
+def ask(address: str, token: str | None):
+    """Ask a cluster's GCS for its id, once, presenting ``token`` if given; the answer's gRPC status code. Raw gRPC,
+    so that it can be asked before Ray is imported, and instead of Ray's ten seconds of retries."""
     import grpc
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
     metadata = [("authorization", f"Bearer {token}")] if token else None
     with grpc.insecure_channel(address) as channel:
         try:
-            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                gcs_service_pb2.GetClusterIdRequest(), timeout=PROBE_TIMEOUT_S, metadata=metadata)
+            channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")(b"", timeout=PROBE_TIMEOUT_S,
+                                                                             metadata=metadata)
         except grpc.RpcError as exc:
-            code = exc.code()
-            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                if token:
-                    raise SpecError("ray.address", f"the cluster refused the token from {source}; set "
-                                    "RAY_AUTH_TOKEN to the cluster's own token (on its head node: ray get-auth-token)",
-                                    got=address) from None
-                if token:  # at hand, but Ray was imported before metaray could turn token mode on
-                    raise SpecError("ray.address", "the cluster requires a token; set RAY_AUTH_MODE=token before "
-                                    "Ray is imported (the metaray command does)", got=address) from None
-                raise SpecError("ray.address", "the cluster requires a token and none was found; set RAY_AUTH_TOKEN "
-                                f"to the cluster's token (on its head node: ray get-auth-token) or copy its token "
-                                f"file to {token_file()}", got=address) from None
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise SpecError("ray.address", f"no Ray cluster answers there ({code.name.lower()} after "
-                                f"{PROBE_TIMEOUT_S:g} s)", got=address) from None
-            raise SpecError("ray.address", f"cannot connect to Ray ({code.name}: {exc.details()})",
-                            got=address) from None
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+def _status(name: str):
+    import grpc
+
+    return getattr(grpc.StatusCode, name)
+
+
+class _Refused:
+    """The status codes of a refusal (looked up lazily: grpc is imported only when a cluster is asked)."""
+
+    def __contains__(self, code) -> bool:
+        return code in (_status("UNAUTHENTICATED"), _status("PERMISSION_DENIED"))
+
+
+REFUSED = _Refused()
+
+
+def _check(address: str, say: Callable[[str], None] | None) -> None:
+    """One question to the cluster before ``ray.init``: a refusal or silence is one line, not ten seconds of
+    retries."""
+    token, source = find_token()
+    presented = token if os.environ.get("RAY_AUTH_MODE") == "token" else None
+    if presented:
+        secure_token_file(say)
+    code = ask(address, presented)
+    if code in REFUSED:
+        if presented:
+            raise SpecError("ray.address", f"the cluster refused the token from {source}; set RAY_AUTH_TOKEN to the "
+                            "cluster's own token (on its head node: ray get-auth-token)", got=address)
+        if token:  # at hand, but Ray was imported before metaray could turn token mode on
+            raise SpecError("ray.address", "the cluster requires a token; set RAY_AUTH_MODE=token before Ray is "
+                            "imported (the metaray command does)", got=address)
+        raise SpecError("ray.address", "the cluster requires a token and none was found; set RAY_AUTH_TOKEN to the "
+                        f"cluster's token (on its head node: ray get-auth-token) or copy its token file to "
+                        f"{token_file()}", got=address)
+    if code in (_status("UNAVAILABLE"), _status("DEADLINE_EXCEEDED")):
+        raise SpecError("ray.address", f"no Ray cluster answers there ({code.name.lower()} after {PROBE_TIMEOUT_S:g} s)",
+                        got=address)
+    if code != _status("OK"):
+        raise SpecError("ray.address", f"cannot connect to Ray ({code.name})", got=address)
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, dashboard: bool = False,
@@ -142,7 +183,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
     """Start or join Ray once per process and describe what was joined.
 
     ``address`` None joins ``$RAY_ADDRESS`` if set (as ``ray.init()`` does), else starts a Ray of our own
-    (``address="local"``: even when a ``ray start`` cluster runs on this machine).
+    (as ``"local"`` does: even when a ``ray start`` cluster runs on this machine).
 
     Returns:
         ``{"address", "cpus", "nodes", "dashboard_url"}``; ``dashboard_url`` is None without a dashboard.
@@ -151,16 +192,12 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
 
     global _DASHBOARD_URL
     if not ray.is_initialized():  # a Ray this process already joined is used as it is, as ray.init users expect
-        address = address or os.environ.get("RAY_ADDRESS") or None  # what ray.init() would join (a Ray job's driver)
+        address = target(address)
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
-        ray_environment(address)
         if address:
-            token, source = find_token()
-            if os.environ.get("RAY_AUTH_MODE") == "token":
-                secure_token_file(say)
-            if re.fullmatch(r"[\w.\-]+:\d+|\[[0-9a-fA-F:]+\]:\d+", address):
-                _probe(address, token if os.environ.get("RAY_AUTH_MODE") == "token" else None, source)
+            if HOST_PORT.fullmatch(address):
+                _check(address, say)
             try:
                 info = ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:

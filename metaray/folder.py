@@ -42,7 +42,9 @@ class Journal:
     def _read(self, number: int, line: str) -> None:
         try:
             row = json.loads(line)
-            unit = Unit(row["trial"], row["stage"], row["subset"])
+            # an earlier release wrote no stage, but "t0003/1" for the trial of stage 1
+            stage = row["stage"] if "stage" in row else int(row["trial_id"].partition("/")[2] or 0)
+            unit = Unit(row["trial"], stage, row["subset"])
             result = FitResult(unit, **{f.name: row[f.name] for f in fields(FitResult) if f.name in row and
                                         f.name != "unit"})
         except (ValueError, KeyError, TypeError):
@@ -69,18 +71,14 @@ class RunFolder:
     """The files of one search. A new folder is made by ``create``; an existing one (to resume) is opened with
     ``RunFolder(path)``."""
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike, *, new: bool = False):
+        self.path, self.new = Path(path), new
 
     @classmethod
     def create(cls, storage: str, name: str) -> RunFolder:
-        """``<storage>/<name>/<timestamp>``, storage relative to the working folder; not yet on disk."""
-        base = Path(os.path.expanduser(storage)) / name
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path, i = base / stamp, 1
-        while path.exists():
-            path, i = base / f"{stamp}-{i}", i + 1
-        return cls(path)
+        """``<storage>/<name>/<timestamp>``, storage relative to the working folder; made on disk by ``prepare``
+        (with a suffix if another search took the same second meanwhile)."""
+        return cls(Path(os.path.expanduser(storage)) / name / time.strftime("%Y%m%d-%H%M%S"), new=True)
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -98,21 +96,38 @@ class RunFolder:
         from metaray.data import is_target_file
 
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self._make()
             probe = self.path / ".write-test"
             probe.write_text("")
             probe.unlink()
         except OSError as exc:
             raise SpecError("storage", f"cannot write the run folder ({exc.strerror})", got=str(self.path)) from None
+        raw = spec.to_dict()
+        if raw["data"].get("path"):
+            raw["data"]["path"] = str(spec.resolve_path(raw["data"]["path"]).resolve())
+            if is_target_file(raw["data"].get("target")):
+                raw["data"]["target"] = str(spec.resolve_path(raw["data"]["target"]).resolve())
         spec_file = self.path / "spec.yaml"
-        if not spec_file.exists():
-            raw = spec.to_dict()
-            if raw["data"].get("path"):
-                raw["data"]["path"] = str(spec.resolve_path(raw["data"]["path"]).resolve())
-                if is_target_file(raw["data"].get("target")):
-                    raw["data"]["target"] = str(spec.resolve_path(raw["data"]["target"]).resolve())
-            spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
-            self.update_state(status="running", name=spec.name, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if spec_file.exists():  # a folder to resume: its journal is of this spec's fits, or of none
+            if yaml.safe_load(spec_file.read_text()) != raw:
+                raise SpecError("storage", "the run folder holds the run of another spec; resume that one "
+                                "(metaray resume) or search in a new folder", got=str(self.path))
+            return
+        spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+        self.update_state(status="running", name=spec.name, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def _make(self) -> None:
+        if not self.new:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return
+        base, i = self.path, 1
+        while True:
+            try:
+                self.path.mkdir(parents=True, exist_ok=False)
+                self.new = False
+                return
+            except FileExistsError:
+                self.path, i = base.with_name(f"{base.name}-{i}"), i + 1
 
     def spec(self):
         """The spec the search started with (for a resume)."""

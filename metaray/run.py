@@ -77,6 +77,8 @@ class SearchRun:
         self.tracker = Tracker(spec, self.folder.path, self.prepared.dataset.describe(), uri=state.get("mlflow_uri"),
                                parent_id=state.get("parent_run_id")) if self.track else None
         started = self.tracker.start() if self.tracker else None  # MLflow's start-up overlaps Ray's
+        if started:  # recorded as soon as it exists, even if the search stops before it is awaited
+            started.add_done_callback(self._record_parent)
         runner = None
         try:
             info = connect(spec.ray.address, num_cpus=spec.ray.num_cpus, dashboard=self.dashboard, say=self.say)
@@ -85,9 +87,6 @@ class SearchRun:
             if self.dashboard_url:
                 self.progress(f"Ray dashboard: {self.dashboard_url} ({token_hint()})")
             parent_id = started.result() if started else None
-            if parent_id:
-                self.folder.update_state(parent_run_id=parent_id, mlflow_uri=self.tracker.uri,
-                                         mlflow_experiment=self.tracker.experiment_name)
             self.problem_ref = share(self.prepared)
             runner = FitRunner(score_fit, self.problem_ref, seed=spec.seed, cpus_per_fit=spec.ray.cpus_per_fit,
                                gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
@@ -111,6 +110,11 @@ class SearchRun:
             self.journal.close()
             if self.tracker:
                 self.tracker.close()
+
+    def _record_parent(self, started) -> None:
+        if not started.exception() and started.result():
+            self.folder.update_state(parent_run_id=started.result(), mlflow_uri=self.tracker.uri,
+                                     mlflow_experiment=self.tracker.experiment_name)
 
     # the plan: searcher, scheduler, layout, driver -----------------------------------------------------------
 
@@ -154,7 +158,12 @@ class SearchRun:
             raise SpecError("search.scheduler.fidelity", "with the epochs fidelity ASHA allots the epochs: fix "
                             "learner.params.epochs instead of searching it, in a space of one learner",
                             got="epochs")
-        return int(prepared.learner.estimator.get_params()[key])
+        total = int(prepared.learner.estimator.get_params()[key])
+        grace = self.spec.search.scheduler.grace_period
+        if math.ceil(grace) >= total:
+            raise SpecError("search.scheduler.grace_period", f"ASHA stops configurations at rungs below the learner's "
+                            f"{total} epochs", allowed=f"(0, {total - 1}]", got=grace)
+        return total
 
     def _check_branch(self, branch) -> None:
         """Build each learner of the space once, with a representative value of each distribution."""

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -249,7 +250,6 @@ class SchedulerSpec(_Section):
 
 #: the scheduler options that were flat keys of ``search`` before they were nested under ``search.scheduler``
 FLAT_SCHEDULER_KEYS = ("grace_period", "reduction_factor", "fidelity", "min_subsets", "confidence", "tolerance")
-_DEPRECATED: list[str] = []  # notices from the spec being validated; ExperimentSpec collects them
 
 
 class SearchSpec(_Section):
@@ -273,11 +273,13 @@ class SearchSpec(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _flat_scheduler_keys(cls, raw):
-        """The flat keys (``search.grace_period`` ...) still work for a release: they move under ``scheduler``, and
-        each is said once (``ExperimentSpec.notes``)."""
+    def _flat_scheduler_keys(cls, raw, info):
+        """The flat keys (``search.grace_period`` ...) still work for a release: they move under ``scheduler`` (over
+        a nested value: the flat one is what an override just set), and each is said once (``ExperimentSpec.notes``,
+        gathered through the validation's context)."""
         if not isinstance(raw, dict) or not any(k in raw for k in FLAT_SCHEDULER_KEYS):
             return raw
+        notes = (info.context or {}).setdefault("notes", []) if info.context is not None else []
         raw = dict(raw)
         scheduler = raw.get("scheduler", "none")
         scheduler = {"name": scheduler} if isinstance(scheduler, str) else dict(scheduler or {})
@@ -289,11 +291,11 @@ class SearchSpec(_Section):
             value = raw.pop(key)
             # as before: an option of another scheduler is ignored, but epochs without ASHA are refused
             if key in own or (key == "fidelity" and value != "subsets"):
-                scheduler.setdefault(key, value)
-                _DEPRECATED.append(f"search.{key}: deprecated; write it under search.scheduler, e.g. "
-                                   f"search.scheduler: {{name: {name}, {key}: {value}}}")
+                scheduler[key] = value
+                notes.append(f"search.{key}: deprecated; write it under search.scheduler, e.g. "
+                             f"search.scheduler: {{name: {name}, {key}: {value}}}")
             else:
-                _DEPRECATED.append(f"search.{key}: deprecated, and ignored: not an option of the {name!r} scheduler")
+                notes.append(f"search.{key}: deprecated, and ignored: not an option of the {name!r} scheduler")
         raw["scheduler"] = scheduler
         return raw
 
@@ -332,18 +334,11 @@ class ExperimentSpec(_Section):
               "seed": Rule(lambda v: v >= 0, "must be a non-negative integer", ">= 0")}
     _choices = {"strategy": ("strategy", _names("metaray.strategies", "STRATEGIES"))}
 
-    @model_validator(mode="before")
-    @classmethod
-    def _fresh_notes(cls, raw):
-        _DEPRECATED.clear()
-        return raw
-
     @model_validator(mode="after")
-    def _space(self):
+    def _space(self, info):
         from metaray.space import parse_space
 
-        self._notes = list(dict.fromkeys(_DEPRECATED))
-        _DEPRECATED.clear()
+        self._notes = list(dict.fromkeys((info.context or {}).get("notes", [])))
         space = parse_space(self.search.space, self.learner)
         s, scheduler = self.search, self.search.scheduler
         if s.searcher in ("optuna", "hyperopt") and "grid" in space.kinds():
@@ -353,7 +348,8 @@ class ExperimentSpec(_Section):
             bad = sorted(space.kinds() - {"grid", "choice"})
             raise SpecError("search.space", "the grid searcher enumerates grid and choice entries only",
                             allowed=["grid", "choice"], got=bad)
-        if scheduler.name == "asha" and scheduler.fidelity == "subsets" and scheduler.grace_period >= self.subsets.k:
+        if (scheduler.name == "asha" and scheduler.fidelity == "subsets"
+                and math.ceil(scheduler.grace_period) >= self.subsets.k):  # decided after ceil(rung) subsets
             raise SpecError("search.scheduler.grace_period", "ASHA stops configurations at rungs below k subsets",
                             allowed=f"(0, {self.subsets.k - 1}]", got=scheduler.grace_period)
         if scheduler.name == "racing" and scheduler.min_subsets >= self.subsets.k:
@@ -467,6 +463,6 @@ def load_spec(source: str | os.PathLike | dict[str, Any] | ExperimentSpec, overr
     raw = apply_overrides(raw, list(overrides))
     raw.setdefault("base_dir", base_dir)
     try:
-        return ExperimentSpec.model_validate(raw)
+        return ExperimentSpec.model_validate(raw, context={"notes": []})
     except ValidationError as err:
         raise _from_validation_error(err) from None

@@ -89,8 +89,13 @@ class Tracker:
         return self._pool.submit(self._finish, result, model)
 
     def abort(self) -> None:
-        if self.parent_id:
-            self._pool.submit(self._client.set_terminated, self.parent_id, "KILLED")
+        """Mark the parent run KILLED, on the writer thread: after a start still under way, whatever stopped the
+        search first."""
+        def kill():
+            if self.parent_id and self._client is not None:
+                self._client.set_terminated(self.parent_id, "KILLED")
+
+        self._pool.submit(kill)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

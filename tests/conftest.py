@@ -19,8 +19,9 @@ ray_environment(None)  # before any test imports Ray
 
 #: processes the suite starts: Ray's (by program, script or the title Ray gives them), the local.sh keeper, MLflow
 #: servers, headless browsers
-SUITE_PROCESSES = re.compile(r"gcs_server|/raylet|^ray::|dashboard\.py|monitor\.py|ray\.util\.client\.server|"
-                             r"default_worker\.py|ray_process_reaper|clusters/local\.py|mlflow[. ]server|chromium")
+SUITE_PROCESSES = re.compile(r"gcs_server|/raylet|^ray::|dashboard/|monitor\.py|runtime_env/agent|"
+                             r"ray\.util\.client\.server|default_worker\.py|ray_process_reaper|clusters/local\.py|"
+                             r"mlflow[. ]server|chromium")
 LEFTOVER_GRACE_S = 20
 
 
@@ -46,19 +47,14 @@ def suite_processes() -> dict[int, str]:
     return found
 
 
-def pytest_sessionstart(session):
-    session.config.stash[_BEFORE] = set(suite_processes())
-
-
 def pytest_sessionfinish(session, exitstatus):
     """Fail the run if a process the suite started outlives it (after a grace period for Ray's own shutdown), and
     end those processes so that the next run starts clean."""
     import psutil
 
-    before = session.config.stash.get(_BEFORE, set())
     deadline = time.monotonic() + LEFTOVER_GRACE_S
     while True:
-        left = {pid: c for pid, c in suite_processes().items() if pid not in before}
+        left = suite_processes()
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -77,8 +73,6 @@ def pytest_sessionfinish(session, exitstatus):
             pass
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-
-_BEFORE = pytest.StashKey[set]()
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -37,20 +37,28 @@ def local_sh(*args, env, timeout=180) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def cluster_env(**extra) -> dict:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra}
+def cluster_env(home: Path, **extra) -> dict:
+    """The environment a test cluster and its clients run in: a home folder of their own (its token and state, not
+    the developer's), no RAY_ADDRESS."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "HOME": str(home), **extra}
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_TOKEN", None)
     return env
 
 
-def cluster_processes(port: int) -> list:
-    """The processes of the local.sh cluster at this port, found the way `stop` finds them (its keeper's tree and its
-    session folder), plus anything still listening on its GCS port."""
+def state_of(env: dict) -> dict:
+    path = Path(env["HOME"]) / ".ray" / f"metaray-local-{env['METARAY_RAY_PORT']}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def cluster_processes(env: dict, state: dict | None = None) -> list:
+    """The processes of the local.sh cluster of this environment, found the way `stop` finds them (its keeper's
+    tree and its session folder), plus anything still listening on its GCS port."""
     import psutil
 
-    local = _local_module()
-    state_file = local.STATE.with_name(f"metaray-local-{port}.json")
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    local, port = _local_module(), int(env["METARAY_RAY_PORT"])
+    state = state if state is not None else state_of(env)
     found = {p.pid: p for p in local.processes(state)}
     for p in psutil.process_iter():
         try:
@@ -71,16 +79,16 @@ def _local_module():
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
     port = free_port()
-    env = cluster_env(METARAY_RAY_PORT=str(port), METARAY_DASHBOARD_PORT=str(free_port()))
+    env = cluster_env(tmp_path_factory.mktemp("home"), METARAY_RAY_PORT=str(port),
+                      METARAY_DASHBOARD_PORT=str(free_port()))
     start = local_sh("start", "2", env=env)
     try:
         assert start.returncode == 0, start.stderr
         dashboard = next(line.split()[1] for line in start.stdout.splitlines() if line.startswith("dashboard:"))
-        state = json.loads((Path(tempfile.gettempdir()) / f"metaray-local-{port}.json").read_text())
-        yield {"address": f"127.0.0.1:{port}", "port": port, "env": env, "dashboard": dashboard, "state": state,
-               "start": start.stdout}
+        yield {"address": f"127.0.0.1:{port}", "port": port, "env": env, "dashboard": dashboard,
+               "state": state_of(env), "start": start.stdout}
     finally:
         local_sh("stop", env=env, timeout=120)
 
@@ -143,7 +151,7 @@ def test_dashboard_job_api_refuses_requests_without_the_token(cluster):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
         assert err.value.code == code
-    token = os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").read_text().strip()
+    token = (Path(cluster["env"]["HOME"]) / ".ray" / "auth_token").read_text().strip()
     with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}),
                                 timeout=10) as ok:
         assert ok.status == 200
@@ -175,15 +183,16 @@ def test_start_prints_the_lines_to_run_a_search(cluster):
 
 def test_stop_ends_every_process_of_the_cluster_and_says_how_many(tmp_path):
     port = free_port()
-    env = cluster_env(METARAY_RAY_PORT=str(port), METARAY_DASHBOARD_PORT=str(free_port()))
+    env = cluster_env(tmp_path, METARAY_RAY_PORT=str(port), METARAY_DASHBOARD_PORT=str(free_port()))
     assert local_sh("start", "1", env=env).returncode == 0
-    before = cluster_processes(port)
+    state = state_of(env)
+    before = cluster_processes(env)
     assert len(before) >= 10, before  # keeper, GCS, two raylets with their agents, dashboard, monitors, workers
     stopped = local_sh("stop", env=env, timeout=120)
     assert stopped.returncode == 0, stopped.stderr
     count = int(stopped.stdout.split(": ")[1].split()[0])
     assert stopped.stdout.startswith(f"stopped the cluster at 127.0.0.1:{port}: ") and count >= len(before)
-    assert cluster_processes(port) == []
+    assert cluster_processes(env, state) == []
     assert all(not p.is_running() or p.status() == "zombie" for p in before)
     assert local_sh("stop", env=env).stdout.startswith("no cluster at")
 
@@ -200,18 +209,23 @@ def test_the_readme_cluster_commands_work_verbatim_in_a_clean_environment(tmp_pa
     assert commands[0].startswith("clusters/local.sh start") and commands[-1] == "clusters/local.sh stop"
     for folder in ("clusters", "experiments"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
-    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin", "HOME": os.environ["HOME"],
+    home = tmp_path / "home"  # a new user: no token yet
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin", "HOME": str(home),
            "LANG": "C.UTF-8", SESSION_MARK: os.environ[SESSION_MARK]}  # the mark: the suite's leftover check
-    port = int(re.search(r"--address 127\.0\.0\.1:(\d+)", block).group(1))
+    where = {"HOME": str(home), "METARAY_RAY_PORT": re.search(r"--address 127\.0\.0\.1:(\d+)", block).group(1)}
+    state = {}
     try:
         for command in commands:
             done = subprocess.run(["bash", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True,
                                   timeout=600)
             assert done.returncode == 0, (command, done.stderr[-3000:])
             assert "InvalidAuthToken" not in done.stderr and "RAY_AUTH_MODE=disabled" not in done.stderr, command
+            if command.startswith("clusters/local.sh start"):
+                state = state_of(where)
+                assert stat.S_IMODE((home / ".ray" / "auth_token").stat().st_mode) == 0o600
             if command.startswith("metaray run"):
                 assert "best configuration" in done.stdout
-        assert cluster_processes(port) == []
+        assert state and cluster_processes(where, state) == []
     finally:
         subprocess.run(["bash", "-c", "clusters/local.sh stop"], env=env, cwd=tmp_path, capture_output=True)
 
