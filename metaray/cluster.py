@@ -77,7 +77,7 @@ def ray_environment(address: str | None) -> None:
     if "RAY_AUTH_MODE" in os.environ:
         return
     if address is None or (HOST_PORT.fullmatch(address) and find_token()[0] is not None
-                           and ask(address, None) in REFUSED):
+                           and _refused(ask(address, None))):
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
@@ -143,14 +143,9 @@ def _status(name: str):
     return getattr(grpc.StatusCode, name)
 
 
-class _Refused:
-    """The status codes of a refusal (looked up lazily: grpc is imported only when a cluster is asked)."""
-
-    def __contains__(self, code) -> bool:
-        return code in (_status("UNAUTHENTICATED"), _status("PERMISSION_DENIED"))
-
-
-REFUSED = _Refused()
+def _refused(code) -> bool:
+    """Whether a gRPC status code is the cluster refusing us (grpc is imported only when a cluster is asked)."""
+    return code in (_status("UNAUTHENTICATED"), _status("PERMISSION_DENIED"))
 
 
 def _check(address: str, say: Callable[[str], None] | None) -> None:
@@ -161,7 +156,7 @@ def _check(address: str, say: Callable[[str], None] | None) -> None:
     if presented:
         secure_token_file(say)
     code = ask(address, presented)
-    if code in REFUSED:
+    if _refused(code):
         if presented:
             raise SpecError("ray.address", f"the cluster refused the token from {source}; set RAY_AUTH_TOKEN to the "
                             "cluster's own token (on its head node: ray get-auth-token)", got=address)
