@@ -55,6 +55,19 @@ def aggregate(scores, *, greater_is_better: bool, alpha: float = 0.2, lam: float
     }
 
 
+def running(scores, name: str, *, greater_is_better: bool, alpha: float = 0.2, lam: float = 1.0) -> list[float]:
+    """The aggregate ``name`` of the first 1, 2, ..., K scores (the running objective, a step series in MLflow).
+
+    Example:
+        >>> running([1.0, 0.0, 0.5], "mean", greater_is_better=True)
+        [1.0, 0.5, 0.5]
+    """
+    if name == "mean" and not any(math.isnan(v) for v in scores):  # the usual case, without K calls to aggregate
+        return (np.cumsum(np.asarray(scores, dtype=float)) / np.arange(1, len(scores) + 1)).tolist()
+    return [aggregate(scores[:m], greater_is_better=greater_is_better, alpha=alpha, lam=lam)[name]
+            for m in range(1, len(scores) + 1)]
+
+
 def objective_mode(aggregate_name: str, greater_is_better: bool) -> str:
     """Tune's ``mode`` ("max"/"min") for optimising ``aggregate_name`` of a metric."""
     if AGGREGATES[aggregate_name] == "min":

@@ -221,7 +221,8 @@ class Stalled(MetarayError):
 def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
           replay: Callable[[Trial, Unit], FitResult | None] | None = None,
           on_fit: Callable[[Trial, FitResult], None] = lambda trial, result: None,
-          on_end: Callable[[Trial], None] = lambda trial: None) -> list[Trial]:
+          on_end: Callable[[Trial], None] = lambda trial: None,
+          before_wait: Callable[[], None] = lambda: None) -> list[Trial]:
     """Run the driver to its end against a runner (metaray.runners protocol).
 
     Args:
@@ -229,11 +230,13 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
         replay: a finished fit recorded earlier (the journal), or None to fit the unit.
         on_fit: told of every fit this process ran, as it arrives (journal, warnings).
         on_end: told of every configuration that ends, in order (progress, tracking).
+        before_wait: called before the loop blocks on the runner (the journal flushes what has arrived).
     """
     while True:
         work, ended = driver.advance(runner.room())
         for trial in ended:
-            runner.cancel(trial.index)
+            if trial.status != "completed":  # a completed configuration has nothing left queued or running
+                runner.cancel(trial.index)
             on_end(trial)
         fresh: dict[tuple[int, int], list[Unit]] = {}
         for unit in work:
@@ -249,6 +252,7 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
             return driver.trials
         if work and not fresh:
             continue  # only replayed results came back: deliver them before waiting on the runner
+        before_wait()
         results = runner.wait()
         if not results and runner.pending == 0 and not work and not ended:
             raise Stalled("search stalled: no fits pending and no configuration can advance")

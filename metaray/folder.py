@@ -61,6 +61,10 @@ class Journal:
         row = {"trial": r.unit.trial, "stage": r.unit.stage, "subset": r.unit.subset, "key": key,
                **{f.name: getattr(r, f.name) for f in fields(FitResult) if f.name != "unit"}}
         self._fh.write(json.dumps(row, default=float) + "\n")
+
+    def flush(self) -> None:
+        """Hand what was written to the operating system: the search does it before it waits for more fits, so
+        that a kill loses none of the fits that have arrived (a line per fit stays buffered until then)."""
         self._fh.flush()
 
     def close(self) -> None:

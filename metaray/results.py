@@ -25,6 +25,8 @@ class Reporter:
 
     def __init__(self, driver: Driver, space, *, metric: str, aggregate: str, mode: str):
         self.driver, self.space, self.metric, self.aggregate, self.mode = driver, space, metric, aggregate, mode
+        self._best: Trial | None = None
+        self._scanned = 0  # configurations looked at by ``best``
 
     def learner(self, trial: Trial) -> tuple[str, dict[str, Any]]:
         """The configuration's learner name and its parameters (constants included)."""
@@ -46,19 +48,22 @@ class Reporter:
         return layout.epochs[max(trial.reported - 1, 0) // layout.k] if trial.reported else 0
 
     def best(self) -> Trial | None:
-        """The completed configuration with the best finite objective (the earliest of equals)."""
-        done = [t for t in self.driver.trials if t.status == "completed" and math.isfinite(t.objective)]
-        if not done:
-            return None
-        sign = 1 if self.mode == "max" else -1
-        return max(done, key=lambda t: (sign * t.objective, -t.index))
+        """The completed configuration with the best finite objective (the earliest of equals). Configurations end
+        in order and never change after, so only those delivered since the last call are looked at."""
+        driver, sign = self.driver, 1 if self.mode == "max" else -1
+        for t in driver.trials[self._scanned : driver.cursor]:
+            if t.status == "completed" and math.isfinite(t.objective) and (
+                    self._best is None or sign * t.objective > sign * self._best.objective):
+                self._best = t
+        self._scanned = max(self._scanned, driver.cursor)
+        return self._best
 
     def line(self, trial: Trial, num_samples: int) -> str:
         """The progress line of a configuration that just ended."""
         driver = self.driver
         total = num_samples if not driver.exhausted else len(driver.trials)
         params = " ".join(f"{k}={short(v)}" for k, v in self.visible(trial).items())
-        head = f"[{sum(t.final for t in driver.trials):>3}/{total}] {trial.id} {trial.status:<9}"
+        head = f"[{trial.index + 1:>3}/{total}] {trial.id} {trial.status:<9}"  # they end in order
         if trial.status == "failed":
             return f"{head} {params}  error: {trial.error}"
         best = self.best()

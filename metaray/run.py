@@ -92,10 +92,12 @@ class SearchRun:
                                gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
                                max_retries=spec.ray.max_retries, fit_timeout_s=spec.ray.fit_timeout_s, label=spec.name)
             drive(self.driver, runner, learner_for=self._learner_for, replay=self._replay, on_fit=self._on_fit,
-                  on_end=self._on_end)
+                  on_end=self._on_end, before_wait=self.journal.flush)
             runner.close()  # the refit gets every CPU; no fit of a stopped configuration runs on
             result = self._finish(t0, parent_id)
             if self.tracker:
+                if self.tracker.lag:
+                    self.progress(f"MLflow: catching up, {self.tracker.lag} configurations still to log")
                 self.tracker.finish(result, self._final_model).result()
             self.folder.update_state(status="finished" if result.ok else "failed")
             return result
@@ -109,7 +111,7 @@ class SearchRun:
                     runner.close()
             self.journal.close()
             if self.tracker:
-                self.tracker.close()
+                self.tracker.close(self.say)
 
     def _record_parent(self, started) -> None:
         if not started.exception() and started.result():

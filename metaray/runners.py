@@ -60,15 +60,19 @@ def span(numbers: Iterable[int]) -> str:
     return ",".join(out)
 
 
-def task_name(label: str, units: list[Unit]) -> str:
-    """What the dashboard and `ray list tasks` show: ``meta_iris t0003 s0-4`` (``… stage 1`` past the first)."""
+def task_name(label: str, groups: list[tuple[Any, list[Unit]]]) -> str:
+    """What the dashboard and `ray list tasks` show for a task's groups of fits (one group per configuration and
+    stage): ``meta_iris t0003 s0-4`` (``… stage 1`` past the first), ``meta_iris t0003 s15-19 +2 configurations``."""
+    units = groups[0][1]
     first = units[0]
     stage = f" stage {first.stage}" if first.stage else ""
-    return f"{label} t{first.trial:04d} s{span(u.subset for u in units)}{stage}"
+    more = f" +{len(groups) - 1} configuration{'s' if len(groups) > 2 else ''}" if len(groups) > 1 else ""
+    return f"{label} t{first.trial:04d} s{span(u.subset for u in units)}{stage}{more}"
 
 
-def _fit_batch(fit, problem, learner, units: list[Unit], seed: int) -> list[FitResult]:
-    results = [fit(problem, learner, unit, seed) for unit in units]
+def _fit_batch(fit, problem, groups: list[tuple[Any, list[Unit]]], seed: int) -> list[FitResult]:
+    """A task's fits: each group is a learner and its units (one configuration and stage)."""
+    results = [fit(problem, learner, unit, seed) for learner, units in groups for unit in units]
     node = _node_name()
     for r in results:
         r.node = node
@@ -86,10 +90,11 @@ class FitRunner:
     """Runs subset fits as Ray tasks and hands back their results as they finish.
 
     Short fits are batched several to a task: the first task of a learner runs one fit, which measures how
-    long a fit takes; later tasks carry enough fits to last ``MIN_TASK_SECONDS``, but never so many that
-    some CPUs would sit idle at the end. Queued fits go out lowest configuration first (so the oldest one
-    finishes first), and at most ``2 x slots`` tasks are in flight, so that the queued fits of a configuration a
-    scheduler stops can still be dropped (``cancel``).
+    long a fit takes; later tasks carry enough fits to last ``MIN_TASK_SECONDS`` (fits of several configurations
+    when one has too few), but never so many that some CPUs would sit idle at the end. Queued fits go out lowest
+    configuration first (so the oldest one finishes first), and at most ``2 x slots`` tasks are in flight, so that
+    the queued fits of a configuration a scheduler stops can still be dropped (``cancel``). ``wait`` hands back every
+    task that has finished, not just the first, so that the driver's work per result shrinks as the cluster grows.
 
     With ``fit_timeout_s``, every task carries one fit and no more tasks are in flight than there are slots, so a
     task starts when it is dispatched; one still running ``fit_timeout_s`` after that is cancelled (its worker is
@@ -128,15 +133,18 @@ class FitRunner:
         self._fixed = 1 if fit_timeout_s else fits_per_task
         self._max_inflight = self.slots if fit_timeout_s else 2 * self.slots
         self._deadline: dict[Any, float] = {}
-        self._queue: list[tuple[Unit, int, Any]] = []  # heap of (unit, seq, learner): lowest configuration first
+        # a heap of ((trial, stage, subset), seq, unit, learner): lowest configuration first (plain tuples compare
+        # faster than the Unit dataclass)
+        self._queue: list[tuple[tuple[int, int, int], int, Unit, Any]] = []
         self._seq = 0
-        self._inflight: dict[Any, tuple[str, list[Unit]]] = {}  # ref -> (learner name, units)
+        self._inflight: dict[Any, list[Unit]] = {}  # ref -> its units
+        self._names: dict[Unit, str] = {}  # the learner name of every unit in flight
         self._fit_seconds: dict[str, float] = {}  # per learner name: a running mean of measured fit times
         self._last = None  # the learner submitted last: its fit time sizes ``room``
 
     def submit(self, units: list[Unit], learner) -> None:
         for unit in units:
-            heapq.heappush(self._queue, (unit, self._seq, learner))
+            heapq.heappush(self._queue, ((unit.trial, unit.stage, unit.subset), self._seq, unit, learner))
             self._seq += 1
         self._last = learner
 
@@ -144,17 +152,19 @@ class FitRunner:
         """Drop the queued fits of a configuration and cancel its tasks. Without a timeout, a running task is
         interrupted politely (its worker lives on, warm); with ``fit_timeout_s`` the user has said hung fits must
         die, so its worker is killed (a polite cancel first would make Ray ignore a forced one right after)."""
-        self._queue = [job for job in self._queue if job[0].trial != trial]
+        self._queue = [job for job in self._queue if job[0][0] != trial]
         heapq.heapify(self._queue)
-        for ref, (_, units) in list(self._inflight.items()):
-            if units[0].trial == trial:
+        for ref, units in list(self._inflight.items()):
+            if all(u.trial == trial for u in units):  # a task shared with other configurations runs on
                 self._ray.cancel(ref, force=self._timeout is not None)
                 if self._timeout is not None:
-                    del self._inflight[ref], self._deadline[ref]
+                    del self._deadline[ref]
+                    for u in self._inflight.pop(ref):
+                        self._names.pop(u, None)
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + sum(len(units) for _, units in self._inflight.values())
+        return len(self._queue) + sum(len(units) for units in self._inflight.values())
 
     def room(self) -> int:
         """Two tasks' worth of fits per slot, less what is already pending."""
@@ -173,21 +183,29 @@ class FitRunner:
 
     def _dispatch(self) -> None:
         while self._queue and len(self._inflight) < self._max_inflight:
-            first, _, learner = self._queue[0]
+            learner = self._queue[0][3]
             size = self._batch_size(learner)
-            batch: list[Unit] = []
-            while (self._queue and len(batch) < size and self._queue[0][0].trial == first.trial
-                   and self._queue[0][0].stage == first.stage):
-                batch.append(heapq.heappop(self._queue)[0])
-            ref = self._launch(learner, batch)
-            self._inflight[ref] = (learner.name, batch)
+            groups: list[tuple[Any, list[Unit]]] = []
+            taken = 0
+            while self._queue and taken < size:
+                _, _, unit, unit_learner = heapq.heappop(self._queue)
+                if groups and groups[-1][0] is unit_learner and groups[-1][1][-1].trial == unit.trial:
+                    groups[-1][1].append(unit)
+                else:
+                    groups.append((unit_learner, [unit]))
+                taken += 1
+            ref = self._launch(groups)
+            self._inflight[ref] = [u for _, units in groups for u in units]
+            for group_learner, units in groups:
+                for u in units:
+                    self._names[u] = group_learner.name
             if self._timeout:
                 self._deadline[ref] = time.monotonic() + self._timeout
 
-    def _launch(self, learner, units: list[Unit]):
+    def _launch(self, groups: list[tuple[Any, list[Unit]]]):
         """One task for a batch of fits, named for people."""
-        return self._remote.options(**self._resources, name=task_name(self._label, units)).remote(
-            self._fit, self._ref, learner, units, self._seed)
+        return self._remote.options(**self._resources, name=task_name(self._label, groups)).remote(
+            self._fit, self._ref, groups, self._seed)
 
     def wait(self) -> list[FitResult]:
         """Dispatch what fits, block until at least one task finishes, return its results (empty when idle)."""
@@ -196,11 +214,15 @@ class FitRunner:
         if not self._inflight:
             return []
         wait_s = max(0.0, min(self._deadline.values()) - time.monotonic()) if self._deadline else None
-        done, _ = ray.wait(list(self._inflight), num_returns=1, timeout=wait_s)
+        refs = list(self._inflight)
+        done, rest = ray.wait(refs, num_returns=1, timeout=wait_s)
+        if done and rest:  # every other task that has finished too: one driver round for all of them
+            done += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         out = self._expire(set(done))  # also while other fits finish: an overdue one must not keep its slot
         for ref in done:
             self._deadline.pop(ref, None)
-            name, units = self._inflight.pop(ref)
+            units = self._inflight.pop(ref)
+            names = [self._names.pop(u, None) for u in units]
             try:
                 results = ray.get(ref)
             except ray.exceptions.TaskCancelledError:
@@ -208,8 +230,8 @@ class FitRunner:
             except ray.exceptions.RayError as exc:  # the worker or its node died, beyond Ray's retries
                 message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
                 results = [FitResult(unit, error=message, transient=True) for unit in units]
-            for r in results:
-                if r.error is None:
+            for r, name in zip(results, names):
+                if r.error is None and name is not None:
                     seconds = r.fit_seconds + r.score_seconds
                     old = self._fit_seconds.get(name)
                     self._fit_seconds[name] = seconds if old is None else 0.7 * old + 0.3 * seconds
@@ -224,7 +246,9 @@ class FitRunner:
         for ref in [r for r, deadline in self._deadline.items() if deadline <= now and r not in finished]:
             self._ray.cancel(ref, force=True)
             del self._deadline[ref]
-            _, units = self._inflight.pop(ref)
+            units = self._inflight.pop(ref)
+            for u in units:
+                self._names.pop(u, None)
             out += [FitResult(unit, error=f"TimeoutError: the fit did not finish within ray.fit_timeout_s="
                               f"{self._timeout:g} s; its task was cancelled") for unit in units]
         return out
@@ -238,7 +262,7 @@ class FitRunner:
             for ref in refs:
                 self._ray.cancel(ref, force=True)
             refs = self._ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
-        self._queue, self._inflight, self._deadline = [], {}, {}
+        self._queue, self._inflight, self._deadline, self._names = [], {}, {}, {}
 
     def results(self) -> Iterator[FitResult]:
         """Yield every submitted fit's result, in the order they finish."""
@@ -264,11 +288,13 @@ class InProcessRunner:
     def __init__(self, fit: Callable[[Unit, Any], FitResult], *, slots: int = 2, shuffle=None):
         self._fit, self.slots, self._rng = fit, slots, shuffle
         self._queue: list[tuple[Unit, Any]] = []
+        self._sorted = True
         self._held: list[FitResult] = []
 
     def submit(self, units: list[Unit], learner) -> None:
+        if self._queue and units and units[0] < self._queue[-1][0]:
+            self._sorted = False  # sorted once, when fits are next taken
         self._queue += [(unit, learner) for unit in units]
-        self._queue.sort(key=lambda job: job[0])
 
     def cancel(self, trial: int) -> None:
         self._queue = [job for job in self._queue if job[0].trial != trial]
@@ -281,11 +307,16 @@ class InProcessRunner:
         return 2 * self.slots - self.pending
 
     def wait(self) -> list[FitResult]:
-        take = list(range(min(self.slots, len(self._queue))))
-        if self._rng is not None and self._queue:
-            take = sorted(self._rng.choice(len(self._queue), size=len(take), replace=False).tolist())
-        jobs = [self._queue[i] for i in take]
-        self._queue = [job for i, job in enumerate(self._queue) if i not in set(take)]
+        if not self._sorted:
+            self._queue.sort(key=lambda job: job[0])
+            self._sorted = True
+        n = min(self.slots, len(self._queue))
+        if self._rng is None or not self._queue:
+            jobs, self._queue = self._queue[:n], self._queue[n:]
+        else:
+            take = set(self._rng.choice(len(self._queue), size=n, replace=False).tolist())
+            jobs = [job for i, job in enumerate(self._queue) if i in take]
+            self._queue = [job for i, job in enumerate(self._queue) if i not in take]
         self._held += [self._fit(unit, learner) for unit, learner in jobs]
         if self._rng is None or not self._queue:
             out, self._held = self._held, []

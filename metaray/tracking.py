@@ -1,4 +1,5 @@
-"""MLflow tracking: one writer thread on the driver, so that SQLite never locks and logging stays off the fit path.
+"""MLflow tracking: one writer, in a process of its own, fed by the driver through a bounded queue, so that SQLite
+never locks and logging stays off the driver's path (see ``Tracker``).
 
 A search is a parent run (the spec as an artifact, the dataset, the best result and model); every
 configuration is a child run (its parameters, every aggregate, the per-subset scores as a step series, fit
@@ -10,7 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+import contextlib
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +60,19 @@ def _quick_http_failures() -> None:
 
 
 class Tracker:
-    """Logs one search to MLflow from a single background thread; every method returns at once."""
+    """Logs one search to MLflow from a process of its own; every method returns at once.
+
+    The driver hands each finished configuration to a bounded queue (``MAX_QUEUED``; a driver that runs that far
+    ahead waits) and a feeder thread pipes it to the tracking process, which owns the MLflow client: MLflow's
+    writes (SQLite transactions or HTTP calls) take neither the driver's time nor its GIL, and the search runs on
+    while tracking catches up. The process ignores Ctrl-C and ends when the driver closes the pipe, after logging
+    everything it was sent: an interrupted search loses no child run, and one whose driver was killed has its
+    parent run marked KILLED. Replies (the parent run id, each configuration logged, the end) come back on the
+    process's own pipe.
+    """
+
+    #: configurations waiting for the tracking process before the driver waits for it
+    MAX_QUEUED = 10_000
 
     def __init__(self, spec, run_dir: Path, dataset: dict[str, Any], *, uri: str | None = None,
                  parent_id: str | None = None):
@@ -62,53 +81,157 @@ class Tracker:
         self.spec, self.run_dir, self.dataset = spec, Path(run_dir), dataset
         self.uri = uri or absolute_uri(tracking_uri(spec.tracking.uri))
         self.experiment_name = spec.tracking.experiment or spec.name
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="metaray-mlflow")
-        self._client = None
         self.parent_id: str | None = parent_id
-        self._logged: set[str] = set()
-        self._pending: list[Future] = []
+        self.sent = 0  # configurations handed to the queue
+        self.logged = 0  # configurations the tracking process has logged
+        self._queue: queue.Queue = queue.Queue(self.MAX_QUEUED)
+        self._proc: subprocess.Popen | None = None
+        self._started: Future = Future()
+        self._finished: Future | None = None
+        self._failure: str | None = None
+        self._threads: list[threading.Thread] = []
 
     # called by the driver --------------------------------------------------------------------------------
 
     def start(self) -> Future:
-        """Connect, create the experiment and the parent run (or reopen it on resume); the future's result is
-        the parent run id, or a SpecError when the tracking store cannot be reached."""
-        return self._pool.submit(self._start)
+        """Start the tracking process, which connects, creates the experiment and the parent run (or reopens it on
+        resume); the future's result is the parent run id, or a SpecError when the tracking store cannot be
+        reached."""
+        import metaray
+
+        env = dict(os.environ)
+        package_root = str(Path(metaray.__file__).resolve().parents[1])  # metaray importable, installed or not
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env.pop("RAY_ADDRESS", None)  # nothing Ray in there
+        self._proc = subprocess.Popen([sys.executable, "-m", "metaray.tracking"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, env=env)
+        for target in (self._feed, self._read):
+            thread = threading.Thread(target=target, name=f"metaray-mlflow{target.__name__}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._queue.put(("start", {"spec": self.spec, "run_dir": self.run_dir, "dataset": self.dataset,
+                                   "uri": self.uri, "experiment": self.experiment_name, "parent_id": self.parent_id}))
+        return self._started
 
     def log_trial(self, row: dict[str, Any], trial_id: str, status: str, params: dict[str, Any], learner: str,
                   error: str | None, series: list[tuple[int, dict[str, float], float]]) -> None:
         """One configuration: its results-table ``row``, its parameters and its per-subset ``series`` of
-        (subset, scores, fit seconds)."""
-        if trial_id in self._logged:
-            return  # logged before the crash that this run resumes from
+        (subset, scores, fit seconds). Waits only when ``MAX_QUEUED`` configurations are still to be logged."""
         snapshot = {"row": dict(row), "id": trial_id, "status": status, "visible": dict(params), "learner": learner,
                     "error": error, "results": list(series)}
-        self._pending.append(self._pool.submit(self._log_trial, snapshot))
+        self.sent += 1
+        self._queue.put(("trial", snapshot))
+
+    @property
+    def lag(self) -> int:
+        """Configurations handed over but not yet logged."""
+        return self.sent - self.logged
 
     def finish(self, result, model) -> Future:
-        return self._pool.submit(self._finish, result, model)
+        """Log the search's results and its best model (after every configuration before it); the future resolves
+        when that is done."""
+        self._finished = Future()
+        self._queue.put(("finish", result, _pickled(model)))
+        return self._finished
 
     def abort(self) -> None:
-        """Mark the parent run KILLED, on the writer thread: after a start still under way, whatever stopped the
-        search first."""
-        def kill():
-            if self.parent_id and self._client is not None:
-                self._client.set_terminated(self.parent_id, "KILLED")
+        """Mark the parent run KILLED, after everything already handed over is logged."""
+        self._queue.put(("abort",))
 
-        self._pool.submit(kill)
+    def close(self, say=lambda line: None) -> None:
+        """Hand over the end and wait for the tracking process to log everything it has; interrupted (Ctrl-C) while
+        it catches up, it is left to finish on its own, and said so."""
+        if self._proc is None:
+            return
+        self._queue.put(None)
+        if self.lag > 0:
+            say(f"MLflow: logging the last {self.lag} configurations")
+        try:
+            self._proc.wait()
+        except KeyboardInterrupt:
+            say(f"MLflow: {self.lag} configurations are still being logged by process {self._proc.pid}, "
+                "which ends when it is done")
+            raise
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if not self._started.done():
+            self._started.set_exception(RuntimeError(f"the tracking process exited with {self._proc.returncode}"))
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_exception(RuntimeError(f"the tracking process exited with {self._proc.returncode}"))
+        if self._failure:
+            import warnings
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        for f in self._pending:
-            if f.exception() is not None:
-                import warnings
+            warnings.warn(f"MLflow logging failed: {self._failure}", stacklevel=2)
 
-                warnings.warn(f"MLflow logging failed: {f.exception()}", stacklevel=2)
-                break
+    # the driver's threads --------------------------------------------------------------------------------
 
-    # the writer thread -----------------------------------------------------------------------------------
+    def _feed(self) -> None:
+        """Queue -> the process's stdin; the sentinel None closes it."""
+        pipe = self._proc.stdin
+        try:
+            while (message := self._queue.get()) is not None:
+                pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                if self._queue.empty():
+                    pipe.flush()
+        except (BrokenPipeError, OSError):  # the process died: its exit status says so
+            while self._queue.get() is not None:  # keep the driver's puts from blocking
+                pass
+        finally:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
-    def _start(self) -> str:
+    def _read(self) -> None:
+        """The process's replies -> futures and counters."""
+        pipe = self._proc.stdout
+        while True:
+            try:
+                kind, value = pickle.load(pipe)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                return
+            if kind == "started":
+                self.parent_id = value
+                self._started.set_result(value)
+            elif kind == "start-error":
+                self._started.set_exception(value)
+            elif kind == "logged":
+                self.logged += 1
+            elif kind == "failed":
+                self._failure = self._failure or value
+            elif kind == "finished" and self._finished is not None:
+                if value is None:
+                    self._finished.set_result(None)
+                else:
+                    self._finished.set_exception(RuntimeError(value))
+
+
+def _pickled(model) -> bytes | None:
+    """The best model as bytes for the tracking process (cloudpickle, as MLflow itself saves it)."""
+    if model is None:
+        return None
+    import cloudpickle
+
+    return cloudpickle.dumps(model)
+
+
+class Writer:
+    """The MLflow side of a search, in the tracking process: one client, one call after another."""
+
+    def __init__(self, spec, run_dir: Path, dataset: dict[str, Any], uri: str, experiment: str,
+                 parent_id: str | None):
+        self.spec, self.run_dir, self.dataset, self.uri = spec, Path(run_dir), dataset, uri
+        self.experiment_name, self.parent_id = experiment, parent_id
+        self._client = None
+        self._experiment_id: str | None = None
+        self._logged: set[str] = set()
+        self.ended = False  # finished or aborted: the parent run has its final status
+
+    def abort(self) -> None:
+        """The search stopped without an answer: its parent run is KILLED (a resume sets it running again)."""
+        self.ended = True
+        if self.parent_id and self._client is not None:
+            self._client.set_terminated(self.parent_id, "KILLED")
+
+    def start(self) -> str:
         import logging
 
         _quick_http_failures()
@@ -125,6 +248,7 @@ class Tracker:
         try:
             exp = client.get_experiment_by_name(self.experiment_name)
             exp_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
+            self._experiment_id = exp_id
         except Exception as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SpecError("tracking.uri", f"cannot reach the MLflow tracking store ({msg[:300]})",
@@ -165,8 +289,10 @@ class Tracker:
             self._client.log_batch(run_id, metrics=m[i * 1000 : (i + 1) * 1000], params=p[i * 100 : (i + 1) * 100],
                                    tags=t[i * 100 : (i + 1) * 100])
 
-    def _log_trial(self, s: dict[str, Any]) -> None:
-        from metaray.aggregates import aggregate, objective_mode
+    def log_trial(self, s: dict[str, Any]) -> None:
+        if s["id"] in self._logged:
+            return  # logged before the crash that this run resumes from
+        from metaray.aggregates import objective_mode, running
         from metaray.metrics import get_metric
 
         client, spec, row = self._client, self.spec, s["row"]
@@ -182,7 +308,7 @@ class Tracker:
             tags["metaray.metric"] = primary
         if s["error"]:
             tags["metaray.error"] = s["error"][:5000]
-        run = client.create_run(client.get_run(self.parent_id).info.experiment_id, run_name=s["id"], tags=tags)
+        run = client.create_run(self._experiment_id, run_name=s["id"], tags=tags)
         params = {"learner": s["learner"], **{k: v for k, v in s["visible"].items() if k != "learner"}}
         metrics = [(k, row[k], 0) for k in ("objective", "mean", "std", "worst", "median", "cvar", "mean_minus_std",
                                              "subsets_done") if k in row]
@@ -192,10 +318,9 @@ class Tracker:
         metrics.append(("fit_seconds_total", sum(r[2] for r in s["results"]), 0))
         if primary:
             values = [r[1][primary] for r in s["results"]]
-            for m in range(1, len(values) + 1):
-                running = aggregate(values[:m], greater_is_better=gib, alpha=spec.objective.alpha,
-                                    lam=spec.objective.lam)[spec.objective.aggregate]
-                metrics.append(("running_objective", running, m))
+            metrics += [("running_objective", v, m) for m, v in enumerate(
+                running(values, spec.objective.aggregate, greater_is_better=gib, alpha=spec.objective.alpha,
+                        lam=spec.objective.lam), 1)]
             self._tensorboard(s["id"], values, metrics)
         self._batch(run.info.run_id, params=params, metrics=metrics)
         client.set_terminated(run.info.run_id, "FAILED" if s["status"] == "failed" else "FINISHED")
@@ -210,7 +335,8 @@ class Tracker:
             for k, v in enumerate(values):
                 w.add_scalar("score/subset", v, k)
 
-    def _finish(self, result, model) -> None:
+    def finish(self, result, model) -> None:
+        self.ended = True
         client = self._client
         metrics = [("configurations", len(result.results), 0), ("fits_run", result.fits_run, 0)]
         for status in ("completed", "stopped", "failed"):
@@ -249,3 +375,77 @@ class Tracker:
             client.set_tag(self.parent_id, "metaray.error", (result.refit_error or result.failures()
                                                              or "no configuration completed")[:5000])
         client.set_terminated(self.parent_id, "FINISHED" if result.ok else "FAILED")
+
+
+#: the tracking process's niceness once it has started: beside two fits on every core it still gets about a twentieth
+#: of a core (a few child runs a second in SQLite), and all it wants when the cores are idle
+NICENESS = 10
+
+
+def _serve() -> None:
+    """The tracking process: messages from the driver on stdin, replies on what was stdout (stdout itself goes to
+    stderr, where MLflow's own prints belong), until the driver closes the pipe."""
+    import importlib
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the search; this process logs what it was sent
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    requests = sys.stdin.buffer
+
+    def reply(kind: str, value=None) -> None:
+        pickle.dump((kind, value), replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
+    writer: Writer | None = None
+    while True:
+        try:
+            message = pickle.load(requests)
+        except EOFError:
+            break
+        kind = message[0]
+        if kind == "start":
+            writer = Writer(**message[1])
+            try:
+                reply("started", writer.start())
+            except Exception as exc:
+                writer = None
+                reply("start-error", exc if isinstance(exc, SpecError) else RuntimeError(_line(exc)))
+                continue
+            # while the first fits run: what the search's end will need (its results table, the best model), so
+            # that its end waits on no import; then the fits come first and tracking catches up
+            for module in ("pandas", "sklearn.pipeline", "metaray.results", "metaray.data", "mlflow.sklearn"):
+                with contextlib.suppress(Exception):
+                    importlib.import_module(module)
+            with contextlib.suppress(OSError):
+                os.nice(NICENESS)
+        elif writer is None:
+            continue  # no store: nothing to log (the driver has been told)
+        elif kind == "trial":
+            try:
+                writer.log_trial(message[1])
+            except Exception as exc:
+                reply("failed", _line(exc))
+            reply("logged")
+        elif kind == "finish":
+            try:
+                model = pickle.loads(message[2]) if message[2] is not None else None
+                writer.finish(message[1], model)
+                reply("finished")
+            except Exception as exc:
+                reply("finished", _line(exc))
+        elif kind == "abort":
+            writer.abort()
+    if writer is not None and not writer.ended:  # the driver went away without a word: it was killed
+        with contextlib.suppress(Exception):
+            writer.abort()
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+if __name__ == "__main__":
+    _serve()

@@ -5,6 +5,7 @@ Searches run through the `metaray` command in this process, on the session's Ray
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 
@@ -203,3 +204,43 @@ def test_fits_lost_with_their_worker_are_fitted_again_on_resume(tmp_path, capsys
     crash.unlink()  # the cluster is healthy again
     assert main(["resume", str(folder)]) == 0
     assert (pd.read_csv(folder / "results.csv")["status"] == "completed").all()
+
+
+def test_ctrl_c_in_a_terminal_loses_no_configuration_in_mlflow(tmp_path):
+    """Tracking runs in a process of its own that lags behind a fast search; Ctrl-C (SIGINT to the whole process
+    group, as a terminal sends it) stops the search, and every configuration that ended before reaches MLflow with
+    all its steps before the command exits; the parent run is KILLED and no tracking process is left."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    spec = {"name": "ctrlc", "seed": 0, "storage": str(tmp_path / "runs"), "data": {"dataset": "iris"},
+            "learner": {"name": "sklearn.dummy.DummyClassifier"}, "subsets": {"k": 20},
+            "search": {"num_samples": 2000, "space": {"strategy": {"choice": ["prior", "stratified", "uniform"]}}}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    db = tmp_path / "mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    proc = subprocess.Popen([sys.executable, "-m", "metaray", "run", str(path)], env=env, cwd=tmp_path, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    ended, rest = 0, ""
+    for line in proc.stderr:
+        ended += line.startswith("[")
+        if ended == 150:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=300) == 130, rest[-2000:]
+    ended += sum(line.startswith("[") for line in rest.splitlines())
+    assert 150 <= ended < 2000 and "metaray: interrupted" in rest
+    con = sqlite3.connect(db)
+    parent, status = con.execute("select run_uuid, status from runs where run_uuid not in "
+                                 "(select run_uuid from tags where key = 'mlflow.parentRunId')").fetchone()
+    children = con.execute("select count(*) from tags where key = 'mlflow.parentRunId' and value = ?",
+                           (parent,)).fetchone()[0]
+    steps = con.execute("select count(*) from metrics where key = 'accuracy' and run_uuid in (select run_uuid from "
+                        "tags where key = 'mlflow.parentRunId' and value = ?)", (parent,)).fetchone()[0]
+    con.close()
+    assert (status, children, steps) == ("KILLED", ended, 20 * ended)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "metaray.tracking" in " ".join(p.info["cmdline"] or [])]

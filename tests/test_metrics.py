@@ -36,3 +36,25 @@ def test_aggregates_follow_the_metric_direction():
     assert aggregate([0.5], greater_is_better=True)["std"] == 0.0
     assert set(AGGREGATES) <= set(up)
     assert objective_mode("std", True) == "min" and objective_mode("mean", False) == "min"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_numpy_metrics_equal_scikit_learns(seed):
+    """accuracy, mse, rmse, mae and r2 are computed in NumPy (scikit-learn validates at length, most of a short
+    fit's cost): they must give scikit-learn's values, labels of any type and constant targets included."""
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    words = np.array(["cat", "dog", "émeu"])[rng.integers(0, 3, n)]
+    guess = np.array(["cat", "dog", "émeu"])[rng.integers(0, 3, n)]
+    for y, p in ((words, guess), (rng.integers(0, 2, n).astype(bool), rng.integers(0, 2, n).astype(bool)),
+                 (rng.integers(0, 4, n), rng.integers(0, 4, n))):
+        assert get_metric("accuracy")(y, p) == pytest.approx(sk.accuracy_score(y, p))
+    y, p = rng.normal(size=n) * 10, rng.normal(size=n) * 10
+    constant = np.full(n, 3.0)
+    for yy, pp in ((y, p), (constant, p), (constant, constant), (y, y), (y.astype(np.float32), p.astype(int))):
+        assert get_metric("mse")(yy, pp) == pytest.approx(sk.mean_squared_error(yy, pp))
+        assert get_metric("rmse")(yy, pp) == pytest.approx(math.sqrt(sk.mean_squared_error(yy, pp)))
+        assert get_metric("mae")(yy, pp) == pytest.approx(sk.mean_absolute_error(yy, pp))
+        assert get_metric("r2")(yy, pp) == pytest.approx(sk.r2_score(yy, pp))

@@ -101,23 +101,31 @@ def test_unsatisfiable_resources_are_refused_up_front():
         evaluate(iris(ray={"cpus_per_fit": 64}))
 
 
-def test_short_fits_are_batched_and_every_result_comes_back():
+def test_short_fits_are_batched_across_configurations_and_every_result_comes_back_from_its_own_learner():
     import ray
 
-    prepared = prepare(load_spec(iris(subsets={"k": 24, "protocol": "full"})))
-    runner = FitRunner(score_fit, ray.put(prepared.problem()))
-    runner.submit([Unit(0, 0, k) for k in range(24)], prepared.learner)
-    seen, sizes = [], []
+    from metaray.spec import LearnerSpec
+
+    prepared = prepare(load_spec(iris(subsets={"k": 6, "protocol": "holdout"})))
+    problem = prepared.problem()
+    runner = FitRunner(score_fit, ray.put(problem))
+    learners = [prepared.learner_for(LearnerSpec(name="logistic_regression", params={"C": c}))
+                for c in (0.001, 0.01, 1.0, 100.0)]
+    for trial, learner in enumerate(learners):
+        runner.submit([Unit(trial, 0, k) for k in range(6)], learner)
+    groups_per_task = []
     original = runner._launch
 
-    def counting(learner, units):
-        sizes.append(len(units))
-        return original(learner, units)
+    def counting(groups):
+        groups_per_task.append([(units[0].trial, len(units)) for _, units in groups])
+        return original(groups)
 
     runner._launch = counting
-    seen = [r.subset for r in runner.results()]
-    assert sorted(seen) == list(range(24))
-    assert len(sizes) < 24 and max(sizes) > 1  # ms-scale fits share tasks
+    got = {(r.unit.trial, r.subset): r.scores["accuracy"] for r in runner.results()}
+    assert sorted(got) == [(t, k) for t in range(4) for k in range(6)]
+    assert len(groups_per_task) < 24 and any(len(g) > 1 for g in groups_per_task), groups_per_task
+    for (trial, k), score in got.items():  # each fit used its own configuration's learner
+        assert score == score_fit(problem, learners[trial], Unit(trial, 0, k), 0).scores["accuracy"]
 
 
 def test_cancel_drops_queued_fits():

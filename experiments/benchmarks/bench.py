@@ -253,6 +253,48 @@ def run_tune(w: Workload):
     return wall, len(learners) * prepared.plan.k, results.get_best_result().metrics["objective"]
 
 
+def run_ray_tasks(w: Workload):
+    """Plain Ray tasks, each calling metaray's fit function on one configuration's subsets (a batch): the floor
+    for any driver on Ray; the decomposition's first step."""
+    import numpy as np
+    import ray
+
+    from metaray.fits import Unit
+    from metaray.objective import score_fit
+
+    prepared, learners = _problem(w)
+    ref, k, metric = ray.put(prepared.problem()), prepared.plan.k, prepared.metrics[0]
+
+    @ray.remote(num_cpus=1)
+    def batch(problem, learner, i):
+        return [score_fit(problem, learner, Unit(i, 0, j), w.spec["seed"]).scores[metric] for j in range(k)]
+
+    t0 = time.perf_counter()
+    scores = ray.get([batch.remote(ref, learner, i) for i, learner in enumerate(learners)])
+    return time.perf_counter() - t0, len(learners) * k, _best(np.mean(scores, axis=1).tolist())
+
+
+def run_fitrunner(w: Workload):
+    """metaray's runner alone (its batching, its dispatch), fed every fit at once, no driver: the second step."""
+    import numpy as np
+    import ray
+
+    from metaray.fits import Unit
+    from metaray.objective import score_fit
+    from metaray.runners import FitRunner
+
+    prepared, learners = _problem(w)
+    ref, k, metric = ray.put(prepared.problem()), prepared.plan.k, prepared.metrics[0]
+    runner = FitRunner(score_fit, ref, seed=w.spec["seed"])
+    t0 = time.perf_counter()
+    for i, learner in enumerate(learners):
+        runner.submit([Unit(i, 0, j) for j in range(k)], learner)
+    scores = np.zeros((len(learners), k))
+    for r in runner.results():
+        scores[r.unit.trial, r.unit.subset] = r.scores[metric]
+    return time.perf_counter() - t0, len(learners) * k, _best(scores.mean(axis=1).tolist())
+
+
 def _metaray_spec(w: Workload, **search) -> dict:
     return {**w.spec, "search": {**w.spec["search"], "num_samples": len(w.configs), **search}}
 
@@ -267,8 +309,18 @@ def run_metaray(w: Workload, track: bool = False):
     return wall, result.fits_run, result.best["objective"]
 
 
+def run_metaray_tracked(w: Workload):
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        try:
+            return run_metaray(w, track=True)
+        finally:
+            del os.environ["MLFLOW_TRACKING_URI"]
+
+
 METHODS = {"sequential": run_sequential, "joblib": run_joblib, "optuna (sequential)": run_optuna,
-           "tune (trial per config)": run_tune, "metaray": run_metaray}
+           "tune (trial per config)": run_tune, "ray tasks (a batch per config)": run_ray_tasks,
+           "metaray FitRunner alone": run_fitrunner, "metaray": run_metaray, "metaray + MLflow": run_metaray_tracked}
 
 
 def measure(workload: Workload, methods: list[str], repeat: int = 1) -> list[Row]:
@@ -430,6 +482,143 @@ def driver_kill(quick: bool) -> list[Row]:
             for mode, (wall, rc) in walls.items()]
 
 
+def _noop_spec(n: int, k: int = 20) -> dict:
+    return {"name": "THROUGHPUT", "seed": 0, "data": {"dataset": "iris"},
+            "learner": {"name": "sklearn.dummy.DummyClassifier"}, "subsets": {"k": k, "fraction": 0.8},
+            "search": {"num_samples": n,
+                       "space": {"strategy": {"choice": ["prior", "most_frequent", "stratified", "uniform"]}}}}
+
+
+def mlflow_ceiling(n: int, last: int, k: int = 20) -> float:
+    """Child runs per second through ``MlflowClient`` alone, on a new SQLite store: each with the tags, parameters,
+    aggregates and per-subset series (scores, fit seconds, running objective) that metaray logs for a configuration,
+    in the fewest calls the client allows (create_run with its tags, one log_batch, set_terminated). The rate is
+    that of the ``last`` of ``n`` child runs: a store slows as it fills, so it is compared with metaray's over the
+    same stretch of the same store size."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    with tempfile.TemporaryDirectory() as tmp:
+        client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+        exp = client.create_experiment("ceiling")
+        parent = client.create_run(exp).info.run_id
+        ends = []
+        for i in range(n):
+            tags = {"mlflow.parentRunId": parent, **{f"tag{j}": "x" for j in range(12)}}
+            run = client.create_run(exp, run_name=f"t{i:04d}", tags=tags).info.run_id
+            now = int(time.time() * 1000)
+            metrics = [Metric(name, 0.5, now, 0) for name in ("objective", "mean", "std", "worst", "median", "cvar",
+                                                              "mean_minus_std", "subsets_done", "fit_seconds_total")]
+            metrics += [Metric(name, 0.5, now, step) for step in range(k)
+                        for name in ("accuracy", "fit_seconds", "running_objective")]
+            client.log_batch(run, metrics=metrics, params=[Param("learner", "dummy"), Param("strategy", "prior")])
+            client.set_terminated(run, "FINISHED")
+            ends.append(time.perf_counter())
+        last = max(2, min(last, n))
+        return (last - 1) / (ends[-1] - ends[-last])
+
+
+def throughput(quick: bool) -> list[Row]:
+    """THROUGHPUT: N configurations x K = 20 subsets of a no-op learner (DummyClassifier on iris), MLflow on, at two
+    sizes; the marginal rate between them excludes Ray's start, the tracking process's start and the refit.
+
+    Reported: results/s of the search itself (until its last configuration ended), the driver process's own CPU
+    per result (what bounds the results/s one driver core can take in, whatever the cluster's size), how long
+    tracking lagged behind the search and its rate while it caught up, against MLflow's client alone on the same
+    kind of store; and the counts of child runs, metric values and steps that arrived in MLflow."""
+    import sqlite3
+
+    import psutil
+
+    from metaray.run import search as run_search
+
+    sizes = (20, 60) if quick else (100, 500)
+    me, k = psutil.Process(), 20
+    runs = {}
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+            ended: list[float] = []
+            cpu0, t0 = me.cpu_times(), time.perf_counter()
+            cpu_at_end: list = []
+
+            def progress(line: str) -> None:
+                if line.startswith("["):
+                    ended.append(time.perf_counter())
+                    cpu_at_end[:] = [me.cpu_times()]
+
+            try:
+                result = run_search(_noop_spec(n, k), run_dir=Path(tmp) / "run", track=True, progress=progress)
+            finally:
+                del os.environ["MLFLOW_TRACKING_URI"]
+            done = time.perf_counter()
+            cpu = cpu_at_end[0].user + cpu_at_end[0].system - cpu0.user - cpu0.system
+            db = sqlite3.connect(f"{tmp}/mlflow.db")
+            parent = result.mlflow_run_id
+            children = db.execute("select run_uuid, end_time from runs where run_uuid in (select run_uuid from tags "
+                                  "where key = 'mlflow.parentRunId' and value = ?)", (parent,)).fetchall()
+            steps = db.execute("select count(*) from metrics where key = 'accuracy' and run_uuid in (select run_uuid "
+                               "from tags where key = 'mlflow.parentRunId' and value = ?)", (parent,)).fetchone()[0]
+            values = db.execute("select count(*) from metrics where run_uuid in (select run_uuid from tags where "
+                                "key = 'mlflow.parentRunId' and value = ?)", (parent,)).fetchone()[0]
+            ends = sorted(e / 1000 for _, e in children if e)
+            db.close()
+            wall_end = time.time() - (done - ended[-1])  # the search's last configuration, on the wall clock
+            caught_up = [e for e in ends if e > wall_end]
+            catch_rate = (len(caught_up) - 1) / (caught_up[-1] - caught_up[0]) if len(caught_up) > 2 else float("nan")
+            runs[n] = dict(search_s=ended[-1] - t0, cpu=cpu, total_s=done - t0, lag_s=done - ended[-1],
+                           children=len(children), steps=steps, values=values, fits=result.fits_run,
+                           catch_rate=catch_rate, caught_up=len(caught_up))
+    a, b = runs[sizes[0]], runs[sizes[1]]
+    extra = (sizes[1] - sizes[0]) * k
+    rate = extra / (b["search_s"] - a["search_s"])
+    driver_cpu = (b["cpu"] - a["cpu"]) / extra
+    ceiling = mlflow_ceiling(sizes[1], b["caught_up"], k)
+    expected_values = k * 3 + 9  # per child: 3 series of k steps, 9 single values
+    rows = []
+    for n in sizes:
+        r = runs[n]
+        complete = (r["children"] == n and r["steps"] == n * k and r["values"] == n * expected_values)
+        rows.append(Row("THROUGHPUT", f"metaray {n} configs x {k}, MLflow on", r["total_s"], r["fits"], float("nan"),
+                        float("nan"), fits_per_s=r["fits"] / r["search_s"],
+                        note=f"search {r['search_s']:.1f} s, tracking lagged {r['lag_s']:.1f} s after it, catching "
+                             f"up at {r['catch_rate']:.1f} child runs/s; MLflow got {r['children']}/{n} child runs, "
+                             f"{r['steps']}/{n * k} steps, {r['values']}/{n * expected_values} values"
+                             f"{'' if complete else ' -- INCOMPLETE'}"))
+    rows.append(Row("THROUGHPUT", "marginal", b["search_s"] - a["search_s"], extra, float("nan"), float("nan"),
+                    fits_per_s=rate,
+                    note=f"{rate:.0f} results/s (target >= 5000); driver CPU {driver_cpu * 1e6:.0f} us/result = "
+                         f"{1 / driver_cpu:.0f} results/s per driver core; tracking caught up at "
+                         f"{b['catch_rate']:.1f} child runs/s = {b['catch_rate'] / ceiling:.0%} of MLflow's client "
+                         f"alone over the same {b['caught_up']} child runs of a store of {sizes[1]} ({ceiling:.1f}/s; target >= 90%)"))
+    return rows
+
+
+def driver_only(quick: bool) -> list[Row]:
+    """DRIVER: the Ray-free driver with the in-process runner and a fit that does nothing: what stands between
+    metaray and a very large cluster (100,000 results)."""
+    from metaray.aggregates import aggregate
+    from metaray.driver import Driver, Layout, drive
+    from metaray.fits import FitResult
+    from metaray.runners import InProcessRunner
+    from metaray.schedulers import NoScheduler
+    from metaray.searchers import make_searcher
+    from metaray.space import parse_space
+    from metaray.spec import LearnerSpec
+
+    n, k = (500 if quick else 5000), 20
+    space = parse_space({"C": {"loguniform": [1e-3, 100.0]}}, LearnerSpec(name="logistic_regression"))
+    driver = Driver(make_searcher("random", space, n, "max", 0), NoScheduler(), Layout.over_subsets(k, []),
+                    num_samples=n, max_concurrent=None, score=lambda s: aggregate(s, greater_is_better=True),
+                    objective="mean", metric="accuracy", accept=lambda config: None)
+    runner = InProcessRunner(lambda unit, learner: FitResult(unit, scores={"accuracy": 0.5}), slots=64)
+    t0 = time.perf_counter()
+    drive(driver, runner, learner_for=lambda trial, unit: None)
+    wall = time.perf_counter() - t0
+    return [Row("DRIVER", "driver + in-process runner, no-op fits", wall, n * k, float("nan"), float("nan"),
+                fits_per_s=n * k / wall, note=f"{n * k / wall:.0f} results/s (target >= 50000)")]
+
+
 def demo_cold() -> list[Row]:
     """The README's demo, cold: a fresh process, Ray start and a new MLflow store included."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -459,7 +648,8 @@ def ray_start() -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
-    parser.add_argument("--only", default="P1,P2,P3,P4,MEM,DEMO,RESUME", help="comma-separated workloads")
+    parser.add_argument("--only", default="P1,P2,P3,P4,MEM,DEMO,RESUME,THROUGHPUT,DRIVER",
+                        help="comma-separated workloads")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods for P1/P2")
     parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds of P1/P2 (medians reported)")
@@ -483,6 +673,10 @@ def main(argv=None) -> int:
         rows += scaling(args.quick)
     if "MEM" in only:
         rows += memory(args.quick)
+    if "THROUGHPUT" in only:
+        rows += throughput(args.quick)
+    if "DRIVER" in only:
+        rows += driver_only(args.quick)
     if args.json:
         print(json.dumps({"cores": CORES, "ray_start_s": startup, "rows": [asdict(r) for r in rows]}, indent=1))
         return 0
