@@ -184,11 +184,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def console_main() -> None:
     """The `metaray` command: main(), then a quick exit. Everything metaray writes is flushed and closed by
-    then (journal, results, MLflow's writer thread); the interpreter's own teardown of Ray's and MLflow's
+    then (journal, results, MLflow's tracking process); the interpreter's own teardown of Ray's and MLflow's
     modules takes seconds and has nothing left to save."""
     import os
 
     code = main()
+    if "metaray.tracking" in sys.modules:  # its process has logged everything by now; it ends with its pipe
+        sys.modules["metaray.tracking"].shutdown()
     if "ray" in sys.modules:
         import ray
 

@@ -149,18 +149,20 @@ class FitRunner:
         self._last = learner
 
     def cancel(self, trial: int) -> None:
-        """Drop the queued fits of a configuration and cancel its tasks. Without a timeout, a running task is
-        interrupted politely (its worker lives on, warm); with ``fit_timeout_s`` the user has said hung fits must
-        die, so its worker is killed (a polite cancel first would make Ray ignore a forced one right after)."""
+        """Drop the queued fits of a configuration. Its running tasks finish (their results are ignored): a polite
+        cancel raises KeyboardInterrupt wherever the task's Python code is, and one that lands in an import (a
+        first ``import torch``) leaves that module half-imported in the worker, failing every later fit there. With
+        ``fit_timeout_s`` the user has said hung fits must die: then its tasks are cancelled and their workers killed."""
         self._queue = [job for job in self._queue if job[0][0] != trial]
         heapq.heapify(self._queue)
+        if self._timeout is None:
+            return
         for ref, units in list(self._inflight.items()):
             if all(u.trial == trial for u in units):  # a task shared with other configurations runs on
-                self._ray.cancel(ref, force=self._timeout is not None)
-                if self._timeout is not None:
-                    del self._deadline[ref]
-                    for u in self._inflight.pop(ref):
-                        self._names.pop(u, None)
+                self._ray.cancel(ref, force=True)
+                del self._deadline[ref]
+                for u in self._inflight.pop(ref):
+                    self._names.pop(u, None)
 
     @property
     def pending(self) -> int:

@@ -60,19 +60,15 @@ def _quick_http_failures() -> None:
 
 
 class Tracker:
-    """Logs one search to MLflow from a process of its own; every method returns at once.
+    """Logs one search to MLflow through the tracking process (see ``_Server``); every method returns at once.
 
     The driver hands each finished configuration to a bounded queue (``MAX_QUEUED``; a driver that runs that far
     ahead waits) and a feeder thread pipes it to the tracking process, which owns the MLflow client: MLflow's
     writes (SQLite transactions or HTTP calls) take neither the driver's time nor its GIL, and the search runs on
-    while tracking catches up. The process ignores Ctrl-C and ends when the driver closes the pipe, after logging
-    everything it was sent: an interrupted search loses no child run, and one whose driver was killed has its
-    parent run marked KILLED. Replies (the parent run id, each configuration logged, the end) come back on the
-    process's own pipe.
+    while tracking catches up. The process ignores Ctrl-C and logs everything it was sent before it says a search
+    has ended: an interrupted search loses no child run, and one whose driver was killed has its parent run marked
+    KILLED when the process sees its pipe close.
     """
-
-    #: configurations waiting for the tracking process before the driver waits for it
-    MAX_QUEUED = 10_000
 
     def __init__(self, spec, run_dir: Path, dataset: dict[str, Any], *, uri: str | None = None,
                  parent_id: str | None = None):
@@ -84,43 +80,33 @@ class Tracker:
         self.parent_id: str | None = parent_id
         self.sent = 0  # configurations handed to the queue
         self.logged = 0  # configurations the tracking process has logged
-        self._queue: queue.Queue = queue.Queue(self.MAX_QUEUED)
-        self._proc: subprocess.Popen | None = None
+        self.failure: str | None = None
+        self._server: _Server | None = None
         self._started: Future = Future()
         self._finished: Future | None = None
-        self._failure: str | None = None
-        self._threads: list[threading.Thread] = []
+        self._ended: Future = Future()
 
     # called by the driver --------------------------------------------------------------------------------
 
     def start(self) -> Future:
-        """Start the tracking process, which connects, creates the experiment and the parent run (or reopens it on
-        resume); the future's result is the parent run id, or a SpecError when the tracking store cannot be
-        reached."""
-        import metaray
-
-        env = dict(os.environ)
-        package_root = str(Path(metaray.__file__).resolve().parents[1])  # metaray importable, installed or not
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        env.pop("RAY_ADDRESS", None)  # nothing Ray in there
-        self._proc = subprocess.Popen([sys.executable, "-m", "metaray.tracking"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, env=env)
-        for target in (self._feed, self._read):
-            thread = threading.Thread(target=target, name=f"metaray-mlflow{target.__name__}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        self._queue.put(("start", {"spec": self.spec, "run_dir": self.run_dir, "dataset": self.dataset,
-                                   "uri": self.uri, "experiment": self.experiment_name, "parent_id": self.parent_id}))
+        """Start (or reuse) the tracking process, which connects, creates the experiment and the parent run (or
+        reopens it on resume); the future's result is the parent run id, or a SpecError when the tracking store
+        cannot be reached."""
+        self._server = _server()
+        self._server.attach(self)
+        self._server.put(("start", {"spec": self.spec, "run_dir": self.run_dir, "dataset": self.dataset,
+                                    "uri": self.uri, "experiment": self.experiment_name,
+                                    "parent_id": self.parent_id}))
         return self._started
 
     def log_trial(self, row: dict[str, Any], trial_id: str, status: str, params: dict[str, Any], learner: str,
                   error: str | None, series: list[tuple[int, dict[str, float], float]]) -> None:
         """One configuration: its results-table ``row``, its parameters and its per-subset ``series`` of
-        (subset, scores, fit seconds). Waits only when ``MAX_QUEUED`` configurations are still to be logged."""
+        (subset, scores, fit seconds). Waits only when ``MAX_QUEUED`` messages are still to be logged."""
         snapshot = {"row": dict(row), "id": trial_id, "status": status, "visible": dict(params), "learner": learner,
                     "error": error, "results": list(series)}
         self.sent += 1
-        self._queue.put(("trial", snapshot))
+        self._server.put(("trial", snapshot))
 
     @property
     def lag(self) -> int:
@@ -131,39 +117,105 @@ class Tracker:
         """Log the search's results and its best model (after every configuration before it); the future resolves
         when that is done."""
         self._finished = Future()
-        self._queue.put(("finish", result, _pickled(model)))
+        self._server.put(("finish", result, _pickled(model)))
         return self._finished
 
     def abort(self) -> None:
         """Mark the parent run KILLED, after everything already handed over is logged."""
-        self._queue.put(("abort",))
+        if self._server is not None:
+            self._server.put(("abort",))
 
     def close(self, say=lambda line: None) -> None:
-        """Hand over the end and wait for the tracking process to log everything it has; interrupted (Ctrl-C) while
-        it catches up, it is left to finish on its own, and said so."""
-        if self._proc is None:
+        """Wait until the tracking process has logged everything of this search; interrupted (Ctrl-C) while it
+        catches up, it is left to finish on its own, and said so."""
+        if self._server is None:
             return
-        self._queue.put(None)
+        self._server.put(("end",))
         if self.lag > 0:
             say(f"MLflow: logging the last {self.lag} configurations")
         try:
-            self._proc.wait()
+            self._ended.result()
         except KeyboardInterrupt:
-            say(f"MLflow: {self.lag} configurations are still being logged by process {self._proc.pid}, "
+            say(f"MLflow: {self.lag} configurations are still being logged by process {self._server.pid}, "
                 "which ends when it is done")
             raise
-        for thread in self._threads:
-            thread.join(timeout=5)
-        if not self._started.done():
-            self._started.set_exception(RuntimeError(f"the tracking process exited with {self._proc.returncode}"))
-        if self._finished is not None and not self._finished.done():
-            self._finished.set_exception(RuntimeError(f"the tracking process exited with {self._proc.returncode}"))
-        if self._failure:
+        except RuntimeError:
+            pass  # the process died: said below
+        if self.failure:
             import warnings
 
-            warnings.warn(f"MLflow logging failed: {self._failure}", stacklevel=2)
+            warnings.warn(f"MLflow logging failed: {self.failure}", stacklevel=2)
 
-    # the driver's threads --------------------------------------------------------------------------------
+    # replies from the tracking process (on the server's reader thread) ------------------------------------
+
+    def _reply(self, kind: str, value) -> None:
+        if kind == "started":
+            self.parent_id = value
+            self._started.set_result(value)
+        elif kind == "start-error":
+            self._started.set_exception(value)
+        elif kind == "logged":
+            self.logged += 1
+        elif kind == "failed":
+            self.failure = self.failure or value
+        elif kind == "finished" and self._finished is not None:
+            if value is None:
+                self._finished.set_result(None)
+            else:
+                self._finished.set_exception(RuntimeError(value))
+        elif kind == "ended":
+            self._ended.set_result(None)
+
+    def _lost(self, why: str) -> None:
+        """The tracking process is gone: nothing this search waits for will come."""
+        self.failure = self.failure or why
+        for future in (self._started, self._finished, self._ended):
+            if future is not None and not future.done():
+                future.set_exception(RuntimeError(why))
+
+
+class _Server:
+    """The tracking process (``python -m metaray.tracking``) and the driver's two threads that talk to it: one per
+    driver process, shared by its searches one after another, so that MLflow is imported once. Messages go through
+    a bounded queue to its stdin; replies come back on its stdout to the search that is attached. It ends when its
+    stdin closes (``shutdown``, or the driver process ending in any way)."""
+
+    #: messages waiting for the tracking process before the driver waits for it
+    MAX_QUEUED = 10_000
+
+    def __init__(self):
+        import metaray
+
+        env = dict(os.environ)
+        package_root = str(Path(metaray.__file__).resolve().parents[1])  # metaray importable, installed or not
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env.pop("RAY_ADDRESS", None)  # nothing Ray in there
+        self._proc = subprocess.Popen([sys.executable, "-m", "metaray.tracking"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, env=env)
+        self.pid = self._proc.pid
+        self._queue: queue.Queue = queue.Queue(self.MAX_QUEUED)
+        self._tracker: Tracker | None = None
+        self._threads = [threading.Thread(target=target, name=f"metaray-mlflow{target.__name__}", daemon=True)
+                         for target in (self._feed, self._read)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None and all(t.is_alive() for t in self._threads)
+
+    def attach(self, tracker: Tracker) -> None:
+        self._tracker = tracker
+
+    def put(self, message) -> None:
+        self._queue.put(message)
+
+    def shutdown(self) -> None:
+        """Close the process's stdin and wait for it to log what it has and exit."""
+        self._queue.put(None)
+        self._proc.wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
 
     def _feed(self) -> None:
         """Queue -> the process's stdin; the sentinel None closes it."""
@@ -173,7 +225,7 @@ class Tracker:
                 pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
                 if self._queue.empty():
                     pipe.flush()
-        except (BrokenPipeError, OSError):  # the process died: its exit status says so
+        except (BrokenPipeError, OSError):  # the process died: the reader says so
             while self._queue.get() is not None:  # keep the driver's puts from blocking
                 pass
         finally:
@@ -181,27 +233,44 @@ class Tracker:
                 pipe.close()
 
     def _read(self) -> None:
-        """The process's replies -> futures and counters."""
+        """The process's replies -> the attached search."""
         pipe = self._proc.stdout
         while True:
             try:
                 kind, value = pickle.load(pipe)
             except (EOFError, OSError, pickle.UnpicklingError):
-                return
-            if kind == "started":
-                self.parent_id = value
-                self._started.set_result(value)
-            elif kind == "start-error":
-                self._started.set_exception(value)
-            elif kind == "logged":
-                self.logged += 1
-            elif kind == "failed":
-                self._failure = self._failure or value
-            elif kind == "finished" and self._finished is not None:
-                if value is None:
-                    self._finished.set_result(None)
-                else:
-                    self._finished.set_exception(RuntimeError(value))
+                break
+            if self._tracker is not None:
+                self._tracker._reply(kind, value)
+        if self._tracker is not None:
+            self._tracker._lost(f"the tracking process (pid {self.pid}) exited with {self._proc.wait()}")
+
+
+_SERVER: _Server | None = None
+_SERVER_LOCK = threading.Lock()
+
+
+def _server() -> _Server:
+    """The tracking process of this driver process, started on first use (or again, if it died)."""
+    global _SERVER
+    with _SERVER_LOCK:
+        if _SERVER is None or not _SERVER.alive:
+            if _SERVER is None:
+                import atexit
+
+                atexit.register(shutdown)
+            _SERVER = _Server()
+        return _SERVER
+
+
+def shutdown() -> None:
+    """End the tracking process, after it has logged everything it was sent (the ``metaray`` command calls it before
+    it exits; otherwise it runs at the interpreter's exit)."""
+    global _SERVER
+    with _SERVER_LOCK:
+        server, _SERVER = _SERVER, None
+    if server is not None:
+        server.shutdown()
 
 
 def _pickled(model) -> bytes | None:
@@ -419,9 +488,11 @@ def _serve() -> None:
                 with contextlib.suppress(Exception):
                     importlib.import_module(module)
             with contextlib.suppress(OSError):
-                os.nice(NICENESS)
-        elif writer is None:
-            continue  # no store: nothing to log (the driver has been told)
+                os.nice(max(0, NICENESS - os.nice(0)))  # once: os.nice adds
+        elif writer is None:  # no store (the driver has been told): nothing to log
+            if kind == "end":
+                reply("ended")
+            continue
         elif kind == "trial":
             try:
                 writer.log_trial(message[1])
@@ -437,6 +508,12 @@ def _serve() -> None:
                 reply("finished", _line(exc))
         elif kind == "abort":
             writer.abort()
+        elif kind == "end":
+            if not writer.ended:  # a search that stopped without saying how: not a success
+                with contextlib.suppress(Exception):
+                    writer.abort()
+            writer = None
+            reply("ended")
     if writer is not None and not writer.ended:  # the driver went away without a word: it was killed
         with contextlib.suppress(Exception):
             writer.abort()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -52,6 +53,8 @@ def pytest_sessionfinish(session, exitstatus):
     end those processes so that the next run starts clean."""
     import psutil
 
+    if "metaray.tracking" in sys.modules:  # the suite's own tracking process, shared by its in-process searches
+        sys.modules["metaray.tracking"].shutdown()
     deadline = time.monotonic() + LEFTOVER_GRACE_S
     while True:
         left = suite_processes()

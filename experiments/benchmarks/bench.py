@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -37,6 +38,8 @@ class Row:
     best: float
     peak_mb: float
     ratio_to_ideal: float = float("nan")
+    ratio_to_joblib: float = float("nan")  # wall over joblib's in the same round, median over rounds
+    excess_ms: float = float("nan")  # core-milliseconds per fit beyond the fit itself: (wall x cores - ideal x cores) / fits
     fits_per_s: float = float("nan")
     cpu_util: float = float("nan")  # CPU seconds of the process tree / (wall x cores)
     note: str = ""
@@ -57,17 +60,21 @@ class Usage:
     seconds they spend while the block runs (a process that ends counts with its last sample); ``util`` divides
     it by the wall time and the cores: 1.0 means every core busy all the time."""
 
-    def __init__(self, every: float = 0.1):
+    def __init__(self, every: float = 0.1, root: int | None = None):
         import psutil
 
-        self._me, self._every, self.peak = psutil.Process(), every, 0
+        self._me, self._every, self.peak = psutil.Process(root), every, 0
         self._stop = threading.Event()
         self._cpu: dict[int, list[float]] = {}  # pid -> [CPU seconds when first seen, latest]
         self.util = float("nan")
 
     def sample(self) -> int:
         total = 0
-        for p in [self._me, *self._me.children(recursive=True)]:
+        try:
+            tree = [self._me, *self._me.children(recursive=True)]
+        except Exception:  # the root process has ended
+            return 0
+        for p in tree:
             try:
                 total += p.memory_full_info().pss
                 times = p.cpu_times()
@@ -309,13 +316,17 @@ def run_metaray(w: Workload, track: bool = False):
     return wall, result.fits_run, result.best["objective"]
 
 
+_STORE = tempfile.mkdtemp(prefix="metaray-bench-mlflow-")
+
+
 def run_metaray_tracked(w: Workload):
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        try:
-            return run_metaray(w, track=True)
-        finally:
-            del os.environ["MLFLOW_TRACKING_URI"]
+    """metaray as the command runs it by default: MLflow on, in one SQLite store for every round (as a user's
+    ./mlflow.db: the store's creation is a one-off, not part of a search)."""
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STORE}/mlflow.db"
+    try:
+        return run_metaray(w, track=True)
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
 
 
 METHODS = {"sequential": run_sequential, "joblib": run_joblib, "optuna (sequential)": run_optuna,
@@ -330,26 +341,35 @@ def measure(workload: Workload, methods: list[str], repeat: int = 1) -> list[Row
     import numpy as np
 
     methods = ["sequential", *[m for m in methods if m != "sequential"]]  # the ideal comes from the loop
+    if "joblib" in methods:  # joblib right after the loop, so that every other method is compared with it
+        methods = ["sequential", "joblib", *[m for m in methods if m not in ("sequential", "joblib")]]
     runs: dict[str, list[tuple]] = {m: [] for m in methods}
     for round_ in range(repeat):
-        ideal = None
+        ideal, joblib_wall = None, math.nan
         for name in methods:
             with Usage() as mem:
                 out = METHODS[name](workload)
             wall, fits, best = out[:3]
             if name == "sequential":
                 ideal = out[3] / CORES
-            runs[name].append((wall, fits, best, mem.peak / 2**20, wall / ideal, mem.util))
-            print(f"  {workload.name} {name:<24} {wall:7.2f} s  {wall / ideal:5.2f}x ideal  best {best:.4f}"
-                  f"  (round {round_ + 1}/{repeat})", file=sys.stderr, flush=True)
+            if name == "joblib":
+                joblib_wall = wall
+            runs[name].append((wall, fits, best, mem.peak / 2**20, wall / ideal, mem.util, wall / joblib_wall,
+                               (wall - ideal) * CORES / fits * 1000))
+            print(f"  {workload.name} {name:<32} {wall:7.2f} s  {wall / ideal:5.2f}x ideal  "
+                  f"{wall / joblib_wall:5.2f}x joblib  best {best:.4f}  (round {round_ + 1}/{repeat})",
+                  file=sys.stderr, flush=True)
     rows = []
     for name, rs in runs.items():
-        walls, ratios = [r[0] for r in rs], [r[4] for r in rs]
+        walls, ratios, vs_joblib = [r[0] for r in rs], [r[4] for r in rs], [r[6] for r in rs]
         wall, fits, best = float(np.median(walls)), rs[0][1], rs[0][2]
+        note = f"{repeat} rounds, x ideal {min(ratios):.2f}-{max(ratios):.2f}" if repeat > 1 else ""
+        if repeat > 1 and name not in ("sequential", "joblib") and "joblib" in runs:
+            note += f", x joblib {min(vs_joblib):.2f}-{max(vs_joblib):.2f}"
         rows.append(Row(workload.name, name, wall, fits, best, max(r[3] for r in rs),
-                        ratio_to_ideal=float(np.median(ratios)), fits_per_s=fits / wall,
-                        cpu_util=float(np.median([r[5] for r in rs])),
-                        note=f"{repeat} rounds, x ideal {min(ratios):.2f}-{max(ratios):.2f}" if repeat > 1 else ""))
+                        ratio_to_ideal=float(np.median(ratios)), ratio_to_joblib=float(np.median(vs_joblib)),
+                        excess_ms=float(np.median([r[7] for r in rs])),
+                        fits_per_s=fits / wall, cpu_util=float(np.median([r[5] for r in rs])), note=note))
     return rows
 
 
@@ -409,33 +429,50 @@ def scaling(quick: bool) -> list[Row]:
     return rows
 
 
+def _memory_spec(rows: int) -> dict:
+    return {"name": "MEM", "seed": 0,
+            "data": {"dataset": "make_classification",
+                     "params": {"n_samples": rows, "n_features": 125, "n_informative": 20}},
+            "learner": {"name": "naive_bayes"}, "subsets": {"k": 4, "fraction": 0.5},
+            "search": {"num_samples": 16, "space": {"var_smoothing": {"loguniform": [1e-10, 1e-6]}}}}
+
+
+def memory_child(method: str, rows: int) -> None:
+    """One side of MEM, alone in a fresh process (so that its process tree is only its own): prints JSON."""
+    spec = _memory_spec(rows)
+    t0 = time.perf_counter()
+    if method == "metaray":
+        from metaray.run import search as run_search
+
+        with tempfile.TemporaryDirectory() as tmp:
+            res = run_search(spec, run_dir=Path(tmp) / "r", track=False)
+        best, fits = res.best["objective"], res.fits_run
+    else:
+        wall, fits, best = run_joblib(Workload("MEM", spec, configs_for(spec, 16)))
+    print(json.dumps({"wall": time.perf_counter() - t0, "best": best, "fits": fits}))
+
+
 def memory(quick: bool) -> list[Row]:
-    """A 16-configuration search on a ~100 MB synthetic dataset: the peak memory it adds over the same search on
-    a tiny dataset (the fixed overhead: Ray, imports, warm workers), against the data's size."""
-    from metaray.run import search as run_search
-
-    def spec(rows: int) -> dict:
-        return {"name": "MEM", "seed": 0,
-                "data": {"dataset": "make_classification",
-                         "params": {"n_samples": rows, "n_features": 125, "n_informative": 20}},
-                "learner": {"name": "naive_bayes"}, "subsets": {"k": 4, "fraction": 0.5},
-                "search": {"num_samples": 16, "space": {"var_smoothing": {"loguniform": [1e-10, 1e-6]}}}}
-
+    """MEM: a 16-configuration search on a ~100 MB synthetic dataset (naive Bayes, 4 subsets of 50 %), run by
+    metaray (its own local Ray, tracking off) and by joblib (``Parallel(n_jobs=cores)``, which memory-maps the
+    features for its workers), each in a fresh process: the peak of the proportional set sizes of that process and
+    all its descendants (a shared page counts once), side by side."""
     big = 6_000 if quick else 100_000
     data_mb = big * 125 * 8 / 2**20
-    peaks, out = {}, None
-    for rows in (500, big):
-        with tempfile.TemporaryDirectory() as tmp, Usage() as mem:
-            t0 = time.perf_counter()
-            res = run_search(spec(rows), run_dir=Path(tmp) / "r", track=False)
-            wall = time.perf_counter() - t0
-        peaks[rows] = mem.peak / 2**20
-        out = (wall, res)
-    extra = peaks[big] - peaks[500]
-    wall, res = out
-    return [Row("MEM", "metaray", wall, res.fits_run, res.best["objective"], peaks[big],
-                note=f"data {data_mb:.0f} MB; peak {extra:.0f} MB over the same search on 500 rows "
-                     f"({peaks[500]:.0f} MB) = {extra / data_mb:.2f}x the data")]
+    out = {}
+    for method in ("joblib", "metaray"):
+        proc = subprocess.Popen([sys.executable, __file__, "--memory-child", method, str(big)], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        with Usage(root=proc.pid) as mem:
+            stdout, _ = proc.communicate()
+        res = json.loads(stdout.strip().splitlines()[-1])
+        out[method] = (res, mem.peak / 2**20)
+    rows = []
+    for method, (res, peak) in out.items():
+        rows.append(Row("MEM", method, res["wall"], res["fits"], res["best"], peak,
+                        note=f"data {data_mb:.0f} MB; peak PSS {peak:.0f} MB = "
+                             f"{peak / out['joblib'][1]:.2f}x joblib's (target <= 1.0)"))
+    return rows
 
 
 def driver_kill(quick: bool) -> list[Row]:
@@ -653,7 +690,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods for P1/P2")
     parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds of P1/P2 (medians reported)")
+    parser.add_argument("--memory-child", nargs=2, metavar=("METHOD", "ROWS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(args.memory_child[0], int(args.memory_child[1]))
+        return 0
     only = set(args.only.split(","))
     rows: list[Row] = []
     if "DEMO" in only:  # first, before this process holds a Ray instance
