@@ -482,13 +482,13 @@ def _serve() -> None:
                 writer = None
                 reply("start-error", exc if isinstance(exc, SpecError) else RuntimeError(_line(exc)))
                 continue
-            # while the first fits run: what the search's end will need (its results table, the best model), so
-            # that its end waits on no import; then the fits come first and tracking catches up
+            # from now on the fits come first and tracking catches up; meanwhile, what the search's end will need
+            # (its results table, the best model) is imported, so that the end waits on no import
+            with contextlib.suppress(OSError):
+                os.nice(max(0, NICENESS - os.nice(0)))  # once: os.nice adds
             for module in ("pandas", "sklearn.pipeline", "metaray.results", "metaray.data", "mlflow.sklearn"):
                 with contextlib.suppress(Exception):
                     importlib.import_module(module)
-            with contextlib.suppress(OSError):
-                os.nice(max(0, NICENESS - os.nice(0)))  # once: os.nice adds
         elif writer is None:  # no store (the driver has been told): nothing to log
             if kind == "end":
                 reply("ended")

@@ -37,7 +37,23 @@ def test_benchmark_runs_every_method_and_they_agree(bench, capsys):
     assert p3["asha"]["fits"] < p3["full"]["fits"] and p3["racing"]["fits"] < p3["full"]["fits"]
     p4 = [r for r in rows if r["workload"] == "P4"]
     assert [r["fits"] for r in p4] == sorted(r["fits"] for r in p4) and "ms/fit" in p4[0]["note"]
-    assert any(r["workload"] == "MEM" and "x the data" in r["note"] for r in rows)
+    mem = {r["method"]: r for r in rows if r["workload"] == "MEM"}
+    assert set(mem) == {"joblib", "metaray"} and mem["joblib"]["best"] == pytest.approx(mem["metaray"]["best"])
+    assert all(r["peak_mb"] > 0 and "x joblib's" in r["note"] for r in mem.values())
+    p3 = [r for r in rows if r["workload"] == "P3" and r["method"] != "full"]
+    assert all("corrected paired t, p = " in r["note"] for r in p3)
+
+
+def test_benchmark_throughput_counts_everything_that_reached_mlflow(bench, capsys, ray_session):
+    """THROUGHPUT at tiny sizes: every child run, step and value arrives, and the marginal row has its rates."""
+    assert bench.main(["--quick", "--only", "THROUGHPUT,DRIVER", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    runs = [r for r in rows if r["workload"] == "THROUGHPUT" and r["method"] != "marginal"]
+    assert len(runs) == 2 and all("INCOMPLETE" not in r["note"] and "MLflow got" in r["note"] for r in runs)
+    marginal = next(r for r in rows if r["method"] == "marginal")
+    assert marginal["fits_per_s"] > 0 and "of MLflow's client alone" in marginal["note"]
+    driver = next(r for r in rows if r["workload"] == "DRIVER")
+    assert driver["fits"] == 500 * 20 and driver["fits_per_s"] > 0
 
 
 def test_benchmark_driver_kill_and_resume(bench, capsys):

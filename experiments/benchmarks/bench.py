@@ -374,8 +374,17 @@ def measure(workload: Workload, methods: list[str], repeat: int = 1) -> list[Row
 
 
 def early_stopping(quick: bool) -> list[Row]:
-    """P3: a 64-configuration space, K = 10: full evaluation against ASHA and racing."""
+    """P3: a 64-configuration space, K = 10: full evaluation against ASHA and racing, judged fairly. The full
+    evaluation's winner is often tied with several others within noise, so each early-stopping search is asked
+    whether its best is statistically worse than the full evaluation's best: a one-sided paired t-test over their
+    common subsets, corrected for the subsets' overlap (Nadeau and Bengio; metaray.stats), at 95 %. "Tied" means not
+    significantly worse (a frequentist test cannot show equivalence)."""
+    import numpy as np
+
+    from metaray.objective import prepare
     from metaray.run import search as run_search
+    from metaray.spec import load_spec
+    from metaray.stats import paired_t
 
     n = 16 if quick else 64
     spec = {"name": "P3", "seed": 0, "data": {"dataset": "wine", "scale": True},
@@ -383,7 +392,9 @@ def early_stopping(quick: bool) -> list[Row]:
             "objective": {"metric": "log_loss"},
             "search": {"num_samples": n, "space": {"C": {"loguniform": [1e-4, 100.0]},
                                                     "class_weight": {"choice": [None, "balanced"]}}}}
-    rows = []
+    plan = prepare(load_spec(spec)).plan
+    n_train, n_test = len(plan.train[0]), len(plan.evaluate[0])
+    rows, bests = [], []
     for scheduler, extra in (("full", {}), ("asha", {"scheduler": {"name": "asha", "grace_period": 2}}),
                              ("racing", {"scheduler": "racing"}),
                              ("asha aggressive", {"scheduler": {"name": "asha", "grace_period": 1,
@@ -394,13 +405,22 @@ def early_stopping(quick: bool) -> list[Row]:
             t0 = time.perf_counter()
             res = run_search({**spec, "search": {**spec["search"], **extra}}, run_dir=Path(tmp) / "r", track=False)
             wall = time.perf_counter() - t0
+        best = res.results.iloc[0]
+        bests.append(np.array([best[f"score_{k}"] for k in range(10)], dtype=float))
         rows.append(Row("P3", scheduler, wall, res.fits_run, res.best["objective"], mem.peak / 2**20,
                         fits_per_s=res.fits_run / wall))
     full = rows[0]
-    for r in rows:
-        r.ratio_to_ideal = float("nan")
-        r.note = (f"{r.fits / full.fits:.0%} of full's fits; best within "
-                  f"{abs(r.best - full.best) / abs(full.best):.2%} of full's")
+    for r, scores in zip(rows, bests):
+        _, p = paired_t(scores, bests[0], n_train=n_train, n_test=n_test, greater_is_better=False)
+        _, p_plain = paired_t(scores, bests[0], greater_is_better=False)
+        share = r.fits / full.fits
+        tied = r is full or p >= 0.05
+        r.note = (f"{share:.0%} of full's fits; best within {abs(r.best - full.best) / abs(full.best):.2%} of full's; "
+                  + ("the full evaluation" if r is full else
+                     f"{'tied with' if tied else 'WORSE than'} full's best (corrected paired t, p = {p:.3f}; "
+                     f"plain paired t p = {p_plain:.3f})"
+                     + (f"; target tied with <= 30 % of the fits: {'met' if tied and share <= 0.3 else 'not met'}"
+                        if r is not full else "")))
     return rows
 
 
@@ -656,18 +676,35 @@ def driver_only(quick: bool) -> list[Row]:
                 fits_per_s=n * k / wall, note=f"{n * k / wall:.0f} results/s (target >= 50000)")]
 
 
-def demo_cold() -> list[Row]:
-    """The README's demo, cold: a fresh process, Ray start and a new MLflow store included."""
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "metaray", "run",
-                               str(ROOT / "experiments" / "meta_classification_iris.yaml"), "--set", f"storage={tmp}"],
-                              env=env, capture_output=True, text=True, cwd=tmp)
-        wall = time.perf_counter() - t0
-    ok = proc.returncode == 0
-    return [Row("DEMO", "metaray run (iris, cold)", wall, 80 if ok else 0, float("nan"), float("nan"),
-                note="target <= 15 s" if ok else f"failed: {proc.stderr[-300:]}")]
+def demo_cold(rounds: int = 3) -> list[Row]:
+    """The README's demo, cold: a fresh `metaray run` process (Ray's start and stop, a new MLflow store included),
+    against Ray's own ``ray.init(); ray.shutdown()`` in a fresh process, interleaved, medians over ``rounds``."""
+    import numpy as np
+
+    walls: dict[str, list[float]] = {"ray": [], "demo": []}
+    failed = ""
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import ray; ray.init(); ray.shutdown()"], env=env,
+                           capture_output=True, cwd=tmp)
+            walls["ray"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "metaray", "run",
+                                   str(ROOT / "experiments" / "meta_classification_iris.yaml"), "--set",
+                                   f"storage={tmp}"], env=env, capture_output=True, text=True, cwd=tmp)
+            walls["demo"].append(time.perf_counter() - t0)
+            if proc.returncode:
+                failed = proc.stderr[-300:]
+    ray_wall, demo = float(np.median(walls["ray"])), float(np.median(walls["demo"]))
+    return [Row("DEMO", "ray.init(); ray.shutdown() (cold)", ray_wall, 0, float("nan"), float("nan"),
+                note=f"median of {rounds}"),
+            Row("DEMO", "metaray run (iris demo, cold)", demo, 0 if failed else 80, float("nan"), float("nan"),
+                ratio_to_ideal=demo / ray_wall,
+                note=(f"failed: {failed}" if failed else
+                      f"median of {rounds}; {demo / ray_wall:.2f}x Ray's own start and stop; target <= 10 s: "
+                      f"{'met' if demo <= 10 else 'not met'}"))]
 
 
 def ray_start() -> float:
@@ -698,7 +735,7 @@ def main(argv=None) -> int:
     only = set(args.only.split(","))
     rows: list[Row] = []
     if "DEMO" in only:  # first, before this process holds a Ray instance
-        rows += demo_cold()
+        rows += demo_cold(1 if args.quick else 3)
     if "RESUME" in only:
         rows += driver_kill(args.quick)
     startup = ray_start()
