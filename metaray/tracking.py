@@ -8,10 +8,10 @@ seconds, tags). TensorBoard event files per configuration go under the run folde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import contextlib
 import pickle
 import queue
 import subprocess
@@ -94,9 +94,12 @@ class Tracker:
         cannot be reached."""
         self._server = _server()
         self._server.attach(self)
+        # the process outlives this search: it takes this search's working folder (MLflow puts a new store's
+        # artifacts under ./mlruns) and environment (credentials, MLFLOW_* settings) from the driver as they are now
+        where = {"cwd": os.getcwd(), "environ": dict(os.environ)}
         self._server.put(("start", {"spec": self.spec, "run_dir": self.run_dir, "dataset": self.dataset,
                                     "uri": self.uri, "experiment": self.experiment_name,
-                                    "parent_id": self.parent_id}))
+                                    "parent_id": self.parent_id}, where))
         return self._started
 
     def log_trial(self, row: dict[str, Any], trial_id: str, status: str, params: dict[str, Any], learner: str,
@@ -475,6 +478,9 @@ def _serve() -> None:
             break
         kind = message[0]
         if kind == "start":
+            os.chdir(message[2]["cwd"])
+            os.environ.clear()
+            os.environ.update(message[2]["environ"])
             writer = Writer(**message[1])
             try:
                 reply("started", writer.start())

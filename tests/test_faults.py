@@ -159,6 +159,8 @@ def test_resume_logs_to_the_store_the_search_started_with_from_any_folder(tmp_pa
     shutil.copy(folder / "fits.jsonl", tmp_path / "whole.jsonl")
     (folder / "fits.jsonl").write_text("".join((tmp_path / "whole.jsonl").read_text().splitlines(keepends=True)[:4]))
     client = mlflow.MlflowClient(state["mlflow_uri"])
+    # the tracking process, shared by this suite's searches, created the store where this search ran
+    assert str(first / "mlruns") in client.get_run(state["parent_run_id"]).info.artifact_uri
     client.set_terminated(state["parent_run_id"], "KILLED")
     monkeypatch.chdir(elsewhere)
     assert main(["resume", str(folder)]) == 0
