@@ -51,7 +51,7 @@ def test_benchmark_throughput_counts_everything_that_reached_mlflow(bench, capsy
     runs = [r for r in rows if r["workload"] == "THROUGHPUT" and r["method"] != "marginal"]
     assert len(runs) == 2 and all("INCOMPLETE" not in r["note"] and "MLflow got" in r["note"] for r in runs)
     marginal = next(r for r in rows if r["method"] == "marginal")
-    assert marginal["fits_per_s"] > 0 and "of MLflow's client alone" in marginal["note"]
+    assert math.isfinite(marginal["fits_per_s"]) and "of MLflow's client alone" in marginal["note"]
     driver = next(r for r in rows if r["workload"] == "DRIVER")
     assert driver["fits"] == 500 * 20 and driver["fits_per_s"] > 0
 
