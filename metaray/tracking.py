@@ -198,6 +198,7 @@ class _Server:
         self.pid = self._proc.pid
         self._queue: queue.Queue = queue.Queue(self.MAX_QUEUED)
         self._tracker: Tracker | None = None
+        self._retired = False
         self._threads = [threading.Thread(target=target, name=f"metaray-mlflow{target.__name__}", daemon=True)
                          for target in (self._feed, self._read)]
         for thread in self._threads:
@@ -206,6 +207,16 @@ class _Server:
     @property
     def alive(self) -> bool:
         return self._proc.poll() is None and all(t.is_alive() for t in self._threads)
+
+    @property
+    def busy(self) -> bool:
+        """Still logging a search that stopped waiting for it (a second Ctrl-C): its replies must not reach the
+        next search."""
+        return self._tracker is not None and not self._tracker._ended.done()
+
+    def retire(self) -> None:
+        """End the process once its search has ended (without waiting for it); no other search will use it."""
+        self._retired = True
 
     def attach(self, tracker: Tracker) -> None:
         self._tracker = tracker
@@ -245,6 +256,8 @@ class _Server:
                 break
             if self._tracker is not None:
                 self._tracker._reply(kind, value)
+            if kind == "ended" and self._retired:
+                self._queue.put(None)
         if self._tracker is not None:
             self._tracker._lost(f"the tracking process (pid {self.pid}) exited with {self._proc.wait()}")
 
@@ -257,11 +270,13 @@ def _server() -> _Server:
     """The tracking process of this driver process, started on first use (or again, if it died)."""
     global _SERVER
     with _SERVER_LOCK:
-        if _SERVER is None or not _SERVER.alive:
+        if _SERVER is None or not _SERVER.alive or _SERVER.busy:
             if _SERVER is None:
                 import atexit
 
                 atexit.register(shutdown)
+            elif _SERVER.alive:
+                _SERVER.retire()
             _SERVER = _Server()
         return _SERVER
 
