@@ -481,9 +481,17 @@ def _serve() -> None:
     sys.stdout = sys.stderr
     requests = sys.stdin.buffer
 
+    driver_gone = False
+
     def reply(kind: str, value=None) -> None:
-        pickle.dump((kind, value), replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
+        nonlocal driver_gone
+        if driver_gone:
+            return
+        try:
+            pickle.dump((kind, value), replies, protocol=pickle.HIGHEST_PROTOCOL)
+            replies.flush()
+        except OSError:  # the driver was killed: log what it sent before, then mark its search KILLED
+            driver_gone = True
 
     writer: Writer | None = None
     while True:

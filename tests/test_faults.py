@@ -4,6 +4,7 @@ Searches run through the `metaray` command in this process, on the session's Ray
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -248,3 +249,59 @@ def test_ctrl_c_in_a_terminal_loses_no_configuration_in_mlflow(tmp_path):
     ours = {p.pid for p in psutil.Process().children()}  # this suite's own tracking process is not the command's
     assert not [p for p in psutil.process_iter(["cmdline"])
                 if "metaray.tracking" in " ".join(p.info["cmdline"] or []) and p.pid not in ours]
+
+
+def test_a_killed_driver_leaves_its_parent_run_killed_and_resume_logs_every_configuration_once(tmp_path):
+    """SIGKILL of the driver alone: the tracking process logs what it was sent, marks the parent run KILLED and ends;
+    `metaray resume` then logs the configurations it never got, each once, and finishes the parent run."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    spec = {"name": "killed", "seed": 0, "storage": str(tmp_path / "runs"), "data": {"dataset": "iris"},
+            "learner": {"name": "sklearn.dummy.DummyClassifier"}, "subsets": {"k": 20},
+            "search": {"num_samples": 300, "space": {"strategy": {"choice": ["prior", "stratified", "uniform"]}}}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    db = tmp_path / "mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    proc = subprocess.Popen([sys.executable, "-m", "metaray", "run", str(path)], env=env, cwd=tmp_path, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    ended = 0
+    for line in proc.stderr:
+        ended += line.startswith("[")
+        if ended == 60:
+            os.kill(proc.pid, signal.SIGKILL)  # the driver alone, not its process group
+            break
+    proc.wait()
+
+    def tracking_processes():
+        return [p for p in psutil.process_iter(["cmdline", "environ"])
+                if "metaray.tracking" in " ".join(p.info["cmdline"] or []) and p.info["environ"]
+                and p.info["environ"].get("MLFLOW_TRACKING_URI") == env["MLFLOW_TRACKING_URI"]]
+
+    deadline = time.time() + 120
+    while tracking_processes() and time.time() < deadline:
+        time.sleep(0.5)
+    try:
+        assert not tracking_processes()
+        con = sqlite3.connect(db)
+        status = con.execute("select status from runs where run_uuid not in "
+                             "(select run_uuid from tags where key = 'mlflow.parentRunId')").fetchall()
+        logged = con.execute("select count(*) from tags where key = 'mlflow.parentRunId'").fetchone()[0]
+        con.close()
+        assert status == [("KILLED",)] and 0 < logged <= ended
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the Ray it started
+    run_dir = next((tmp_path / "runs" / "killed").iterdir())
+    done = subprocess.run([sys.executable, "-m", "metaray", "resume", str(run_dir)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    con = sqlite3.connect(db)
+    status = con.execute("select status from runs where run_uuid not in "
+                         "(select run_uuid from tags where key = 'mlflow.parentRunId')").fetchall()
+    trials = [t for (t,) in con.execute("select value from tags where key = 'metaray.trial'")]
+    con.close()
+    assert status == [("FINISHED",)] and sorted(trials) == [f"t{i:04d}" for i in range(300)]
