@@ -209,30 +209,50 @@ def test_fits_lost_with_their_worker_are_fitted_again_on_resume(tmp_path, capsys
     assert (pd.read_csv(folder / "results.csv")["status"] == "completed").all()
 
 
-def test_ctrl_c_in_a_terminal_loses_no_configuration_in_mlflow(tmp_path):
-    """Tracking runs in a process of its own that lags behind a fast search; Ctrl-C (SIGINT to the whole process
-    group, as a terminal sends it) stops the search, and every configuration that ended before reaches MLflow with
-    all its steps before the command exits; the parent run is KILLED and no tracking process is left."""
-    import signal
-    import sqlite3
+def _noop_search_command(tmp_path, name: str, configurations: int):
+    """`metaray run` of a fast search (no-op fits, K = 20, MLflow in tmp_path) in its own process group, its progress
+    on a pipe: tracking lags behind such a search. Returns the process, the MLflow database and the environment."""
     import subprocess
     import sys
 
-    spec = {"name": "ctrlc", "seed": 0, "storage": str(tmp_path / "runs"), "data": {"dataset": "iris"},
+    spec = {"name": name, "seed": 0, "storage": str(tmp_path / "runs"), "data": {"dataset": "iris"},
             "learner": {"name": "sklearn.dummy.DummyClassifier"}, "subsets": {"k": 20},
-            "search": {"num_samples": 2000, "space": {"strategy": {"choice": ["prior", "stratified", "uniform"]}}}}
+            "search": {"num_samples": configurations,
+                       "space": {"strategy": {"choice": ["prior", "stratified", "uniform"]}}}}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     db = tmp_path / "mlflow.db"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
     proc = subprocess.Popen([sys.executable, "-m", "metaray", "run", str(path)], env=env, cwd=tmp_path, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    ended, rest = 0, ""
+    return proc, db, env
+
+
+def _until_ended(proc, configurations: int) -> int:
+    """Read progress lines until that many configurations have ended."""
+    ended = 0
     for line in proc.stderr:
         ended += line.startswith("[")
-        if ended == 150:
-            os.killpg(proc.pid, signal.SIGINT)
+        if ended == configurations:
             break
+    return ended
+
+
+def _parent_status(con) -> list[tuple]:
+    return con.execute("select status from runs where run_uuid not in "
+                       "(select run_uuid from tags where key = 'mlflow.parentRunId')").fetchall()
+
+
+def test_ctrl_c_in_a_terminal_loses_no_configuration_in_mlflow(tmp_path):
+    """Tracking runs in a process of its own that lags behind a fast search; Ctrl-C (SIGINT to the whole process
+    group, as a terminal sends it) stops the search, and every configuration that ended before reaches MLflow with
+    all its steps before the command exits; the parent run is KILLED and no tracking process is left."""
+    import signal
+    import sqlite3
+
+    proc, db, _ = _noop_search_command(tmp_path, "ctrlc", 2000)
+    ended = _until_ended(proc, 150)
+    os.killpg(proc.pid, signal.SIGINT)
     rest = proc.stderr.read()
     assert proc.wait(timeout=300) == 130, rest[-2000:]
     ended += sum(line.startswith("[") for line in rest.splitlines())
@@ -259,21 +279,9 @@ def test_a_killed_driver_leaves_its_parent_run_killed_and_resume_logs_every_conf
     import subprocess
     import sys
 
-    spec = {"name": "killed", "seed": 0, "storage": str(tmp_path / "runs"), "data": {"dataset": "iris"},
-            "learner": {"name": "sklearn.dummy.DummyClassifier"}, "subsets": {"k": 20},
-            "search": {"num_samples": 300, "space": {"strategy": {"choice": ["prior", "stratified", "uniform"]}}}}
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    db = tmp_path / "mlflow.db"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
-    proc = subprocess.Popen([sys.executable, "-m", "metaray", "run", str(path)], env=env, cwd=tmp_path, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    ended = 0
-    for line in proc.stderr:
-        ended += line.startswith("[")
-        if ended == 60:
-            os.kill(proc.pid, signal.SIGKILL)  # the driver alone, not its process group
-            break
+    proc, db, env = _noop_search_command(tmp_path, "killed", 300)
+    ended = _until_ended(proc, 60)
+    os.kill(proc.pid, signal.SIGKILL)  # the driver alone, not its process group
     proc.wait()
 
     def tracking_processes():
@@ -287,8 +295,7 @@ def test_a_killed_driver_leaves_its_parent_run_killed_and_resume_logs_every_conf
     try:
         assert not tracking_processes()
         con = sqlite3.connect(db)
-        status = con.execute("select status from runs where run_uuid not in "
-                             "(select run_uuid from tags where key = 'mlflow.parentRunId')").fetchall()
+        status = _parent_status(con)
         logged = con.execute("select count(*) from tags where key = 'mlflow.parentRunId'").fetchone()[0]
         con.close()
         assert status == [("KILLED",)] and 0 < logged <= ended
@@ -300,8 +307,7 @@ def test_a_killed_driver_leaves_its_parent_run_killed_and_resume_logs_every_conf
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     con = sqlite3.connect(db)
-    status = con.execute("select status from runs where run_uuid not in "
-                         "(select run_uuid from tags where key = 'mlflow.parentRunId')").fetchall()
+    status = _parent_status(con)
     trials = [t for (t,) in con.execute("select value from tags where key = 'metaray.trial'")]
     con.close()
     assert status == [("FINISHED",)] and sorted(trials) == [f"t{i:04d}" for i in range(300)]
