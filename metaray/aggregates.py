@@ -73,3 +73,29 @@ def objective_mode(aggregate_name: str, greater_is_better: bool) -> str:
     if AGGREGATES[aggregate_name] == "min":
         return "min"
     return "max" if greater_is_better else "min"
+
+
+def rows(scores, name: str, *, greater_is_better: bool, alpha: float = 0.2, lam: float = 1.0):
+    """The aggregate ``name`` of every row of a 2-D array of scores without NaN (the bootstrap's draws, one per
+    row), as ``aggregate`` computes it for one row.
+
+    Example:
+        >>> rows([[0.9, 0.8, 1.0], [0.5, 0.7, 0.6]], "worst", greater_is_better=True).tolist()
+        [0.8, 0.5]
+    """
+    s = np.asarray(scores, dtype=float)
+    k = s.shape[1]
+    sign = 1.0 if greater_is_better else -1.0
+    if name in ("mean", "median", "min", "max"):
+        return getattr(np, name)(s, axis=1)
+    if name in ("std", "mean_minus_std"):
+        std = s.std(axis=1, ddof=1) if k > 1 else np.zeros(len(s))
+        return std if name == "std" else s.mean(axis=1) - sign * lam * std
+    ordered = np.sort(s * sign, axis=1) * sign  # worst first
+    if name == "worst":
+        return ordered[:, 0]
+    if name == "best":
+        return ordered[:, -1]
+    if name == "cvar":
+        return ordered[:, : max(1, math.ceil(alpha * k))].mean(axis=1)
+    raise KeyError(name)

@@ -114,6 +114,18 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from metaray.report import write
+
+    made = write(args.path, args.out)
+    print(f"report: {made.html}")
+    for name, path in made.figures.items():
+        print(f"  {name}: {path}")
+    if made.importance_method:
+        print(f"  (parameter importance by {made.importance_method})")
+    return 0
+
+
 def _ray_environment(args) -> None:
     """Before anything imports Ray: token authentication on, and a Ray on this machine bound to 127.0.0.1 (see
     metaray.cluster.ray_environment). The address is the command line's, else the spec's (a resumed run's spec is in
@@ -165,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     cmp_.add_argument("--top", type=int, default=20, help="rows per experiment")
     cmp_.set_defaults(func=cmd_compare)
+
+    rep = sub.add_parser("report", help="a search's report: one self-contained HTML file and its figures as PNGs")
+    rep.add_argument("path", help="the run folder, e.g. metaray_results/NAME/20260101-120000")
+    rep.add_argument("--out", metavar="FILE.html", help="where to write the HTML (default: RUN_DIR/report.html)")
+    rep.set_defaults(func=cmd_report)
     return parser
 
 

@@ -71,6 +71,18 @@ class Journal:
         self._fh.close()
 
 
+def _resolved(spec) -> dict[str, Any]:
+    """The spec as written to spec.yaml: data paths made absolute, so that a resume finds the data from any folder."""
+    from metaray.data import is_target_file
+
+    raw = spec.to_dict()
+    if raw["data"].get("path"):
+        raw["data"]["path"] = str(spec.resolve_path(raw["data"]["path"]).resolve())
+        if is_target_file(raw["data"].get("target")):
+            raw["data"]["target"] = str(spec.resolve_path(raw["data"]["target"]).resolve())
+    return raw
+
+
 class RunFolder:
     """The files of one search. A new folder is made by ``create``; an existing one (to resume) is opened with
     ``RunFolder(path)``."""
@@ -97,8 +109,6 @@ class RunFolder:
         (data paths made absolute, so that a resume finds the data from any folder) and its state."""
         import yaml
 
-        from metaray.data import is_target_file
-
         try:
             self._make()
             probe = self.path / ".write-test"
@@ -106,14 +116,11 @@ class RunFolder:
             probe.unlink()
         except OSError as exc:
             raise SpecError("storage", f"cannot write the run folder ({exc.strerror})", got=str(self.path)) from None
-        raw = spec.to_dict()
-        if raw["data"].get("path"):
-            raw["data"]["path"] = str(spec.resolve_path(raw["data"]["path"]).resolve())
-            if is_target_file(raw["data"].get("target")):
-                raw["data"]["target"] = str(spec.resolve_path(raw["data"]["target"]).resolve())
+        raw = _resolved(spec)
         spec_file = self.path / "spec.yaml"
         if spec_file.exists():  # a folder to resume: its journal is of this spec's fits, or of none
-            if yaml.safe_load(spec_file.read_text()) != raw:
+            # read through the spec model, so that keys added by a later release (at their defaults) match
+            if _resolved(self.spec()) != raw:
                 raise SpecError("storage", "the run folder holds the run of another spec; resume that one "
                                 "(metaray resume) or search in a new folder", got=str(self.path))
             return

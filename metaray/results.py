@@ -4,12 +4,16 @@ first, and the SearchResult a search returns."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from metaray.driver import Driver, Trial
 from metaray.space import plain
+from metaray.stats import VersusBest
 
 AGGREGATE_COLUMNS = ("mean", "std", "worst", "median", "cvar", "mean_minus_std")
 
@@ -21,10 +25,15 @@ class Reporter:
         driver: the search's driver (its trials, layout and scores).
         space: the parsed search space (``metaray.space.Space``).
         metric: the primary metric's name; aggregate: the objective's aggregate; mode: "max" or "min".
+        versus: compares each configuration with the best over their common subsets (``metaray.stats.VersusBest``):
+            the table's ``p_vs_best``, ``p_not_worse`` and ``tied_with_best``.
+        complexity: a configuration's complexity key (``metaray.learners.complexity``), for the simplest tied one.
     """
 
-    def __init__(self, driver: Driver, space, *, metric: str, aggregate: str, mode: str):
+    def __init__(self, driver: Driver, space, *, metric: str, aggregate: str, mode: str,
+                 versus: VersusBest | None = None, complexity: Callable[[Trial], tuple] | None = None):
         self.driver, self.space, self.metric, self.aggregate, self.mode = driver, space, metric, aggregate, mode
+        self.versus, self.complexity = versus, complexity
         self._best: Trial | None = None
         self._scanned = 0  # configurations looked at by ``best``
 
@@ -88,11 +97,41 @@ class Reporter:
         row["error"] = trial.error or ""
         return row
 
-    def table(self):
+    def ties(self) -> dict[str, tuple[float, float, bool]]:
+        """``(p_vs_best, p_not_worse, tied_with_best)`` of every configuration against the best, over the subsets
+        they share: completed ones, and those stopped over subsets (racing, ASHA's subsets fidelity); not those
+        stopped at fewer epochs (another fidelity) or failed."""
+        trials, best = self.driver.trials, self.best()
+        if self.versus is None or best is None:
+            return {}
+        k = self.driver.layout.k
+        scores = np.full((len(trials), k), np.nan)
+        for i, t in enumerate(trials):
+            got = self.driver.scores(t)
+            scores[i, : len(got)] = got
+        over_subsets = self.driver.layout.epochs[0] is None
+        comparable = [t.status == "completed" or (t.status == "stopped" and over_subsets) for t in trials]
+        p, sure, tied = self.versus.compare(scores, next(i for i, t in enumerate(trials) if t is best), comparable)
+        return {t.id: (float(p[i]), float(sure[i]), bool(tied[i])) for i, t in enumerate(trials)}
+
+    def simplest(self, ties: dict[str, tuple[float, float, bool]]) -> Trial | None:
+        """The simplest completed configuration tied with the best (by ``complexity``; the better objective of
+        equals), or None."""
+        tied = [t for t in self.driver.trials if t.status == "completed" and ties.get(t.id, (0, 0, False))[2]]
+        if not tied or self.complexity is None:
+            return None
+        sign = -1 if self.mode == "max" else 1
+        return min(tied, key=lambda t: (self.complexity(t), sign * t.objective, t.index))
+
+    def table(self, ties: dict[str, tuple[float, float, bool]] | None = None):
         """Every configuration, completed first, then stopped, then failed; best objective first within each."""
         import pandas as pd
 
         table = pd.DataFrame([self.row(t) for t in self.driver.trials])
+        ties = self.ties() if ties is None else ties
+        at = table.columns.get_loc("subsets_done")
+        for j, name in enumerate(("p_vs_best", "p_not_worse", "tied_with_best")):
+            table.insert(at + j, name, [ties.get(t, (math.nan, math.nan, False))[j] for t in table["trial"]])
         sign = -1 if self.mode == "max" else 1
         table["_rank"] = table["status"].map({"completed": 0, "stopped": 1, "failed": 2})
         table["_obj"] = sign * table["objective"].astype(float)
@@ -126,11 +165,29 @@ class SearchResult:
     mlflow_run_id: str | None = None
     dashboard_url: str | None = None
     refit_error: str | None = None
+    tie_method: str = ""
+    simplest: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
         """A configuration completed and the best one was refitted: what a search is for."""
         return self.best is not None and self.refit_error is None
+
+    @property
+    def tied(self) -> int:
+        """Configurations tied with the best (the best included)."""
+        return int(self.results["tied_with_best"].sum()) if "tied_with_best" in self.results else 0
+
+    def tie_line(self) -> str:
+        """How many configurations are tied with the best, by which test, and the simplest of them."""
+        line = f"tied with the best: {self.tied} of {len(self.results)} configurations ({self.tie_method})"
+        if self.simplest and self.simplest["trial"] != self.best["trial"]:
+            params = ", ".join(f"{k}={v!r}" for k, v in self.simplest["visible"].items() if k != "learner")
+            line += (f"\nsimplest tied: {self.simplest['trial']} {self.simplest['learner']}({params}), "
+                     f"{self.aggregate} {self.metric} = {self.simplest['objective']:.4f}")
+        elif self.simplest:
+            line += "\nsimplest tied: the best configuration itself"
+        return line
 
     def failures(self) -> str | None:
         """One line on the configurations that failed, with the most common error and its count; None if none did."""
@@ -152,7 +209,7 @@ class SearchResult:
         show = table[["trial", "status", "learner"]].copy()
         show["params"] = [" ".join(f"{c.removeprefix('param.').split('.')[-1]}={short(v)}"
                                    for c, v in row.items() if not missing(v)) for _, row in table[params].iterrows()]
-        for col in ("objective", "mean", "std", "worst", "subsets_done", "epochs_done"):
+        for col in ("objective", "mean", "std", "worst", "p_vs_best", "tied_with_best", "subsets_done", "epochs_done"):
             if col in table:
                 show[col] = table[col]
         lines = [f"{self.name}: {len(self.results)} configurations, {self.fits_run} subset fits run"
@@ -171,9 +228,12 @@ class SearchResult:
                 lines.append(f"the refit on the training pool failed: {self.refit_error}")
             if self.best.get("architecture"):
                 lines.append("architecture:\n" + self.best["architecture"])
+            lines.append(self.tie_line())
         else:
             lines.append("no configuration completed")
         lines.append(f"results: {self.run_dir}")
+        if (self.run_dir / "report.html").is_file():
+            lines.append(f"report: {self.run_dir / 'report.html'}")
         return "\n".join(lines)
 
 

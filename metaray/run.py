@@ -26,13 +26,14 @@ from metaray.driver import Driver, Layout, Trial, drive
 from metaray.errors import RejectedValue, SpecError
 from metaray.fits import FitResult, Unit
 from metaray.folder import RunFolder
-from metaray.learners import final_estimator
+from metaray.learners import complexity, final_estimator
 from metaray.objective import deployable, notice, prepare, score_fit, share
 from metaray.results import Reporter, SearchResult
 from metaray.schedulers import make_scheduler
 from metaray.searchers import make_searcher
 from metaray.space import plain
 from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
+from metaray.stats import VersusBest
 
 #: configurations in flight with an adaptive searcher unless the spec says otherwise: a constant, not a multiple of
 #: the cluster's CPUs, so that what the searcher has seen before each suggestion (and so the results table) is the
@@ -98,7 +99,11 @@ class SearchRun:
             if self.tracker:
                 if self.tracker.lag:
                     self.progress(f"MLflow: catching up, {self.tracker.lag} configurations still to log")
-                self.tracker.finish(result, self._final_model).result()
+                self.tracker.finish(result, self._final_model).result()  # the report too, made off the driver
+                for note in self.tracker.notes:
+                    self.say(note)
+            else:
+                self._report()
             self.folder.update_state(status="finished" if result.ok else "failed")
             return result
         except BaseException:
@@ -131,7 +136,8 @@ class SearchRun:
         if searcher.adaptive and s.max_concurrent is None:
             s.max_concurrent = ADAPTIVE_IN_FLIGHT  # resolved into the run folder's spec.yaml, which resume reads
         k = prepared.plan.k
-        make = dict(mode=prepared.mode, greater_is_better=prepared.metric.greater_is_better)
+        n_train, n_test = self._sizes()
+        make = dict(mode=prepared.mode, greater_is_better=prepared.metric.greater_is_better, overlap=n_test / n_train)
         if options.name != "asha" or options.fidelity == "subsets":
             scheduler = make_scheduler(options, total=k, **make)
             layout = Layout.over_subsets(k, scheduler.milestones(k))
@@ -145,9 +151,20 @@ class SearchRun:
                                          alpha=obj.alpha, lam=obj.lam)
         driver = Driver(searcher, scheduler, layout, num_samples=self.num_samples, max_concurrent=s.max_concurrent,
                         score=score, objective=obj.aggregate, metric=prepared.metrics[0], accept=self._accept)
+        versus = VersusBest(obj.aggregate, prepared.mode, prepared.metric.greater_is_better, n_train, n_test,
+                            rope=obj.rope, confidence=obj.confidence, test=obj.tie_test, alpha=obj.alpha, lam=obj.lam,
+                            seed=spec.seed)
+        ds = prepared.dataset
+        width, outputs = ds.X.shape[1], len(ds.classes) if ds.classes is not None else 1
         self.report = Reporter(driver, self.space, metric=prepared.metric.name, aggregate=obj.aggregate,
-                               mode=prepared.mode)
+                               mode=prepared.mode, versus=versus,
+                               complexity=lambda t: complexity(t.learner, width, outputs) if t.learner else (9,))
         return driver
+
+    def _sizes(self) -> tuple[float, float]:
+        """The rows a subset fit trains on and is scored on, on average (the paired tests' overlap correction)."""
+        plan = self.prepared.plan
+        return (sum(len(t) for t in plan.train) / plan.k, sum(len(e) for e in plan.evaluate) / plan.k)
 
     def _epochs(self) -> int:
         """The learner's epochs, the epochs fidelity's total (ASHA allots them, so they are fixed, not searched)."""
@@ -216,9 +233,14 @@ class SearchRun:
 
     def _finish(self, t0: float, parent_id: str | None) -> SearchResult:
         report, trials = self.report, self.driver.trials
-        table = report.table()
+        ties = report.ties()
+        table = report.table(ties)
         self.folder.write_results(table)
-        best_trial = report.best()
+        best_trial, simplest = report.best(), report.simplest(ties)
+        if simplest is not None:
+            simplest = {"trial": simplest.id, "learner": report.learner(simplest)[0],
+                        "params": report.learner(simplest)[1], "visible": report.visible(simplest),
+                        "objective": simplest.objective}
         best, holdout, self._final_model, refit_error = None, {}, None, None
         if best_trial:
             name, params = report.learner(best_trial)
@@ -234,11 +256,22 @@ class SearchRun:
             model = final_estimator(self._final_model) if self._final_model is not None else None
             if hasattr(model, "summary"):  # a network: its architecture, layer by layer
                 best["architecture"] = model.summary()
+                best["layers"] = model.layers()
+            best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": report.versus.method,
+                            "simplest": simplest}
             self.folder.write_best(best)
         return SearchResult(self.spec.name, self.folder.path, table, best, self.prepared.metric.name,
                             self.spec.objective.aggregate, self.prepared.mode, sum(t.fitted for t in trials),
                             sum(t.replayed for t in trials), time.perf_counter() - t0, holdout, parent_id,
-                            self.dashboard_url, refit_error)
+                            self.dashboard_url, refit_error, report.versus.method, simplest)
+
+    def _report(self) -> None:
+        from metaray.report import write
+
+        try:
+            write(self.folder.path)
+        except Exception as exc:  # the search's results stand; the report's failure is said, not raised
+            self.say(f"report: not made ({_one_line(exc)}); try: metaray report {self.folder.path}")
 
     def _refit(self, trial: Trial):
         """The best configuration fitted on the whole training pool, scored on the hold-out rows if any. With

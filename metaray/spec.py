@@ -158,12 +158,20 @@ class ObjectiveSpec(_Section):
     aggregate: str = "mean"
     alpha: float = 0.2
     lam: float = 1.0
+    rope: float = 0.01
+    confidence: float = 0.95
+    tie_test: str = "bayesian"
 
     _key = "objective"
     _rules = {"alpha": Rule(lambda v: 0 < v <= 1, "CVaR's tail fraction", "(0, 1]"),
-              "lam": Rule(lambda v: v >= 0, "the weight of the spread", ">= 0")}
+              "lam": Rule(lambda v: v >= 0, "the weight of the spread", ">= 0"),
+              "rope": Rule(lambda v: v >= 0, "the half-width of the region of practical equivalence, in the "
+                           "metric's units", ">= 0"),
+              "confidence": Rule(lambda v: 0.5 <= v < 1, "the confidence at which a configuration is tied with the "
+                                 "best", "[0.5, 1)")}
     _choices = {"metric": ("metric", _names("metaray.metrics", "METRICS")),
-                "aggregate": ("aggregate", _names("metaray.aggregates", "AGGREGATES"))}
+                "aggregate": ("aggregate", _names("metaray.aggregates", "AGGREGATES")),
+                "tie_test": ("tie test", _names("metaray.stats", "TIE_TESTS"))}
 
     @field_validator("extra_metrics")
     @classmethod

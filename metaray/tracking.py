@@ -81,6 +81,7 @@ class Tracker:
         self.sent = 0  # configurations handed to the queue
         self.logged = 0  # configurations the tracking process has logged
         self.failure: str | None = None
+        self.notes: list[str] = []  # lines for the user from the tracking process (a report it could not make)
         self._server: _Server | None = None
         self._started: Future = Future()
         self._finished: Future | None = None
@@ -161,6 +162,8 @@ class Tracker:
             self.logged += 1
         elif kind == "failed":
             self.failure = self.failure or value
+        elif kind == "note":
+            self.notes.append(value)
         elif kind == "finished" and self._finished is not None:
             if value is None:
                 self._finished.set_result(None)
@@ -309,7 +312,7 @@ class Writer:
         self.experiment_name, self.parent_id = experiment, parent_id
         self._client = None
         self._experiment_id: str | None = None
-        self._logged: set[str] = set()
+        self._children: dict[str, str] = {}  # trial id -> its child run
         self.ended = False  # finished or aborted: the parent run has its final status
 
     def abort(self) -> None:
@@ -344,7 +347,7 @@ class Writer:
             client.update_run(self.parent_id, status="RUNNING")
             children = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
                                           max_results=10000)
-            self._logged = {r.data.tags.get("metaray.trial") for r in children}
+            self._children = {r.data.tags.get("metaray.trial"): r.info.run_id for r in children}
             return self.parent_id
         spec = self.spec
         tags = {"metaray.kind": "search", "metaray.version": __version__, "metaray.run_dir": str(self.run_dir),
@@ -377,7 +380,7 @@ class Writer:
                                    tags=t[i * 100 : (i + 1) * 100])
 
     def log_trial(self, s: dict[str, Any]) -> None:
-        if s["id"] in self._logged:
+        if s["id"] in self._children:
             return  # logged before the crash that this run resumes from
         from metaray.aggregates import objective_mode, running
         from metaray.metrics import get_metric
@@ -396,6 +399,7 @@ class Writer:
         if s["error"]:
             tags["metaray.error"] = s["error"][:5000]
         run = client.create_run(self._experiment_id, run_name=s["id"], tags=tags)
+        self._children[s["id"]] = run.info.run_id
         params = {"learner": s["learner"], **{k: v for k, v in s["visible"].items() if k != "learner"}}
         metrics = [(k, row[k], 0) for k in ("objective", "mean", "std", "worst", "median", "cvar", "mean_minus_std",
                                              "subsets_done") if k in row]
@@ -411,6 +415,15 @@ class Writer:
             self._tensorboard(s["id"], values, metrics)
         self._batch(run.info.run_id, params=params, metrics=metrics)
         client.set_terminated(run.info.run_id, "FAILED" if s["status"] == "failed" else "FINISHED")
+
+    def _ties(self, table) -> None:
+        """Each child run's comparison with the best, known once the search has ended: ``p_vs_best`` and
+        ``p_not_worse`` metrics, a ``tied_with_best`` tag."""
+        for row in table[["trial", "p_vs_best", "p_not_worse", "tied_with_best"]].itertuples(index=False):
+            if row.trial in self._children:
+                self._batch(self._children[row.trial], metrics=[("p_vs_best", row.p_vs_best, 0),
+                                                                ("p_not_worse", row.p_not_worse, 0)],
+                            tags={"tied_with_best": str(bool(row.tied_with_best)).lower()})
 
     def _tensorboard(self, trial_id: str, values, metrics) -> None:
         from metaray.tensorboard import ScalarWriter
@@ -435,6 +448,7 @@ class Writer:
             tags = {"best_trial": result.best["trial"], "best_learner": result.best["learner"],
                     "best_params": json.dumps(result.best["params"], default=str)[:5000]}
         self._batch(self.parent_id, metrics=metrics, tags=tags)
+        self._ties(result.results)
         client.log_artifact(self.parent_id, str(result.run_dir / "results.csv"))
         if result.best and result.best.get("architecture"):
             client.log_text(self.parent_id, result.best["architecture"], "best_architecture.txt")
@@ -458,10 +472,26 @@ class Writer:
                 mlflow.sklearn.log_model(model, name="best_model", serialization_format="cloudpickle",
                                          pip_requirements=[f"scikit-learn=={sklearn.__version__}",
                                                            f"metaray=={__version__}"])
+        note = self._report(result.run_dir)
         if not result.ok:  # a search without an answer is not a success, in MLflow either
             client.set_tag(self.parent_id, "metaray.error", (result.refit_error or result.failures()
                                                              or "no configuration completed")[:5000])
         client.set_terminated(self.parent_id, "FINISHED" if result.ok else "FAILED")
+        return note
+
+    def _report(self, run_dir: Path) -> str | None:
+        """The search's report (metaray.report), made here, off the driver, and logged under ``report/``; what went
+        wrong, as a line for the user, if it could not be made."""
+        from metaray.report import write
+
+        try:
+            made = write(run_dir)
+        except Exception as exc:
+            return f"report: not made ({_line(exc)}); try: metaray report {run_dir}"
+        self._client.log_artifact(self.parent_id, str(made.html), "report")
+        for path in made.figures.values():
+            self._client.log_artifact(self.parent_id, str(path), "report")
+        return None
 
 
 #: the tracking process's niceness once it has started: beside two fits on every core it still gets about a twentieth
@@ -515,9 +545,12 @@ def _serve() -> None:
             # (its results table, the best model) is imported, so that the end waits on no import
             with contextlib.suppress(OSError):
                 os.nice(max(0, NICENESS - os.nice(0)))  # once: os.nice adds
-            for module in ("pandas", "sklearn.pipeline", "metaray.results", "metaray.data", "mlflow.sklearn"):
+            for module in ("pandas", "sklearn.pipeline", "metaray.results", "metaray.data", "mlflow.sklearn",
+                           "metaray.report"):
                 with contextlib.suppress(Exception):
                     importlib.import_module(module)
+            with contextlib.suppress(Exception):
+                sys.modules["metaray.report"].preload()
         elif writer is None:  # no store (the driver has been told): nothing to log
             if kind == "end":
                 reply("ended")
@@ -531,7 +564,9 @@ def _serve() -> None:
         elif kind == "finish":
             try:
                 model = pickle.loads(message[2]) if message[2] is not None else None
-                writer.finish(message[1], model)
+                note = writer.finish(message[1], model)
+                if note:
+                    reply("note", note)
                 reply("finished")
             except Exception as exc:
                 reply("finished", _line(exc))

@@ -134,3 +134,7 @@ def test_the_readme_demo_command_runs_the_iris_search(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "[ 16/16]" in done.stderr and "best configuration (mean accuracy" in done.stdout
     assert "refitted on the training pool, on the hold-out rows: accuracy=" in done.stdout
+    assert "p_vs_best" in done.stdout and "tied_with_best" in done.stdout  # the README's columns
+    assert "tied with the best: 1 of 16 configurations (Bayesian correlated t-test" in done.stdout
+    assert "simplest tied: " in done.stdout
+    assert len(list(tmp_path.glob("meta_classification_iris/*/report.html"))) == 1

@@ -68,6 +68,11 @@ def test_nas_prints_the_architecture_and_logs_its_weights(tmp_path, monkeypatch)
     assert "architecture:" in result.summary()
     artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(result.mlflow_run_id)}
     assert {"best_weights.pt", "best_architecture.txt"} <= artifacts
+    report = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(result.mlflow_run_id, "report")}
+    assert {"report/report.html", "report/architecture.png"} <= report  # the best network, drawn
+    assert result.best["layers"][0]["layer"].startswith("Unflatten") and sum(
+        row["parameters"] for row in result.best["layers"]) == int(
+        result.best["architecture"].rsplit("total: ", 1)[1].split()[0].replace(",", ""))
 
 
 def test_strategies_are_presets_over_one_engine():

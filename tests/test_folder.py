@@ -45,3 +45,20 @@ def test_a_folder_of_another_spec_is_refused_and_two_new_folders_never_collide(t
 def test_a_flat_override_wins_over_the_nested_option_it_replaces():
     nested = load_spec({**SPEC, "search": {"scheduler": {"name": "asha", "grace_period": 1}}})
     assert load_spec(nested, ["search.grace_period=2"]).search.scheduler.grace_period == 2
+
+
+def test_the_folder_of_a_release_without_the_newer_keys_resumes(tmp_path):
+    import yaml
+
+    spec = load_spec({**SPEC, "storage": str(tmp_path)})
+    folder = RunFolder.create(spec.storage, spec.name)
+    folder.prepare(spec)
+    raw = yaml.safe_load((folder / "spec.yaml").read_text())
+    for key in ("rope", "confidence", "tie_test"):  # written by a release before the tied-set statistics
+        del raw["objective"][key]
+    (folder / "spec.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    RunFolder(folder.path).prepare(RunFolder(folder.path).spec())  # the keys at their defaults: the same spec
+    raw["objective"]["rope"] = 0.5  # a value that differs is another spec
+    (folder / "spec.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(SpecError, match="another spec"):
+        RunFolder(folder.path).prepare(spec)

@@ -67,6 +67,70 @@ for _name, _entry in {
     LEARNERS.register(_name, _entry)
 
 
+#: each learner's own notion of simple, for the "simplest tied" recommendation: a rank across learners (0: linear
+#: models and the like, 1: neighbours, kernels, single trees, 2: ensembles and networks), then its parameters in
+#: order of weight, lower is simpler ("-name": higher is simpler, e.g. a ridge's alpha); "n_parameters": the
+#: network's trainable parameters for the data's width
+SIMPLER: dict[str, tuple[int, tuple[str, ...]]] = {
+    "logistic_regression": (0, ("C",)), "linear_regression": (0, ()), "ridge": (0, ("-alpha",)),
+    "lasso": (0, ("-alpha",)), "elastic_net": (0, ("-alpha",)), "bayesian_ridge": (0, ()),
+    "ard_regression": (0, ()), "naive_bayes": (0, ()), "svc": (1, ("C", "gamma")), "svr": (1, ("C", "gamma")),
+    "knn": (1, ("-n_neighbors",)), "decision_tree": (1, ("max_depth", "max_leaf_nodes", "-min_samples_leaf")),
+    "random_forest": (2, ("max_depth", "n_estimators", "-min_samples_leaf")),
+    "extra_trees": (2, ("max_depth", "n_estimators", "-min_samples_leaf")),
+    "gradient_boosting": (2, ("n_estimators", "max_depth", "learning_rate")),
+    "hist_gradient_boosting": (2, ("max_iter", "max_depth", "max_leaf_nodes", "learning_rate")),
+    "sklearn_mlp": (2, ("hidden_layer_sizes", "-alpha")), "mlp": (2, ("n_parameters",)),
+    "nas_net": (2, ("n_parameters",)), "pca": (0, ("n_components",)), "truncated_svd": (0, ("n_components",)),
+    "kernel_pca": (1, ("n_components",)), "autoencoder": (2, ("bottleneck", "depth", "width")),
+}
+
+
+def complexity(learner: Learner, n_features: int, n_outputs: int) -> tuple:
+    """How complex a configuration is by its learner's own notion (``SIMPLER``), as a key that sorts the simplest
+    first: the learner's rank, its name, then its parameters (a network's parameter count for ``n_features``
+    inputs and ``n_outputs`` outputs). A learner given by import path has no notion: it ranks last, all equal.
+
+    Example:
+        >>> from metaray.spec import LearnerSpec
+        >>> ridge = lambda alpha: build_learner(LearnerSpec(name="ridge", params={"alpha": alpha}), "regression")
+        >>> complexity(ridge(10), 4, 1) < complexity(ridge(0.1), 4, 1)        # more regularisation is simpler
+        True
+    """
+    rank, keys = SIMPLER.get(learner.name, (3, ()))
+    model = learner.model
+    model = getattr(model, "embedder", model)  # an embedding's probe wraps the embedder
+    params = model.get_params()
+    key: list = [rank, learner.name]
+    for item in keys:
+        if item == "n_parameters":
+            key.append(_n_parameters(model, n_features, n_outputs))
+            continue
+        value = _number(params.get(item.lstrip("-")))
+        key.append(-value if item.startswith("-") else value)
+    return tuple(key)
+
+
+def _number(value) -> float:
+    """A parameter as a size: None (no limit) is infinite, a tuple of layer sizes their sum, text nothing."""
+    if value is None:
+        return float("inf")
+    if isinstance(value, (tuple, list)):
+        return float(sum(_number(v) for v in value))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value)
+
+
+def _n_parameters(model, n_features: int, n_outputs: int) -> float:
+    from metaray.learners.nets import count_parameters
+
+    try:
+        return float(count_parameters(model._make_net(n_features, n_outputs)))
+    except Exception:  # an architecture that cannot be built for this width ranks last
+        return float("inf")
+
+
 @dataclass
 class Learner:
     """An unfitted estimator ready to be cloned into a subset fit.

@@ -58,15 +58,17 @@ def build_convnet(image_shape, n_out: int, channels, kernels, hidden, activation
     return nn.Sequential(*layers)
 
 
-def describe(net) -> str:
-    """A readable summary: one line per layer with its parameter count, then the total."""
+def layers(net) -> list[dict]:
+    """The network's layers in order: ``{"layer": its repr, "parameters": its own trainable parameters}``."""
     from torch import nn
 
-    lines = []
-    for name, module in net.named_modules():
-        if isinstance(module, nn.Sequential) or module is net:
-            continue
-        n = sum(p.numel() for p in module.parameters(recurse=False))
-        lines.append(f"  {module!r}" + (f"  [{n:,} parameters]" if n else ""))
+    return [{"layer": repr(module), "parameters": sum(p.numel() for p in module.parameters(recurse=False))}
+            for module in net.modules() if not isinstance(module, nn.Sequential) and module is not net]
+
+
+def describe(net) -> str:
+    """A readable summary: one line per layer with its parameter count, then the total."""
+    lines = [f"  {row['layer']}" + (f"  [{row['parameters']:,} parameters]" if row["parameters"] else "")
+             for row in layers(net)]
     lines.append(f"  total: {count_parameters(net):,} parameters")
     return "\n".join(lines)

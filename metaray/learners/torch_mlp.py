@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metaray.errors import FitError
-from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters, describe, pick_device
+from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters, describe, layers, pick_device
 
 
 class _TorchMLP(BaseEstimator):
@@ -71,6 +71,11 @@ class _TorchMLP(BaseEstimator):
         """The fitted network, layer by layer, with parameter counts."""
         check_is_fitted(self, "net_")
         return f"{type(self).__name__}\n{describe(self.net_)}"
+
+    def layers(self) -> list[dict]:
+        """The fitted network's layers, each with its parameter count (the report draws them)."""
+        check_is_fitted(self, "net_")
+        return layers(self.net_)
 
     def fit(self, X, y):
         self._validate_params()

@@ -31,7 +31,8 @@ class Scheduler(Protocol):
 class NoScheduler:
     """No early stopping: every configuration is fitted on every unit."""
 
-    def __init__(self, options=None, *, mode: str = "max", greater_is_better: bool = True, total: float = 1):
+    def __init__(self, options=None, *, mode: str = "max", greater_is_better: bool = True, total: float = 1,
+                 overlap: float = 0.0):
         pass
 
     def milestones(self, total: float) -> list[float]:
@@ -50,6 +51,9 @@ SCHEDULERS.register("asha", "metaray.schedulers.asha:Asha")
 SCHEDULERS.register("racing", "metaray.schedulers.racing:Racing")
 
 
-def make_scheduler(options, *, mode: str, greater_is_better: bool, total: float) -> Scheduler:
-    """The scheduler ``options.name`` (a spec's ``search.scheduler``) for objectives optimised in ``mode``."""
-    return SCHEDULERS.get(options.name)(options, mode=mode, greater_is_better=greater_is_better, total=total)
+def make_scheduler(options, *, mode: str, greater_is_better: bool, total: float, overlap: float = 0.0) -> Scheduler:
+    """The scheduler ``options.name`` (a spec's ``search.scheduler``) for objectives optimised in ``mode``.
+    ``overlap``: n_test/n_train of the subset fits, the correction of a paired test for the subsets' overlap
+    (metaray.stats; 0 for none)."""
+    return SCHEDULERS.get(options.name)(options, mode=mode, greater_is_better=greater_is_better, total=total,
+                                        overlap=overlap)

@@ -25,7 +25,7 @@ class Asha:
         (False, True)
     """
 
-    def __init__(self, options, *, mode: str, greater_is_better: bool = True, total: float):
+    def __init__(self, options, *, mode: str, greater_is_better: bool = True, total: float, overlap: float = 0.0):
         grace, self.rf = float(options.grace_period), float(options.reduction_factor)
         count = int(np.log(total / grace) / np.log(self.rf) + 1)  # as Tune counts its rungs
         self.rungs = [grace * self.rf**i for i in range(count) if grace * self.rf**i < total]
