@@ -45,7 +45,7 @@ class Report:
 
 def write(run_dir, out=None) -> Report:
     """Make the report of the search in ``run_dir``: ``out`` (default ``RUN_DIR/report.html``) and the PNGs in
-    ``RUN_DIR/report/``.
+    ``RUN_DIR/report/`` (with ``out``: in ``<out's name>_figures/`` beside it, so the run folder is only read).
 
     Raises:
         SpecError: ``run_dir`` is not a run folder, or holds no results yet.
@@ -62,12 +62,13 @@ def write(run_dir, out=None) -> Report:
     if not (folder / "results.csv").is_file():
         raise SpecError("RUN_DIR", "the search has no results table yet (results.csv is written when it ends)",
                         got=str(folder.path))
+    report = Report(Path(out) if out else folder / "report.html")
+    report.html.unlink(missing_ok=True)  # a report that fails half-way leaves none, not an old one
     data = _Data.load(folder, spec)
-    pngs = folder / "report"
-    pngs.mkdir(exist_ok=True)
+    pngs = folder / "report" if out is None else report.html.with_name(f"{report.html.stem}_figures")
+    pngs.mkdir(parents=True, exist_ok=True)
     for old in pngs.glob("*.png"):
         old.unlink()
-    report = Report(Path(out) if out else folder / "report.html")
     captions: dict[str, str] = {}
     for name, draw in FIGURES:
         made = draw(data)
@@ -82,7 +83,7 @@ def write(run_dir, out=None) -> Report:
         report.figures[name], captions[name] = path, caption
     report.importance_method = data.importance_method
     report.html.parent.mkdir(parents=True, exist_ok=True)
-    report.html.write_text(_html(data, report, captions))
+    report.html.write_text(_html(data, report, captions), encoding="utf-8")
     return report
 
 
@@ -107,6 +108,9 @@ class _Data:
     best: dict
     dists: dict  # flat parameter name -> metaray.space.Dist
     scores: list[str]  # score_0 ... columns
+    metric_name: str  # the primary metric (the strategy's default when the spec names none)
+    mode: str  # the objective's direction: "max" or "min"
+    greater_is_better: bool  # the metric's direction (the heat map's scores)
     importance_method: str = ""
 
     @classmethod
@@ -127,7 +131,14 @@ class _Data:
         scores = sorted((c for c in table.columns if c.startswith("score_")), key=lambda c: int(c[6:]))
         if "tied_with_best" in table:
             table["tied_with_best"] = table["tied_with_best"].astype(str).str.lower().eq("true")
-        return cls(spec, table, best, dists, scores)
+        from metaray.aggregates import objective_mode
+        from metaray.metrics import get_metric
+
+        state = folder.state  # the search wrote its metric and direction there (a spec may leave them implicit)
+        metric = state.get("metric") or spec.objective.metric or "accuracy"
+        gib = get_metric(metric).greater_is_better
+        mode = state.get("mode") or objective_mode(spec.objective.aggregate, gib)
+        return cls(spec, table, best, dists, scores, metric, mode, gib)
 
     @property
     def completed(self):
@@ -136,11 +147,21 @@ class _Data:
 
     @property
     def metric(self) -> str:
-        return f"{self.spec.objective.aggregate} {self.spec.objective.metric or 'score'}"
+        return f"{self.spec.objective.aggregate} {self.metric_name}"
 
     def params(self) -> list[str]:
-        """Searched parameters that the table holds (``param.<name>`` columns)."""
-        return [p for p in self.dists if f"param.{p}" in self.table]
+        """Searched parameters that the table holds (``param.<name>`` columns; the learner of a conditional space)."""
+        return [p for p in self.dists if p == "learner" or f"param.{p}" in self.table]
+
+    def column(self, frame, name: str):
+        return frame["learner"] if name == "learner" else frame[f"param.{name}"]
+
+    def goodness(self, objective):
+        """Objective values scaled to [0, 1], 1 the best, whichever the direction."""
+        v = np.asarray(objective, dtype=float)
+        lo, hi = np.nanmin(v), np.nanmax(v)
+        scaled = (v - lo) / (hi - lo if hi > lo else 1.0)
+        return scaled if self.mode == "max" else 1.0 - scaled
 
     def is_log(self, name: str) -> bool:
         return self.dists[name].kind == "loguniform"
@@ -159,9 +180,28 @@ class _Data:
         if self.is_numeric(name):
             v = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
             return (np.log10(v) if self.is_log(name) else v), None
-        labels = [str(a) if a is not None else "None" for a in self.dists[name].args]
-        text = values.astype(object).where(values.notna(), "None").astype(str)
-        return np.array([labels.index(s) if s in labels else np.nan for s in text], dtype=float), labels
+        args = self.dists[name].args
+        labels = [str(a) if a is not None else "None" for a in args]
+        return np.array([_choice_index(args, v) for v in values], dtype=float), labels
+
+
+def _choice_index(args, value) -> float:
+    """Which of a choice's values a results-table cell holds: None is read back as missing, numbers as floats
+    (a column of None and 5 reads 5.0), text and booleans as their text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return float(args.index(None)) if None in args else math.nan
+    for i, a in enumerate(args):
+        if a is None:
+            continue
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
+            try:
+                if float(value) == float(a):
+                    return float(i)
+            except (TypeError, ValueError):
+                continue
+        elif str(a) == str(value) or str(a).lower() == str(value).lower():
+            return float(i)
+    return math.nan
 
 
 # the figures -----------------------------------------------------------------------------------------------
@@ -202,15 +242,18 @@ def _subsets(d: _Data):
         return None
     values = done[d.scores].to_numpy(float)
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(d.scores) + 3), max(3, 0.22 * len(done) + 1.5)))
-    image = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label=d.spec.objective.metric or "score")
+    # yellow is good: a loss's colours are reversed, so that a hard subset is a dark column either way
+    image = ax.imshow(values, aspect="auto", cmap="viridis" if d.greater_is_better else "viridis_r",
+                      interpolation="nearest")
+    fig.colorbar(image, ax=ax, label=d.metric_name + ("" if d.greater_is_better else " (lower is better)"))
     ax.set_yticks(range(len(done)))
     ax.set_yticklabels(done["trial"], fontsize=7)
     means = np.nanmean(values, axis=0)
     ax.set_xticks(range(len(d.scores)))
     ax.set_xticklabels([f"{i}\n{m:.3g}" for i, m in enumerate(means)], fontsize=7)
     ax.set_xlabel("subset (mean score over these configurations)")
-    ax.set_title("Scores of each configuration on each subset: columns that are dark for all are hard subsets")
+    ax.set_title("Scores of each configuration on each subset (yellow: good): a column dark for all is a hard subset",
+                 fontsize=9)
     fig.tight_layout()
     return fig, "Configurations (rows, best first) × subsets (columns): the score of each fit."
 
@@ -227,7 +270,7 @@ def _parameters(d: _Data):
     y = done["objective"].to_numpy(float)
     tied = done["tied_with_best"].to_numpy(bool) if "tied_with_best" in done else np.zeros(len(done), bool)
     for ax, name in zip(axes.flat, params, strict=False):
-        raw = done[f"param.{name}"]
+        raw = d.column(done, name)
         if d.is_numeric(name):
             x = np.asarray(raw.astype(float))
             ax.scatter(x[~tied], y[~tied], s=18, color="tab:grey", label="not tied")
@@ -259,7 +302,7 @@ def _parallel(d: _Data):
         return None
     axes_values, ticks = [], []
     for name in params:
-        v, labels = d.axis(name, done[f"param.{name}"])
+        v, labels = d.axis(name, d.column(done, name))
         lo, hi = (0, max(len(labels) - 1, 1)) if labels else (np.nanmin(v), np.nanmax(v)) if np.isfinite(v).any() \
             else (0, 1)
         span = hi - lo if hi > lo else 1.0
@@ -273,11 +316,11 @@ def _parallel(d: _Data):
     lo, hi = obj.min(), obj.max()
     axes_values.append((obj - lo) / (hi - lo if hi > lo else 1.0))
     ticks.append(f"{lo:.4g} … {hi:.4g}")
+    colour = d.goodness(obj)
     names = [*params, "objective"]
     data = np.vstack(axes_values).T  # configurations x axes
     fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(names)), 4.5))
     cmap = plt.get_cmap("viridis")
-    colour = axes_values[-1]
     for row, c in sorted(zip(data, colour, strict=True), key=lambda rc: rc[1]):  # the best drawn last, on top
         ax.plot(range(len(names)), row, color=cmap(c), alpha=0.85, linewidth=1.6)
     for i in range(len(names)):
@@ -285,7 +328,7 @@ def _parallel(d: _Data):
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([f"{n}\n{t}" for n, t in zip(names, ticks, strict=True)], fontsize=7)
     ax.set_yticks([])
-    ax.set_title(f"Parallel coordinates of the top {len(done)} configurations (yellow: best objective)")
+    ax.set_title(f"Parallel coordinates of the top {len(done)} configurations (yellow: the best objective)")
     fig.tight_layout()
     return fig, "Each line is a configuration; each axis one parameter, scaled to its range (log where log)."
 
@@ -330,14 +373,13 @@ def _optuna_importance(d: _Data, done, params) -> dict[str, float] | None:
             else:
                 dists[name] = FloatDistribution(dist.args[0], dist.args[1], log=dist.kind == "loguniform")
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-        study = optuna.create_study(direction="maximize" if _mode(d) == "max" else "minimize")
+        study = optuna.create_study(direction="maximize" if d.mode == "max" else "minimize")
         for _, row in done.iterrows():
             values = {}
             for name in params:
-                raw, dist = row[f"param.{name}"], d.dists[name]
+                raw, dist = row[f"param.{name}"], d.dists[name]  # no learner: one-learner spaces only
                 if dist.kind in ("choice", "grid"):
-                    text = "None" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw)
-                    values[name] = next(a for a in dist.args if (str(a) if a is not None else "None") == text)
+                    values[name] = dist.args[int(_choice_index(dist.args, raw))]  # NaN: refused, the surrogate
                 elif dist.kind == "randint":
                     values[name] = int(raw)
                 else:
@@ -354,13 +396,19 @@ def _optuna_importance(d: _Data, done, params) -> dict[str, float] | None:
 def _forest_importance(d: _Data, done, params) -> dict[str, float]:
     from sklearn.ensemble import RandomForestRegressor
 
-    columns = []
+    columns, kept = [], []
     for name in params:
-        v, _ = d.axis(name, done[f"param.{name}"])
-        columns.append(np.where(np.isfinite(v), v, -1.0))  # a parameter of another learner: absent
-    X = np.vstack(columns).T
+        v, _ = d.axis(name, d.column(done, name))
+        if not np.isfinite(v).any():
+            continue
+        kept.append(name)
+        lo, hi = np.nanmin(v), np.nanmax(v)
+        columns.append(np.where(np.isfinite(v), v, lo - (hi - lo) - 1.0))  # another learner's: below its range
+    if not columns:
+        return {}
+    X = np.column_stack(columns)
     forest = RandomForestRegressor(n_estimators=200, random_state=0).fit(X, done["objective"].to_numpy(float))
-    return dict(zip(params, forest.feature_importances_.astype(float).tolist(), strict=True))
+    return dict(zip(kept, forest.feature_importances_.astype(float).tolist(), strict=True))
 
 
 def _rungs(d: _Data):
@@ -412,14 +460,6 @@ def _architecture(d: _Data):
     ax.set_title(f"Best architecture ({d.best.get('trial', '')}): {sum(counts):,} parameters")
     fig.tight_layout()
     return fig, "The best network, input to output: each layer and its trainable parameters."
-
-
-def _mode(d: _Data) -> str:
-    from metaray.aggregates import objective_mode
-    from metaray.metrics import get_metric
-
-    metric = d.spec.objective.metric
-    return objective_mode(d.spec.objective.aggregate, get_metric(metric).greater_is_better) if metric else "max"
 
 
 FIGURES = (("objective", _objective), ("subsets", _subsets), ("parameters", _parameters),

@@ -180,6 +180,8 @@ class SearchResult:
 
     def tie_line(self) -> str:
         """How many configurations are tied with the best, by which test, and the simplest of them."""
+        if self.tie_method.startswith("not tested"):
+            return f"tied with the best: {self.tie_method}"
         line = f"tied with the best: {self.tied} of {len(self.results)} configurations ({self.tie_method})"
         if self.simplest and self.simplest["trial"] != self.best["trial"]:
             params = ", ".join(f"{k}={v!r}" for k, v in self.simplest["visible"].items() if k != "learner")

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from metaray.aggregates import aggregate
 from metaray.driver import Driver, Layout, Trial, drive
 from metaray.errors import RejectedValue, SpecError
@@ -99,9 +101,13 @@ class SearchRun:
             if self.tracker:
                 if self.tracker.lag:
                     self.progress(f"MLflow: catching up, {self.tracker.lag} configurations still to log")
-                self.tracker.finish(result, self._final_model).result()  # the report too, made off the driver
-                for note in self.tracker.notes:
-                    self.say(note)
+                try:
+                    self.tracker.finish(result, self._final_model).result()  # the report too, made off the driver
+                finally:
+                    for note in self.tracker.notes:
+                        self.say(note)
+                    if not (self.folder / "report.html").is_file() and not self.tracker.notes:
+                        self._report()  # MLflow failed before the tracking process made it
             else:
                 self._report()
             self.folder.update_state(status="finished" if result.ok else "failed")
@@ -153,7 +159,7 @@ class SearchRun:
                         score=score, objective=obj.aggregate, metric=prepared.metrics[0], accept=self._accept)
         versus = VersusBest(obj.aggregate, prepared.mode, prepared.metric.greater_is_better, n_train, n_test,
                             rope=obj.rope, confidence=obj.confidence, test=obj.tie_test, alpha=obj.alpha, lam=obj.lam,
-                            seed=spec.seed)
+                            seed=spec.seed) if k >= 2 else None  # one subset: no spread to test with
         ds = prepared.dataset
         width, outputs = ds.X.shape[1], len(ds.classes) if ds.classes is not None else 1
         self.report = Reporter(driver, self.space, metric=prepared.metric.name, aggregate=obj.aggregate,
@@ -162,9 +168,18 @@ class SearchRun:
         return driver
 
     def _sizes(self) -> tuple[float, float]:
-        """The rows a subset fit trains on and is scored on, on average (the paired tests' overlap correction)."""
+        """The rows a subset fit trains on and the rows of the pool it does not, on average: the n_train and n_test
+        of the paired tests' overlap correction. Under the ``full`` protocol a fit is scored on its own rows too;
+        the rows it did not see are what varies from subset to subset. Under ``holdout`` every fit is scored on
+        the same test rows: the correction is then Nadeau and Bengio's heuristic, applied as they do to random
+        subsampling."""
         plan = self.prepared.plan
-        return (sum(len(t) for t in plan.train) / plan.k, sum(len(e) for e in plan.evaluate) / plan.k)
+        seen = [len(np.unique(t)) for t in plan.train]
+        if plan.protocol == "full":
+            unseen = [max(1, len(e) - n) for e, n in zip(plan.evaluate, seen, strict=True)]
+        else:
+            unseen = [len(e) for e in plan.evaluate]
+        return sum(len(t) for t in plan.train) / plan.k, sum(unseen) / plan.k
 
     def _epochs(self) -> int:
         """The learner's epochs, the epochs fidelity's total (ASHA allots them, so they are fixed, not searched)."""
@@ -236,6 +251,7 @@ class SearchRun:
         ties = report.ties()
         table = report.table(ties)
         self.folder.write_results(table)
+        self.folder.update_state(metric=self.prepared.metric.name, mode=self.prepared.mode)  # what the report reads
         best_trial, simplest = report.best(), report.simplest(ties)
         if simplest is not None:
             simplest = {"trial": simplest.id, "learner": report.learner(simplest)[0],
@@ -254,16 +270,21 @@ class SearchRun:
                 best["refit_error"] = refit_error
             best["holdout"] = holdout
             model = final_estimator(self._final_model) if self._final_model is not None else None
-            if hasattr(model, "summary"):  # a network: its architecture, layer by layer
-                best["architecture"] = model.summary()
-                best["layers"] = model.layers()
-            best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": report.versus.method,
+            if hasattr(model, "summary") and hasattr(model, "net_"):  # a network: its architecture, layer by layer
+                with contextlib.suppress(Exception):  # a user's estimator with a summary of its own: not ours to read
+                    best["architecture"] = model.summary()
+                    best["layers"] = model.layers()
+            best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": self._tie_method(),
                             "simplest": simplest}
             self.folder.write_best(best)
         return SearchResult(self.spec.name, self.folder.path, table, best, self.prepared.metric.name,
                             self.spec.objective.aggregate, self.prepared.mode, sum(t.fitted for t in trials),
                             sum(t.replayed for t in trials), time.perf_counter() - t0, holdout, parent_id,
-                            self.dashboard_url, refit_error, report.versus.method, simplest)
+                            self.dashboard_url, refit_error, self._tie_method(), simplest)
+
+    def _tie_method(self) -> str:
+        versus = self.report.versus
+        return versus.method if versus else "not tested: one subset per configuration leaves no spread to test with"
 
     def _report(self) -> None:
         from metaray.report import write

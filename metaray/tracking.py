@@ -345,9 +345,14 @@ class Writer:
                             got=self.uri) from None
         if self.parent_id:
             client.update_run(self.parent_id, status="RUNNING")
-            children = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
-                                          max_results=10000)
-            self._children = {r.data.tags.get("metaray.trial"): r.info.run_id for r in children}
+            token = None
+            while True:  # every child run already logged, page by page
+                page = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
+                                          max_results=10000, page_token=token)
+                self._children.update({r.data.tags.get("metaray.trial"): r.info.run_id for r in page})
+                token = page.token
+                if not token:
+                    break
             return self.parent_id
         spec = self.spec
         tags = {"metaray.kind": "search", "metaray.version": __version__, "metaray.run_dir": str(self.run_dir),
@@ -435,9 +440,11 @@ class Writer:
             for k, v in enumerate(values):
                 w.add_scalar("score/subset", v, k)
 
-    def finish(self, result, model) -> None:
+    def finish(self, result, model) -> str | None:
+        """Log the search's end; returns a line for the user when its report could not be made."""
         self.ended = True
         client = self._client
+        note = self._report(result.run_dir)  # first: MLflow failing below must not cost the user the report
         metrics = [("configurations", len(result.results), 0), ("fits_run", result.fits_run, 0)]
         for status in ("completed", "stopped", "failed"):
             metrics.append((f"configurations_{status}", int((result.results["status"] == status).sum()), 0))
@@ -472,7 +479,6 @@ class Writer:
                 mlflow.sklearn.log_model(model, name="best_model", serialization_format="cloudpickle",
                                          pip_requirements=[f"scikit-learn=={sklearn.__version__}",
                                                            f"metaray=={__version__}"])
-        note = self._report(result.run_dir)
         if not result.ok:  # a search without an answer is not a success, in MLflow either
             client.set_tag(self.parent_id, "metaray.error", (result.refit_error or result.failures()
                                                              or "no configuration completed")[:5000])
@@ -488,9 +494,11 @@ class Writer:
             made = write(run_dir)
         except Exception as exc:
             return f"report: not made ({_line(exc)}); try: metaray report {run_dir}"
-        self._client.log_artifact(self.parent_id, str(made.html), "report")
-        for path in made.figures.values():
-            self._client.log_artifact(self.parent_id, str(path), "report")
+        try:
+            for path in (made.html, *made.figures.values()):
+                self._client.log_artifact(self.parent_id, str(path), "report")
+        except Exception as exc:
+            return f"report: written to {made.html}, but not logged to MLflow ({_line(exc)})"
         return None
 
 

@@ -64,6 +64,7 @@ def test_a_search_in_which_every_configuration_failed_exits_1(tmp_path, capsys):
     assert json.loads((folder / "state.json").read_text())["status"] == "failed"
     parent = parent_run(folder)
     assert parent.info.status == "FAILED" and "every configuration failed" in parent.data.tags["metaray.error"]
+    assert "No configuration completed." in (folder / "report.html").read_text()  # a report even so, without figures
 
 
 def test_a_search_with_some_failures_exits_0_and_says_how_many(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """`metaray report`: one self-contained HTML file and its figures, written at the end of every search, logged to the
 MLflow parent run, and opened in a real headless browser."""
 
+import math
 import re
 
 import pytest
@@ -84,3 +85,37 @@ def test_the_report_renders_in_a_browser(iris_run, tmp_path):
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] > 500 and pixels[..., :3].std() > 0.05  # not a blank page
     assert "tied with the best" in text.lower() and "t00" in text  # the summary and the table
+
+
+def test_a_loss_a_conditional_space_and_a_choice_of_none_and_numbers(tmp_path):
+    """Regression (mse, minimised) over ridge and trees whose depth is None or a number: every figure is drawn, the
+    learner is a parameter, None and numbers are told apart, and the best is the brightest whatever the direction."""
+    from metaray.folder import RunFolder
+    from metaray.report import _choice_index, _Data, write
+
+    spec = {"name": "report_loss", "seed": 0, "data": {"dataset": "diabetes"}, "subsets": {"k": 3},
+            "search": {"num_samples": 12, "space": {"learner": {"choice": [
+                {"name": "ridge", "params": {"alpha": {"loguniform": [0.001, 100]}}},
+                {"name": "decision_tree", "params": {"max_depth": {"choice": [None, 2, 4]}}}]}}}}
+    result = search(spec, run_dir=tmp_path / "run", track=False)
+    made = write(result.run_dir)
+    assert set(made.figures) == FIGURES and "random-forest surrogate" in made.importance_method
+    folder = RunFolder(result.run_dir)
+    data = _Data.load(folder, folder.spec())
+    assert data.mode == "min" and data.metric_name == "mse" and "learner" in data.params()
+    depth = data.table["param.decision_tree.max_depth"]
+    trees = data.table["learner"] == "decision_tree"
+    codes, labels = data.axis("decision_tree.max_depth", depth[trees])
+    assert labels == ["None", "2", "4"] and set(codes) <= {0.0, 1.0, 2.0} and len(set(codes)) > 1
+    found = [_choice_index((None, 5, 10), v) for v in (float("nan"), 5.0, "10", 7)]
+    assert found[:3] == [0.0, 1.0, 2.0] and math.isnan(found[3])
+    goodness = data.goodness(data.completed["objective"])
+    assert goodness[0] == 1.0 and goodness.min() == 0.0  # best first in the table, the best colour for a loss
+
+
+def test_one_subset_is_not_tested(tmp_path):
+    result = search(EXPERIMENTS / "meta_classification_iris.yaml", ["subsets.k=1", "search.num_samples=3"],
+                    run_dir=tmp_path / "run", track=False)
+    assert result.tie_line().startswith("tied with the best: not tested: one subset")
+    assert result.results["p_vs_best"].isna().all() and not result.results["tied_with_best"].any()
+    assert (result.run_dir / "report.html").is_file()
