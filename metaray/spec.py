@@ -120,7 +120,7 @@ class SubsetSpec(_Section):
     sampler: str = "subsample"
     k: int = 5
     fraction: float | None = None
-    protocol: str = "holdout"
+    protocol: str = "out_of_subset"  # it ranks configurations best: experiments/benchmarks/fidelity.py
 
     _key = "subsets"
     _rules = {"k": Rule(lambda v: v >= 1, "the number of subsets must be at least 1", ">= 1"),

@@ -2,6 +2,7 @@ import pytest
 
 from metaray.errors import SpecError
 from metaray.spec import ExperimentSpec, load_spec, parse_override
+from tests.conftest import EXPERIMENTS
 
 BASE = {"name": "t", "data": {"dataset": "iris"}}
 
@@ -17,7 +18,7 @@ def test_defaults_are_explicit():
     spec = load_spec(BASE)
     assert isinstance(spec, ExperimentSpec)
     assert spec.subsets.sampler == "subsample" and spec.subsets.k == 5 and spec.subsets.fraction == 0.8
-    assert spec.subsets.protocol == "holdout" and spec.objective.aggregate == "mean"
+    assert spec.subsets.protocol == "out_of_subset" and spec.objective.aggregate == "mean"
     assert load_spec(spec_with(subsets={"sampler": "bootstrap"})).subsets.fraction == 1.0
     assert load_spec(spec_with(subsets={"sampler": "kfold", "k": 4})).subsets.fraction == 0.75
 
@@ -110,3 +111,9 @@ def test_scheduler_options_are_nested_and_the_flat_keys_still_work_with_a_notice
     with pytest.raises(SpecError, match=r"^search.scheduler.min_subsets: not an option of the 'asha' scheduler; "
                                         r"allowed: 'fidelity', 'grace_period', 'reduction_factor'; got: 'min_subsets'"):
         load_spec(spec_with(search={"scheduler": {"name": "asha", "min_subsets": 3}}))
+
+
+def test_the_default_protocol_is_out_of_subset_and_the_experiments_keep_holdout():
+    assert load_spec({"name": "d", "data": {"dataset": "iris"}}).subsets.protocol == "out_of_subset"
+    for path in EXPERIMENTS.glob("*.yaml"):
+        assert load_spec(path).subsets.protocol == "holdout", path

@@ -631,7 +631,7 @@ def throughput(quick: bool) -> list[Row]:
     rate = extra / (b["search_s"] - a["search_s"])
     driver_cpu = (b["cpu"] - a["cpu"]) / extra
     ceiling = mlflow_ceiling(sizes[1], b["caught_up"], k)
-    expected_values = k * 3 + 9  # per child: 3 series of k steps, 9 single values
+    expected_values = k * 3 + 11  # per child: 3 series of k steps, 9 single values, p_vs_best and p_not_worse
     rows = []
     for n in sizes:
         r = runs[n]
