@@ -101,7 +101,7 @@ def test_a_failing_refit_keeps_the_results_and_exits_1(hang_s, tmp_path, capsys)
     # iris: a pool of 120 rows, subsets of 60; the refit on all 120 fails (or never ends)
     path = write(tmp_path, learner={"name": "tests.helpers.FailsOnTheWholePool",
                                     "params": {"max_rows": 100, "hang_s": hang_s}},
-                 subsets={"k": 2, "fraction": 0.5}, ray={"fit_timeout_s": 2},
+                 subsets={"k": 2, "fraction": 0.5, "protocol": "holdout"}, ray={"fit_timeout_s": 2},
                  search={"searcher": "grid", "space": {"max_rows": {"grid": [90, 100]}}})
     assert main(["run", path]) == 1
     out, err = capsys.readouterr()

@@ -19,7 +19,7 @@ from tests.conftest import EXPERIMENTS
 pytestmark = pytest.mark.usefixtures("ray_session", "shared_store")
 
 WINE = {"name": "wine_race", "seed": 0, "data": {"dataset": "wine", "scale": True},
-        "learner": {"name": "logistic_regression"}, "subsets": {"k": 10, "fraction": 0.5},
+        "learner": {"name": "logistic_regression"}, "subsets": {"k": 10, "fraction": 0.5, "protocol": "holdout"},
         "search": {"num_samples": 32, "space": {"C": {"loguniform": [1e-4, 100]}}}}
 
 

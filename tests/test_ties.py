@@ -110,5 +110,5 @@ def test_racing_is_given_the_overlap_correction(tmp_path, monkeypatch):
     monkeypatch.setattr(metaray.run, "make_scheduler", spy)
     spec = {**WINE, "search": {**WINE["search"], "num_samples": 3, "scheduler": "racing"}}
     search(spec, run_dir=tmp_path / "r", track=False)
-    n = 178 - round(0.2 * 178)  # wine's training pool after the hold-out split
-    assert seen == [pytest.approx(round(0.2 * 178) / round(0.6 * n))] and not math.isnan(seen[0])
+    n_train = round(0.6 * 178)  # wine's 178 rows, subsets of 60 %, each scored on the rest (out_of_subset)
+    assert seen == [pytest.approx((178 - n_train) / n_train)] and not math.isnan(seen[0])

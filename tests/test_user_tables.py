@@ -31,7 +31,8 @@ def spec_file(folder, labels: str, **sections) -> tuple:
     frame = user_table(labels, missing_targets=MISSING_TARGETS)
     path = write_table(frame, folder, labels)
     spec = {"name": f"user_{labels}", "seed": 0, "data": {"path": path.name, "target": "label", "scale": True},
-            "subsets": {"k": 3}, "objective": {"metric": "accuracy", "extra_metrics": CLASSIFICATION_METRICS[1:]},
+            "subsets": {"k": 3, "protocol": "holdout"},
+            "objective": {"metric": "accuracy", "extra_metrics": CLASSIFICATION_METRICS[1:]},
             "search": {"num_samples": 3, "space": {"C": {"loguniform": [0.1, 10.0]}}},
             "storage": str(folder / "runs")}
     for key, value in sections.items():

@@ -388,7 +388,7 @@ def early_stopping(quick: bool) -> list[Row]:
 
     n = 16 if quick else 64
     spec = {"name": "P3", "seed": 0, "data": {"dataset": "wine", "scale": True},
-            "learner": {"name": "logistic_regression"}, "subsets": {"k": 10, "fraction": 0.5},
+            "learner": {"name": "logistic_regression"}, "subsets": {"k": 10, "fraction": 0.5, "protocol": "holdout"},
             "objective": {"metric": "log_loss"},
             "search": {"num_samples": n, "space": {"C": {"loguniform": [1e-4, 100.0]},
                                                     "class_weight": {"choice": [None, "balanced"]}}}}
