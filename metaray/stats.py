@@ -34,9 +34,7 @@ def paired_t(a, b, *, n_train: int | None = None, n_test: int | None = None,
     """
     from scipy import stats
 
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    keep = ~(np.isnan(a) | np.isnan(b))
-    d = (b - a)[keep] * (1.0 if greater_is_better else -1.0)  # > 0 where b is better
+    d = -_differences(a, b, greater_is_better)  # > 0 where b is better
     k = d.size
     if k < 2:
         return math.nan, math.nan
@@ -66,9 +64,7 @@ def bayesian_correlated_t(a, b, *, rope: float, n_train: int | None = None, n_te
     """
     from scipy import stats
 
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    keep = ~(np.isnan(a) | np.isnan(b))
-    d = (a - b)[keep] * (1.0 if greater_is_better else -1.0)  # > 0 where a is better
+    d = _differences(a, b, greater_is_better)  # > 0 where a is better
     k = d.size
     if k < 2:
         return math.nan, math.nan, math.nan
@@ -113,6 +109,13 @@ def paired_bootstrap(a, b, aggregate: str, *, rope: float, n_train: int | None =
 
 
 _BOOTSTRAP = 0xB007
+
+
+def _differences(a, b, greater_is_better: bool) -> np.ndarray:
+    """``a - b`` on the subsets both have scores for, signed so that > 0 is where ``a`` is better."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    return (a - b)[keep] * (1.0 if greater_is_better else -1.0)
 
 
 def _ratio(n_train, n_test) -> float:

@@ -158,3 +158,16 @@ def listening_sockets(processes) -> list[dict]:
             out.append({"process": Path(words[0]).name, "pid": p.pid, "address": c.laddr.ip, "port": c.laddr.port,
                         "loopback": ip.is_loopback})
     return out
+
+
+def load_benchmark(name: str):
+    """A script of experiments/benchmarks/ (not a package) as a module."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module

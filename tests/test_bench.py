@@ -1,21 +1,16 @@
 """The benchmark script at tiny sizes, so that it keeps working; no timing is asserted."""
 
-import importlib.util
 import json
 import math
-import sys
 
 import pytest
 
-from tests.conftest import EXPERIMENTS
+from tests.helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench", EXPERIMENTS / "benchmarks" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
+    module = load_benchmark("bench")
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(module)  # Ray's workers cannot import a script by its name

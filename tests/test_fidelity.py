@@ -4,27 +4,21 @@ The quick run's numbers are checked against computations that do not go through 
 against plain scikit-learn pipelines on a split made here, the K = 1 and K = 3 Spearman values against SciPy on
 the per-subset scores, the regrets against the test scores of the configurations the cells name."""
 
-import importlib.util
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from tests.conftest import EXPERIMENTS
+from tests.helpers import load_benchmark
 
 AGGREGATES = ("mean", "median", "mean_minus_std", "cvar")
 
 
 @pytest.fixture(scope="module")
 def fidelity():
-    spec = importlib.util.spec_from_file_location("fidelity", EXPERIMENTS / "benchmarks" / "fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fidelity"] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("fidelity")
 
 
 # --- the ranking helper on hand-made examples -----------------------------------------------------------------
