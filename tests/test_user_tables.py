@@ -59,6 +59,7 @@ def test_every_label_type_through_run_resume_compare_and_evaluate(labels, tmp_pa
     assert (table["status"] == "completed").all(), table["error"].tolist()
     chance = 1 / len(LABELS[labels][1])
     assert table["objective"].min() > chance + 0.25  # the labels carry the signal, whatever their type
+    assert "report: not made" not in err and (run_dir / "report.html").is_file()  # the report of every label type
     best = json.loads((run_dir / "best.json").read_text())
     assert set(best["holdout"]) == set(CLASSIFICATION_METRICS)  # the hold-out refit, every metric
     assert all(math.isfinite(v) for v in best["holdout"].values())
@@ -179,3 +180,6 @@ def test_searches_across_samplers_protocols_and_searchers(case, tmp_path, capsys
     assert not (table["status"] == "failed").any(), table["error"].tolist()
     assert (table["status"] == "completed").sum() >= 1
     assert table["objective"].iloc[0] > 0.75, table  # the best, first: plausible for this signal
+    report = (run_dir_of(tmp_path, "user_words") / "report.html").read_text()  # the report, whatever the search
+    assert "figures rendered" in report and "data:image/png;base64," in report
+    assert "report: not made" not in capsys.readouterr().err
