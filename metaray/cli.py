@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from metaray import __version__
-from metaray.errors import MetarayError
+from metaray.errors import MetarayError, SpecError
 
 _SAID: set[str] = set()
 
@@ -42,7 +42,8 @@ def cmd_evaluate(args) -> int:
 
         print(json.dumps({"name": ev.name, "objective": ev.objective, "aggregate": ev.aggregate, "metric": ev.metric,
                           "mode": ev.mode, "aggregates": ev.aggregates, "subsets": ev.subsets.to_dict("records"),
-                          "dataset": ev.dataset, "protocol": ev.protocol, "learner": ev.learner}))
+                          "dataset": ev.dataset, "protocol": ev.protocol, "learner": ev.learner,
+                          "metafeatures": ev.metafeatures}))
     else:
         print(ev.summary())
     return 0
@@ -78,9 +79,17 @@ def _print_search(result) -> int:
 
 
 def cmd_run(args) -> int:
-    from metaray.run import search
+    from metaray.run import extend, search
     from metaray.spec import load_spec
 
+    if args.extend:
+        if args.num_samples is None:
+            raise SpecError("--num-samples", "--extend needs the number of configurations to add", got=None)
+        spec = load_spec(args.experiment, list(args.set or []) + ([f"ray.address={args.address}"] if args.address
+                                                                   else []))
+        print(f"extending {args.extend} by {args.num_samples} configurations", file=sys.stderr, flush=True)
+        return _print_search(extend(args.extend, spec, args.num_samples, progress=_to_stderr,
+                                    dashboard=args.dashboard))
     spec = load_spec(args.experiment, _overrides(args))
     s = spec.search
     print(f"searching {spec.name}: {s.searcher} searcher, scheduler {s.scheduler.name}, {spec.subsets.k} subsets "
@@ -111,6 +120,38 @@ def cmd_compare(args) -> int:
                   .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.plot:
         print(f"plot: {plot_runs(table, args.plot)}")
+    return 0
+
+
+def cmd_history(args) -> int:
+    from metaray.tracking import absolute_uri, tracking_uri
+    from metaray.warmstart import past_searches, similar
+
+    uri = absolute_uri(tracking_uri(args.uri))
+    if args.similar:
+        from metaray.objective import prepare
+        from metaray.run import compute_metafeatures
+        from metaray.spec import load_spec
+
+        spec = load_spec(args.similar)
+        prepared = prepare(spec, say=_to_stderr)
+        here = compute_metafeatures(prepared.dataset, seed=spec.seed)
+        table = similar(past_searches(uri, task=prepared.dataset.task, metric=prepared.metric.name), here)
+        what = f"like {spec.name} ({prepared.dataset.task}, {prepared.metric.name}), nearest first"
+    else:
+        table, what = past_searches(uri), "newest first"
+    if table.empty:
+        print(f"no past metaray searches{' like it' if args.similar else ''} in {uri}", file=sys.stderr)
+        return 1
+    import pandas as pd
+
+    show = ["experiment", "search", "dataset", "task", "metric", "best_objective", "best_learner", "best_params",
+            "configurations", *(["distance"] if args.similar else []),
+            *[c for c in ("mf.rows_log10", "mf.features_log10", "mf.classes", "mf.target_skew", "mf.landmark_1nn")
+              if c in table]]
+    print(f"past searches in {uri}, {what}:")
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60):
+        print(table[show].head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
 
@@ -164,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-samples", type=int, help="number of configurations (search.num_samples)")
     run.add_argument("--address", help="join an existing Ray cluster instead of starting a local one")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 and print its URL")
+    run.add_argument("--extend", metavar="RUN_DIR", help="add --num-samples configurations to the finished search in "
+                     "RUN_DIR (same spec): its configurations are not fitted again")
     run.set_defaults(func=cmd_run)
 
     res = sub.add_parser("resume", help="continue an interrupted search from its run folder")
@@ -177,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     cmp_.add_argument("--top", type=int, default=20, help="rows per experiment")
     cmp_.set_defaults(func=cmd_compare)
+
+    his = sub.add_parser("history", help="past searches in the tracking store: data, meta-features, best result")
+    his.add_argument("--similar", metavar="EXPERIMENT.yaml", help="rank them by how like this one their data is")
+    his.add_argument("--uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    his.add_argument("--top", type=int, default=20, help="searches to show")
+    his.set_defaults(func=cmd_history)
 
     rep = sub.add_parser("report", help="a search's report: one self-contained HTML file and its figures as PNGs")
     rep.add_argument("path", help="the run folder, e.g. metaray_results/NAME/20260101-120000")

@@ -107,7 +107,6 @@ class RunFolder:
     def prepare(self, spec) -> None:
         """Make the folder (refusing one that cannot be written) and, for a new search, write its resolved spec
         (data paths made absolute, so that a resume finds the data from any folder) and its state."""
-        import yaml
 
         try:
             self._make()
@@ -124,8 +123,14 @@ class RunFolder:
                 raise SpecError("storage", "the run folder holds the run of another spec; resume that one "
                                 "(metaray resume) or search in a new folder", got=str(self.path))
             return
-        spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+        self.write_spec(spec)
         self.update_state(status="running", name=spec.name, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def write_spec(self, spec) -> None:
+        """Write (or, to extend a search, rewrite) the resolved spec."""
+        import yaml
+
+        (self.path / "spec.yaml").write_text(yaml.safe_dump(_resolved(spec), sort_keys=False))
 
     def _make(self) -> None:
         if not self.new:

@@ -14,7 +14,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from metaray.data import Dataset, load_dataset
 from metaray.errors import FitError, SpecError
 from metaray.fits import FitResult, Unit
 from metaray.learners import Learner, accepts_nan, build_learner, final_estimator
+from metaray.metafeatures import compute as compute_metafeatures
 from metaray.metrics import METRICS, get_metric
 from metaray.spec import ExperimentSpec, load_spec
 from metaray.subsets import SubsetPlan, make_plan
@@ -279,6 +280,7 @@ class Evaluation:
     dataset: dict[str, Any]
     protocol: str
     wall_seconds: float
+    metafeatures: dict[str, float] = field(default_factory=dict)  # metaray.metafeatures of the dataset
 
     def summary(self) -> str:
         import pandas as pd
@@ -357,4 +359,5 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
                      lam=spec.objective.lam)
     return Evaluation(spec.name, prepared.learner.describe(), metric.name, prepared.mode, spec.objective.aggregate,
                       aggs[spec.objective.aggregate], aggs, _results_frame(results, prepared.metrics),
-                      prepared.dataset.describe(), spec.subsets.protocol, time.perf_counter() - t0)
+                      prepared.dataset.describe(), spec.subsets.protocol, time.perf_counter() - t0,
+                      compute_metafeatures(prepared.dataset, seed=spec.seed))

@@ -28,12 +28,15 @@ class Reporter:
         versus: compares each configuration with the best over their common subsets (``metaray.stats.VersusBest``):
             the table's ``p_vs_best``, ``p_not_worse`` and ``tied_with_best``.
         complexity: a configuration's complexity key (``metaray.learners.complexity``), for the simplest tied one.
+        origins: configuration index -> where it came from ("warm <past search>/<trial>"), for a warm start; the
+            table then has an ``origin`` column ("search" for the searcher's own).
     """
 
     def __init__(self, driver: Driver, space, *, metric: str, aggregate: str, mode: str,
-                 versus: VersusBest | None = None, complexity: Callable[[Trial], tuple] | None = None):
+                 versus: VersusBest | None = None, complexity: Callable[[Trial], tuple] | None = None,
+                 origins: dict[int, str] | None = None):
         self.driver, self.space, self.metric, self.aggregate, self.mode = driver, space, metric, aggregate, mode
-        self.versus, self.complexity = versus, complexity
+        self.versus, self.complexity, self.origins = versus, complexity, origins or {}
         self._best: Trial | None = None
         self._scanned = 0  # configurations looked at by ``best``
 
@@ -87,6 +90,8 @@ class Reporter:
         """The configuration's row of the results table."""
         scores = self.driver.scores(trial)
         row: dict[str, Any] = {"trial": trial.id, "status": trial.status, "learner": self.learner(trial)[0]}
+        if self.origins:
+            row["origin"] = self.origins.get(trial.index, "search")
         row.update({f"param.{k}": v for k, v in self.visible(trial).items() if k != "learner"})
         row["objective"] = trial.objective
         row.update({k: trial.aggregates.get(k, math.nan) for k in AGGREGATE_COLUMNS})
@@ -209,6 +214,8 @@ class SearchResult:
         table = self.results.head(top)
         params = [c for c in table.columns if c.startswith("param.")]
         show = table[["trial", "status", "learner"]].copy()
+        if "origin" in table:
+            show["origin"] = table["origin"].str.replace(r"^warm (\w{8})\w*/", r"warm \1/", regex=True)
         show["params"] = [" ".join(f"{c.removeprefix('param.').split('.')[-1]}={short(v)}"
                                    for c, v in row.items() if not missing(v)) for _, row in table[params].iterrows()]
         for col in ("objective", "mean", "std", "worst", "p_vs_best", "tied_with_best", "subsets_done", "epochs_done"):

@@ -29,6 +29,7 @@ from metaray.errors import RejectedValue, SpecError
 from metaray.fits import FitResult, Unit
 from metaray.folder import RunFolder
 from metaray.learners import complexity, final_estimator
+from metaray.metafeatures import compute as compute_metafeatures
 from metaray.objective import deployable, notice, prepare, score_fit, share
 from metaray.results import Reporter, SearchResult
 from metaray.schedulers import make_scheduler
@@ -73,12 +74,18 @@ class SearchRun:
         for line in spec.notes:
             self.say(line)
         self.prepared = prepare(spec, self.say)
+        self.metafeatures = compute_metafeatures(self.prepared.dataset, seed=spec.seed)
         self.driver = self._plan()
         self.folder.prepare(spec)  # after _plan resolved max_concurrent into the spec it writes
+        if self.warm and not (self.folder / "warm_start.json").is_file():
+            from metaray.warmstart import save
+
+            save(self.folder / "warm_start.json", self.warm)  # a resume starts from the same points
         self.journal = self.folder.journal(self.say)
         state = self.folder.state
         self.tracker = Tracker(spec, self.folder.path, self.prepared.dataset.describe(), uri=state.get("mlflow_uri"),
-                               parent_id=state.get("parent_run_id")) if self.track else None
+                               parent_id=state.get("parent_run_id"), metric=self.prepared.metric.name,
+                               mode=self.prepared.mode, metafeatures=self.metafeatures) if self.track else None
         started = self.tracker.start() if self.tracker else None  # MLflow's start-up overlaps Ray's
         if started:  # recorded as soon as it exists, even if the search stops before it is awaited
             started.add_done_callback(self._record_parent)
@@ -137,8 +144,9 @@ class SearchRun:
         self.space = spec.parsed_space()
         for branch in self.space.branches:  # misspelled keys and impossible values fail now, not trial by trial
             self._check_branch(branch)
-        n = s.num_samples or (1 if self.space.empty or s.searcher == "grid" else 16)
-        searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed)
+        n = s.num_samples or self.default_samples()
+        self.warm = self._warm_points()
+        searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed, [p.config for p in self.warm])
         if searcher.adaptive and s.max_concurrent is None:
             s.max_concurrent = ADAPTIVE_IN_FLIGHT  # resolved into the run folder's spec.yaml, which resume reads
         k = prepared.plan.k
@@ -164,8 +172,36 @@ class SearchRun:
         width, outputs = ds.X.shape[1], len(ds.classes) if ds.classes is not None else 1
         self.report = Reporter(driver, self.space, metric=prepared.metric.name, aggregate=obj.aggregate,
                                mode=prepared.mode, versus=versus,
-                               complexity=lambda t: complexity(t.learner, width, outputs) if t.learner else (9,))
+                               complexity=lambda t: complexity(t.learner, width, outputs) if t.learner else (9,),
+                               origins={i: p.origin for i, p in enumerate(self.warm)})
         return driver
+
+    def _warm_points(self) -> list:
+        """The configurations to evaluate first (``search.warm_start``): those this run folder already chose (a
+        resume), else chosen now from the tracking store (metaray.warmstart)."""
+        from metaray import warmstart
+        from metaray.tracking import absolute_uri, tracking_uri
+
+        options = self.spec.search.warm_start
+        saved = self.folder / "warm_start.json"
+        if options.source == "none":
+            return []
+        if saved.is_file():
+            return warmstart.load(saved)
+        state = self.folder.state
+        uri = state.get("mlflow_uri") or absolute_uri(tracking_uri(self.spec.tracking.uri))
+        prepared = self.prepared
+        try:
+            return warmstart.choose(
+                options, self.space, metafeatures=self.metafeatures, task=prepared.dataset.task,
+                metric=prepared.metric.name, uri=uri, say=self.say,
+                check=lambda name, params: prepared.learner_for(LearnerSpec(name=name, params=params)),
+                exclude={state["parent_run_id"]} if state.get("parent_run_id") else set())
+        except SpecError:
+            raise
+        except Exception as exc:  # an unreadable store costs the warm start, not the search
+            self.say(f"warm start: could not read the tracking store {uri} ({_one_line(exc)}); starting cold")
+            return []
 
     def _sizes(self) -> tuple[float, float]:
         """The rows a subset fit trains on and the rows of the pool it does not, on average: the n_train and n_test
@@ -180,6 +216,11 @@ class SearchRun:
         else:
             unseen = [len(e) for e in plan.evaluate]
         return sum(len(t) for t in plan.train) / plan.k, sum(unseen) / plan.k
+
+    def default_samples(self) -> int:
+        """``search.num_samples`` left unset: one pass over a grid (or an empty space), else 16."""
+        s = self.spec.search
+        return 1 if s.searcher == "grid" or self.spec.parsed_space().empty else 16
 
     def _epochs(self) -> int:
         """The learner's epochs, the epochs fidelity's total (ASHA allots them, so they are fixed, not searched)."""
@@ -345,6 +386,45 @@ def search(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[str]
     spec = load_spec(spec, list(overrides))
     folder = RunFolder(run_dir) if run_dir else RunFolder.create(spec.storage, spec.name)
     return SearchRun(spec, folder, progress=progress, dashboard=dashboard, track=track).run()
+
+
+def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.PathLike, more: int, *,
+           progress: Callable[[str], None] | None = None, dashboard: bool = False, track: bool = True
+           ) -> SearchResult:
+    """``more`` configurations after those of the search in ``run_dir``, in the same run folder and MLflow parent
+    run: ``spec`` must be that search's (the same data, subsets, space and seed; only ``search.num_samples`` may
+    differ). Its configurations are replayed from the journal into the searcher, never fitted again; the new ones
+    follow, chosen by a searcher that has learned from them."""
+    from metaray.folder import _resolved
+
+    folder = RunFolder(run_dir)
+    old, new = folder.spec(), load_spec(spec)
+    if more < 1:
+        raise SpecError("--num-samples", "how many configurations to add", allowed=">= 1", got=more)
+    prepare(new, say=lambda line: None)  # resolves the task and the default learner, as the search's spec.yaml has
+    a, b = _resolved(old), _resolved(new)
+    for raw in (a, b):
+        raw["search"].pop("num_samples"), raw["search"].pop("max_concurrent")
+    differ = _first_difference(a, b)
+    if differ:
+        raise SpecError("--extend", "the run folder holds a search of another spec; an extension keeps the data, "
+                        "subsets, space and seed, only search.num_samples grows", got=f"{differ} differs")
+    done = old.search.num_samples or SearchRun(old, folder).default_samples()
+    old.search.num_samples = done + more
+    folder.write_spec(old)
+    folder.update_state(status="running")
+    return SearchRun(old, folder, progress=progress, dashboard=dashboard, track=track).run()
+
+
+def _first_difference(a, b, where: str = "") -> str | None:
+    """The first key (dotted) at which two nested dicts differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            found = _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+        return None
+    return None if a == b else where
 
 
 def resume(run_dir: str | os.PathLike, *, progress: Callable[[str], None] | None = None, dashboard: bool = False,

@@ -38,9 +38,10 @@ class Variants:
 
     adaptive = False
 
-    def __init__(self, param_space: dict, num_samples: int, seed: int):
+    def __init__(self, param_space: dict, num_samples: int, seed: int, points: list[dict] = ()):
         from ray.tune.search.variant_generator import generate_variants
 
+        self._points = list(points)  # evaluated first (a warm start); they take the place of the last draws
         rng = np.random.RandomState(seed)
         passes = num_samples if param_space else 1
         self.total = passes * math.prod(len(v["grid_search"]) for v in param_space.values()
@@ -48,6 +49,8 @@ class Variants:
         self._it = (cfg for _ in range(passes) for _, cfg in generate_variants(param_space, random_state=rng))
 
     def suggest(self, index: int) -> dict | None:
+        if index < len(self._points):
+            return dict(self._points[index])
         return next(self._it, None)
 
     def complete(self, index: int, value: float | None) -> None:
@@ -76,39 +79,43 @@ def _trial_id(index: int) -> str:
     return f"t{index:04d}"
 
 
-def _grid(space, num_samples: int, mode: str, seed: int) -> Variants:
+def _grid(space, num_samples: int, mode: str, seed: int, points=()) -> Variants:
     from ray import tune
 
     # choices are enumerated too
     param_space = {k: tune.grid_search(v.categories) if hasattr(v, "categories") else v
                    for k, v in space.param_space().items()}
-    return Variants(param_space, num_samples, seed)
+    return Variants(param_space, num_samples, seed, points)
 
 
-def _optuna(space, num_samples: int, mode: str, seed: int) -> TuneSearcher:
+def _optuna(space, num_samples: int, mode: str, seed: int, points=()) -> TuneSearcher:
     import logging
 
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(logging.WARNING)
-    return TuneSearcher(OptunaSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, seed=seed))
+    return TuneSearcher(OptunaSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, seed=seed,
+                                     points_to_evaluate=[dict(p) for p in points] or None))
 
 
-def _hyperopt(space, num_samples: int, mode: str, seed: int) -> TuneSearcher:
+def _hyperopt(space, num_samples: int, mode: str, seed: int, points=()) -> TuneSearcher:
     from ray.tune.search.hyperopt import HyperOptSearch
 
     return TuneSearcher(HyperOptSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, random_state_seed=seed,
-                                       n_initial_points=min(20, max(4, num_samples // 3))))
+                                       n_initial_points=min(20, max(4, num_samples // 3)),
+                                       points_to_evaluate=[dict(p) for p in points] or None))
 
 
 SEARCHERS: Registry = Registry("searcher", "search.searcher")
-SEARCHERS.register("random", lambda space, n, mode, seed: Variants(space.param_space(), n, seed))
+SEARCHERS.register("random", lambda space, n, mode, seed, points=(): Variants(space.param_space(), n, seed, points))
 SEARCHERS.register("grid", _grid)
 SEARCHERS.register("optuna", _optuna)
 SEARCHERS.register("hyperopt", _hyperopt)
 
 
-def make_searcher(name: str, space, num_samples: int, mode: str, seed: int) -> Searcher:
-    """The named searcher over a parsed space (``metaray.space.Space``)."""
-    return SEARCHERS.get(name)(space, num_samples, mode, seed)
+def make_searcher(name: str, space, num_samples: int, mode: str, seed: int, points: list[dict] = ()) -> Searcher:
+    """The named searcher over a parsed space (``metaray.space.Space``); ``points``: flat configurations it hands
+    out first (a warm start: Tune searchers' ``points_to_evaluate``, the random searcher's first draws), learning
+    from their results like from its own."""
+    return SEARCHERS.get(name)(space, num_samples, mode, seed, points)

@@ -256,6 +256,36 @@ class SchedulerSpec(_Section):
         return self
 
 
+class WarmStartSpec(_Section):
+    """Where a search's first configurations come from (metaray.warmstart): ``none``; ``auto``, the best
+    configurations of the ``n`` past searches in the tracking store most similar to this one (same task and metric,
+    nearest meta-features); or a list of MLflow run ids and experiment names. ``configs`` bounds how many are
+    evaluated first (they count in ``num_samples``). A plain value is the source: ``warm_start: auto``."""
+
+    source: str | list[str] = "none"
+    n: int = 3
+    configs: int = 8
+
+    _key = "search.warm_start"
+    _rules = {"n": POSITIVE, "configs": POSITIVE}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_source(cls, value):
+        return {"source": value} if isinstance(value, (str, list)) or value is None else value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v):
+        if isinstance(v, str) and v not in ("none", "auto"):
+            raise SpecError("search.warm_start", "not a source of past configurations",
+                            allowed=["none", "auto", "a list of MLflow run ids or experiment names"], got=v)
+        if isinstance(v, list) and (not v or not all(isinstance(x, str) and x for x in v)):
+            raise SpecError("search.warm_start", "a list of MLflow run ids or experiment names, not empty",
+                            allowed=["none", "auto", "[run id or experiment name, ...]"], got=v)
+        return v
+
+
 #: the scheduler options that were flat keys of ``search`` before they were nested under ``search.scheduler``
 FLAT_SCHEDULER_KEYS = ("grace_period", "reduction_factor", "fidelity", "min_subsets", "confidence", "tolerance")
 
@@ -274,6 +304,7 @@ class SearchSpec(_Section):
     num_samples: int | None = None
     max_concurrent: int | None = None
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
 
     _key = "search"
     _rules = {"num_samples": POSITIVE, "max_concurrent": POSITIVE}

@@ -71,10 +71,14 @@ class Tracker:
     """
 
     def __init__(self, spec, run_dir: Path, dataset: dict[str, Any], *, uri: str | None = None,
-                 parent_id: str | None = None):
+                 parent_id: str | None = None, metric: str | None = None, mode: str | None = None,
+                 metafeatures: dict[str, float] | None = None):
         """``uri`` and ``parent_id``: the store and parent run an interrupted search already logged to (its run
-        folder's record); a resumed search logs there, whatever the working folder is now."""
+        folder's record); a resumed search logs there, whatever the working folder is now. ``metric``, ``mode``
+        and ``metafeatures``: the search's resolved metric and direction and its data's meta-features
+        (metaray.metafeatures), recorded on the parent run for later searches to find it by."""
         self.spec, self.run_dir, self.dataset = spec, Path(run_dir), dataset
+        self.about = {"metric": metric, "mode": mode, "metafeatures": dict(metafeatures or {})}
         self.uri = uri or absolute_uri(tracking_uri(spec.tracking.uri))
         self.experiment_name = spec.tracking.experiment or spec.name
         self.parent_id: str | None = parent_id
@@ -100,7 +104,7 @@ class Tracker:
         where = {"cwd": os.getcwd(), "environ": dict(os.environ)}
         self._server.put(("start", {"spec": self.spec, "run_dir": self.run_dir, "dataset": self.dataset,
                                     "uri": self.uri, "experiment": self.experiment_name,
-                                    "parent_id": self.parent_id}, where))
+                                    "parent_id": self.parent_id, **self.about}, where))
         return self._started
 
     def log_trial(self, row: dict[str, Any], trial_id: str, status: str, params: dict[str, Any], learner: str,
@@ -307,8 +311,10 @@ class Writer:
     """The MLflow side of a search, in the tracking process: one client, one call after another."""
 
     def __init__(self, spec, run_dir: Path, dataset: dict[str, Any], uri: str, experiment: str,
-                 parent_id: str | None):
+                 parent_id: str | None, metric: str | None = None, mode: str | None = None,
+                 metafeatures: dict[str, float] | None = None):
         self.spec, self.run_dir, self.dataset, self.uri = spec, Path(run_dir), dataset, uri
+        self.metric, self.mode, self.metafeatures = metric, mode, metafeatures or {}
         self.experiment_name, self.parent_id = experiment, parent_id
         self._client = None
         self._experiment_id: str | None = None
@@ -359,13 +365,15 @@ class Writer:
                 "dataset": self.dataset["name"], "task": self.dataset["task"], "protocol": spec.subsets.protocol,
                 "seed": str(spec.seed), "strategy": spec.strategy, "searcher": spec.search.searcher,
                 "scheduler": spec.search.scheduler.name,
-                "metric": spec.objective.metric or "", "aggregate": spec.objective.aggregate}
+                "metric": self.metric or spec.objective.metric or "", "aggregate": spec.objective.aggregate,
+                "metaray.mode": self.mode or ""}
         run = client.create_run(exp_id, run_name=f"{spec.name}-{self.run_dir.name}", tags=tags)
         self.parent_id = run.info.run_id
         params = {f"dataset.{k}": v for k, v in self.dataset.items()}
         params.update({"subsets.k": spec.subsets.k, "subsets.sampler": spec.subsets.sampler,
                        "subsets.fraction": spec.subsets.fraction, "learner": spec.learner.name,
                        "search.num_samples": spec.search.num_samples})
+        params.update({f"metafeature.{k}": f"{v:.6g}" for k, v in self.metafeatures.items()})
         self._batch(self.parent_id, params=params)
         client.log_dict(self.parent_id, spec.to_dict(), "spec.yaml")
         return self.parent_id
@@ -403,6 +411,8 @@ class Writer:
             tags["metaray.metric"] = primary
         if s["error"]:
             tags["metaray.error"] = s["error"][:5000]
+        if "origin" in row:
+            tags["metaray.origin"] = row["origin"]
         run = client.create_run(self._experiment_id, run_name=s["id"], tags=tags)
         self._children[s["id"]] = run.info.run_id
         params = {"learner": s["learner"], **{k: v for k, v in s["visible"].items() if k != "learner"}}

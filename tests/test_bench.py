@@ -57,3 +57,16 @@ def test_benchmark_driver_kill_and_resume(bench, capsys):
     rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
     assert set(rows) == {"uninterrupted", "killed + resumed"}
     assert all(r["note"].startswith("exit 0;") for r in rows.values()), rows
+
+
+def test_the_warm_start_benchmark_runs_leave_one_dataset_out(ray_session, tmp_path, capsys):
+    warm = load_benchmark("warm_start")
+    assert warm.main(["--quick", "--json", str(tmp_path / "w.json")]) == 0
+    data = json.loads((tmp_path / "w.json").read_text())
+    rows = data["rows"]
+    assert [r["dataset"] for r in rows] == list(warm.QUICK)
+    for r in rows:
+        assert r["dataset"] not in r["sources"] and r["sources"]  # its own search left out, others taken
+        assert 1 <= r["warm_needed"] <= 7 and 1 <= r["cold_needed"] <= 7
+        assert r["ratio"] == pytest.approx(r["warm_needed"] / r["cold_needed"])
+    assert "median warm/cold configurations needed" in capsys.readouterr().out

@@ -83,3 +83,19 @@ def test_an_unreachable_server_fails_fast_before_any_fit(ray_session, tmp_path, 
     assert err.strip().splitlines()[-1].startswith("metaray: error: tracking.uri: cannot reach the MLflow tracking")
     journals = list((tmp_path / "runs").glob("*/*/fits.jsonl"))
     assert all(j.read_text() == "" for j in journals)  # no fit ran
+
+
+def test_a_warm_start_and_history_over_http(mlflow_server, ray_session, tmp_path, monkeypatch, capsys):
+    """The store behind a real server: a search's meta-features arrive, `history` lists it, and a search on another
+    dataset warm-starts from it."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server["url"])
+    first = run_search({**SPEC, "name": "remote_first"}, run_dir=tmp_path / "first")
+    assert main(["history"]) == 0
+    out = capsys.readouterr().out
+    assert "remote_first" in out and "mf.landmark_1nn" in out
+    warm = run_search({**SPEC, "name": "remote_warm", "data": {"dataset": "breast_cancer", "scale": True},
+                       "search": {**SPEC["search"], "num_samples": 4, "warm_start": {"source": "auto", "configs": 2}}},
+                      run_dir=tmp_path / "warm", track=False)
+    origins = warm.results.sort_values("trial")["origin"].tolist()
+    assert [o.split("/")[0] for o in origins[:2]] == [f"warm {first.mlflow_run_id}"] * 2 and origins[2:] == [
+        "search", "search"]

@@ -1,0 +1,272 @@
+"""Learning across experiments: the past searches a tracking store holds, how similar their data is to a new
+search's, and the configurations a new search evaluates first (``search.warm_start``).
+
+Every search records its data's meta-features (metaray.metafeatures), task, metric and direction on its MLflow
+parent run, and each configuration (its parameters, its K subset scores, its meta-objective) on a child run. A new
+search with ``warm_start: auto`` finds the ``n`` past searches of the same task and metric whose standardised
+meta-features are nearest its own, takes their best configurations (at most ``configs``, the best of each search
+first), translates them into its own space (parameters outside it dropped, values clipped to its bounds, learner
+branches matched by name, a configuration the current learner refuses skipped with a notice) and evaluates them
+first; the searcher then continues, learning from them. A list of run ids (a search's parent run, or one
+configuration's child run) or experiment names takes those instead. The chosen points are kept in the run folder
+(``warm_start.json``), so that a resumed search starts from the same ones whatever the store holds by then.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+SEARCH_FILTER = "tags.`metaray.kind` = 'search'"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class Point:
+    """A configuration to evaluate first: the flat config the searcher hands out, and where it came from."""
+
+    config: dict[str, Any]
+    origin: str  # "warm <parent run id>/<trial>"
+    past_objective: float  # its meta-objective in the search it comes from
+    past_scores: tuple[float, ...]  # its K subset scores there
+
+
+def past_searches(uri: str, *, task: str | None = None, metric: str | None = None):
+    """Every metaray search the store holds (newest first): experiment, run id and name, dataset, task, metric,
+    mode, best objective, trial, learner and parameters, configurations, and ``mf.<name>`` meta-feature columns."""
+    import logging
+
+    import mlflow
+    import pandas as pd
+
+    from metaray.errors import SpecError
+
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        raise SpecError("tracking.uri", "no MLflow store there (a search creates it)", got=uri)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    client = mlflow.MlflowClient(uri)
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    if not experiments:
+        return pd.DataFrame()
+    filters = [SEARCH_FILTER] + ([f"tags.task = '{task}'"] if task else []) + (
+        [f"tags.metric = '{metric}'"] if metric else [])
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(list(experiments), filter_string=" and ".join(filters), max_results=50000,
+                              order_by=["attributes.start_time DESC"])
+    if runs.empty:
+        return pd.DataFrame()
+
+    def col(name):
+        return runs[name] if name in runs else pd.Series([None] * len(runs))
+
+    out = pd.DataFrame({
+        "experiment": runs["experiment_id"].map(experiments), "run_id": runs["run_id"],
+        "search": col("tags.mlflow.runName"), "status": runs["status"], "dataset": col("tags.dataset"),
+        "task": col("tags.task"), "metric": col("tags.metric"), "mode": col("tags.metaray.mode"),
+        "best_objective": col("metrics.best_objective"), "best_trial": col("tags.best_trial"),
+        "best_learner": col("tags.best_learner"), "best_params": col("tags.best_params"),
+        "configurations": col("metrics.configurations"), "run_dir": col("tags.metaray.run_dir"),
+    })
+    for c in runs.columns:
+        if c.startswith("params.metafeature."):
+            out["mf." + c.removeprefix("params.metafeature.")] = pd.to_numeric(runs[c], errors="coerce")
+    return out
+
+
+def similar(searches, metafeatures: dict[str, float]):
+    """``searches`` (from ``past_searches``) with a ``distance`` column, nearest first: Euclidean distance in
+    meta-features standardised over the candidates and the new search together, over the meta-features both
+    have (a search without meta-features is left out)."""
+    names = [n for n in metafeatures if f"mf.{n}" in searches]
+    if not names or searches.empty:
+        return searches.iloc[0:0].assign(distance=[])
+    values = searches[[f"mf.{n}" for n in names]].to_numpy(dtype=float)
+    keep = np.isfinite(values).all(axis=1)
+    searches, values = searches[keep], values[keep]
+    here = np.array([metafeatures[n] for n in names], dtype=float)
+    both = np.vstack([values, here])
+    scale = both.std(axis=0)
+    scale[scale == 0] = 1.0
+    distance = np.sqrt((((values - here) / scale) ** 2).sum(axis=1))
+    return searches.assign(distance=distance).sort_values("distance", kind="stable")
+
+
+def choose(options, space, *, metafeatures: dict[str, float], task: str, metric: str, uri: str,
+           check: Callable[[str, dict], None], say: Callable[[str], None], exclude: set[str] = frozenset()
+           ) -> list[Point]:
+    """The configurations a search with ``search.warm_start`` = ``options`` evaluates first (see the module)."""
+    import mlflow
+
+    from metaray.errors import SpecError
+
+    client = mlflow.MlflowClient(uri)
+    if options.source == "auto":
+        try:
+            found = similar(past_searches(uri, task=task, metric=metric), metafeatures)
+            found = found[~found["run_id"].isin(exclude)] if not found.empty else found
+        except SpecError:  # no store yet: nothing to learn from
+            found = None
+        if found is None or found.empty:
+            say(f"warm start: no past {task} search scored by {metric} in {uri}; starting cold")
+            return []
+        found = found.head(options.n)
+        say("warm start: from the " + ", ".join(
+            f"{r.experiment}/{r.search} ({r.dataset}, distance {r.distance:.2f})" for r in found.itertuples()))
+        sources = [(r.run_id, r.mode) for r in found.itertuples()]
+        children = {run_id: _best_children(client, run_id, mode) for run_id, mode in sources}
+    else:
+        children = _named(client, list(options.source), say)
+    points, seen = [], set()
+    for run in _round_robin(list(children.values())):
+        config = _translate(space, run, check, say)
+        if config is None:
+            continue
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        points.append(Point(config, f"warm {run['parent']}/{run['trial']}", run["objective"], run["scores"]))
+        if len(points) >= options.configs:
+            break
+    if not points:
+        say("warm start: none of the past configurations fits this search's space; starting cold")
+    return points
+
+
+def _best_children(client, parent_id: str, mode: str | None) -> list[dict]:
+    """The completed configurations of a past search, best first, with their parameters and subset scores."""
+    parent = client.get_run(parent_id)
+    order = "ASC" if (mode or parent.data.tags.get("metaray.mode")) == "min" else "DESC"
+    runs = client.search_runs([parent.info.experiment_id],
+                              f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`metaray.status` = 'completed'",
+                              order_by=[f"metrics.objective {order}"], max_results=1000)
+    return [_child(client, r) for r in runs if "objective" in r.data.metrics]
+
+
+def _child(client, run) -> dict:
+    metric = run.data.tags.get("metaray.metric")
+    scores = ()
+    if metric:
+        history = sorted(client.get_metric_history(run.info.run_id, metric), key=lambda m: m.step)
+        scores = tuple(float(m.value) for m in history)
+    return {"parent": run.data.tags.get("mlflow.parentRunId", ""), "trial": run.data.tags.get("metaray.trial", ""),
+            "params": {k: _value(v) for k, v in run.data.params.items()}, "objective": run.data.metrics["objective"],
+            "scores": scores}
+
+
+def _named(client, items: list[str], say) -> dict[str, list[dict]]:
+    """Run ids (a search's parent run: its best configurations; a configuration's child run: itself) and
+    experiment names (every search in it)."""
+    out: dict[str, list[dict]] = {}
+    for item in items:
+        if _RUN_ID.match(item):
+            try:
+                run = client.get_run(item)
+            except Exception:
+                say(f"warm start: no run {item} in the tracking store; skipped")
+                continue
+            if run.data.tags.get("metaray.kind") == "trial":
+                out[item] = [_child(client, run)]
+            else:
+                out[item] = _best_children(client, item, run.data.tags.get("metaray.mode"))
+            continue
+        exp = client.get_experiment_by_name(item)
+        if exp is None:
+            say(f"warm start: no MLflow experiment {item!r}; skipped")
+            continue
+        for parent in client.search_runs([exp.experiment_id], SEARCH_FILTER, max_results=1000):
+            out[parent.info.run_id] = _best_children(client, parent.info.run_id, parent.data.tags.get("metaray.mode"))
+    return out
+
+
+def _round_robin(lists: list[list[dict]]):
+    """The best of each source, then the second of each, ..."""
+    for rank in range(max((len(x) for x in lists), default=0)):
+        for x in lists:
+            if rank < len(x):
+                yield x[rank]
+
+
+def _value(text: str):
+    """A parameter as MLflow stored it (text) back to a value: numbers, None, booleans, lists, or the text."""
+    import yaml
+
+    if text in ("None", "null"):
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool, list, str)) or value is None else text
+
+
+def _translate(space, run: dict, check, say) -> dict | None:
+    """A past configuration as a flat config of ``space``: its learner's branch (by name), each searched parameter
+    from the past value (clipped to the bounds; a choice it does not offer, or a parameter the past run did not
+    have, takes the distribution's centre), every other flat key at its centre. None (said) when the learner is
+    not in the space or refuses the values."""
+    from metaray.errors import SpecError
+
+    params = run["params"]
+    learner = params.get("learner")
+    branches = {b.learner: b for b in space.branches}
+    if space.conditional:
+        branch = branches.get(learner)
+    else:
+        branch = space.branches[0] if learner in (None, space.branches[0].learner) else None
+    if branch is None:
+        return None  # another learner family: not this space's
+    config = {}
+    if space.conditional:
+        config["learner"] = branch.learner
+    for b in space.branches:
+        for name, dist in b.dists.items():
+            flat = f"{b.learner}.{name}" if space.conditional else name
+            past = params.get(f"{b.learner}.{name}", params.get(name)) if b is branch else None
+            config[flat] = _fit(dist, past)
+    name, resolved = space.resolve(config)
+    try:
+        check(name, resolved)
+    except SpecError as exc:
+        say(f"warm start: {run['trial']} of {run['parent'][:12]} skipped: {exc}")
+        return None
+    return config
+
+
+def _fit(dist, value):
+    """``value`` within ``dist``: clipped to a range, rounded to its quantum or integers, or the distribution's
+    centre when it has no such value."""
+    kind, args = dist.kind, dist.args
+    if kind in ("choice", "grid"):
+        for a in args:
+            if a == value or (a is not None and value is not None and str(a) == str(value)):
+                return a
+        return args[0]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    low, high = args[0], args[1]
+    if kind == "randint":
+        top = high - 1
+        return int(min(max(round(value), low), top)) if number else int((low + top) // 2)
+    if not number:
+        value = math.sqrt(low * high) if kind == "loguniform" else (low + high) / 2
+    value = float(min(max(value, low), high))
+    if kind == "quniform":
+        q = args[2]
+        value = float(min(max(round(value / q) * q, low), high))
+    return value
+
+
+def save(path, points: list[Point]) -> None:
+    path.write_text(json.dumps([asdict(p) for p in points], indent=1, default=str))
+
+
+def load(path) -> list[Point]:
+    return [Point(p["config"], p["origin"], p["past_objective"], tuple(p["past_scores"]))
+            for p in json.loads(path.read_text())]
