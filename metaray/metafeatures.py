@@ -5,7 +5,8 @@ Size and shape, the target (class count and entropy, or skew and kurtosis), the 
 values, simple statistics of the numeric features (skewness, kurtosis, correlations) and landmarkers: the
 cross-validated score of a decision stump, 1-nearest-neighbour and naive Bayes (a linear model for regression) on a
 bounded sample, which say how hard the data is for simple learners. Bounded time whatever the size: statistics and
-landmarkers use at most ``MAX_ROWS`` rows and ``MAX_FEATURES`` features, drawn with the search's seed.
+landmarkers use at most ``MAX_ROWS`` rows and ``MAX_FEATURES`` numeric features (wider data: the landmarkers too),
+drawn with the search's seed.
 """
 
 from __future__ import annotations
@@ -58,7 +59,16 @@ def compute(ds, *, seed: int = 0) -> dict[str, float]:
     if numeric.shape[1] > MAX_FEATURES:
         numeric = numeric[:, np.sort(rng.choice(numeric.shape[1], MAX_FEATURES, replace=False))]
     out.update(_feature_statistics(numeric))
-    out.update(_landmarkers(ds, rows, seed))
+    if d > MAX_FEATURES:  # wide data: the landmarkers see the sampled numeric features, imputed and scaled
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        X, pre = numeric, make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler())
+    else:
+        X = ds.X.iloc[rows].reset_index(drop=True) if frame is not None else ds.X[rows]
+        pre = ds.preprocessor(scale=True, impute=True)
+    out.update(_landmarkers(X, ds.y[rows], pre, ds.task, seed))
     return {k: float(v) for k, v in out.items()}
 
 
@@ -95,16 +105,14 @@ def _feature_statistics(numeric) -> dict[str, float]:
             "correlation_mean_abs": corr_mean, "correlation_max_abs": corr_max}
 
 
-def _landmarkers(ds, rows, seed: int) -> dict[str, float]:
-    """3-fold cross-validated scores of simple learners on the sample (accuracy, or R² for regression), behind the
-    dataset's own preprocessing (imputation, one-hot encoding, scaling)."""
+def _landmarkers(X, y, pre, task: str, seed: int) -> dict[str, float]:
+    """3-fold cross-validated scores of simple learners on the sample (accuracy, or R² for regression), behind
+    ``pre`` (the dataset's own imputation, one-hot encoding and scaling); 0 for a sample too small to fold."""
     from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
 
-    X = ds.X.iloc[rows].reset_index(drop=True) if hasattr(ds.X, "iloc") else ds.X[rows]
-    y = ds.y[rows]
-    classification = ds.task == "classification"
+    classification = task == "classification"
     if classification:
         from sklearn.naive_bayes import GaussianNB
         from sklearn.neighbors import KNeighborsClassifier
@@ -123,9 +131,10 @@ def _landmarkers(ds, rows, seed: int) -> dict[str, float]:
         learners = {"landmark_stump": DecisionTreeRegressor(max_depth=1, random_state=seed),
                     "landmark_1nn": KNeighborsRegressor(1), "landmark_linear": LinearRegression()}
         folds = KFold(3, shuffle=True, random_state=seed)
+    if len(y) < 6:
+        return dict.fromkeys(learners, 0.0)
     out = {}
     for name, learner in learners.items():
-        pre = ds.preprocessor(scale=True, impute=True)
         model = make_pipeline(clone(pre), learner) if pre is not None else learner
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

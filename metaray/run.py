@@ -77,10 +77,10 @@ class SearchRun:
         self.metafeatures = compute_metafeatures(self.prepared.dataset, seed=spec.seed)
         self.driver = self._plan()
         self.folder.prepare(spec)  # after _plan resolved max_concurrent into the spec it writes
-        if self.warm and not (self.folder / "warm_start.json").is_file():
+        if spec.search.warm_start.source != "none" and not (self.folder / "warm_start.json").is_file():
             from metaray.warmstart import save
 
-            save(self.folder / "warm_start.json", self.warm)  # a resume starts from the same points
+            save(self.folder / "warm_start.json", self.warm)  # a resume starts from the same points, or none
         self.journal = self.folder.journal(self.say)
         state = self.folder.state
         self.tracker = Tracker(spec, self.folder.path, self.prepared.dataset.describe(), uri=state.get("mlflow_uri"),
@@ -146,7 +146,15 @@ class SearchRun:
             self._check_branch(branch)
         n = s.num_samples or self.default_samples()
         self.warm = self._warm_points()
-        searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed, [p.config for p in self.warm])
+        try:
+            searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed, [p.config for p in self.warm])
+        except Exception as exc:
+            if not self.warm:
+                raise
+            self.say(f"warm start: the {s.searcher} searcher refused the past configurations ({_one_line(exc)}); "
+                     "starting cold")
+            self.warm = []
+            searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed)
         if searcher.adaptive and s.max_concurrent is None:
             s.max_concurrent = ADAPTIVE_IN_FLIGHT  # resolved into the run folder's spec.yaml, which resume reads
         k = prepared.plan.k
@@ -188,13 +196,15 @@ class SearchRun:
             return []
         if saved.is_file():
             return warmstart.load(saved)
+        if (self.folder / "spec.yaml").is_file():  # a search that started before warm starts were kept: none
+            return []
         state = self.folder.state
         uri = state.get("mlflow_uri") or absolute_uri(tracking_uri(self.spec.tracking.uri))
         prepared = self.prepared
         try:
             return warmstart.choose(
                 options, self.space, metafeatures=self.metafeatures, task=prepared.dataset.task,
-                metric=prepared.metric.name, uri=uri, say=self.say,
+                metric=prepared.metric.name, mode=prepared.mode, uri=uri, say=self.say,
                 check=lambda name, params: prepared.learner_for(LearnerSpec(name=name, params=params)),
                 exclude={state["parent_run_id"]} if state.get("parent_run_id") else set())
         except SpecError:
@@ -401,16 +411,23 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
     old, new = folder.spec(), load_spec(spec)
     if more < 1:
         raise SpecError("--num-samples", "how many configurations to add", allowed=">= 1", got=more)
+    s = old.search
+    if s.searcher in ("grid", "hyperopt") or "grid" in old.parsed_space().kinds():
+        raise SpecError("--extend", "extends searches that draw one configuration at a time: a grid is enumerated "
+                        "whole, and HyperOpt's start-up depends on num_samples", allowed=["random", "optuna"],
+                        got=s.searcher if s.searcher in ("grid", "hyperopt") else "a space with grid values")
     prepare(new, say=lambda line: None)  # resolves the task and the default learner, as the search's spec.yaml has
     a, b = _resolved(old), _resolved(new)
     for raw in (a, b):
         raw["search"].pop("num_samples"), raw["search"].pop("max_concurrent")
-    differ = _first_difference(a, b)
+    what = ("strategy", "seed", "data", "subsets", "learner", "objective", "search")  # ray, tracking: as now
+    differ = _first_difference({k: a.get(k) for k in what}, {k: b.get(k) for k in what})
     if differ:
         raise SpecError("--extend", "the run folder holds a search of another spec; an extension keeps the data, "
                         "subsets, space and seed, only search.num_samples grows", got=f"{differ} differs")
-    done = old.search.num_samples or SearchRun(old, folder).default_samples()
-    old.search.num_samples = done + more
+    done = s.num_samples or SearchRun(old, folder).default_samples()
+    s.num_samples = done + more
+    old.ray = new.ray  # where it runs now (a cluster, or this machine)
     folder.write_spec(old)
     folder.update_state(status="running")
     return SearchRun(old, folder, progress=progress, dashboard=dashboard, track=track).run()

@@ -310,6 +310,13 @@ class SearchSpec(_Section):
     _rules = {"num_samples": POSITIVE, "max_concurrent": POSITIVE}
     _choices = {"searcher": ("searcher", _names("metaray.searchers", "SEARCHERS"))}
 
+    @model_validator(mode="after")
+    def _warm_grid(self):
+        if self.warm_start.source != "none" and self.searcher == "grid":
+            raise SpecError("search.warm_start", "a grid is searched whole, in its own order; a warm start needs a "
+                            "searcher that draws", allowed=["random", "optuna", "hyperopt"], got="searcher: grid")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _flat_scheduler_keys(cls, raw, info):

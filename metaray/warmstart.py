@@ -41,27 +41,22 @@ class Point:
 def past_searches(uri: str, *, task: str | None = None, metric: str | None = None):
     """Every metaray search the store holds (newest first): experiment, run id and name, dataset, task, metric,
     mode, best objective, trial, learner and parameters, configurations, and ``mf.<name>`` meta-feature columns."""
-    import logging
-
     import mlflow
     import pandas as pd
 
-    from metaray.errors import SpecError
-
-    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
-        raise SpecError("tracking.uri", "no MLflow store there (a search creates it)", got=uri)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    client = mlflow.MlflowClient(uri)
-    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
-    if not experiments:
-        return pd.DataFrame()
+    client = _client(uri)
     filters = [SEARCH_FILTER] + ([f"tags.task = '{task}'"] if task else []) + (
         [f"tags.metric = '{metric}'"] if metric else [])
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(list(experiments), filter_string=" and ".join(filters), max_results=50000,
-                              order_by=["attributes.start_time DESC"])
+    previous = mlflow.get_tracking_uri()
+    try:  # mlflow.search_runs reads the global URI: set for the call, then given back
+        mlflow.set_tracking_uri(uri)
+        runs = mlflow.search_runs(search_all_experiments=True, filter_string=" and ".join(filters),
+                                  max_results=50000, order_by=["attributes.start_time DESC"])
+    finally:
+        mlflow.set_tracking_uri(previous)
     if runs.empty:
         return pd.DataFrame()
+    experiments = {i: client.get_experiment(i).name for i in runs["experiment_id"].unique()}
 
     def col(name):
         return runs[name] if name in runs else pd.Series([None] * len(runs))
@@ -80,11 +75,29 @@ def past_searches(uri: str, *, task: str | None = None, metric: str | None = Non
     return out
 
 
+def _client(uri: str):
+    """An MLflow client of an existing store (a SQLite file is not created by reading it), failing fast on an
+    unreachable server."""
+    import logging
+
+    import mlflow
+
+    from metaray.errors import SpecError
+    from metaray.tracking import _quick_http_failures
+
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        raise SpecError("tracking.uri", "no MLflow store there (a search creates it)", got=uri)
+    _quick_http_failures()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    return mlflow.MlflowClient(uri)
+
+
 def similar(searches, metafeatures: dict[str, float]):
     """``searches`` (from ``past_searches``) with a ``distance`` column, nearest first: Euclidean distance in
     meta-features standardised over the candidates and the new search together, over the meta-features both
     have (a search without meta-features is left out)."""
-    names = [n for n in metafeatures if f"mf.{n}" in searches]
+    names = [n for n in metafeatures if f"mf.{n}" in searches and searches[f"mf.{n}"].notna().any()
+             and math.isfinite(metafeatures[n])]  # a meta-feature older searches lack is left out, not them
     if not names or searches.empty:
         return searches.iloc[0:0].assign(distance=[])
     values = searches[[f"mf.{n}" for n in names]].to_numpy(dtype=float)
@@ -98,73 +111,90 @@ def similar(searches, metafeatures: dict[str, float]):
     return searches.assign(distance=distance).sort_values("distance", kind="stable")
 
 
-def choose(options, space, *, metafeatures: dict[str, float], task: str, metric: str, uri: str,
+def choose(options, space, *, metafeatures: dict[str, float], task: str, metric: str, mode: str, uri: str,
            check: Callable[[str, dict], None], say: Callable[[str], None], exclude: set[str] = frozenset()
            ) -> list[Point]:
     """The configurations a search with ``search.warm_start`` = ``options`` evaluates first (see the module)."""
-    import mlflow
-
     from metaray.errors import SpecError
 
-    client = mlflow.MlflowClient(uri)
+    try:
+        client = _client(uri)
+    except SpecError:  # no store yet: nothing to learn from
+        say(f"warm start: no MLflow store at {uri} yet; starting cold")
+        return []
     if options.source == "auto":
-        try:
-            found = similar(past_searches(uri, task=task, metric=metric), metafeatures)
-            found = found[~found["run_id"].isin(exclude)] if not found.empty else found
-        except SpecError:  # no store yet: nothing to learn from
-            found = None
-        if found is None or found.empty:
+        found = similar(past_searches(uri, task=task, metric=metric), metafeatures)
+        if not found.empty:  # not this search itself, and optimised the same way (not, say, for the least spread)
+            found = found[~found["run_id"].isin(exclude) & found["mode"].isin([mode, "", None])]
+        if found.empty:
             say(f"warm start: no past {task} search scored by {metric} in {uri}; starting cold")
             return []
-        found = found.head(options.n)
-        say("warm start: from the " + ", ".join(
-            f"{r.experiment}/{r.search} ({r.dataset}, distance {r.distance:.2f})" for r in found.itertuples()))
-        sources = [(r.run_id, r.mode) for r in found.itertuples()]
-        children = {run_id: _best_children(client, run_id, mode) for run_id, mode in sources}
+        sources = [(r.run_id, r.mode, f"{r.experiment}/{r.search} ({r.dataset}, distance {r.distance:.2f})")
+                   for r in found.itertuples()]
     else:
-        children = _named(client, list(options.source), say)
+        sources = _named(client, list(options.source), say)
+    # nearest first, until n sources have given configurations that fit this space; each its best first
+    chosen: list[tuple[str, list[tuple[dict, dict]]]] = []
+    limit = options.n if options.source == "auto" else len(sources)
+    for run_id, past_mode, label in sources:
+        if len(chosen) >= limit:
+            break
+        fitting = []
+        for run in _best_children(client, run_id, past_mode, options.configs * 3):
+            config = _translate(space, run, check, say)
+            if config is not None:
+                fitting.append((config, run))
+        if fitting:
+            chosen.append((label, fitting))
+    if not chosen:
+        say("warm start: none of the past configurations fits this search's space; starting cold")
+        return []
+    say("warm start: from " + ", ".join(label for label, _ in chosen))
     points, seen = [], set()
-    for run in _round_robin(list(children.values())):
-        config = _translate(space, run, check, say)
-        if config is None:
-            continue
+    for config, run in _round_robin([fitting for _, fitting in chosen]):
         key = json.dumps(config, sort_keys=True, default=str)
         if key in seen:
             continue
         seen.add(key)
-        points.append(Point(config, f"warm {run['parent']}/{run['trial']}", run["objective"], run["scores"]))
+        points.append(Point(config, f"warm {run['parent']}/{run['trial']}", run["objective"], _scores(client, run)))
         if len(points) >= options.configs:
             break
-    if not points:
-        say("warm start: none of the past configurations fits this search's space; starting cold")
     return points
 
 
-def _best_children(client, parent_id: str, mode: str | None) -> list[dict]:
-    """The completed configurations of a past search, best first, with their parameters and subset scores."""
-    parent = client.get_run(parent_id)
-    order = "ASC" if (mode or parent.data.tags.get("metaray.mode")) == "min" else "DESC"
-    runs = client.search_runs([parent.info.experiment_id],
-                              f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`metaray.status` = 'completed'",
-                              order_by=[f"metrics.objective {order}"], max_results=1000)
-    return [_child(client, r) for r in runs if "objective" in r.data.metrics]
+def _best_children(client, run_id: str, mode: str | None, limit: int) -> list[dict]:
+    """The best ``limit`` completed configurations of a past search, best first (a child run: itself)."""
+    run = client.get_run(run_id)
+    if run.data.tags.get("metaray.kind") == "trial":
+        return [_child(run)]
+    completed = f"tags.`mlflow.parentRunId` = '{run_id}' and tags.`metaray.status` = 'completed'"
+    if not mode:  # a search logged before its parent run had its direction: its configurations have it
+        some = client.search_runs([run.info.experiment_id], completed, max_results=1)
+        mode = some[0].data.tags.get("metaray.mode") if some else None
+    order = "ASC" if mode == "min" else "DESC"
+    runs = client.search_runs([run.info.experiment_id], completed,
+                              order_by=[f"metrics.objective {order}", "attributes.run_name ASC"], max_results=limit)
+    return [_child(r) for r in runs if "objective" in r.data.metrics]
 
 
-def _child(client, run) -> dict:
-    metric = run.data.tags.get("metaray.metric")
-    scores = ()
-    if metric:
-        history = sorted(client.get_metric_history(run.info.run_id, metric), key=lambda m: m.step)
-        scores = tuple(float(m.value) for m in history)
-    return {"parent": run.data.tags.get("mlflow.parentRunId", ""), "trial": run.data.tags.get("metaray.trial", ""),
-            "params": {k: _value(v) for k, v in run.data.params.items()}, "objective": run.data.metrics["objective"],
-            "scores": scores}
+def _child(run) -> dict:
+    return {"id": run.info.run_id, "metric": run.data.tags.get("metaray.metric"),
+            "parent": run.data.tags.get("mlflow.parentRunId", ""), "trial": run.data.tags.get("metaray.trial", ""),
+            "params": {k: _value(v) for k, v in run.data.params.items()}, "objective": run.data.metrics["objective"]}
 
 
-def _named(client, items: list[str], say) -> dict[str, list[dict]]:
-    """Run ids (a search's parent run: its best configurations; a configuration's child run: itself) and
-    experiment names (every search in it)."""
-    out: dict[str, list[dict]] = {}
+def _scores(client, run: dict) -> tuple[float, ...]:
+    """A chosen configuration's K subset scores in its past search (its primary metric's step series)."""
+    if not run["metric"]:
+        return ()
+    history = sorted(client.get_metric_history(run["id"], run["metric"]), key=lambda m: m.step)
+    return tuple(float(m.value) for m in history)
+
+
+def _named(client, items: list[str], say) -> list[tuple[str, str | None, str]]:
+    """(run id, mode, label) of the sources a list names: run ids (a search's parent run: its best
+    configurations; a configuration's child run: itself) and experiment names (every search in it, newest first)."""
+    out = []
     for item in items:
         if _RUN_ID.match(item):
             try:
@@ -172,17 +202,15 @@ def _named(client, items: list[str], say) -> dict[str, list[dict]]:
             except Exception:
                 say(f"warm start: no run {item} in the tracking store; skipped")
                 continue
-            if run.data.tags.get("metaray.kind") == "trial":
-                out[item] = [_child(client, run)]
-            else:
-                out[item] = _best_children(client, item, run.data.tags.get("metaray.mode"))
+            out.append((item, run.data.tags.get("metaray.mode"), f"run {item}"))
             continue
         exp = client.get_experiment_by_name(item)
         if exp is None:
             say(f"warm start: no MLflow experiment {item!r}; skipped")
             continue
-        for parent in client.search_runs([exp.experiment_id], SEARCH_FILTER, max_results=1000):
-            out[parent.info.run_id] = _best_children(client, parent.info.run_id, parent.data.tags.get("metaray.mode"))
+        for parent in client.search_runs([exp.experiment_id], SEARCH_FILTER, max_results=1000,
+                                         order_by=["attributes.start_time DESC"]):
+            out.append((parent.info.run_id, parent.data.tags.get("metaray.mode"), f"{item}/{parent.info.run_name}"))
     return out
 
 
@@ -200,6 +228,11 @@ def _value(text: str):
 
     if text in ("None", "null"):
         return None
+    for number in (int, float):  # YAML reads 1e-05 as text
+        try:
+            return number(text)
+        except ValueError:
+            pass
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -209,9 +242,9 @@ def _value(text: str):
 
 def _translate(space, run: dict, check, say) -> dict | None:
     """A past configuration as a flat config of ``space``: its learner's branch (by name), each searched parameter
-    from the past value (clipped to the bounds; a choice it does not offer, or a parameter the past run did not
-    have, takes the distribution's centre), every other flat key at its centre. None (said) when the learner is
-    not in the space or refuses the values."""
+    from the past value (clipped to the bounds; a choice it does not offer takes the nearest number, else the first
+    option; a parameter the past run did not have, the distribution's centre), every other flat key at its centre.
+    None (said, when refused) when the learner is not in the space or refuses the values."""
     from metaray.errors import SpecError
 
     params = run["params"]
@@ -234,8 +267,9 @@ def _translate(space, run: dict, check, say) -> dict | None:
     name, resolved = space.resolve(config)
     try:
         check(name, resolved)
-    except SpecError as exc:
-        say(f"warm start: {run['trial']} of {run['parent'][:12]} skipped: {exc}")
+    except Exception as exc:  # refused by the learner (a SpecError), or worse: that configuration only
+        text = str(exc) if isinstance(exc, SpecError) else f"{type(exc).__name__}: {exc}"
+        say(f"warm start: {run['trial']} of {run['parent'][:12]} skipped: {text}")
         return None
     return config
 
@@ -248,6 +282,9 @@ def _fit(dist, value):
         for a in args:
             if a == value or (a is not None and value is not None and str(a) == str(value)):
                 return a
+        numeric = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        if numeric and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return min(numeric, key=lambda a: abs(a - value))  # a number it does not offer: the nearest
         return args[0]
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     low, high = args[0], args[1]

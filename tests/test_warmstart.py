@@ -46,6 +46,7 @@ def test_a_past_value_is_fitted_into_the_current_space():
     assert _fit(Dist("randint", (1, 20)), 33.7) == 19 and _fit(Dist("randint", (1, 20)), 4.2) == 4
     assert _fit(Dist("quniform", (0.0, 1.0, 0.25)), 0.3) == 0.25
     assert _fit(Dist("choice", ("l1", "l2")), "elasticnet") == "l1"  # not offered: the first
+    assert _fit(Dist("choice", (1, 5, 10)), 7) == 5  # a number not offered: the nearest
     assert _fit(Dist("choice", (None, 5, 10)), 10) == 10 and _fit(Dist("choice", (None, 5)), None) is None
 
 
@@ -91,9 +92,9 @@ def test_a_search_starts_from_the_best_of_a_similar_past_search(tmp_path, monkey
     said = []
     cold = search({**WINE, "search": {**WINE["search"], "warm_start": "auto"}}, run_dir=tmp_path / "cold",
                   progress=said.append)
-    assert any("no past classification search scored by accuracy" in line and "starting cold" in line
-               for line in said)
+    assert any(line.startswith("warm start: no MLflow store at") and "starting cold" in line for line in said)
     assert "origin" not in cold.results  # nothing came from elsewhere
+    assert json.loads((tmp_path / "cold" / "warm_start.json").read_text()) == []  # a resume stays cold
     parent = mlflow.MlflowClient(uri).get_run(cold.mlflow_run_id)
     assert {"metafeature.rows_log10", "metafeature.landmark_1nn"} <= set(parent.data.params)
     assert parent.data.tags["metric"] == "accuracy" and parent.data.tags["metaray.mode"] == "max"
@@ -165,6 +166,10 @@ def test_extending_a_finished_search_fits_only_the_new_configurations(tmp_path, 
     assert "--extend: the run folder holds a search of another spec" in err and "'seed differs'" in err
     assert main(["run", str(path), "--extend", str(tmp_path / "run")]) == 2
     assert "--num-samples" in capsys.readouterr().err
+    hyperopt = write_yaml({**WINE, "search": {**WINE["search"], "searcher": "hyperopt"}}, "h.yaml")
+    search(hyperopt, run_dir=tmp_path / "h", track=False)
+    assert main(["run", str(hyperopt), "--extend", str(tmp_path / "h"), "--num-samples", "2"]) == 2
+    assert "HyperOpt's start-up depends on num_samples" in capsys.readouterr().err
     assert len(pd.read_csv(tmp_path / "run" / "results.csv")) == 9
 
 
@@ -174,4 +179,6 @@ def test_warm_start_keys_are_checked():
 
     with pytest.raises(SpecError, match="search.warm_start: not a source"):
         load_spec({**WINE, "search": {**WINE["search"], "warm_start": "best"}})
+    with pytest.raises(SpecError, match="search.warm_start: a grid is searched whole"):
+        load_spec({**WINE, "search": {**WINE["search"], "searcher": "grid", "warm_start": "auto"}})
     assert load_spec({**WINE, "search": {**WINE["search"], "warm_start": ["abc"]}}).search.warm_start.source == ["abc"]
