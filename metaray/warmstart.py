@@ -173,7 +173,8 @@ def _best_children(client, run_id: str, mode: str | None, limit: int) -> list[di
         mode = some[0].data.tags.get("metaray.mode") if some else None
     order = "ASC" if mode == "min" else "DESC"
     runs = client.search_runs([run.info.experiment_id], completed,
-                              order_by=[f"metrics.objective {order}", "attributes.run_name ASC"], max_results=limit)
+                              order_by=[f"metrics.objective {order}", "metrics.std ASC", "attributes.run_name ASC"],
+                              max_results=limit)  # of equals, the steadiest first
     return [_child(r) for r in runs if "objective" in r.data.metrics]
 
 
