@@ -146,15 +146,17 @@ class SearchRun:
             self._check_branch(branch)
         n = s.num_samples or self.default_samples()
         self.warm = self._warm_points()
+        startup = self.folder.state.get("first_num_samples")  # an extended search: what it was first given
         try:
-            searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed, [p.config for p in self.warm])
+            searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed, [p.config for p in self.warm],
+                                     startup)
         except Exception as exc:
             if not self.warm:
                 raise
             self.say(f"warm start: the {s.searcher} searcher refused the past configurations ({_one_line(exc)}); "
                      "starting cold")
             self.warm = []
-            searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed)
+            searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed, startup=startup)
         if searcher.adaptive and s.max_concurrent is None:
             s.max_concurrent = ADAPTIVE_IN_FLIGHT  # resolved into the run folder's spec.yaml, which resume reads
         k = prepared.plan.k
@@ -412,10 +414,10 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
     if more < 1:
         raise SpecError("--num-samples", "how many configurations to add", allowed=">= 1", got=more)
     s = old.search
-    if s.searcher in ("grid", "hyperopt") or "grid" in old.parsed_space().kinds():
-        raise SpecError("--extend", "extends searches that draw one configuration at a time: a grid is enumerated "
-                        "whole, and HyperOpt's start-up depends on num_samples", allowed=["random", "optuna"],
-                        got=s.searcher if s.searcher in ("grid", "hyperopt") else "a space with grid values")
+    if s.searcher == "grid" or "grid" in old.parsed_space().kinds():
+        raise SpecError("--extend", "extends searches that draw one configuration at a time; a grid is enumerated "
+                        "whole", allowed=["random", "optuna", "hyperopt"],
+                        got=s.searcher if s.searcher == "grid" else "a space with grid values")
     prepare(new, say=lambda line: None)  # resolves the task and the default learner, as the search's spec.yaml has
     a, b = _resolved(old), _resolved(new)
     for raw in (a, b):
@@ -429,7 +431,7 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
     s.num_samples = done + more
     old.ray = new.ray  # where it runs now (a cluster, or this machine)
     folder.write_spec(old)
-    folder.update_state(status="running")
+    folder.update_state(status="running", first_num_samples=folder.state.get("first_num_samples", done))
     return SearchRun(old, folder, progress=progress, dashboard=dashboard, track=track).run()
 
 

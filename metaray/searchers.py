@@ -79,7 +79,7 @@ def _trial_id(index: int) -> str:
     return f"t{index:04d}"
 
 
-def _grid(space, num_samples: int, mode: str, seed: int, points=()) -> Variants:
+def _grid(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> Variants:
     from ray import tune
 
     # choices are enumerated too
@@ -88,7 +88,7 @@ def _grid(space, num_samples: int, mode: str, seed: int, points=()) -> Variants:
     return Variants(param_space, num_samples, seed, points)
 
 
-def _optuna(space, num_samples: int, mode: str, seed: int, points=()) -> TuneSearcher:
+def _optuna(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> TuneSearcher:
     import logging
 
     import optuna
@@ -99,23 +99,26 @@ def _optuna(space, num_samples: int, mode: str, seed: int, points=()) -> TuneSea
                                      points_to_evaluate=[dict(p) for p in points] or None))
 
 
-def _hyperopt(space, num_samples: int, mode: str, seed: int, points=()) -> TuneSearcher:
+def _hyperopt(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> TuneSearcher:
     from ray.tune.search.hyperopt import HyperOptSearch
 
     return TuneSearcher(HyperOptSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, random_state_seed=seed,
-                                       n_initial_points=min(20, max(4, num_samples // 3)),
+                                       n_initial_points=min(20, max(4, (startup or num_samples) // 3)),
                                        points_to_evaluate=[dict(p) for p in points] or None))
 
 
 SEARCHERS: Registry = Registry("searcher", "search.searcher")
-SEARCHERS.register("random", lambda space, n, mode, seed, points=(): Variants(space.param_space(), n, seed, points))
+SEARCHERS.register("random", lambda space, n, mode, seed, points=(), startup=None: Variants(space.param_space(), n, seed,
+                                                                                             points))
 SEARCHERS.register("grid", _grid)
 SEARCHERS.register("optuna", _optuna)
 SEARCHERS.register("hyperopt", _hyperopt)
 
 
-def make_searcher(name: str, space, num_samples: int, mode: str, seed: int, points: list[dict] = ()) -> Searcher:
+def make_searcher(name: str, space, num_samples: int, mode: str, seed: int, points: list[dict] = (),
+                  startup: int | None = None) -> Searcher:
     """The named searcher over a parsed space (``metaray.space.Space``); ``points``: flat configurations it hands
     out first (a warm start: Tune searchers' ``points_to_evaluate``, the random searcher's first draws), learning
-    from their results like from its own."""
-    return SEARCHERS.get(name)(space, num_samples, mode, seed, points)
+    from their results like from its own. ``startup``: the number of configurations the search was first given
+    (an extended search keeps HyperOpt's random start-up as it was)."""
+    return SEARCHERS.get(name)(space, num_samples, mode, seed, points, startup)

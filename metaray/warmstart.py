@@ -41,38 +41,45 @@ class Point:
 def past_searches(uri: str, *, task: str | None = None, metric: str | None = None):
     """Every metaray search the store holds (newest first): experiment, run id and name, dataset, task, metric,
     mode, best objective, trial, learner and parameters, configurations, and ``mf.<name>`` meta-feature columns."""
-    import mlflow
     import pandas as pd
 
-    client = _client(uri)
+    client = _client(uri)  # explicit: nothing global (mlflow.set_tracking_uri also sets the environment)
+    experiments = {e.experiment_id: e.name for e in _pages(client.search_experiments)}
     filters = [SEARCH_FILTER] + ([f"tags.task = '{task}'"] if task else []) + (
         [f"tags.metric = '{metric}'"] if metric else [])
-    previous = mlflow.get_tracking_uri()
-    try:  # mlflow.search_runs reads the global URI: set for the call, then given back
-        mlflow.set_tracking_uri(uri)
-        runs = mlflow.search_runs(search_all_experiments=True, filter_string=" and ".join(filters),
-                                  max_results=50000, order_by=["attributes.start_time DESC"])
-    finally:
-        mlflow.set_tracking_uri(previous)
-    if runs.empty:
+    found = list(_pages(client.search_runs, list(experiments), " and ".join(filters),
+                        order_by=["attributes.start_time DESC"])) if experiments else []
+    if not found:
         return pd.DataFrame()
-    experiments = {i: client.get_experiment(i).name for i in runs["experiment_id"].unique()}
-
-    def col(name):
-        return runs[name] if name in runs else pd.Series([None] * len(runs))
-
-    out = pd.DataFrame({
-        "experiment": runs["experiment_id"].map(experiments), "run_id": runs["run_id"],
-        "search": col("tags.mlflow.runName"), "status": runs["status"], "dataset": col("tags.dataset"),
-        "task": col("tags.task"), "metric": col("tags.metric"), "mode": col("tags.metaray.mode"),
-        "best_objective": col("metrics.best_objective"), "best_trial": col("tags.best_trial"),
-        "best_learner": col("tags.best_learner"), "best_params": col("tags.best_params"),
-        "configurations": col("metrics.configurations"), "run_dir": col("tags.metaray.run_dir"),
-    })
-    for c in runs.columns:
-        if c.startswith("params.metafeature."):
-            out["mf." + c.removeprefix("params.metafeature.")] = pd.to_numeric(runs[c], errors="coerce")
+    rows = []
+    for r in found:
+        tags, metrics = r.data.tags, r.data.metrics
+        row = {"experiment": experiments.get(r.info.experiment_id), "run_id": r.info.run_id,
+               "search": r.info.run_name, "status": r.info.status, "dataset": tags.get("dataset"),
+               "task": tags.get("task"), "metric": tags.get("metric"), "mode": tags.get("metaray.mode"),
+               "best_objective": metrics.get("best_objective"), "best_trial": tags.get("best_trial"),
+               "best_learner": tags.get("best_learner"), "best_params": tags.get("best_params"),
+               "configurations": metrics.get("configurations"), "run_dir": tags.get("metaray.run_dir")}
+        for k, v in r.data.params.items():
+            if k.startswith("metafeature."):
+                row["mf." + k.removeprefix("metafeature.")] = v
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for c in out.columns:
+        if c.startswith("mf."):
+            out[c] = pd.to_numeric(out[c], errors="coerce")
     return out
+
+
+def _pages(method, *args, **kwargs):
+    """Every result of a paged MLflow search."""
+    token = None
+    while True:
+        page = method(*args, **kwargs, max_results=1000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def _client(uri: str):

@@ -14,7 +14,7 @@ from metaray.cli import main
 from metaray.data import Dataset
 from metaray.errors import RejectedValue
 from metaray.metafeatures import compute
-from metaray.run import resume, search
+from metaray.run import extend, resume, search
 from metaray.space import Dist, parse_space
 from metaray.spec import LearnerSpec
 from metaray.warmstart import _fit, _translate, similar
@@ -166,10 +166,18 @@ def test_extending_a_finished_search_fits_only_the_new_configurations(tmp_path, 
     assert "--extend: the run folder holds a search of another spec" in err and "'seed differs'" in err
     assert main(["run", str(path), "--extend", str(tmp_path / "run")]) == 2
     assert "--num-samples" in capsys.readouterr().err
-    hyperopt = write_yaml({**WINE, "search": {**WINE["search"], "searcher": "hyperopt"}}, "h.yaml")
-    search(hyperopt, run_dir=tmp_path / "h", track=False)
-    assert main(["run", str(hyperopt), "--extend", str(tmp_path / "h"), "--num-samples", "2"]) == 2
-    assert "HyperOpt's start-up depends on num_samples" in capsys.readouterr().err
+    grid = write_yaml({**WINE, "learner": {"name": "knn"},
+                       "search": {"searcher": "grid", "space": {"n_neighbors": {"grid": [3, 5]}}}}, "g.yaml")
+    search(grid, run_dir=tmp_path / "g", track=False)
+    assert main(["run", str(grid), "--extend", str(tmp_path / "g"), "--num-samples", "2"]) == 2
+    assert "a grid is enumerated whole" in capsys.readouterr().err
+    # HyperOpt (its random start-up depends on the number of configurations it was first given): nothing refitted
+    hyperopt = {**WINE, "search": {**WINE["search"], "searcher": "hyperopt", "num_samples": 15}}
+    first = search(hyperopt, run_dir=tmp_path / "h", track=False)
+    more = extend(tmp_path / "h", hyperopt, 6, track=False)  # 21 would start with 7 random configurations, not 5
+    assert more.fits_replayed == 15 * 3 and more.fits_run == 6 * 3
+    assert more.results.set_index("trial").loc[first.results["trial"], "objective"].tolist() == pytest.approx(
+        first.results["objective"].tolist())
     assert len(pd.read_csv(tmp_path / "run" / "results.csv")) == 9
 
 
