@@ -190,3 +190,12 @@ def test_warm_start_keys_are_checked():
     with pytest.raises(SpecError, match="search.warm_start: a grid is searched whole"):
         load_spec({**WINE, "search": {**WINE["search"], "searcher": "grid", "warm_start": "auto"}})
     assert load_spec({**WINE, "search": {**WINE["search"], "warm_start": ["abc"]}}).search.warm_start.source == ["abc"]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_evaluate_json_prints_the_meta_features(write_yaml, capsys):
+    assert main(["evaluate", str(write_yaml({**WINE, "learner": {"name": "knn"}, "search": {}})), "--json",
+                 "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    mf = printed["metafeatures"]
+    assert mf["classes"] == 3 and mf["rows_log10"] == pytest.approx(math.log10(178)) and 0.5 < mf["landmark_1nn"] <= 1
