@@ -74,7 +74,9 @@ class SearchRun:
         for line in spec.notes:
             self.say(line)
         self.prepared = prepare(spec, self.say)
-        self.metafeatures = compute_metafeatures(self.prepared.dataset, seed=spec.seed)
+        # what the tracking store records and a warm start compares; a search that does neither needs none
+        self.metafeatures = (compute_metafeatures(self.prepared.dataset, seed=spec.seed)
+                             if self.track or spec.search.warm_start.source != "none" else {})
         self.driver = self._plan()
         self.folder.prepare(spec)  # after _plan resolved max_concurrent into the spec it writes
         if spec.search.warm_start.source != "none" and not (self.folder / "warm_start.json").is_file():
