@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from metaray.columns import ColumnRole, assign_roles, date_parser, describe_roles, encoder, is_numeric
 from metaray.errors import SpecError
 from metaray.registry import Registry
 
@@ -47,6 +48,9 @@ class Dataset:
     dropped_rows: int = 0
     target_name: str = "target"
     cleaner: TableCleaner | None = None  # how the user's table became X; the first step of the model metaray logs
+    roles: list[ColumnRole] = field(default_factory=list)  # a table's columns and what each became (metaray.columns)
+    groups: np.ndarray | None = None  # subsets.groups: each row's group, kept together by the subsets
+    order: np.ndarray | None = None  # data.order: each row's place in time (float), for the time sampler
 
     @property
     def n_rows(self) -> int:
@@ -59,15 +63,24 @@ class Dataset:
     @property
     def notes(self) -> list[str]:
         """What loading did to the user's rows, one line each, for the user to read."""
-        if not self.dropped_rows:
-            return []
-        return [f"data: dropped {self.dropped_rows} rows whose target {self.target_name!r} is missing"]
+        out = [f"data: column {r.column!r} left out: {r.reason}; keep it with data.columns: {{{r.column}: ROLE}}"
+               for r in self.roles if r.role == "drop" and not r.reason.startswith(("data.", "subsets."))]
+        if self.dropped_rows:
+            out.append(f"data: dropped {self.dropped_rows} rows whose target {self.target_name!r} is missing")
+        return out
+
+    def column_lines(self) -> list[str]:
+        """What each column of a table became, one line each (empty for an array)."""
+        return ["columns (role, why):", *describe_roles(self.roles)] if self.roles else []
 
     @classmethod
     def from_arrays(cls, X, y, *, task: str = "auto", name: str = "arrays", key: str = "data",
-                    target: str = "target") -> Dataset:
+                    target: str = "target", columns: dict[str, str] | None = None, drop=(),
+                    groups=None, order=None) -> Dataset:
         """Validate features and target and infer the task. Rows whose target is missing are left out
-        (``dropped_rows``); class labels keep their type (text, bool, integers such as -1/1).
+        (``dropped_rows``); class labels keep their type (text, bool, integers such as -1/1). A table's columns get
+        their roles (``metaray.columns``; ``columns`` and ``drop`` are the user's overrides); ``groups`` and
+        ``order`` are per-row arrays for the subsets.
 
         Example:
             >>> ds = Dataset.from_arrays([[0.0], [1.0], [2.0], [3.0], [4.0]], ["no", "yes", None, "no", "yes"])
@@ -93,16 +106,23 @@ class Dataset:
                             got=f"{dropped} rows")
         if dropped:
             X = X.loc[~missing].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[~missing]
+        groups = None if groups is None else np.asarray(groups)[~missing]
+        order = None if order is None else np.asarray(order, dtype=float)[~missing]
         if y.dtype.kind in "fc" and not np.isfinite(y).all():
             raise SpecError(f"{key}.target", "the target has infinite values, which no learner or metric can use",
                             got=f"{int(np.sum(~np.isfinite(y)))} rows")
-        cleaner = None
+        cleaner, roles = None, []
         if isinstance(X, pd.DataFrame):
-            cleaner = TableCleaner.for_table(X, key=key)
+            names = [str(c) for c in X.columns]
+            if len(set(names)) < len(names):
+                twice = sorted({n for n in names if names.count(n) > 1})
+                raise SpecError(f"{key}.path", "column names must be unique", got=twice)
+            roles = assign_roles(X, columns, drop, key=key)
+            cleaner = TableCleaner.for_table(X, roles, key=key)
             X = cleaner.transform(X)
             categorical, names = cleaner.categorical, [str(c) for c in cleaner.columns]
-            numeric = [c for c in names if c not in categorical]
-            values = X[numeric].to_numpy() if categorical else X
+            numeric = [c for c in names if c not in categorical and c not in (cleaner.dates or {})]
+            values = X[numeric].to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else X
             if np.isinf(values).any():
                 raise SpecError(f"{key}.features", "features contain inf, which no learner or imputer can use",
                                 got=_first_bad(values, numeric, np.isinf))
@@ -117,31 +137,19 @@ class Dataset:
         classes = np.unique(y) if task == "classification" else None
         if classes is not None and len(classes) < 2:
             raise SpecError(f"{key}.target", "classification needs at least two classes", got=classes.tolist())
-        return cls(name, X, y, task, names, classes, list(categorical), dropped, str(target), cleaner)
+        return cls(name, X, y, task, names, classes, list(categorical), dropped, str(target), cleaner, roles, groups,
+                   order)
 
     def preprocessor(self, *, scale: bool = False, impute: bool = True):
         """An unfitted transformer for these features, or None when the learner can take them as they are.
 
-        Text columns are one-hot encoded, a missing value being a category of its own and a category first
-        seen at scoring time encoding as all zeros; numeric columns are imputed (median) and scaled if asked.
+        A table's columns are encoded by role (``metaray.columns.encoder``); numeric columns are imputed (median)
+        and scaled if asked.
         """
         from sklearn.preprocessing import StandardScaler
 
         if isinstance(self.X, pd.DataFrame):
-            from sklearn.compose import ColumnTransformer
-            from sklearn.impute import SimpleImputer
-            from sklearn.pipeline import make_pipeline
-            from sklearn.preprocessing import OneHotEncoder
-
-            numeric = [c for c in self.X.columns if str(c) not in self.categorical]
-            categorical = [c for c in self.X.columns if str(c) in self.categorical]
-            num_steps = ([SimpleImputer(strategy="median", keep_empty_features=True)] if impute else []) + (
-                [StandardScaler()] if scale else [])
-            return ColumnTransformer(
-                [("num", make_pipeline(*num_steps) if num_steps else "passthrough", numeric),
-                 ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
-                verbose_feature_names_out=False,
-            )
+            return encoder(self.roles, scale=scale, impute=impute)
         steps = []
         if impute and self.needs_imputation:
             from sklearn.impute import SimpleImputer
@@ -162,6 +170,8 @@ class Dataset:
         if self.categorical:
             out["categorical"] = len(self.categorical)
         out["dropped_rows"] = self.dropped_rows
+        if self.roles:
+            out["columns"] = {r.column: r.role for r in self.roles}
         return out
 
 
@@ -206,38 +216,52 @@ def clean_target(y, *, key: str = "data.target") -> tuple[np.ndarray, np.ndarray
     return s.astype(str).to_numpy(dtype=str), missing
 
 
-def _is_numeric(col: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-
-
 class TableCleaner(TransformerMixin, BaseEstimator):
-    """A user's table as metaray's models see it: numeric columns as float with NaN (a value that is not a number,
-    such as an unmarked ``?``, becomes NaN), every other column as text with NaN for missing, names as text.
+    """A user's table as metaray's models see it: the columns that are kept (``metaray.columns``: every role but
+    drop), numeric columns as float with NaN (a value that is not a number, such as an unmarked ``?``, becomes NaN),
+    dates as datetimes (text parsed with the format found when the data loaded; a value that does not parse becomes
+    NaT), every other column as text with NaN for missing, names as text.
 
     Applied once when the data loads, and kept as the first step of the model metaray logs, so that the logged
     model takes the user's own table (as ``pandas.read_csv`` gives it) and predicts in the user's labels.
 
     Args:
-        columns: the table's feature columns, in order.
-        categorical: the names (as text) of the columns read as categories.
+        columns: the table's kept feature columns, in order.
+        categorical: the names (as text) of the columns read as text (roles category and text).
+        dates: the names of the date columns, each with skrub's fitted ``ToDatetime`` for a text column, or None
+            for a column that is already typed.
     """
 
-    def __init__(self, columns=(), categorical=()):
+    def __init__(self, columns=(), categorical=(), dates=None):
         self.columns = columns
         self.categorical = categorical
+        self.dates = dates
 
     @classmethod
-    def for_table(cls, frame: pd.DataFrame, key: str = "data") -> TableCleaner:
-        names = [str(c) for c in frame.columns]
-        if len(set(names)) < len(names):
-            twice = sorted({n for n in names if names.count(n) > 1})
-            raise SpecError(f"{key}.path", "column names must be unique", got=twice)
-        categorical = [str(c) for c in frame.columns if not _is_numeric(frame[c])]
-        return cls(list(frame.columns), categorical).fit(frame)
+    def for_table(cls, frame: pd.DataFrame, roles, key: str = "data") -> TableCleaner:
+        kept = {r.column: r.role for r in roles if r.role != "drop"}
+        columns = [c for c in frame.columns if str(c) in kept]
+        categorical = [str(c) for c in columns if kept[str(c)] in ("category", "text")]
+        dates = {}
+        for c in columns:
+            if kept[str(c)] == "datetime":
+                col = frame[c]
+                parser = None if pd.api.types.is_datetime64_any_dtype(col) else date_parser(col)
+                if parser is None and not pd.api.types.is_datetime64_any_dtype(col):
+                    raise SpecError(f"{key}.columns.{c}", "not dates: its values do not parse with one date format",
+                                    allowed=["numeric", "category", "text", "drop"], got="datetime")
+                dates[str(c)] = parser
+        return cls(columns, categorical, dates).fit(frame)
 
     def fit(self, X=None, y=None):
         self.n_columns_ = len(self.columns)
         return self
+
+    def _column(self, name: str, col: pd.Series):
+        if name in (self.dates or {}):
+            parser = self.dates[name]
+            return parser.transform(col) if parser is not None else pd.to_datetime(col, errors="coerce")
+        return _as_text(col) if name in self.categorical else _as_number(col)
 
     def transform(self, X):
         if not isinstance(X, pd.DataFrame):
@@ -245,10 +269,11 @@ class TableCleaner(TransformerMixin, BaseEstimator):
         absent = [c for c in self.columns if c not in X.columns]
         if absent:
             raise ValueError(f"the table lacks the columns the model was trained on: {absent}")
-        out = {str(c): _as_text(X[c]) if str(c) in self.categorical else _as_number(X[c]) for c in self.columns}
-        frame = pd.DataFrame(out, index=pd.RangeIndex(len(X)))
+        out = {str(c): self._column(str(c), X[c]) for c in self.columns}
+        frame = pd.DataFrame({k: (v.to_numpy() if isinstance(v, pd.Series) else v) for k, v in out.items()},
+                             index=pd.RangeIndex(len(X)))
         # C order: Ray's object store shares only contiguous buffers without a copy
-        return frame if self.categorical else np.ascontiguousarray(frame.to_numpy(dtype=float))
+        return frame if self.categorical or self.dates else np.ascontiguousarray(frame.to_numpy(dtype=float))
 
 
 def _as_number(col: pd.Series) -> np.ndarray:
@@ -398,6 +423,22 @@ def read_table(spec) -> tuple[pd.DataFrame, pd.Series]:
     return X, y
 
 
+def _order_key(col: pd.Series, key: str = "data.order") -> np.ndarray:
+    """A column that orders rows in time as floats: numbers as they are, dates (typed or text in one format) as
+    nanoseconds since 1970. A row without a time cannot be placed before or after the others: refused."""
+    if is_numeric(col):
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    else:
+        parser = None if pd.api.types.is_datetime64_any_dtype(col) else date_parser(col)
+        if parser is None and not pd.api.types.is_datetime64_any_dtype(col):
+            raise SpecError(key, "the column that orders rows in time must hold numbers or dates",
+                            got=f"{col.name} ({col.dtype})")
+        stamps = parser.transform(col) if parser is not None else col
+        stamps = pd.to_datetime(stamps, errors="coerce")
+        values = np.where(stamps.isna(), np.nan, stamps.astype("datetime64[ns]").astype("int64").astype(float))
+    return values
+
+
 def load_dataset(spec) -> Dataset:
     """Load the spec's dataset and validate it.
 
@@ -406,11 +447,26 @@ def load_dataset(spec) -> Dataset:
         >>> load_dataset(load_spec({"name": "d", "data": {"dataset": "iris"}})).describe()
         {'name': 'iris', 'rows': 150, 'features': 4, 'task': 'classification', 'classes': 3, 'dropped_rows': 0}
     """
-    if spec.data.path is not None:
+    data = spec.data
+    groups = order = None
+    if data.path is not None:
         X, y = read_table(spec)
-        name = spec.resolve_path(spec.data.path).name
-        target = Path(spec.data.target).name if is_target_file(spec.data.target) else spec.data.target
-    else:
-        X, y = DATASETS.get(spec.data.dataset)(spec)
-        name, target = spec.data.dataset, "target"
-    return Dataset.from_arrays(X, y, task=spec.data.task, name=name, key="data", target=target)
+        name = spec.resolve_path(data.path).name
+        target = Path(data.target).name if is_target_file(data.target) else data.target
+        names = [str(c) for c in X.columns]
+        for k, column in (("subsets.groups", spec.subsets.groups), ("data.order", data.order)):
+            if column is not None and column not in names:
+                raise SpecError(k, "no such feature column in the table", allowed=names, got=column)
+        drop = dict.fromkeys(data.drop, "data.drop")
+        if spec.subsets.groups is not None:
+            col = X[X.columns[names.index(spec.subsets.groups)]]
+            # a missing group is a group of its own; the column is a key of rows, not a property: left out
+            groups = col.astype(str).where(col.notna(), "<missing>").to_numpy(dtype=str)
+            if spec.subsets.groups not in data.columns and spec.subsets.groups not in drop:
+                drop[spec.subsets.groups] = "subsets.groups: the rows' groups, not a feature"
+        if data.order is not None:
+            order = _order_key(X[X.columns[names.index(data.order)]])
+        return Dataset.from_arrays(X, y, task=data.task, name=name, key="data", target=target, columns=data.columns,
+                                   drop=drop, groups=groups, order=order)
+    X, y = DATASETS.get(data.dataset)(spec)
+    return Dataset.from_arrays(X, y, task=data.task, name=data.dataset, key="data", target="target")

@@ -32,7 +32,10 @@ from metaray.subsets import SubsetPlan, make_plan
 
 @dataclass(frozen=True)
 class Problem:
-    """Everything a subset fit reads; put into Ray's object store once per search and shared by every task."""
+    """Everything a subset fit reads; put into Ray's object store once per search and shared by every task.
+
+    ``encoded`` is set inside a task only: the encoded rows of the subsets its fits use (``Encoded``), fetched from
+    the object store with the task's arguments."""
 
     X: Any
     y: np.ndarray
@@ -40,6 +43,48 @@ class Problem:
     task: str
     labels: np.ndarray | None
     metrics: tuple[str, ...]
+    encoded: dict[int, Encoded] | None = None
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Subset k's rows through the table's encoder (``metaray.columns.encoder``) fitted on its training rows only:
+    what every configuration's fit on subset k starts from, computed once per search instead of once per fit."""
+
+    train: Any = None  # encoded rows of plan.train[k], in order
+    evaluate: Any = None  # encoded rows of plan.evaluate[k], in order
+    error: str | None = None  # the encoder failed on this subset: every fit on it fails with this
+    seconds: float = 0.0
+
+
+def encode_subset(problem: Problem, encoder, k: int) -> Encoded:
+    """Fit the table's encoder on subset k's training rows and encode its training and scoring rows (run as a Ray
+    task, one per subset, before the fits that need it)."""
+    from sklearn.base import clone
+
+    plan = problem.plan
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enc = clone(encoder).fit(_rows(problem.X, plan.train[k]), problem.y[plan.train[k]])
+            train = enc.transform(_rows(problem.X, plan.train[k]))
+            held = _stack([enc.transform(_rows(problem.X, c)) for c in _chunks(problem.X, plan.evaluate[k])])
+    except Exception as exc:
+        return Encoded(error=f"{type(exc).__name__} while encoding the table's columns: {_first_line(exc)}")
+    return Encoded(train, held, seconds=time.perf_counter() - t0)
+
+
+def _stack(parts: list):
+    if hasattr(parts[0], "tocsr"):
+        import scipy.sparse as sp
+
+        return sp.vstack(parts, format="csr")
+    return np.concatenate(parts)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
 
 
 def fit_seed(seed: int, k: int) -> int:
@@ -57,15 +102,21 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
     plan, k = problem.plan, unit.subset
     train, held = plan.train[k], plan.evaluate[k]
     result = FitResult(unit, n_train=len(train), n_eval=len(held), node=os.uname().nodename)
+    encoded = (problem.encoded or {}).get(k) if hasattr(learner.estimator, "steps") else None
     try:
         # warnings come back with the result, so the driver can say each once instead of every worker printing it
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             est = learner.for_fit(fit_seed(seed, k))
+            X_train, X_held = _rows(problem.X, train), None
+            if encoded is not None and est.steps[0][0] == "prep":  # the subset's encoding is shared: fit what follows
+                if encoded.error:
+                    raise FitError(encoded.error)
+                est, X_train, X_held = _after_encoding(est), encoded.train, encoded.evaluate
             t0 = time.perf_counter()
-            est.fit(_rows(problem.X, train), problem.y[train])
+            est.fit(X_train, problem.y[train])
             t1 = time.perf_counter()
-            result.scores = score_rows(problem, est, held)
+            result.scores = score_rows(problem, est, held, X_held)
             result.fit_seconds, result.score_seconds = t1 - t0, time.perf_counter() - t1
         result.warnings = sorted({f"{w.category.__name__}: {str(w.message).strip().splitlines()[0]}" for w in caught})
         primary = result.scores[problem.metrics[0]]
@@ -76,26 +127,44 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
     return result
 
 
+def _after_encoding(est):
+    """A learner's pipeline without its first step, the table's encoder (whose output a task is given)."""
+    from sklearn.pipeline import Pipeline
+
+    rest = est.steps[1:]
+    return rest[0][1] if len(rest) == 1 else Pipeline(rest)
+
+
 EVAL_CHUNK_BYTES = 16 * 2**20
+
+
+def _row_bytes(X) -> float:
+    n = X.shape[0]
+    if hasattr(X, "memory_usage"):
+        return X.memory_usage(index=False).sum() / max(n, 1)
+    if hasattr(X, "nnz"):  # sparse: the stored values and their column indices
+        return (X.data.nbytes + X.indices.nbytes) / max(n, 1)
+    return X[:1].nbytes
 
 
 def _chunks(X, rows: np.ndarray) -> Iterator[np.ndarray]:
     """The evaluation rows in chunks of about ``EVAL_CHUNK_BYTES`` of features: scoring a fit never holds a copy of
     all its evaluation rows at once (on large data, that copy would double a worker's memory)."""
-    n = len(X)
-    row_bytes = (X.memory_usage(index=False).sum() / max(n, 1)) if hasattr(X, "memory_usage") else X[:1].nbytes
+    row_bytes = _row_bytes(X)
     step = max(1, int(EVAL_CHUNK_BYTES // max(row_bytes, 1)))
     for i in range(0, max(len(rows), 1), step):
         yield rows[i : i + step]
 
 
-def score_rows(problem: Problem, est, rows: np.ndarray) -> dict[str, float]:
-    """Every metric of the problem for a fitted estimator on the given rows, computed chunk by chunk."""
+def score_rows(problem: Problem, est, rows: np.ndarray, X_rows=None) -> dict[str, float]:
+    """Every metric of the problem for a fitted estimator on the given rows, computed chunk by chunk; ``X_rows``:
+    those rows' features already encoded, in the order of ``rows`` (else they are taken from the problem)."""
     metrics = [METRICS.get(name) for name in problem.metrics]
-    chunks = list(_chunks(problem.X, rows))
+    source = problem.X if X_rows is None else X_rows
+    chunks = list(_chunks(source, rows if X_rows is None else np.arange(len(rows))))
     parts: dict[str, list] = {m.needs: [] for m in metrics}
     for chunk in chunks:
-        X = _rows(problem.X, chunk)
+        X = _rows(source, chunk)
         for need, out in parts.items():
             out.append(_output(need, est, X, problem.labels))
     y = problem.y[rows]
@@ -110,7 +179,8 @@ def score_rows(problem: Problem, est, rows: np.ndarray) -> dict[str, float]:
 def _output(need: str, est, X, labels):
     """What a metric needs of a fitted estimator on rows X (see ``Metric.needs``)."""
     if need == "reconstruct":  # measured in the features the embedder saw, after preprocessing
-        return final_estimator(est).reconstruction_error(est[:-1].transform(X) if hasattr(est, "steps") else X)
+        X = est[:-1].transform(X) if hasattr(est, "steps") else X
+        return final_estimator(est).reconstruction_error(X.toarray() if hasattr(X, "toarray") else X)
     if need == "predict":
         return est.predict(X)
     if need == "proba" or hasattr(est, "predict_proba"):
@@ -168,6 +238,7 @@ class Prepared:
     learner: Learner
     metrics: tuple[str, ...]
     family: str = "predictor"
+    node_memory: float | None = field(default=None, repr=False)  # the most any node offers, once Ray is connected
 
     @property
     def metric(self):
@@ -189,6 +260,33 @@ class Prepared:
                                 device="cuda" if spec.ray.gpus_per_fit else None)
         check_learner(learner, ds, spec, self.metrics)
         return learner
+
+    def reserve_memory(self, learner: Learner) -> Learner:
+        """Set the memory each fit of ``learner`` reserves (metaray.memory: the estimate, or ``ray.memory_per_fit``);
+        raises SpecError, naming the widest columns and the fix, when no node of the cluster could run one."""
+        from metaray.memory import estimate, node_memory, reserve
+
+        if self.node_memory is None:
+            self.node_memory = node_memory()
+        need = estimate(self.dataset, self.plan, learner.model)
+        learner.memory = reserve(need, learner.describe(), available=self.node_memory,
+                                 override=self.spec.ray.memory_per_fit)
+        return learner
+
+    def start_runner(self, problem_ref, *, shared_encoding: bool = True):
+        """The runner of this spec's fits on the connected Ray (metaray.runners.FitRunner), with a table's encoding
+        of each subset computed once and shared by every configuration (``encode_subsets``) unless told not to."""
+        from metaray.memory import estimate
+        from metaray.runners import FitRunner
+
+        r = self.spec.ray
+        encodings = None
+        if shared_encoding:
+            encoding_memory = r.memory_per_fit or estimate(self.dataset, self.plan, None).bytes
+            encodings = encode_subsets(self, problem_ref, cpus=r.cpus_per_fit, memory=encoding_memory)
+        return FitRunner(score_fit, problem_ref, seed=self.spec.seed, cpus_per_fit=r.cpus_per_fit,
+                         gpus_per_fit=r.gpus_per_fit, fits_per_task=r.fits_per_task, max_retries=r.max_retries,
+                         fit_timeout_s=r.fit_timeout_s, label=self.spec.name, encodings=encodings)
 
 
 def check_learner(learner: Learner, ds: Dataset, spec: ExperimentSpec, metrics: Iterable[str]) -> None:
@@ -243,7 +341,8 @@ def prepare(spec: ExperimentSpec, say: Callable[[str], None] = notice) -> Prepar
                        or (METRICS.get(m).task == "any" and strategy.family == "embedding")]
             raise SpecError(key, f"a {metric.task} metric cannot score a {ds.task} task", allowed=allowed, got=name)
     metrics = tuple(dict.fromkeys(names))
-    plan = make_plan(ds.y, ds.task, spec.subsets, seed=spec.seed, test_size=spec.data.test_size)
+    plan = make_plan(ds.y, ds.task, spec.subsets, seed=spec.seed, test_size=spec.data.test_size, groups=ds.groups,
+                     order=ds.order)
     prepared = Prepared(spec, ds, plan, None, metrics, strategy.family)  # type: ignore[arg-type]
     prepared.learner = prepared.learner_for(spec.learner)
     return prepared
@@ -257,6 +356,23 @@ def share(prepared: Prepared):
     ref = ray.put(prepared.problem())
     prepared.dataset.X = ray.get(ref).X  # zero-copy, read-only view for NumPy arrays
     return ref
+
+
+def encode_subsets(prepared: Prepared, problem_ref, *, cpus: float = 1.0, memory: float | None = None):
+    """For a table, one Ray task per subset that fits the column encoder on the subset's training rows and encodes
+    its rows (``encode_subset``): {k: ObjectRef of Encoded}, which the fits of every configuration share. None for
+    an array, whose preprocessing (imputation, scaling) costs less than a task."""
+    import pandas as pd
+    import ray
+
+    ds, spec = prepared.dataset, prepared.spec
+    if not isinstance(ds.X, pd.DataFrame):
+        return None
+    encoder = ds.preprocessor(scale=spec.data.scale, impute=spec.data.impute)
+    task = ray.remote(encode_subset)
+    options = dict(num_cpus=cpus, max_retries=spec.ray.max_retries, **({"memory": int(memory)} if memory else {}))
+    return {k: task.options(**options, name=f"{spec.name} encode s{k}").remote(problem_ref, encoder, k)
+            for k in range(prepared.plan.k)}
 
 
 @dataclass
@@ -281,15 +397,20 @@ class Evaluation:
     protocol: str
     wall_seconds: float
     metafeatures: dict[str, float] = field(default_factory=dict)  # metaray.metafeatures of the dataset
+    columns: list[dict[str, Any]] = field(default_factory=list)  # a table's columns: role, why, encoded width
 
     def summary(self) -> str:
         import pandas as pd
 
         agg = pd.DataFrame({"value": {k: v for k, v in self.aggregates.items() if k != "n"}})
         agg["meta-objective"] = ["<--" if k == self.aggregate else "" for k in agg.index]
+        from metaray.columns import ColumnRole, describe_roles
+
+        roles = [ColumnRole(**c) for c in self.columns]
         lines = [
             f"{self.name}: {self.learner} on {self.dataset['name']} ({self.dataset['task']}, "
             f"{self.dataset['rows']} rows), {len(self.subsets)} subsets, protocol {self.protocol}",
+            *(["", "columns (role, why):", *describe_roles(roles)] if roles else []),
             "",
             self.subsets.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
             "",
@@ -329,17 +450,15 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
     """
 
     from metaray.cluster import connect, ray_environment
-    from metaray.runners import FitRunner
 
     t0 = time.perf_counter()
     spec = load_spec(spec, list(overrides))
     ray_environment(spec.ray.address)  # before anything imports Ray
     prepared = prepare(spec, say)
     connect(spec.ray.address, num_cpus=spec.ray.num_cpus, say=say)
-    problem_ref = share(prepared)
-    runner = FitRunner(score_fit, problem_ref, seed=spec.seed, cpus_per_fit=spec.ray.cpus_per_fit,
-                       gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
-                       max_retries=spec.ray.max_retries, fit_timeout_s=spec.ray.fit_timeout_s, label=spec.name)
+    prepared.reserve_memory(prepared.learner)
+    # one configuration: its fits encode their own subsets (sharing would add K tasks and save nothing)
+    runner = prepared.start_runner(share(prepared), shared_encoding=False)
     runner.submit([Unit(0, 0, k) for k in range(prepared.plan.k)], prepared.learner)
     results = []
     try:
@@ -360,4 +479,5 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
     return Evaluation(spec.name, prepared.learner.describe(), metric.name, prepared.mode, spec.objective.aggregate,
                       aggs[spec.objective.aggregate], aggs, _results_frame(results, prepared.metrics),
                       prepared.dataset.describe(), spec.subsets.protocol, time.perf_counter() - t0,
-                      compute_metafeatures(prepared.dataset, seed=spec.seed))
+                      compute_metafeatures(prepared.dataset, seed=spec.seed),
+                      [r.as_dict() for r in prepared.dataset.roles])

@@ -41,50 +41,102 @@ class Report:
     html: Path
     figures: dict[str, Path] = field(default_factory=dict)
     importance_method: str = ""
+    #: figures that had nothing to show, or could not be drawn: name -> why (said on the page, under Figures)
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def write(run_dir, out=None) -> Report:
     """Make the report of the search in ``run_dir``: ``out`` (default ``RUN_DIR/report.html``) and the PNGs in
     ``RUN_DIR/report/`` (with ``out``: in ``<out's name>_figures/`` beside it, so the run folder is only read).
 
+    Every figure is drawn from the values there are (another learner's parameters, non-positive values on a log
+    axis, configurations stopped early are left off it); a figure that has nothing to show, or that cannot be
+    drawn, is left out with a line on the page saying why, and the rest of the report is made.
+
     Raises:
-        SpecError: ``run_dir`` is not a run folder, or holds no results yet.
+        SpecError: ``run_dir`` is missing, not a run folder, holds no results yet, or a file in it cannot be read
+            (the message names the file); or the report cannot be written where it should go.
     """
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from metaray.folder import RunFolder
 
     folder = RunFolder(run_dir)
+    if not folder.path.exists():
+        raise SpecError("RUN_DIR", "no such folder", got=str(folder.path))
+    if not folder.path.is_dir():
+        raise SpecError("RUN_DIR", "not a folder (a run folder holds spec.yaml and results.csv)",
+                        got=str(folder.path))
     if not (folder / "spec.yaml").is_file():
         raise SpecError("RUN_DIR", "not a metaray run folder (no spec.yaml in it)", got=str(folder.path))
-    spec = folder.spec()
+    spec = _read(folder, "spec.yaml", lambda path: folder.spec())
     if not (folder / "results.csv").is_file():
         raise SpecError("RUN_DIR", "the search has no results table yet (results.csv is written when it ends)",
                         got=str(folder.path))
-    report = Report(Path(out) if out else folder / "report.html")
-    report.html.unlink(missing_ok=True)  # a report that fails half-way leaves none, not an old one
     data = _Data.load(folder, spec)
+    report = Report(Path(out) if out else folder / "report.html")
     pngs = folder / "report" if out is None else report.html.with_name(f"{report.html.stem}_figures")
-    pngs.mkdir(parents=True, exist_ok=True)
-    for old in pngs.glob("*.png"):
-        old.unlink()
+    try:
+        report.html.unlink(missing_ok=True)  # a report that fails half-way leaves none, not an old one
+        pngs.mkdir(parents=True, exist_ok=True)
+        for old in pngs.glob("*.png"):
+            old.unlink()
+    except OSError as exc:
+        raise _unwritable(out, report.html, exc) from None
     captions: dict[str, str] = {}
     for name, draw in FIGURES:
-        made = draw(data)
-        if made is None:
+        path, before = pngs / f"{name}.png", set(plt.get_fignums())
+        try:
+            made = draw(data)
+            if made is None:  # not this search's figure (no early stopping, not a network)
+                continue
+            if isinstance(made, str):  # nothing to show: said on the page
+                report.left_out[name] = made
+                continue
+            fig, caption = made
+            fig.savefig(path, dpi=90)
+        except OSError as exc:
+            raise _unwritable(out, path, exc) from None
+        except Exception as exc:  # one figure's failure leaves it out, not the report
+            path.unlink(missing_ok=True)
+            report.left_out[name] = f"drawing it failed ({_one_line(exc)})"
             continue
-        fig, caption = made
-        path = pngs / f"{name}.png"
-        fig.savefig(path, dpi=90)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        finally:
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)
         report.figures[name], captions[name] = path, caption
-    report.importance_method = data.importance_method
-    report.html.parent.mkdir(parents=True, exist_ok=True)
-    report.html.write_text(_html(data, report, captions), encoding="utf-8")
+    report.importance_method = data.importance_method if "importance" in report.figures else ""
+    try:
+        report.html.parent.mkdir(parents=True, exist_ok=True)
+        report.html.write_text(_html(data, report, captions), encoding="utf-8")
+    except OSError as exc:
+        raise _unwritable(out, report.html, exc) from None
     return report
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _unwritable(out, path: Path, exc: OSError) -> SpecError:
+    return SpecError("--out" if out else "RUN_DIR", f"cannot write the report ({exc.strerror or _one_line(exc)})",
+                     got=str(path))
+
+
+def _read(folder, name: str, read):
+    """``read(folder / name)``; a file that cannot be read or parsed is the run folder's problem, said in one line
+    that names the file."""
+    path = folder / name
+    try:
+        return read(path)
+    except SpecError as exc:
+        raise SpecError("RUN_DIR", f"{name} cannot be used ({exc})", got=str(path)) from None
+    except Exception as exc:
+        raise SpecError("RUN_DIR", f"{name} cannot be read ({_one_line(exc)})", got=str(path)) from None
 
 
 def preload() -> None:
@@ -117,9 +169,20 @@ class _Data:
     def load(cls, folder, spec) -> _Data:
         import pandas as pd
 
-        table = pd.read_csv(folder / "results.csv", keep_default_na=False, na_values=[""])
-        best = json.loads((folder / "best.json").read_text()) if (folder / "best.json").is_file() else {}
-        space = spec.parsed_space()
+        table = _read(folder, "results.csv", lambda path: pd.read_csv(path, keep_default_na=False, na_values=[""]))
+        lacking = [c for c in ("trial", "status", "objective") if c not in table]
+        if lacking:
+            raise SpecError("RUN_DIR", f"results.csv is not a metaray results table (no column {lacking[0]!r})",
+                            got=str(folder / "results.csv"))
+        for c in table.columns:
+            if c == "objective" or c.startswith("score_") or c in ("std", "p_vs_best", "p_not_worse"):
+                table[c] = pd.to_numeric(table[c], errors="coerce")
+        table["trial"], table["status"] = table["trial"].astype(str), table["status"].astype(str)
+        best = _read(folder, "best.json", lambda path: json.loads(path.read_text())) \
+            if (folder / "best.json").is_file() else {}
+        if not isinstance(best, dict):
+            raise SpecError("RUN_DIR", "best.json is not a configuration", got=str(folder / "best.json"))
+        space = _read(folder, "spec.yaml", lambda path: spec.parsed_space())
         dists = {}
         for b in space.branches:
             for p, d in b.dists.items():
@@ -134,9 +197,12 @@ class _Data:
         from metaray.aggregates import objective_mode
         from metaray.metrics import get_metric
 
-        state = folder.state  # the search wrote its metric and direction there (a spec may leave them implicit)
+        # the search wrote its metric and direction there (a spec may leave them implicit)
+        state = _read(folder, "state.json", lambda path: folder.state)
+        if not isinstance(state, dict):
+            raise SpecError("RUN_DIR", "state.json is not a mapping", got=str(folder / "state.json"))
         metric = state.get("metric") or spec.objective.metric or "accuracy"
-        gib = get_metric(metric).greater_is_better
+        gib = _read(folder, "state.json", lambda path: get_metric(metric).greater_is_better)
         mode = state.get("mode") or objective_mode(spec.objective.aggregate, gib)
         return cls(spec, table, best, dists, scores, metric, mode, gib)
 
@@ -151,7 +217,7 @@ class _Data:
 
     def params(self) -> list[str]:
         """Searched parameters that the table holds (``param.<name>`` columns; the learner of a conditional space)."""
-        return [p for p in self.dists if p == "learner" or f"param.{p}" in self.table]
+        return [p for p in self.dists if (p == "learner" and "learner" in self.table) or f"param.{p}" in self.table]
 
     def column(self, frame, name: str):
         return frame["learner"] if name == "learner" else frame[f"param.{name}"]
@@ -164,6 +230,7 @@ class _Data:
         return scaled if self.mode == "max" else 1.0 - scaled
 
     def is_log(self, name: str) -> bool:
+        """The parameter's space is log-uniform (whether its axis is log depends on its values: ``axis``)."""
         return self.dists[name].kind == "loguniform"
 
     def is_numeric(self, name: str) -> bool:
@@ -172,23 +239,75 @@ class _Data:
             return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.args)
         return True
 
-    def axis(self, name: str, values):
-        """A parameter's values on a numeric axis (log10 for a log space; category codes for choices), and the
-        category labels (None for a numeric one)."""
+    def axis(self, name: str, frame) -> _Axis:
+        """The parameter's values over the configurations of ``frame``, as every figure draws them."""
         import pandas as pd
 
-        if self.is_numeric(name):
-            v = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
-            return (np.log10(v) if self.is_log(name) else v), None
-        args = self.dists[name].args
-        labels = [str(a) if a is not None else "None" for a in args]
-        return np.array([_choice_index(args, v) for v in values], dtype=float), labels
+        raw = self.column(frame, name)
+        if not self.is_numeric(name):
+            args = self.dists[name].args
+            labels = [str(a) if a is not None else "None" for a in args]
+            return _Axis(name, np.array([_choice_index(args, v) for v in raw], dtype=float), labels)
+        v = np.array(pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float, na_value=np.nan))
+        v[~np.isfinite(v)] = np.nan  # another learner's parameter (or an unreadable cell): no value
+        if not self.is_log(name):
+            return _Axis(name, v)
+        if _one_value(v[v > 0]) or not (v > 0).any():
+            return _Axis(name, v, note="one value, so no log axis" if (v > 0).any() else "")
+        below = np.isfinite(v) & (v <= 0)
+        v[below] = np.nan
+        return _Axis(name, v, log=True, note=f"{int(below.sum())} values <= 0 left off its log axis"
+                     if below.any() else "")
+
+
+def _one_value(v: np.ndarray) -> bool:
+    """Finite values that are one value, give or take rounding (a log-uniform range narrower than a millionth)."""
+    return v.size > 0 and float(v.max() - v.min()) <= 1e-6 * float(max(abs(v.max()), abs(v.min())))
+
+
+@dataclass
+class _Axis:
+    """A parameter's values over some configurations, ready to draw: NaN where a configuration has none (another
+    learner's parameter; a value <= 0 on a log axis). Every figure draws parameters through this."""
+
+    name: str
+    values: np.ndarray  # the values, or a choice's category codes
+    labels: list[str] | None = None  # a choice's values; None for a numeric parameter
+    log: bool = False  # a log-uniform parameter with two or more positive values: drawn on a log axis
+    note: str = ""  # what was left off, or why the axis is not log, for the caption
+
+    @property
+    def present(self) -> np.ndarray:
+        return np.isfinite(self.values)
+
+    @property
+    def empty(self) -> bool:
+        return not self.present.any()
+
+    @property
+    def scaled(self) -> np.ndarray:
+        """The values on a linear scale: log10 on a log axis."""
+        return np.log10(self.values) if self.log else self.values
+
+    @property
+    def single(self) -> bool:
+        """A numeric parameter with one value here: drawn as a point, on no scale."""
+        return self.labels is None and _one_value(self.values[self.present])
+
+    @property
+    def title(self) -> str:
+        return self.name + (" (log)" if self.log else "")
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or \
+        type(value).__name__ == "NAType"
 
 
 def _choice_index(args, value) -> float:
     """Which of a choice's values a results-table cell holds: None is read back as missing, numbers as floats
     (a column of None and 5 reads 5.0), text and booleans as their text."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return float(args.index(None)) if None in args else math.nan
     for i, a in enumerate(args):
         if a is None:
@@ -204,7 +323,21 @@ def _choice_index(args, value) -> float:
     return math.nan
 
 
+def _axes(d: _Data, frame, what: str) -> tuple[list[_Axis], str]:
+    """The axes of the searched parameters that have a value in ``frame``, and a sentence on those left out or
+    drawn otherwise ("" if none): the parameters figure, parallel coordinates and the importance share it."""
+    axes = [d.axis(name, frame) for name in d.params()]
+    absent = [a.name for a in axes if a.empty]
+    notes = [f"{a.name}: {a.note}" for a in axes if a.note and not a.empty]
+    said = ([f"Not drawn (no value among {what}): {', '.join(absent)}."] if absent else []) + \
+        ([f"Note: {'; '.join(notes)}."] if notes else [])
+    return [a for a in axes if not a.empty], "".join(" " + s for s in said)
+
+
 # the figures -----------------------------------------------------------------------------------------------
+#
+# Each returns (figure, caption); a line saying why it has nothing to show; or None where it is not this
+# search's figure (rungs without early stopping, the architecture of what is not a network).
 
 
 def _objective(d: _Data):
@@ -212,11 +345,11 @@ def _objective(d: _Data):
 
     done = d.completed.head(TOP)
     if done.empty:
-        return None
+        return "no configuration completed"
     fig, ax = plt.subplots(figsize=(11, 4.2))
     x = np.arange(len(done))
-    tied = done["tied_with_best"].to_numpy(bool) if "tied_with_best" in done else np.zeros(len(done), bool)
-    err = done["std"].astype(float).fillna(0).to_numpy()
+    tied = _tied(done)
+    err = done["std"].astype(float).fillna(0).to_numpy() if "std" in done else np.zeros(len(done))
     for mask, colour, label in ((tied, "tab:green", "tied with the best"), (~tied, "tab:grey", "not tied")):
         if mask.any():
             ax.errorbar(x[mask], done["objective"].to_numpy(float)[mask], yerr=err[mask], fmt="o", capsize=3,
@@ -230,16 +363,27 @@ def _objective(d: _Data):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    method = d.best.get("tied", {}).get("method", "")
+    tied_info = d.best.get("tied")
+    method = tied_info.get("method", "") if isinstance(tied_info, dict) else ""
     return fig, f"Each configuration's meta-objective with its spread over the subsets. Tied: {method or 'n/a'}."
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _tied(frame) -> np.ndarray:
+    return frame["tied_with_best"].to_numpy(bool) if "tied_with_best" in frame else np.zeros(len(frame), bool)
 
 
 def _subsets(d: _Data):
     import matplotlib.pyplot as plt
 
     done = d.completed.head(TOP)
-    if done.empty or not d.scores:
-        return None
+    if done.empty:
+        return "no configuration completed"
+    if not d.scores:
+        return "the results table has no per-subset scores"
     values = done[d.scores].to_numpy(float)
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(d.scores) + 3), max(3, 0.22 * len(done) + 1.5)))
     # yellow is good: a loss's colours are reversed, so that a hard subset is a dark column either way
@@ -248,7 +392,8 @@ def _subsets(d: _Data):
     fig.colorbar(image, ax=ax, label=d.metric_name + ("" if d.greater_is_better else " (lower is better)"))
     ax.set_yticks(range(len(done)))
     ax.set_yticklabels(done["trial"], fontsize=7)
-    means = np.nanmean(values, axis=0)
+    with np.errstate(all="ignore"):
+        means = [np.nanmean(c) if np.isfinite(c).any() else math.nan for c in values.T]
     ax.set_xticks(range(len(d.scores)))
     ax.set_xticklabels([f"{i}\n{m:.3g}" for i, m in enumerate(means)], fontsize=7)
     ax.set_xlabel("subset (mean score over these configurations)")
@@ -261,91 +406,108 @@ def _subsets(d: _Data):
 def _parameters(d: _Data):
     import matplotlib.pyplot as plt
 
-    done, params = d.completed, d.params()
-    if done.empty or not params:
-        return None
-    cols = min(3, len(params))
-    rows = math.ceil(len(params) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
-    y = done["objective"].to_numpy(float)
-    tied = done["tied_with_best"].to_numpy(bool) if "tied_with_best" in done else np.zeros(len(done), bool)
-    for ax, name in zip(axes.flat, params, strict=False):
-        raw = d.column(done, name)
-        if d.is_numeric(name):
-            x = np.asarray(raw.astype(float))
-            ax.scatter(x[~tied], y[~tied], s=18, color="tab:grey", label="not tied")
-            ax.scatter(x[tied], y[tied], s=24, color="tab:green", label="tied")
-            if d.is_log(name):
-                ax.set_xscale("log")
-        else:
-            codes, labels = d.axis(name, raw)
-            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(codes))
-            ax.scatter((codes + jitter)[~tied], y[~tied], s=18, color="tab:grey")
-            ax.scatter((codes + jitter)[tied], y[tied], s=24, color="tab:green")
-            ax.set_xticks(range(len(labels)))
-            ax.set_xticklabels(labels, rotation=30, fontsize=7)
-        ax.set_xlabel(name + (" (log)" if d.is_log(name) else ""))
+    done = d.completed
+    if not d.params():
+        return "the space has no searched parameter"
+    if done.empty:
+        return "no configuration completed"
+    axes, note = _axes(d, done, "the completed configurations")
+    if not axes:
+        return "no completed configuration has a value of a searched parameter"
+    cols = min(3, len(axes))
+    rows = math.ceil(len(axes) / cols)
+    fig, panels = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 7.5), 3.3 * rows), squeeze=False)
+    y, tied = done["objective"].to_numpy(float), _tied(done)
+    for ax, a in zip(panels.flat, axes, strict=False):
+        x = a.values
+        if a.labels is not None:  # a choice: its values side by side, jittered
+            x = x + np.random.default_rng(0).uniform(-0.15, 0.15, len(x))
+            ax.set_xticks(range(len(a.labels)))
+            ax.set_xticklabels(a.labels, rotation=30, fontsize=7)
+            ax.set_xlim(-0.5, len(a.labels) - 0.5)
+        elif a.single:  # one value: a point above it, not a scale of rounding differences
+            x = np.where(a.present, 0.0, np.nan)
+            ax.set_xticks([0.0])
+            ax.set_xticklabels([f"{np.nanmedian(a.values):.4g}"])
+            ax.set_xlim(-1.0, 1.0)
+        for mask, size, colour, label in ((~tied, 18, "tab:grey", "not tied"), (tied, 24, "tab:green", "tied")):
+            mask = mask & a.present
+            if mask.any():
+                ax.scatter(x[mask], y[mask], s=size, color=colour, label=label)
+        if a.log:
+            ax.set_xscale("log")
+        ax.set_xlabel(a.title)
         ax.set_ylabel(d.metric, fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(params):]:
+    for ax in list(panels.flat)[len(axes):]:
         ax.axis("off")
     fig.suptitle("Meta-objective against each searched parameter (green: tied with the best)")
     fig.tight_layout()
-    return fig, "One panel per searched parameter; log axes where the space is log-uniform."
+    return fig, "One panel per searched parameter; log axes where the space is log-uniform." + note
 
 
 def _parallel(d: _Data):
     import matplotlib.pyplot as plt
 
-    done, params = d.completed.head(TOP_PARALLEL), d.params()
-    if len(done) < 2 or not params:
-        return None
+    done = d.completed.head(TOP_PARALLEL)
+    if not d.params():
+        return "the space has no searched parameter"
+    if len(done) < 2:
+        return f"{_count(len(done), 'configuration')} completed: parallel coordinates need two"
+    axes, note = _axes(d, done, f"the top {len(done)} configurations")
+    if not axes:
+        return "no completed configuration has a value of a searched parameter"
     axes_values, ticks = [], []
-    for name in params:
-        v, labels = d.axis(name, d.column(done, name))
-        lo, hi = (0, max(len(labels) - 1, 1)) if labels else (np.nanmin(v), np.nanmax(v)) if np.isfinite(v).any() \
-            else (0, 1)
-        span = hi - lo if hi > lo else 1.0
-        axes_values.append((v - lo) / span)
-        if labels:
-            ticks.append(" / ".join(labels))
+    for a in axes:
+        v = a.scaled
+        if a.labels is not None:
+            lo, hi = 0.0, float(max(len(a.labels) - 1, 1))
+            ticks.append(" / ".join(a.labels))
         else:
-            fmt = (lambda e: f"{10 ** e:.3g}") if d.is_log(name) else (lambda e: f"{e:.3g}")
-            ticks.append(f"{fmt(lo)} … {fmt(hi)}")
+            lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+            if a.single:
+                hi = lo
+            fmt = (lambda e: f"{10 ** e:.3g}") if a.log else (lambda e: f"{e:.3g}")
+            ticks.append(f"{fmt(lo)} … {fmt(hi)}" if hi > lo else fmt(lo))
+        axes_values.append((v - lo) / (hi - lo) if hi > lo else np.where(np.isfinite(v), 0.5, np.nan))
     obj = done["objective"].to_numpy(float)
     lo, hi = obj.min(), obj.max()
-    axes_values.append((obj - lo) / (hi - lo if hi > lo else 1.0))
-    ticks.append(f"{lo:.4g} … {hi:.4g}")
+    axes_values.append((obj - lo) / (hi - lo) if hi > lo else np.full(len(obj), 0.5))
+    ticks.append(f"{lo:.4g} … {hi:.4g}" if hi > lo else f"{lo:.4g}")
     colour = d.goodness(obj)
-    names = [*params, "objective"]
+    names = [*(a.title for a in axes), "objective"]
     data = np.vstack(axes_values).T  # configurations x axes
     fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(names)), 4.5))
     cmap = plt.get_cmap("viridis")
     for row, c in sorted(zip(data, colour, strict=True), key=lambda rc: rc[1]):  # the best drawn last, on top
-        ax.plot(range(len(names)), row, color=cmap(c), alpha=0.85, linewidth=1.6)
+        ax.plot(range(len(names)), row, color=cmap(c), alpha=0.85, linewidth=1.6, marker="o", markersize=3)
     for i in range(len(names)):
         ax.axvline(i, color="black", linewidth=0.8)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([f"{n}\n{t}" for n, t in zip(names, ticks, strict=True)], fontsize=7)
+    ax.set_xlim(-0.3, len(names) - 0.7)
+    ax.set_ylim(-0.05, 1.05)
     ax.set_yticks([])
     ax.set_title(f"Parallel coordinates of the top {len(done)} configurations (yellow: the best objective)")
     fig.tight_layout()
-    return fig, "Each line is a configuration; each axis one parameter, scaled to its range (log where log)."
+    return fig, "Each line is a configuration; each axis one parameter, scaled to its range (log where log)." + note
 
 
 def _importance(d: _Data):
     import matplotlib.pyplot as plt
 
     done, params = d.completed, d.params()
-    if len(done) < 4 or not params:
-        return None
+    if not params:
+        return "the space has no searched parameter"
+    if len(done) < 4:
+        return f"{_count(len(done), 'configuration')} completed: the importance needs four"
     found = _optuna_importance(d, done, params)
     d.importance_method = "Optuna's get_param_importances (fANOVA)"
     if found is None:
-        found = _forest_importance(d, done, params)
+        found = _forest_importance(d, done)
         d.importance_method = "random-forest surrogate (impurity importance of a forest fitted to the objective)"
     if not found:
-        return None
+        return "no completed configuration has a value of a searched parameter"
     names = sorted(found, key=found.get)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.6))
     ax.barh(names, [found[n] for n in names], color="tab:blue")
@@ -393,44 +555,46 @@ def _optuna_importance(d: _Data, done, params) -> dict[str, float] | None:
         return None
 
 
-def _forest_importance(d: _Data, done, params) -> dict[str, float]:
+def _forest_importance(d: _Data, done) -> dict[str, float]:
     from sklearn.ensemble import RandomForestRegressor
 
-    columns, kept = [], []
-    for name in params:
-        v, _ = d.axis(name, d.column(done, name))
-        if not np.isfinite(v).any():
-            continue
-        kept.append(name)
+    axes, _ = _axes(d, done, "the completed configurations")
+    if not axes:
+        return {}
+    columns = []
+    for a in axes:
+        v = a.scaled
         lo, hi = np.nanmin(v), np.nanmax(v)
         columns.append(np.where(np.isfinite(v), v, lo - (hi - lo) - 1.0))  # another learner's: below its range
-    if not columns:
-        return {}
     X = np.column_stack(columns)
     forest = RandomForestRegressor(n_estimators=200, random_state=0).fit(X, done["objective"].to_numpy(float))
-    return dict(zip(kept, forest.feature_importances_.astype(float).tolist(), strict=True))
+    return dict(zip((a.name for a in axes), forest.feature_importances_.astype(float).tolist(), strict=True))
 
 
 def _rungs(d: _Data):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
+    import pandas as pd
 
     scheduler = d.spec.search.scheduler
     if scheduler.name not in ("asha", "racing"):
         return None
+    fidelity = "epochs_done" if "epochs_done" in d.table else "subsets_done"
+    if fidelity not in d.table:
+        return f"the results table has no {fidelity} column"
     t = d.table[d.table["status"].isin(["completed", "stopped"])]
+    t = t[np.isfinite(t["objective"].astype(float)) & np.isfinite(pd.to_numeric(t[fidelity], errors="coerce"))]
     if t.empty:
-        return None
-    fidelity = "epochs_done" if "epochs_done" in t else "subsets_done"
+        return "no configuration completed or was stopped with a finite objective"
     fig, ax = plt.subplots(figsize=(9, 4))
     for status, colour in (("completed", "tab:green"), ("stopped", "tab:red")):
         part = t[t["status"] == status]
         ax.scatter(part[fidelity].astype(float), part["objective"].astype(float), color=colour, s=22,
                    label=f"{status} ({len(part)})", alpha=0.8)
     counts = t[t["status"] == "stopped"][fidelity].value_counts().sort_index()
+    top = float(t["objective"].astype(float).max())
     for rung, n in counts.items():
-        ax.annotate(f"{n} stopped", (float(rung), np.nanmax(t["objective"].astype(float))), fontsize=7,
-                    ha="center", va="bottom")
+        ax.annotate(f"{n} stopped", (float(rung), top), fontsize=7, ha="center", va="bottom")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel(fidelity.replace("_", " ") + " when it ended (the rung)")
     ax.set_ylabel(f"{d.metric} at that rung")
@@ -478,44 +642,62 @@ def _html(d: _Data, report: Report, captions: dict[str, str]) -> str:
             "p_vs_best", "p_not_worse", "tied_with_best"]
     rows = []
     for _, r in table.iterrows():
-        cells = [r["trial"], r["status"], r["learner"], *[r[c] for c in params], r["objective"], r.get("std"),
+        cells = [r["trial"], r["status"], r.get("learner"), *[r[c] for c in params], r["objective"], r.get("std"),
                  r.get("p_vs_best"), r.get("p_not_worse"), r.get("tied_with_best")]
         tied = " class=tied" if r.get("tied_with_best") is True else ""
         rows.append(f"<tr{tied}>" + "".join(f"<td>{e(_cell(c))}</td>" for c in cells) + "</tr>")
-    tied = d.best.get("tied", {})
-    simplest = tied.get("simplest") or {}
-    summary = [f"{len(d.table)} configurations, {int((d.table['status'] == 'completed').sum())} completed; "
-               f"meta-objective: {d.metric} over {d.spec.subsets.k} subsets ({d.spec.subsets.sampler}, "
-               f"protocol {d.spec.subsets.protocol})."]
-    if d.best:
-        summary.append(f"Best: {d.best['trial']} {d.best['learner']}({_params(d.best['params'])}), "
-                       f"{d.best['objective']:.4f} ± {d.best['std']:.4f}.")
-        summary.append(f"Tied with the best: {tied.get('count', '?')} ({tied.get('method', 'n/a')}).")
-        if simplest:
-            summary.append(f"Simplest tied: {simplest['trial']} {simplest['learner']}({_params(simplest['params'])}),"
-                           f" {simplest['objective']:.4f}.")
-    else:
-        summary.append("No configuration completed.")
     figures = []
-    for name, path in report.figures.items():
-        data = base64.b64encode(path.read_bytes()).decode()
-        figures.append(f'<figure id="fig-{name}"><img alt="{name}" src="data:image/png;base64,{data}">'
-                       f"<figcaption>{e(captions[name])}</figcaption></figure>")
-    return _PAGE.format(title=e(f"metaray report: {d.spec.name}"), summary="".join(f"<p>{e(s)}</p>" for s in summary),
+    for name, _ in FIGURES:  # drawn and left out, in their order
+        if name in report.figures:
+            data = base64.b64encode(report.figures[name].read_bytes()).decode()
+            figures.append(f'<figure id="fig-{name}"><img alt="{name}" src="data:image/png;base64,{data}">'
+                           f"<figcaption>{e(captions[name])}</figcaption></figure>")
+        elif name in report.left_out:
+            figures.append(f'<figure id="fig-{name}" class="left-out"><figcaption>{e(name)}: not drawn: '
+                           f"{e(report.left_out[name])}.</figcaption></figure>")
+    return _PAGE.format(title=e(f"metaray report: {d.spec.name}"),
+                        summary="".join(f"<p>{e(s)}</p>" for s in _summary(d)),
                         head="".join(f"<th>{e(h)}</th>" for h in head), rows="\n".join(rows),
                         figures="\n".join(figures), n=len(report.figures))
 
 
+def _summary(d: _Data) -> list[str]:
+    """The page's opening lines: the search, its best configuration and the tied set (what best.json holds of
+    them; a search in which nothing completed has none)."""
+    best = d.best
+    tied = best.get("tied") if isinstance(best.get("tied"), dict) else {}
+    simplest = tied.get("simplest") if isinstance(tied.get("simplest"), dict) else {}
+    lines = [f"{len(d.table)} configurations, {int((d.table['status'] == 'completed').sum())} completed; "
+             f"meta-objective: {d.metric} over {d.spec.subsets.k} subsets ({d.spec.subsets.sampler}, "
+             f"protocol {d.spec.subsets.protocol})."]
+    if not best:
+        return [*lines, "No configuration completed."]
+    lines.append(f"Best: {best.get('trial', '?')} {best.get('learner', '?')}({_params(best.get('params'))}), "
+                 f"{_number(best.get('objective'))} ± {_number(best.get('std'))}.")
+    lines.append(f"Tied with the best: {tied.get('count', '?')} ({tied.get('method', 'n/a')}).")
+    if simplest:
+        lines.append(f"Simplest tied: {simplest.get('trial', '?')} {simplest.get('learner', '?')}"
+                     f"({_params(simplest.get('params'))}), {_number(simplest.get('objective'))}.")
+    return lines
+
+
+def _number(v) -> str:
+    try:
+        return f"{float(v):.4f}"
+    except (TypeError, ValueError):
+        return "?"
+
+
 def _cell(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if _missing(v):
         return "-"
     if isinstance(v, (float, np.floating)):
         return f"{v:.4g}"
     return str(v)
 
 
-def _params(params: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in params.items())
+def _params(params) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in params.items()) if isinstance(params, dict) else ""
 
 
 _PAGE = """<!DOCTYPE html>
@@ -526,6 +708,7 @@ table {{ border-collapse: collapse; font-size: 12px; }}
 td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
 tr.tied {{ background: #e6f4e6; }}
 figure {{ margin: 2em 0; }} img {{ max-width: 100%; }} figcaption {{ font-size: 13px; color: #555; }}
+figure.left-out figcaption {{ font-style: italic; }}
 </style></head>
 <body>
 <h1>{title}</h1>

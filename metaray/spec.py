@@ -32,9 +32,32 @@ from metaray.errors import SpecError
 from metaray.registry import check_choice
 
 TASKS = ("auto", "classification", "regression")
-SAMPLERS = ("subsample", "bootstrap", "stratified", "kfold")
+SAMPLERS = ("subsample", "bootstrap", "stratified", "kfold", "time")
+#: what a column of a table can be made into (metaray.columns): ``data.columns: {title: text, id: drop}``
+COLUMN_ROLES = ("numeric", "category", "text", "datetime", "drop")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BYTES = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _quantity(value, units: dict[str, float], key: str, allowed: str) -> float:
+    """A number with an optional unit (``10m``, ``1.5h``, ``4GB``) in the base unit (seconds, bytes)."""
+    import re
+
+    if isinstance(value, bool):
+        raise SpecError(key, "not a quantity", allowed=allowed, got=value)
+    if isinstance(value, (int, float)):
+        number, factor = float(value), 1.0
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else None
+        if match is None or (unit and unit not in units):
+            raise SpecError(key, "not a quantity", allowed=allowed, got=value)
+        number, factor = float(match.group(1)), units[unit] if unit else 1.0
+    if not math.isfinite(number) or number <= 0:
+        raise SpecError(key, "must be positive", allowed=allowed, got=value)
+    return number * factor
 PROTOCOLS = ("holdout", "out_of_subset", "full")
-DEFAULT_FRACTION = {"subsample": 0.8, "stratified": 0.8, "bootstrap": 1.0}
+DEFAULT_FRACTION = {"subsample": 0.8, "stratified": 0.8, "bootstrap": 1.0, "time": None}  # time: forward chaining
 
 
 @dataclass(frozen=True)
@@ -99,6 +122,9 @@ class DataSpec(_Section):
     scale: bool = False
     impute: bool = True
     na_values: list[str | int | float] = Field(default_factory=list)
+    columns: dict[str, str] = Field(default_factory=dict)  # column -> role, over the role metaray would choose
+    drop: list[str] = Field(default_factory=list)  # columns left out (IDs, leaks): the same as role drop
+    order: str | None = None  # the column that orders rows in time, for subsets.sampler: time
 
     _key = "data"
     _rules = {"test_size": Rule(lambda v: 0 < v < 1, "must be a fraction of the rows", "(0, 1)")}
@@ -111,6 +137,13 @@ class DataSpec(_Section):
                             got={"dataset": self.dataset, "path": self.path})
         if self.path is not None and not self.target:
             raise SpecError("data.target", "a file dataset needs the name of its target column", got=self.target)
+        for column, role in self.columns.items():
+            check_choice(f"data.columns.{column}", "column role", role, list(COLUMN_ROLES))
+        if self.path is None:
+            for key in ("columns", "drop", "order"):
+                if getattr(self, key):
+                    raise SpecError(f"data.{key}", "names columns of a table; give the table as data.path",
+                                    got=getattr(self, key))
         return self
 
 
@@ -121,6 +154,7 @@ class SubsetSpec(_Section):
     k: int = 5
     fraction: float | None = None
     protocol: str = "out_of_subset"  # it ranks configurations best: experiments/benchmarks/fidelity.py
+    groups: str | None = None  # a column whose rows stay together: on a fit's training side or its scoring side
 
     _key = "subsets"
     _rules = {"k": Rule(lambda v: v >= 1, "the number of subsets must be at least 1", ">= 1"),
@@ -136,6 +170,9 @@ class SubsetSpec(_Section):
                 raise SpecError("subsets.fraction", f"kfold with k={self.k} trains on (k-1)/k of the pool; "
                                 "leave fraction unset", allowed=[round((self.k - 1) / self.k, 6)], got=self.fraction)
             resolved = (self.k - 1) / self.k
+        elif self.sampler == "time" and self.fraction is not None:
+            raise SpecError("subsets.fraction", "the time sampler trains each fit on every row before the ones it is "
+                            "scored on (forward chaining); leave fraction unset", allowed=[None], got=self.fraction)
         else:
             resolved = DEFAULT_FRACTION[self.sampler] if self.fraction is None else self.fraction
         if self.fraction != resolved:
@@ -192,12 +229,18 @@ class RaySpec(_Section):
     fits_per_task: int | None = None
     max_retries: int = 3
     fit_timeout_s: float | None = None
+    memory_per_fit: float | str | None = None  # bytes (or "2GB"); None: estimated from the encoded data
 
     _key = "ray"
     _rules = {"num_cpus": POSITIVE, "fits_per_task": POSITIVE, "max_retries": NON_NEGATIVE,
               "fit_timeout_s": Rule(lambda v: v > 0, "seconds a fit may run before it is cancelled", "> 0"),
               "cpus_per_fit": Rule(lambda v: v > 0, "must be positive", "> 0"),
               "gpus_per_fit": Rule(lambda v: v >= 0, "a fraction of a GPU, or 0 for none", ">= 0")}
+
+    @field_validator("memory_per_fit")
+    @classmethod
+    def _bytes(cls, v):
+        return None if v is None else _quantity(v, _BYTES, "ray.memory_per_fit", "bytes or a size such as 2GB, 512MiB")
 
 
 FIDELITIES = ("subsets", "epochs")
@@ -305,10 +348,17 @@ class SearchSpec(_Section):
     max_concurrent: int | None = None
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
+    time_budget: float | str | None = None  # seconds (or "10m", "1.5h"): no configuration opens after it
 
     _key = "search"
     _rules = {"num_samples": POSITIVE, "max_concurrent": POSITIVE}
     _choices = {"searcher": ("searcher", _names("metaray.searchers", "SEARCHERS"))}
+
+    @field_validator("time_budget")
+    @classmethod
+    def _seconds(cls, v):
+        return None if v is None else _quantity(v, _UNITS, "search.time_budget", "seconds or a duration such as "
+                                                "90s, 10m, 1.5h")
 
     @model_validator(mode="after")
     def _warm_grid(self):
@@ -401,6 +451,19 @@ class ExperimentSpec(_Section):
         if scheduler.name == "racing" and scheduler.min_subsets >= self.subsets.k:
             raise SpecError("search.scheduler.min_subsets", "racing compares configurations before all k subsets "
                             "are fitted", allowed=f"[2, {self.subsets.k - 1}]", got=scheduler.min_subsets)
+        sub, data = self.subsets, self.data
+        if (sub.sampler == "time") != (data.order is not None):
+            raise SpecError("data.order" if sub.sampler == "time" else "subsets.sampler",
+                            "the time sampler trains on the past and scores on what follows: it needs data.order, the "
+                            "column that orders the rows, and data.order is for the time sampler",
+                            allowed=["subsets.sampler: time with data.order: COLUMN"],
+                            got={"subsets.sampler": sub.sampler, "data.order": data.order})
+        if sub.groups is not None and data.path is None:
+            raise SpecError("subsets.groups", "names a column of a table; give the table as data.path",
+                            got=sub.groups)
+        if sub.groups is not None and sub.sampler in ("bootstrap", "time"):
+            raise SpecError("subsets.sampler", "groups are kept together by drawing whole groups",
+                            allowed=["subsample", "stratified", "kfold"], got=sub.sampler)
         if self.ray.address and self.ray.num_cpus is not None:
             raise SpecError("ray.num_cpus", "applies to a local Ray only; a cluster's nodes set their own CPUs",
                             allowed=[None], got=self.ray.num_cpus)

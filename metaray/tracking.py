@@ -369,7 +369,8 @@ class Writer:
                 "metaray.mode": self.mode or ""}
         run = client.create_run(exp_id, run_name=f"{spec.name}-{self.run_dir.name}", tags=tags)
         self.parent_id = run.info.run_id
-        params = {f"dataset.{k}": v for k, v in self.dataset.items()}
+        params = {f"dataset.{k}": v for k, v in self.dataset.items() if k != "columns"}
+        params.update({f"column.{c}": role for c, role in self.dataset.get("columns", {}).items()})  # a table's roles
         params.update({"subsets.k": spec.subsets.k, "subsets.sampler": spec.subsets.sampler,
                        "subsets.fraction": spec.subsets.fraction, "learner": spec.learner.name,
                        "search.num_samples": spec.search.num_samples})

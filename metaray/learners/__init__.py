@@ -139,11 +139,13 @@ class Learner:
         estimator: the estimator, wrapped in a Pipeline behind the data's preprocessor when there is one.
         seed_param: the parameter each fit sets to its own seed (None when the user fixed it or there is none).
         name: the registry name or import path the spec gave.
+        memory: bytes each fit task reserves (metaray.memory), once the search has worked it out.
     """
 
     estimator: Any
     seed_param: str | None
     name: str
+    memory: float | None = None
 
     def for_fit(self, seed: int):
         """A fresh clone, seeded for one subset fit."""
@@ -164,7 +166,7 @@ class Learner:
         from sklearn.base import clone
 
         est = clone(self.estimator).set_params(**{self.param_key(k): v for k, v in params.items()})
-        return Learner(est, self.seed_param, self.name)
+        return Learner(est, self.seed_param, self.name, self.memory)
 
     @property
     def model(self):
@@ -268,7 +270,11 @@ def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1
     if preprocessor is not None:
         from sklearn.pipeline import Pipeline
 
-        est = Pipeline([("prep", preprocessor), ("model", est)])
+        from metaray.columns import Dense, accepts_sparse
+
+        # a table's encoding is sparse when one-hot columns make it mostly zeros; not every model takes that
+        dense = [("dense", Dense())] if getattr(preprocessor, "sparse_threshold", 0) and not accepts_sparse(est) else []
+        est = Pipeline([("prep", preprocessor), *dense, ("model", est)])
         seed_param = seed_param and f"model__{seed_param}"
     return Learner(est, seed_param, spec.name)
 

@@ -1,0 +1,102 @@
+"""How much memory one subset fit needs, so that no more fits run at once on a node than its memory holds.
+
+Each fit task reserves Ray's ``memory`` resource: the estimate below, or ``ray.memory_per_fit``. Ray then starts a
+task only where that much of the node's memory is unreserved, so a node runs fewer large fits at once instead of
+reaching swap or the OOM killer. A fit whose estimate exceeds what any node offers is refused before it starts:
+its configuration fails with one line naming the widest columns and the fix, and the search goes on.
+
+The estimate: a worker's own footprint, the user's table as the worker holds it, and the encoded training rows
+times a number of copies per kind of learner (calibrated by ``experiments/benchmarks/memory_calibration.py``, which
+measures peak RSS of fits on encoded tables of several widths):
+
+    bytes = WORKER_BYTES + table bytes + COPIES[dense or sparse] * rows * row bytes
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from metaray.errors import SpecError
+
+#: a Ray worker with NumPy, pandas and scikit-learn imported, before it fits anything
+WORKER_BYTES = 300e6
+#: copies of the encoded training rows a fit holds at its peak: the encoded matrix, the learner's own conversion
+#: (float32 bins, a C-ordered copy, a densified one-hot) and its working arrays; measured, rounded up
+COPIES = {"dense": 4.0, "sparse": 6.0}
+#: bytes of one stored value of a CSR matrix: a float64 and its int32 column index
+SPARSE_VALUE_BYTES = 12
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A fit's estimated peak memory, and what it is made of (for the message when it is too much)."""
+
+    bytes: float
+    rows: int
+    width: int
+    dense: bool
+    widest: tuple[tuple[str, int], ...]  # the columns that encode widest, (name, encoded columns)
+
+    def message(self, available: float, learner: str) -> str:
+        cols = ", ".join(f"{name} ({w} columns)" for name, w in self.widest) or "the features"
+        return (f"a fit of {learner} needs about {_size(self.bytes)} ({self.rows} rows x {self.width} encoded "
+                f"columns, {'dense' if self.dense else 'sparse'}), more than any node offers ({_size(available)}); "
+                f"widest: {cols}; fix: leave columns out or encode them as text (data.drop, data.columns), lower "
+                "subsets.fraction, pick a learner that takes sparse input, or add a node with more memory")
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def estimate(dataset, plan, model, *, encoded_sparse: bool | None = None) -> Estimate:
+    """The peak memory of one fit of ``model`` on the largest subset of ``plan``.
+
+    Example:
+        >>> import numpy as np
+        >>> from types import SimpleNamespace
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> ds = SimpleNamespace(X=np.zeros((1000, 10)), roles=[])
+        >>> plan = SimpleNamespace(train=[np.arange(800)], evaluate=[np.arange(200)])
+        >>> e = estimate(ds, plan, LogisticRegression())
+        >>> e.rows, e.width, e.dense
+        (800, 10, True)
+    """
+    from metaray.columns import accepts_sparse
+
+    rows = max(len(t) for t in plan.train)
+    roles = [r for r in getattr(dataset, "roles", []) if r.role != "drop"]
+    X = dataset.X
+    if roles:
+        width = sum(r.width for r in roles)
+        # stored values of a row when one-hot columns stay sparse: one per category column, the others in full
+        nnz = sum(1 if r.role == "category" else r.width for r in roles)
+        table = float(X.memory_usage(index=False, deep=False).sum()) if hasattr(X, "memory_usage") else X.nbytes
+    else:
+        width = nnz = X.shape[1]
+        table = 0.0  # an array is shared from the object store, not copied into the worker
+    sparse = (encoded_sparse if encoded_sparse is not None else nnz < 0.3 * width) and accepts_sparse(model)
+    row_bytes = nnz * SPARSE_VALUE_BYTES if sparse else width * 8
+    total = WORKER_BYTES + table + COPIES["sparse" if sparse else "dense"] * rows * row_bytes
+    widest = tuple(sorted(((r.column, r.width) for r in roles), key=lambda c: -c[1])[:3])
+    return Estimate(float(total), rows, int(width), not sparse, widest)
+
+
+def node_memory() -> float:
+    """The most memory one alive node of the connected Ray cluster offers to tasks (its ``memory`` resource)."""
+    from metaray.cluster import max_node_resource
+
+    return max_node_resource("memory")
+
+
+def reserve(est: Estimate, learner: str, *, available: float, override: float | None = None) -> float:
+    """The memory a fit task reserves: ``override`` (``ray.memory_per_fit``) or the estimate; raises SpecError when
+    no node could ever run it."""
+    need = override if override is not None else est.bytes
+    if need > available:
+        if override is not None:
+            raise SpecError("ray.memory_per_fit", "more than any node of this Ray cluster offers",
+                            allowed=f"<= {available:.0f} bytes ({_size(available)})", got=override)
+        raise SpecError("ray.memory_per_fit", est.message(available, learner))
+    return math.ceil(need)
