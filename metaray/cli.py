@@ -43,7 +43,7 @@ def cmd_evaluate(args) -> int:
         print(json.dumps({"name": ev.name, "objective": ev.objective, "aggregate": ev.aggregate, "metric": ev.metric,
                           "mode": ev.mode, "aggregates": ev.aggregates, "subsets": ev.subsets.to_dict("records"),
                           "dataset": ev.dataset, "protocol": ev.protocol, "learner": ev.learner,
-                          "metafeatures": ev.metafeatures}))
+                          "metafeatures": ev.metafeatures, "columns": ev.columns}))
     else:
         print(ev.summary())
     return 0
@@ -55,6 +55,8 @@ def _overrides(args) -> list[str]:
         overrides.append(f"search.num_samples={args.num_samples}")
     if getattr(args, "address", None):
         overrides.append(f"ray.address={args.address}")
+    if getattr(args, "time_budget", None) is not None:
+        overrides.append(f"search.time_budget={args.time_budget}")
     return overrides
 
 
@@ -79,6 +81,7 @@ def _print_search(result) -> int:
 
 
 def cmd_run(args) -> int:
+    from metaray.driver import duration
     from metaray.run import extend, search
     from metaray.spec import load_spec
 
@@ -86,14 +89,16 @@ def cmd_run(args) -> int:
         if args.num_samples is None:
             raise SpecError("--num-samples", "--extend needs the number of configurations to add", got=None)
         spec = load_spec(args.experiment, list(args.set or []) + ([f"ray.address={args.address}"] if args.address
-                                                                   else []))
+                                                                   else [])
+                         + ([f"search.time_budget={args.time_budget}"] if args.time_budget is not None else []))
         print(f"extending {args.extend} by {args.num_samples} configurations", file=sys.stderr, flush=True)
         return _print_search(extend(args.extend, spec, args.num_samples, progress=_to_stderr,
                                     dashboard=args.dashboard))
     spec = load_spec(args.experiment, _overrides(args))
     s = spec.search
     print(f"searching {spec.name}: {s.searcher} searcher, scheduler {s.scheduler.name}, {spec.subsets.k} subsets "
-          f"({spec.subsets.sampler}) per configuration", file=sys.stderr, flush=True)
+          f"({spec.subsets.sampler}) per configuration"
+          + (f", time budget {duration(s.time_budget)}" if s.time_budget else ""), file=sys.stderr, flush=True)
     return _print_search(search(spec, progress=_to_stderr, dashboard=args.dashboard))
 
 
@@ -101,7 +106,8 @@ def cmd_resume(args) -> int:
     from metaray.run import resume
 
     print(f"resuming {args.path}", file=sys.stderr, flush=True)
-    return _print_search(resume(args.path, progress=_to_stderr, dashboard=args.dashboard))
+    return _print_search(resume(args.path, progress=_to_stderr, dashboard=args.dashboard,
+                                time_budget=args.time_budget))
 
 
 def cmd_compare(args) -> int:
@@ -158,10 +164,19 @@ def cmd_history(args) -> int:
 def cmd_report(args) -> int:
     from metaray.report import write
 
-    made = write(args.path, args.out)
+    try:
+        made = write(args.path, args.out)
+    except MetarayError:
+        raise  # a folder that is not a search's, or a file in it that cannot be read: one line, exit 2
+    except Exception as exc:  # whatever else the folder's contents lead to: still one line, not a traceback
+        what = " ".join(str(exc).split())[:300]
+        raise SpecError("RUN_DIR", f"the report could not be made ({type(exc).__name__}: {what})",
+                        got=str(args.path)) from None
     print(f"report: {made.html}")
     for name, path in made.figures.items():
         print(f"  {name}: {path}")
+    for name, why in made.left_out.items():
+        print(f"  {name}: not drawn: {why}")
     if made.importance_method:
         print(f"  (parameter importance by {made.importance_method})")
     return 0
@@ -205,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-samples", type=int, help="number of configurations (search.num_samples)")
     run.add_argument("--address", help="join an existing Ray cluster instead of starting a local one")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 and print its URL")
+    run.add_argument("--time-budget", metavar="DURATION", help="open no configuration after this long (600, 90s, "
+                     "10m, 1.5h; search.time_budget), counted from the command's start; those still running then may "
+                     "finish within a grace of a tenth of it (at most 1m), else are stopped unfinished")
     run.add_argument("--extend", metavar="RUN_DIR", help="add --num-samples configurations to the finished search in "
                      "RUN_DIR (same spec): its configurations are not fitted again")
     run.set_defaults(func=cmd_run)
@@ -212,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resume", help="continue an interrupted search from its run folder")
     res.add_argument("path", help="the run folder, e.g. metaray_results/NAME/20260101-120000")
     res.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1")
+    res.add_argument("--time-budget", metavar="DURATION", help="a fresh time budget for this resume (default: the "
+                     "search's own search.time_budget, afresh); the configurations replayed from the journal cost none")
     res.set_defaults(func=cmd_resume)
 
     cmp_ = sub.add_parser("compare", help="table (and plot) of the configurations MLflow recorded, best first")

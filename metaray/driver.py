@@ -8,6 +8,10 @@ later, and max_concurrent is a number of the spec. So the same spec and seed giv
 search that replays a journal of finished fits makes exactly the decisions it made before.
 
 ``drive`` runs a driver against a runner (metaray.runners): the same loop serves Ray and the in-process runner.
+
+A time budget (``TimeBudget``) is the one clock: ``drive`` reads it before each decision and tells the driver, which
+has none, to open no more configurations (``Driver.close_opening``), then, past the grace, to stop those still
+running with what they have (``Driver.stop_running``). A budget ends the search's determinism where it cuts it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +29,12 @@ from metaray.fits import FitResult, Unit
 
 #: configurations a non-adaptive searcher may have open at once, however much room the runner has
 MAX_OPEN = 256
+#: the grace of a time budget: configurations still running when the budget ends may finish for a tenth of the
+#: budget more, at most a minute; then they are stopped with what they have and their fits cancelled
+BUDGET_GRACE_FRACTION = 0.1
+BUDGET_GRACE_MAX_S = 60.0
+#: what a configuration stopped by the end of a time budget's grace says in the ``error`` column
+BUDGET_STOP = "time budget: stopped unfinished after the grace"
 
 
 def config_key(config: dict) -> str:
@@ -123,10 +134,29 @@ class Driver:
         self.trials: list[Trial] = []
         self.cursor = 0  # the first configuration not yet delivered
         self.exhausted = False  # the searcher has no more configurations (or num_samples is reached)
+        self.limit: int | None = None  # configurations at most, once told to open no more (a time budget ended)
+        self.stopping = False  # told to stop the configurations still running (a time budget's grace ended)
+        self.stop_below = 0  # ... those below this index
 
     @property
     def done(self) -> bool:
         return self.exhausted and self.cursor == len(self.trials)
+
+    def close_opening(self, keep: int = 0) -> None:
+        """Open no more configurations, but for the first ``keep`` (those a resume replays from its journal cost
+        nothing); those open go on, and the search ends when they have."""
+        self.limit = max(keep, len(self.trials)) if self.limit is None else self.limit
+        self.exhausted = self.exhausted or len(self.trials) >= self.limit
+
+    def stop_running(self) -> None:
+        """Open no more configurations (but those ``close_opening`` keeps) and, at the next ``advance``, end every
+        configuration open now, in order, with the fits told by then: ``stopped`` (partial, as a scheduler's stop),
+        with ``BUDGET_STOP`` as its error; results that arrive later are ignored. From now on ``drive`` fits
+        nothing: a configuration opened later (a resume's) has its replayed fits only, and is ended by the next
+        call."""
+        self.close_opening()
+        self.stopping = True
+        self.stop_below = len(self.trials)
 
     def tell(self, result: FitResult, *, replayed: bool = False) -> None:
         """A finished fit (ignored when its configuration has already ended)."""
@@ -145,7 +175,10 @@ class Driver:
             trial = self.trials[self.cursor]
             self._deliver(trial)
             if not trial.final:
-                break
+                if not (self.stopping and trial.index < self.stop_below):
+                    break
+                trial.status = "stopped"
+                trial.error = f"{BUDGET_STOP} ({len(self.scores(trial))}/{self.layout.k} subsets)"
             self._finalize(trial)
             ended.append(trial)
             self.cursor += 1
@@ -166,6 +199,9 @@ class Driver:
 
     def _open(self, room: int) -> int:
         while not self.exhausted:
+            if self.limit is not None and len(self.trials) >= self.limit:
+                self.exhausted = True
+                break
             open_now = len(self.trials) - self.cursor
             if self.max_concurrent and open_now >= self.max_concurrent:
                 break
@@ -214,6 +250,74 @@ class Driver:
         self.scheduler.finished(trial.index, trial.status == "completed", trial.objective, scores)
 
 
+def budget_grace(seconds: float) -> float:
+    """The grace of a time budget of ``seconds``: ``BUDGET_GRACE_FRACTION`` of it, at most ``BUDGET_GRACE_MAX_S``."""
+    return min(BUDGET_GRACE_MAX_S, BUDGET_GRACE_FRACTION * seconds)
+
+
+def duration(seconds: float) -> str:
+    """Seconds as people write a time budget.
+
+    Example:
+        >>> [duration(s) for s in (600, 90, 5400, 3600, 0.30000000000000004)]
+        ['10m', '90s', '1.5h', '1h', '0.3s']
+    """
+    if seconds >= 3600 and round(seconds) % 360 == 0 and seconds == round(seconds):
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{round(seconds, 3):g}s"
+
+
+class TimeBudget:
+    """A search's time budget (``search.time_budget``), the one clock of a search: ``drive`` asks it before each
+    decision. Once ``seconds`` have passed since ``start``, the driver opens no more configurations; those open may
+    finish within ``grace`` seconds more, after which they are stopped with what they have.
+
+    Args:
+        seconds: the budget.
+        start: when it started, on ``now``'s clock (default: now).
+        grace: seconds the configurations open at its end may take to finish (default ``budget_grace(seconds)``).
+        now: the clock (``time.monotonic``; a test's own, to run a budget without waiting).
+        keep: configurations that open even after it (a resume's, whose fits its journal holds: they cost nothing;
+            those opened after the grace get their journaled fits only).
+    """
+
+    def __init__(self, seconds: float, *, start: float | None = None, grace: float | None = None,
+                 now: Callable[[], float] = time.monotonic, keep: int = 0):
+        self.seconds, self.now, self.keep = float(seconds), now, keep
+        self.grace = budget_grace(self.seconds) if grace is None else float(grace)
+        self.start = now() if start is None else start
+        self.closed_at: float | None = None  # when it closed the opening
+        self.cut = False  # its grace ended with configurations still running
+
+    @property
+    def reached(self) -> bool:
+        """It ran out before the search ended (and so closed the opening)."""
+        return self.closed_at is not None
+
+    def check(self, driver: Driver) -> None:
+        """Tell the driver what the clock says: nothing, no more opening, or stop what is open."""
+        if driver.done:
+            return
+        now = self.now()
+        if self.closed_at is None:
+            if now - self.start < self.seconds:
+                return
+            self.closed_at = now
+            driver.close_opening(self.keep)
+        if self.cut or now >= self.closed_at + self.grace:
+            self.cut = True
+            driver.stop_running()  # again at every check: a resume's replayed configurations open after the cut
+
+    def due(self) -> float:
+        """Seconds until the next ``check`` could change something: the loop wakes up then, fits or not."""
+        if self.cut:
+            return 0.0
+        until = self.start + self.seconds if self.closed_at is None else self.closed_at + self.grace
+        return max(0.0, until - self.now())
+
+
 class Stalled(MetarayError):
     """Nothing is pending and no configuration can advance: a bug, never the user's input."""
 
@@ -222,7 +326,7 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
           replay: Callable[[Trial, Unit], FitResult | None] | None = None,
           on_fit: Callable[[Trial, FitResult], None] = lambda trial, result: None,
           on_end: Callable[[Trial], None] = lambda trial: None,
-          before_wait: Callable[[], None] = lambda: None) -> list[Trial]:
+          before_wait: Callable[[], None] = lambda: None, budget: TimeBudget | None = None) -> list[Trial]:
     """Run the driver to its end against a runner (metaray.runners protocol).
 
     Args:
@@ -231,9 +335,14 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
         on_fit: told of every fit this process ran, as it arrives (journal, warnings).
         on_end: told of every configuration that ends, in order (progress, tracking).
         before_wait: called before the loop blocks on the runner (the journal flushes what has arrived).
+        budget: a time budget, checked before each decision; the loop wakes up when it is due even if no fit
+            finishes (``runner.wait(timeout=...)``).
     """
     while True:
-        work, ended = driver.advance(runner.room())
+        if budget is not None:
+            budget.check(driver)
+        # past a budget's grace nothing is fitted: what opens then (a resume's journal) needs no room
+        work, ended = driver.advance(runner.room() if not driver.stopping else MAX_OPEN * driver.layout.units)
         for trial in ended:
             if trial.status != "completed":  # a completed configuration has nothing left queued or running
                 runner.cancel(trial.index)
@@ -246,6 +355,8 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
                 driver.tell(hit, replayed=True)
             else:
                 fresh.setdefault((unit.trial, unit.stage), []).append(unit)
+        if driver.stopping:
+            fresh = {}  # stopped at the next check, with what the journal gave them
         for units in fresh.values():
             runner.submit(units, learner_for(driver.trials[units[0].trial], units[0]))
         if driver.done:
@@ -253,7 +364,8 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
         if work and not fresh:
             continue  # only replayed results came back: deliver them before waiting on the runner
         before_wait()
-        results = runner.wait()
+        due = budget.due() if budget is not None else None
+        results = runner.wait() if due is None else runner.wait(timeout=due)
         if not results and runner.pending == 0 and not work and not ended:
             raise Stalled("search stalled: no fits pending and no configuration can advance")
         for r in results:

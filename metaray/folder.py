@@ -52,6 +52,11 @@ class Journal:
                             "trusted", got=f"{self.path}: {line[:80]}") from None
         self.memo[unit] = (row["key"], result)
 
+    @property
+    def configurations(self) -> int:
+        """Configurations it holds fits of, counting from the first: one more than the highest index (0: none)."""
+        return max((unit.trial for unit in self.memo), default=-1) + 1
+
     def lookup(self, unit: Unit, key: str) -> FitResult | None:
         """The recorded fit of this unit, if it was of the same configuration (``key``)."""
         hit = self.memo.get(unit)
@@ -81,6 +86,11 @@ def _resolved(spec) -> dict[str, Any]:
         if is_target_file(raw["data"].get("target")):
             raw["data"]["target"] = str(spec.resolve_path(raw["data"]["target"]).resolve())
     return raw
+
+
+def _unbudgeted(raw: dict[str, Any]) -> dict[str, Any]:
+    """A resolved spec without its time budget."""
+    return {**raw, "search": {k: v for k, v in raw["search"].items() if k != "time_budget"}}
 
 
 class RunFolder:
@@ -118,8 +128,9 @@ class RunFolder:
         raw = _resolved(spec)
         spec_file = self.path / "spec.yaml"
         if spec_file.exists():  # a folder to resume: its journal is of this spec's fits, or of none
-            # read through the spec model, so that keys added by a later release (at their defaults) match
-            if _resolved(self.spec()) != raw:
+            # read through the spec model, so that keys added by a later release (at their defaults) match; a time
+            # budget is not what is searched but how long for: a resume may have another
+            if _unbudgeted(_resolved(self.spec())) != _unbudgeted(raw):
                 raise SpecError("storage", "the run folder holds the run of another spec; resume that one "
                                 "(metaray resume) or search in a new folder", got=str(self.path))
             return

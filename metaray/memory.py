@@ -10,6 +10,7 @@ times a number of copies per kind of learner (calibrated by ``experiments/benchm
 measures peak RSS of fits on encoded tables of several widths):
 
     bytes = WORKER_BYTES + table bytes + COPIES[dense or sparse] * rows * row bytes
+            (+ PAIRWISE_FACTOR * scikit-learn's working_memory for learners that compute distances)
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from metaray.errors import SpecError
 WORKER_BYTES = 300e6
 #: copies of the encoded training rows a fit holds at its peak: the encoded matrix, the learner's own conversion
 #: (float32 bins, a C-ordered copy, a densified one-hot) and its working arrays; measured, rounded up
-COPIES = {"dense": 4.0, "sparse": 6.0}
+COPIES = {"dense": 5.0, "sparse": 6.0}
 #: bytes of one stored value of a CSR matrix: a float64 and its int32 column index
 SPARSE_VALUE_BYTES = 12
+#: learners that compute distances between rows (neighbours, kernels) hold blocks of them while scoring, sized by
+#: scikit-learn's ``working_memory`` (1 GB by default); measured up to 2.2 GB for neighbours on sparse one-hot
+PAIRWISE_FACTOR = 2.5
+PAIRWISE_MODULES = ("sklearn.neighbors", "sklearn.svm", "sklearn.decomposition._kernel_pca")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,10 @@ def estimate(dataset, plan, model, *, encoded_sparse: bool | None = None) -> Est
     sparse = (encoded_sparse if encoded_sparse is not None else nnz < 0.3 * width) and accepts_sparse(model)
     row_bytes = nnz * SPARSE_VALUE_BYTES if sparse else width * 8
     total = WORKER_BYTES + table + COPIES["sparse" if sparse else "dense"] * rows * row_bytes
+    if type(model).__module__.startswith(PAIRWISE_MODULES):
+        import sklearn
+
+        total += PAIRWISE_FACTOR * sklearn.get_config()["working_memory"] * 2**20
     widest = tuple(sorted(((r.column, r.width) for r in roles), key=lambda c: -c[1])[:3])
     return Estimate(float(total), rows, int(width), not sparse, widest)
 

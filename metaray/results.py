@@ -128,11 +128,33 @@ class Reporter:
         sign = -1 if self.mode == "max" else 1
         return min(tied, key=lambda t: (self.complexity(t), sign * t.objective, t.index))
 
+    def _integer_columns(self, table) -> list[str]:
+        """The ``param.*`` columns of integer parameters (``randint``; a choice or grid of integers, None aside)
+        that hold only whole numbers."""
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        found = []
+        for b in self.space.branches:
+            for param, dist in b.dists.items():
+                column = f"param.{b.learner}.{param}" if self.space.conditional else f"param.{param}"
+                if column not in table or not _integer_dist(dist):
+                    continue
+                if not is_numeric_dtype(table[column]) or is_bool_dtype(table[column]):
+                    continue
+                values = table[column].to_numpy(dtype=float, na_value=np.nan)
+                values = values[~np.isnan(values)]
+                if np.isfinite(values).all() and (np.floor(values) == values).all():
+                    found.append(column)
+        return found
+
     def table(self, ties: dict[str, tuple[float, float, bool]] | None = None):
         """Every configuration, completed first, then stopped, then failed; best objective first within each."""
         import pandas as pd
 
         table = pd.DataFrame([self.row(t) for t in self.driver.trials])
+        for column in self._integer_columns(table):
+            # whole numbers stay whole where other rows lack them (another learner's parameter): 12, not 12.0
+            table[column] = table[column].astype("Int64")
         ties = self.ties() if ties is None else ties
         at = table.columns.get_loc("subsets_done")
         for j, name in enumerate(("p_vs_best", "p_not_worse", "tied_with_best")):
@@ -154,6 +176,8 @@ class SearchResult:
         best: the best completed configuration (learner, params, objective, std, hold-out scores), or None.
         run_dir: the run folder (``metaray resume`` takes it).
         mlflow_run_id: the MLflow parent run, when tracked.
+        time_budget: what ``search.time_budget`` did (``seconds``, ``grace_seconds``, ``reached``, ``configurations``
+            that ended on their own, ``stopped_unfinished`` at the end of the grace, ``completed``), or None.
     """
 
     name: str
@@ -172,6 +196,7 @@ class SearchResult:
     refit_error: str | None = None
     tie_method: str = ""
     simplest: dict[str, Any] | None = None
+    time_budget: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -223,7 +248,9 @@ class SearchResult:
                 show[col] = table[col]
         lines = [f"{self.name}: {len(self.results)} configurations, {self.fits_run} subset fits run"
                  + (f", {self.fits_replayed} replayed from the journal" if self.fits_replayed else "")
-                 + f", {self.wall_seconds:.1f} s", "",
+                 + f", {self.wall_seconds:.1f} s"
+                 + (f", time budget reached after {self.time_budget['configurations']} configurations"
+                    if self.time_budget and self.time_budget["reached"] else ""), "",
                  show.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-",
                                 justify="left", max_colwidth=70), ""]
         if self.best:
@@ -246,8 +273,15 @@ class SearchResult:
         return "\n".join(lines)
 
 
+def _integer_dist(dist) -> bool:
+    if dist.kind == "randint":
+        return True
+    values = [a for a in dist.args if a is not None] if dist.kind in ("choice", "grid") else []
+    return bool(values) and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in values)
+
+
 def missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+    return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ == "NAType"
 
 
 def short(v) -> str:

@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from metaray.aggregates import aggregate
-from metaray.driver import Driver, Layout, Trial, drive
+from metaray.driver import BUDGET_STOP, Driver, Layout, TimeBudget, Trial, drive, duration
 from metaray.errors import RejectedValue, SpecError
 from metaray.fits import FitResult, Unit
 from metaray.folder import RunFolder
 from metaray.learners import complexity, final_estimator
 from metaray.metafeatures import compute as compute_metafeatures
-from metaray.objective import deployable, notice, prepare, score_fit, share
+from metaray.objective import deployable, notice, prepare, share
 from metaray.results import Reporter, SearchResult
 from metaray.schedulers import make_scheduler
 from metaray.searchers import make_searcher
@@ -62,17 +62,19 @@ class SearchRun:
         self.say = progress or notice  # what the user should hear even without a progress callback
         self.dashboard_url: str | None = None
         self._warned: set[str] = set()
+        self.time_budget: dict[str, Any] | None = None  # how a time budget ended the search (state.json, best.json)
 
     def run(self) -> SearchResult:
         from metaray.cluster import connect, ray_environment, token_hint, warm_up
-        from metaray.runners import FitRunner
         from metaray.tracking import Tracker
 
-        t0 = time.perf_counter()
+        t0, began = time.perf_counter(), time.monotonic()  # a time budget counts from here: Ray's start-up too
         spec = self.spec
         ray_environment(spec.ray.address)  # before anything imports Ray
         for line in spec.notes:
             self.say(line)
+        if spec.search.time_budget and (self.folder / "spec.yaml").is_file():  # a resume (or an extension)
+            self.say(f"time budget: a fresh {duration(spec.search.time_budget)} for this resume")
         self.prepared = prepare(spec, self.say)
         # what the tracking store records and a warm start compares; a search that does neither needs none
         self.metafeatures = (compute_metafeatures(self.prepared.dataset, seed=spec.seed)
@@ -100,12 +102,15 @@ class SearchRun:
                 self.progress(f"Ray dashboard: {self.dashboard_url} ({token_hint()})")
             parent_id = started.result() if started else None
             self.problem_ref = share(self.prepared)
-            runner = FitRunner(score_fit, self.problem_ref, seed=spec.seed, cpus_per_fit=spec.ray.cpus_per_fit,
-                               gpus_per_fit=spec.ray.gpus_per_fit, fits_per_task=spec.ray.fits_per_task,
-                               max_retries=spec.ray.max_retries, fit_timeout_s=spec.ray.fit_timeout_s, label=spec.name)
+            runner = self.prepared.start_runner(self.problem_ref)
+            # the configurations of the journal open whatever is left of the budget (they cost nothing), and so does
+            # the first: a start-up that took the whole budget still leaves a table of one configuration
+            budget = (TimeBudget(spec.search.time_budget, start=began, keep=max(1, self.journal.configurations))
+                      if spec.search.time_budget else None)
             drive(self.driver, runner, learner_for=self._learner_for, replay=self._replay, on_fit=self._on_fit,
-                  on_end=self._on_end, before_wait=self.journal.flush)
+                  on_end=self._on_end, before_wait=self.journal.flush, budget=budget)
             runner.close()  # the refit gets every CPU; no fit of a stopped configuration runs on
+            self._budget_end(budget)
             result = self._finish(t0, parent_id)
             if self.tracker:
                 if self.tracker.lag:
@@ -275,7 +280,8 @@ class SearchRun:
 
     def _accept(self, config: dict) -> Any:
         name, params = self.space.resolve({k: plain(v) for k, v in config.items()})
-        return self.prepared.learner_for(LearnerSpec(name=name, params=params))
+        learner = self.prepared.learner_for(LearnerSpec(name=name, params=params))
+        return self.prepared.reserve_memory(learner)  # a fit no node could hold fails its configuration, not the search
 
     # the driver's hooks ---------------------------------------------------------------------------------------
 
@@ -331,11 +337,35 @@ class SearchRun:
                     best["layers"] = model.layers()
             best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": self._tie_method(),
                             "simplest": simplest}
+            if self.time_budget:
+                best["time_budget"] = self.time_budget
             self.folder.write_best(best)
         return SearchResult(self.spec.name, self.folder.path, table, best, self.prepared.metric.name,
                             self.spec.objective.aggregate, self.prepared.mode, sum(t.fitted for t in trials),
                             sum(t.replayed for t in trials), time.perf_counter() - t0, holdout, parent_id,
-                            self.dashboard_url, refit_error, self._tie_method(), simplest)
+                            self.dashboard_url, refit_error, self._tie_method(), simplest,
+                            time_budget=self.time_budget)
+
+    def _budget_end(self, budget: TimeBudget | None) -> None:
+        """What the time budget did, in state.json (best.json, the SearchResult) and, if it ended the search, said
+        in one line: ``time budget reached after N configurations``, N those that ended on their own (completed,
+        stopped by the scheduler, failed), not those still running at the end of the grace."""
+        if budget is None:
+            if "time_budget" in self.folder.state:  # an earlier process's budget: not this one's
+                self.folder.update_state(time_budget={"seconds": None, "reached": False})
+            return
+        trials = self.driver.trials
+        cut = sum(t.status == "stopped" and (t.error or "").startswith(BUDGET_STOP) for t in trials)
+        self.time_budget = {"seconds": budget.seconds, "grace_seconds": round(budget.grace, 3),
+                            "reached": budget.reached, "configurations": len(trials) - cut, "stopped_unfinished": cut,
+                            "completed": sum(t.status == "completed" for t in trials)}
+        self.folder.update_state(time_budget=self.time_budget)
+        if budget.reached:
+            line = f"time budget reached after {len(trials) - cut} configurations ({duration(budget.seconds)})"
+            if cut:
+                line += (f"; {cut} still running after a grace of {duration(budget.grace)} stopped unfinished, "
+                         "not ranked")
+            self.say(line)
 
     def _tie_method(self) -> str:
         versus = self.report.versus
@@ -423,7 +453,7 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
     prepare(new, say=lambda line: None)  # resolves the task and the default learner, as the search's spec.yaml has
     a, b = _resolved(old), _resolved(new)
     for raw in (a, b):
-        raw["search"].pop("num_samples"), raw["search"].pop("max_concurrent")
+        raw["search"].pop("num_samples"), raw["search"].pop("max_concurrent"), raw["search"].pop("time_budget", None)
     what = ("strategy", "seed", "data", "subsets", "learner", "objective", "search")  # ray, tracking: as now
     differ = _first_difference({k: a.get(k) for k in what}, {k: b.get(k) for k in what})
     if differ:
@@ -432,6 +462,7 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
     done = s.num_samples or SearchRun(old, folder).default_samples()
     s.num_samples = done + more
     old.ray = new.ray  # where it runs now (a cluster, or this machine)
+    old.search.time_budget = new.search.time_budget  # a fresh budget, the one given now
     folder.write_spec(old)
     folder.update_state(status="running", first_num_samples=folder.state.get("first_num_samples", done))
     return SearchRun(old, folder, progress=progress, dashboard=dashboard, track=track).run()
@@ -449,8 +480,12 @@ def _first_difference(a, b, where: str = "") -> str | None:
 
 
 def resume(run_dir: str | os.PathLike, *, progress: Callable[[str], None] | None = None, dashboard: bool = False,
-           track: bool = True) -> SearchResult:
+           track: bool = True, time_budget: float | str | None = None) -> SearchResult:
     """Continue a search from its run folder: fits in its journal are replayed, not run again, and the result is
-    the one an uninterrupted search gives."""
+    the one an uninterrupted search gives. A time budget (the spec's ``search.time_budget``, or ``time_budget``:
+    600, "10m") starts afresh, and the configurations replayed from the journal cost none of it."""
     folder = RunFolder(run_dir)
-    return SearchRun(folder.spec(), folder, progress=progress, dashboard=dashboard, track=track).run()
+    spec = folder.spec()  # refuses a folder that is not a run folder
+    if time_budget is not None:
+        spec = load_spec(folder / "spec.yaml", [f"search.time_budget={time_budget}"])
+    return SearchRun(spec, folder, progress=progress, dashboard=dashboard, track=track).run()

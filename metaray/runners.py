@@ -27,8 +27,9 @@ class Runner(Protocol):
     def submit(self, units: list[Unit], learner: Any) -> None:
         """Queue fits of one configuration (and stage) with its learner; lower configurations go out first."""
 
-    def wait(self) -> list[FitResult]:
-        """Block until some fits finish and return their results (empty when nothing is queued or running)."""
+    def wait(self, timeout: float | None = None) -> list[FitResult]:
+        """Block until some fits finish and return their results (empty when nothing is queued or running, or when
+        ``timeout`` seconds pass first)."""
 
     def cancel(self, trial: int) -> None:
         """Drop the queued fits of a configuration (and stop its running ones where the runner can)."""
@@ -70,8 +71,14 @@ def task_name(label: str, groups: list[tuple[Any, list[Unit]]]) -> str:
     return f"{label} t{first.trial:04d} s{span(u.subset for u in units)}{stage}{more}"
 
 
-def _fit_batch(fit, problem, groups: list[tuple[Any, list[Unit]]], seed: int) -> list[FitResult]:
-    """A task's fits: each group is a learner and its units (one configuration and stage)."""
+def _fit_batch(fit, problem, groups: list[tuple[Any, list[Unit]]], seed: int, subsets: tuple[int, ...] = (),
+               *encoded) -> list[FitResult]:
+    """A task's fits: each group is a learner and its units (one configuration and stage); ``encoded``: the shared
+    encodings of ``subsets`` (Ray fetched them as the task's arguments)."""
+    if subsets:
+        import dataclasses
+
+        problem = dataclasses.replace(problem, encoded=dict(zip(subsets, encoded, strict=True)))
     results = [fit(problem, learner, unit, seed) for learner, units in groups for unit in units]
     node = _node_name()
     for r in results:
@@ -109,11 +116,13 @@ class FitRunner:
         max_retries: Ray retries of a task whose worker or node died.
         fit_timeout_s: seconds a fit may run; None for no limit.
         label: the search's name, first word of every task's name (``meta_iris t0003 s0-4`` in Ray's dashboard).
+        encodings: {subset: ObjectRef} of the table's encoding per subset (metaray.objective.encode_subsets), handed
+            to each task for the subsets of its fits.
     """
 
     def __init__(self, fit, problem_ref, *, seed: int = 0, cpus_per_fit: float = 1.0, gpus_per_fit: float = 0.0,
                  fits_per_task: int | None = None, max_retries: int = 3, fit_timeout_s: float | None = None,
-                 label: str = "metaray"):
+                 label: str = "metaray", encodings: dict[int, Any] | None = None):
         import ray
 
         from metaray.cluster import fit_slots, max_node_resource
@@ -127,6 +136,7 @@ class FitRunner:
         self._seed = seed
         self._remote = ray.remote(_fit_batch)
         self._resources = dict(num_cpus=cpus_per_fit, num_gpus=gpus_per_fit, max_retries=max_retries)
+        self._encodings = encodings or {}
         self.slots = fit_slots(cpus_per_fit, gpus_per_fit)
         self._timeout = fit_timeout_s
         self._label = label
@@ -206,16 +216,22 @@ class FitRunner:
 
     def _launch(self, groups: list[tuple[Any, list[Unit]]]):
         """One task for a batch of fits, named for people."""
-        return self._remote.options(**self._resources, name=task_name(self._label, groups)).remote(
-            self._fit, self._ref, groups, self._seed)
+        subsets = tuple(sorted({u.subset for _, units in groups for u in units} & set(self._encodings)))
+        memory = max((learner.memory or 0 for learner, _ in groups), default=0)  # metaray.memory's reservation
+        resources = {**self._resources, "memory": int(memory)} if memory else self._resources
+        return self._remote.options(**resources, name=task_name(self._label, groups)).remote(
+            self._fit, self._ref, groups, self._seed, subsets, *(self._encodings[k] for k in subsets))
 
-    def wait(self) -> list[FitResult]:
-        """Dispatch what fits, block until at least one task finishes, return its results (empty when idle)."""
+    def wait(self, timeout: float | None = None) -> list[FitResult]:
+        """Dispatch what fits, block until at least one task finishes (or ``timeout`` seconds pass), return its
+        results (empty when idle)."""
         ray = self._ray
         self._dispatch()
         if not self._inflight:
             return []
         wait_s = max(0.0, min(self._deadline.values()) - time.monotonic()) if self._deadline else None
+        if timeout is not None:
+            wait_s = timeout if wait_s is None else min(wait_s, timeout)
         refs = list(self._inflight)
         done, rest = ray.wait(refs, num_returns=1, timeout=wait_s)
         if done and rest:  # every other task that has finished too: one driver round for all of them
@@ -308,7 +324,8 @@ class InProcessRunner:
     def room(self) -> int:
         return 2 * self.slots - self.pending
 
-    def wait(self) -> list[FitResult]:
+    def wait(self, timeout: float | None = None) -> list[FitResult]:
+        """Run up to ``slots`` fits (``timeout`` is moot: they run here, one after another)."""
         if not self._sorted:
             self._queue.sort(key=lambda job: job[0])
             self._sorted = True
