@@ -86,12 +86,25 @@ def date_parser(col: pd.Series):
     values = col.dropna()
     if values.empty or not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
         return None
-    if not values.astype(str).str.contains(r"\d", regex=True).all():  # no digits: no date (and no slow parsing)
+    text = values.astype(str)
+    # no digits, or words: no date (and no slow parsing of every free-text column)
+    if not text.str.contains(r"\d", regex=True).all() or text.str.len().max() > 40:
         return None
     try:
         return ToDatetime().fit(col)
     except (RejectColumn, ValueError, TypeError):
         return None
+
+
+def date_values(col: pd.Series, key: str, problem: str):
+    """A column of dates as datetimes: typed dates as they are, text through skrub's ``ToDatetime`` fitted on it;
+    returns (datetimes, parser or None) or raises SpecError with ``key`` and ``problem``."""
+    if is_datetime(col):
+        return col, None
+    parser = date_parser(col)
+    if parser is None:
+        raise SpecError(key, problem, got=f"{col.name} ({col.dtype})")
+    return parser.transform(col), parser
 
 
 def _identifier(col: pd.Series, name: str) -> str | None:
@@ -108,8 +121,9 @@ def _identifier(col: pd.Series, name: str) -> str | None:
         whole = np.asarray(values, dtype=float)
         if not np.all(np.mod(whole, 1) == 0):
             return None  # a continuous measurement is distinct on every row too
-        run = whole.max() - whole.min() + 1 <= distinct / ID_UNIQUE_FRACTION
-        return f"an identifier: whole numbers {share}" + (", a run of consecutive numbers" if run else "") \
+        # a row number: consecutive from 0 or 1 (a run of years, 1950-2023, is a feature, not a key)
+        run = whole.min() in (0, 1) and whole.max() - whole.min() + 1 <= distinct / ID_UNIQUE_FRACTION
+        return f"an identifier: whole numbers {share}" + (", numbering the rows" if run else "") \
             if run or _ID_NAME.search(name) else None
     text = values.astype(str)
     if text.str.contains(r"\s", regex=True).mean() > 1 - ID_UNIQUE_FRACTION and not _ID_NAME.search(name):
@@ -145,16 +159,16 @@ def assign_roles(frame: pd.DataFrame, overrides: dict[str, str] | None = None, d
             role, reason = "drop", "empty: every value is missing"
         elif n_unique == 1:
             role, reason = "drop", "constant: one value"
+        elif is_datetime(col):  # dates before identifiers: a daily series is distinct on every row
+            role, reason = "datetime", "typed dates"
+        elif not is_numeric(col) and date_parser(col) is not None:
+            role, reason = "datetime", "text that parses as dates"
         elif (why := _identifier(col, name)) is not None:
             role, reason = "drop", why
-        elif is_datetime(col):
-            role, reason = "datetime", "typed dates"
         elif is_numeric(col):
             role, reason = "numeric", "numbers"
         elif n_unique <= CARDINALITY_THRESHOLD:
             role, reason = "category", f"{n_unique} distinct values <= {CARDINALITY_THRESHOLD}"
-        elif date_parser(col) is not None:
-            role, reason = "datetime", "text that parses as dates"
         else:
             role, reason = "text", f"{n_unique} distinct values > {CARDINALITY_THRESHOLD}"
         roles.append(ColumnRole(name, role, reason, _width(role, n_unique)))
@@ -194,11 +208,11 @@ def accepts_sparse(model) -> bool:
 def encoder(roles: list[ColumnRole], *, scale: bool = False, impute: bool = True, seed: int = 0):
     """The unfitted transformer of a table's columns into a matrix, by role. Sparse output where the one-hot columns
     make the matrix mostly zeros (``ColumnTransformer``'s ``sparse_threshold``), else a dense float array."""
-    from skrub import DatetimeEncoder, StringEncoder
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from skrub import DatetimeEncoder, StringEncoder
 
     by_role: dict[str, list[str]] = {}
     for r in roles:
@@ -218,4 +232,6 @@ def encoder(roles: list[ColumnRole], *, scale: bool = False, impute: bool = True
         # scaled always: seconds since 1970 (~1e9) would swamp every other feature of a linear model or a distance
         steps = [DatetimeEncoder(), SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()]
         parts.append((f"date:{column}", make_pipeline(*steps), column))
-    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.3, verbose_feature_names_out=False)
+    # without imputation the NaNs go to learners that take them in dense input only (trees): dense then
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.3 if impute else 0.0,
+                             verbose_feature_names_out=False)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from metaray.columns import ColumnRole, assign_roles, date_parser, describe_roles, encoder, is_numeric
+from metaray.columns import ColumnRole, assign_roles, date_values, describe_roles, encoder, is_numeric
 from metaray.errors import SpecError
 from metaray.registry import Registry
 
@@ -242,15 +242,9 @@ class TableCleaner(TransformerMixin, BaseEstimator):
         kept = {r.column: r.role for r in roles if r.role != "drop"}
         columns = [c for c in frame.columns if str(c) in kept]
         categorical = [str(c) for c in columns if kept[str(c)] in ("category", "text")]
-        dates = {}
-        for c in columns:
-            if kept[str(c)] == "datetime":
-                col = frame[c]
-                parser = None if pd.api.types.is_datetime64_any_dtype(col) else date_parser(col)
-                if parser is None and not pd.api.types.is_datetime64_any_dtype(col):
-                    raise SpecError(f"{key}.columns.{c}", "not dates: its values do not parse with one date format",
-                                    allowed=["numeric", "category", "text", "drop"], got="datetime")
-                dates[str(c)] = parser
+        dates = {str(c): date_values(frame[c], f"{key}.columns.{c}", "not dates: its values do not parse with one "
+                                     "date format; allowed: numeric, category, text, drop")[1]
+                 for c in columns if kept[str(c)] == "datetime"}
         return cls(columns, categorical, dates).fit(frame)
 
     def fit(self, X=None, y=None):
@@ -427,15 +421,12 @@ def _order_key(col: pd.Series, key: str = "data.order") -> np.ndarray:
     """A column that orders rows in time as floats: numbers as they are, dates (typed or text in one format) as
     nanoseconds since 1970. A row without a time cannot be placed before or after the others: refused."""
     if is_numeric(col):
-        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    else:
-        parser = None if pd.api.types.is_datetime64_any_dtype(col) else date_parser(col)
-        if parser is None and not pd.api.types.is_datetime64_any_dtype(col):
-            raise SpecError(key, "the column that orders rows in time must hold numbers or dates",
-                            got=f"{col.name} ({col.dtype})")
-        stamps = parser.transform(col) if parser is not None else col
-        stamps = pd.to_datetime(stamps, errors="coerce")
-        values = np.where(stamps.isna(), np.nan, stamps.astype("datetime64[ns]").astype("int64").astype(float))
+        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    stamps, _ = date_values(col, key, "the column that orders rows in time must hold numbers or dates")
+    stamps = pd.to_datetime(stamps, errors="coerce")
+    if stamps.dt.tz is not None:  # compared as instants
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    values = np.where(stamps.isna(), np.nan, stamps.astype("datetime64[ns]").astype("int64").astype(float))
     return values
 
 
@@ -454,6 +445,10 @@ def load_dataset(spec) -> Dataset:
         name = spec.resolve_path(data.path).name
         target = Path(data.target).name if is_target_file(data.target) else data.target
         names = [str(c) for c in X.columns]
+        for k, given in (("data.columns", list(data.columns)), ("data.drop", data.drop)):
+            if not is_target_file(data.target) and data.target in given:
+                raise SpecError(f"{k}.{data.target}" if k == "data.columns" else k, "names the target column, "
+                                "which is never a feature", allowed=names, got=data.target)
         for k, column in (("subsets.groups", spec.subsets.groups), ("data.order", data.order)):
             if column is not None and column not in names:
                 raise SpecError(k, "no such feature column in the table", allowed=names, got=column)

@@ -114,9 +114,11 @@ class RunFolder:
 
     # the spec ------------------------------------------------------------------------------------------------
 
-    def prepare(self, spec) -> None:
+    def prepare(self, spec, columns: dict[str, str] | None = None) -> None:
         """Make the folder (refusing one that cannot be written) and, for a new search, write its resolved spec
-        (data paths made absolute, so that a resume finds the data from any folder) and its state."""
+        (data paths made absolute, so that a resume finds the data from any folder) and its state, with the roles
+        of a table's columns (``columns``): a resume whose table's roles differ (the table changed, or the search
+        began before metaray gave columns roles) is refused, since its journaled fits saw other features."""
 
         try:
             self._make()
@@ -133,9 +135,14 @@ class RunFolder:
             if _unbudgeted(_resolved(self.spec())) != _unbudgeted(raw):
                 raise SpecError("storage", "the run folder holds the run of another spec; resume that one "
                                 "(metaray resume) or search in a new folder", got=str(self.path))
+            if columns and self.state.get("columns") != columns:
+                raise SpecError("storage", "the run folder's fits saw other columns (its table changed, or the search "
+                                "began before metaray gave columns roles): they would not compare with new ones; "
+                                "search in a new folder", got=str(self.path))
             return
         self.write_spec(spec)
-        self.update_state(status="running", name=spec.name, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self.update_state(status="running", name=spec.name, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                          columns=columns or None)
 
     def write_spec(self, spec) -> None:
         """Write (or, to extend a search, rewrite) the resolved spec."""

@@ -56,7 +56,8 @@ def _size(n: float) -> str:
 
 
 def estimate(dataset, plan, model, *, encoded_sparse: bool | None = None) -> Estimate:
-    """The peak memory of one fit of ``model`` on the largest subset of ``plan``.
+    """The peak memory of one fit of ``model`` on the largest subset of ``plan`` (``model`` None: of the column
+    encoder's task, which holds the encoded rows as the encoder makes them).
 
     Example:
         >>> import numpy as np
@@ -77,19 +78,33 @@ def estimate(dataset, plan, model, *, encoded_sparse: bool | None = None) -> Est
         width = sum(r.width for r in roles)
         # stored values of a row when one-hot columns stay sparse: one per category column, the others in full
         nnz = sum(1 if r.role == "category" else r.width for r in roles)
-        table = float(X.memory_usage(index=False, deep=False).sum()) if hasattr(X, "memory_usage") else X.nbytes
+        table = table_bytes(X)
     else:
         width = nnz = X.shape[1]
         table = 0.0  # an array is shared from the object store, not copied into the worker
-    sparse = (encoded_sparse if encoded_sparse is not None else nnz < 0.3 * width) and accepts_sparse(model)
+    sparse = (encoded_sparse if encoded_sparse is not None else nnz < 0.3 * width) and (
+        model is None or accepts_sparse(model))
     row_bytes = nnz * SPARSE_VALUE_BYTES if sparse else width * 8
     total = WORKER_BYTES + table + COPIES["sparse" if sparse else "dense"] * rows * row_bytes
-    if type(model).__module__.startswith(PAIRWISE_MODULES):
+    if type(getattr(model, "embedder", model)).__module__.startswith(PAIRWISE_MODULES):  # an embedding's probe too
         import sklearn
 
         total += PAIRWISE_FACTOR * sklearn.get_config()["working_memory"] * 2**20
     widest = tuple(sorted(((r.column, r.width) for r in roles), key=lambda c: -c[1])[:3])
     return Estimate(float(total), rows, int(width), not sparse, widest)
+
+
+_TABLE_BYTES: dict[int, float] = {}
+
+
+def table_bytes(X) -> float:
+    """The user's table as a worker holds it, its strings included (measured once per table)."""
+    if not hasattr(X, "memory_usage"):
+        return float(X.nbytes)
+    if id(X) not in _TABLE_BYTES:
+        _TABLE_BYTES.clear()
+        _TABLE_BYTES[id(X)] = float(X.memory_usage(index=False, deep=True).sum())
+    return _TABLE_BYTES[id(X)]
 
 
 def node_memory() -> float:

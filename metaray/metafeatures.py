@@ -39,7 +39,8 @@ def compute(ds, *, seed: int = 0) -> dict[str, float]:
     rng = rng_for(seed, _STREAM)
     n, d = ds.n_rows, len(ds.feature_names)
     frame = ds.X if isinstance(ds.X, pd.DataFrame) else None
-    numeric_cols = ([c for c in frame.columns if str(c) not in ds.categorical] if frame is not None else None)
+    numeric_cols = ([c for c in frame.columns if str(c) not in ds.categorical
+                     and not pd.api.types.is_datetime64_any_dtype(frame[c])] if frame is not None else None)
     missing = (frame.isna().to_numpy().mean() if frame is not None else float(np.isnan(ds.X).mean()))
     out = {"rows_log10": math.log10(n), "features_log10": math.log10(d), "features_per_row": d / n,
            "categorical_share": len(ds.categorical) / d, "missing_share": float(missing)}

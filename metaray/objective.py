@@ -70,6 +70,8 @@ def encode_subset(problem: Problem, encoder, k: int) -> Encoded:
             enc = clone(encoder).fit(_rows(problem.X, plan.train[k]), problem.y[plan.train[k]])
             train = enc.transform(_rows(problem.X, plan.train[k]))
             held = _stack([enc.transform(_rows(problem.X, c)) for c in _chunks(problem.X, plan.evaluate[k])])
+    except MemoryError:
+        raise  # the node's trouble, not the subset's: Ray retries the task, the fits on it fail as transient
     except Exception as exc:
         return Encoded(error=f"{type(exc).__name__} while encoding the table's columns: {_first_line(exc)}")
     return Encoded(train, held, seconds=time.perf_counter() - t0)
@@ -108,11 +110,12 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             est = learner.for_fit(fit_seed(seed, k))
-            X_train, X_held = _rows(problem.X, train), None
             if encoded is not None and est.steps[0][0] == "prep":  # the subset's encoding is shared: fit what follows
                 if encoded.error:
                     raise FitError(encoded.error)
                 est, X_train, X_held = _after_encoding(est), encoded.train, encoded.evaluate
+            else:
+                X_train, X_held = _rows(problem.X, train), None
             t0 = time.perf_counter()
             est.fit(X_train, problem.y[train])
             t1 = time.perf_counter()
@@ -276,15 +279,29 @@ class Prepared:
     def start_runner(self, problem_ref, *, shared_encoding: bool = True):
         """The runner of this spec's fits on the connected Ray (metaray.runners.FitRunner), with a table's encoding
         of each subset computed once and shared by every configuration (``encode_subsets``) unless told not to."""
-        from metaray.memory import estimate
+        import dataclasses
+
+        import pandas as pd
+        import ray
+
+        from metaray.memory import estimate, node_memory, reserve
         from metaray.runners import FitRunner
 
         r = self.spec.ray
-        encodings = None
-        if shared_encoding:
-            encoding_memory = r.memory_per_fit or estimate(self.dataset, self.plan, None).bytes
-            encodings = encode_subsets(self, problem_ref, cpus=r.cpus_per_fit, memory=encoding_memory)
-        return FitRunner(score_fit, problem_ref, seed=self.spec.seed, cpus_per_fit=r.cpus_per_fit,
+        if self.node_memory is None:
+            self.node_memory = node_memory()
+        if r.memory_per_fit is not None:  # refused once, before any configuration, not configuration by configuration
+            reserve(estimate(self.dataset, self.plan, None), "", available=self.node_memory, override=r.memory_per_fit)
+        encodings, fit_ref = None, problem_ref
+        if shared_encoding and isinstance(self.dataset.X, pd.DataFrame):
+            memory = reserve(estimate(self.dataset, self.plan, None), "the column encoder", available=self.node_memory,
+                             override=r.memory_per_fit)
+            encodings = encode_subsets(self, problem_ref, cpus=r.cpus_per_fit, memory=memory)
+            # the fits read the encoded rows, not the table: no task unpickles the table's text again
+            fit_ref = ray.put(dataclasses.replace(self.problem(), X=None))
+            if r.fit_timeout_s:  # a fit's clock starts when it is dispatched: not while it waits for its encoding
+                ray.wait(list(encodings.values()), num_returns=len(encodings))
+        return FitRunner(score_fit, fit_ref, seed=self.spec.seed, cpus_per_fit=r.cpus_per_fit,
                          gpus_per_fit=r.gpus_per_fit, fits_per_task=r.fits_per_task, max_retries=r.max_retries,
                          fit_timeout_s=r.fit_timeout_s, label=self.spec.name, encodings=encodings)
 
@@ -360,14 +377,11 @@ def share(prepared: Prepared):
 
 def encode_subsets(prepared: Prepared, problem_ref, *, cpus: float = 1.0, memory: float | None = None):
     """For a table, one Ray task per subset that fits the column encoder on the subset's training rows and encodes
-    its rows (``encode_subset``): {k: ObjectRef of Encoded}, which the fits of every configuration share. None for
-    an array, whose preprocessing (imputation, scaling) costs less than a task."""
-    import pandas as pd
+    its rows (``encode_subset``): {k: ObjectRef of Encoded}, which the fits of every configuration share. (An array's
+    preprocessing, imputation and scaling, costs less than a task: its fits do their own.)"""
     import ray
 
     ds, spec = prepared.dataset, prepared.spec
-    if not isinstance(ds.X, pd.DataFrame):
-        return None
     encoder = ds.preprocessor(scale=spec.data.scale, impute=spec.data.impute)
     task = ray.remote(encode_subset)
     options = dict(num_cpus=cpus, max_retries=spec.ray.max_retries, **({"memory": int(memory)} if memory else {}))

@@ -80,7 +80,8 @@ class SearchRun:
         self.metafeatures = (compute_metafeatures(self.prepared.dataset, seed=spec.seed)
                              if self.track or spec.search.warm_start.source != "none" else {})
         self.driver = self._plan()
-        self.folder.prepare(spec)  # after _plan resolved max_concurrent into the spec it writes
+        # after _plan resolved max_concurrent into the spec it writes
+        self.folder.prepare(spec, self.prepared.dataset.describe().get("columns"))
         if spec.search.warm_start.source != "none" and not (self.folder / "warm_start.json").is_file():
             from metaray.warmstart import save
 

@@ -275,12 +275,14 @@ class FitRunner:
         """Stop everything still queued or running (fits of configurations that were stopped or failed): kill their
         workers, so that nothing outlives the search, not even a fit hung in native code. Ray ignores a forced cancel
         that follows a polite one too closely, so the forced cancel is repeated until the tasks are gone."""
-        refs, until = list(self._inflight), time.monotonic() + patience_s
+        # the subsets' encodings too: one still running (a search that ended early) must not outlive it
+        refs, until = list(self._inflight) + list(self._encodings.values()), time.monotonic() + patience_s
         while refs and time.monotonic() < until:
             for ref in refs:
                 self._ray.cancel(ref, force=True)
             refs = self._ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
         self._queue, self._inflight, self._deadline, self._names = [], {}, {}, {}
+        self._encodings = {}  # their objects leave the object store with the last reference
 
     def results(self) -> Iterator[FitResult]:
         """Yield every submitted fit's result, in the order they finish."""

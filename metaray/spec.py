@@ -127,6 +127,17 @@ class DataSpec(_Section):
     order: str | None = None  # the column that orders rows in time, for subsets.sampler: time
 
     _key = "data"
+
+    @field_validator("columns", "drop", "order", mode="before")
+    @classmethod
+    def _names_as_text(cls, v):
+        """Column names as text: a YAML ``0:`` names the column ``0`` of a headerless or ``.npy`` table."""
+        if isinstance(v, dict):
+            return {str(k): r for k, r in v.items()}
+        if isinstance(v, list):
+            return [str(x) for x in v]
+        return v if v is None or isinstance(v, str) else str(v)
+
     _rules = {"test_size": Rule(lambda v: 0 < v < 1, "must be a fraction of the rows", "(0, 1)")}
     _choices = {"task": ("task", lambda: TASKS), "dataset": ("dataset", _names("metaray.data", "DATASETS"))}
 
@@ -139,6 +150,10 @@ class DataSpec(_Section):
             raise SpecError("data.target", "a file dataset needs the name of its target column", got=self.target)
         for column, role in self.columns.items():
             check_choice(f"data.columns.{column}", "column role", role, list(COLUMN_ROLES))
+        both = sorted(set(self.columns) & set(self.drop))
+        if both:
+            raise SpecError(f"data.columns.{both[0]}", "also in data.drop: give a column one role",
+                            got={"columns": self.columns[both[0]], "drop": both[0]})
         if self.path is None:
             for key in ("columns", "drop", "order"):
                 if getattr(self, key):
@@ -157,6 +172,11 @@ class SubsetSpec(_Section):
     groups: str | None = None  # a column whose rows stay together: on a fit's training side or its scoring side
 
     _key = "subsets"
+
+    @field_validator("groups", mode="before")
+    @classmethod
+    def _name_as_text(cls, v):
+        return v if v is None or isinstance(v, str) else str(v)
     _rules = {"k": Rule(lambda v: v >= 1, "the number of subsets must be at least 1", ">= 1"),
               "fraction": Rule(lambda v: 0 < v <= 1, "must be a fraction of the pool", "(0, 1]")}
     _choices = {"sampler": ("sampler", lambda: SAMPLERS), "protocol": ("protocol", lambda: PROTOCOLS)}
@@ -461,6 +481,10 @@ class ExperimentSpec(_Section):
         if sub.groups is not None and data.path is None:
             raise SpecError("subsets.groups", "names a column of a table; give the table as data.path",
                             got=sub.groups)
+        if sub.protocol == "full" and (sub.groups is not None or sub.sampler == "time"):
+            raise SpecError("subsets.protocol", "protocol 'full' scores every fit on its own training rows too, so it "
+                            "cannot keep a group, or the future, off the scoring side",
+                            allowed=["out_of_subset", "holdout"], got="full")
         if sub.groups is not None and sub.sampler in ("bootstrap", "time"):
             raise SpecError("subsets.sampler", "groups are kept together by drawing whole groups",
                             allowed=["subsample", "stratified", "kfold"], got=sub.sampler)

@@ -370,13 +370,16 @@ class Writer:
         run = client.create_run(exp_id, run_name=f"{spec.name}-{self.run_dir.name}", tags=tags)
         self.parent_id = run.info.run_id
         params = {f"dataset.{k}": v for k, v in self.dataset.items() if k != "columns"}
-        params.update({f"column.{c}": role for c, role in self.dataset.get("columns", {}).items()})  # a table's roles
+        # a table's roles; a column name with characters MLflow's keys refuse ("Price ($)") is written with "_"
+        params.update({f"column.{_key(c)}": role for c, role in self.dataset.get("columns", {}).items()})
         params.update({"subsets.k": spec.subsets.k, "subsets.sampler": spec.subsets.sampler,
                        "subsets.fraction": spec.subsets.fraction, "learner": spec.learner.name,
                        "search.num_samples": spec.search.num_samples})
         params.update({f"metafeature.{k}": f"{v:.6g}" for k, v in self.metafeatures.items()})
         self._batch(self.parent_id, params=params)
         client.log_dict(self.parent_id, spec.to_dict(), "spec.yaml")
+        if self.dataset.get("columns"):
+            client.log_dict(self.parent_id, self.dataset["columns"], "columns.json")  # names as they are
         return self.parent_id
 
     def _batch(self, run_id: str, *, params=None, metrics=None, tags=None) -> None:
@@ -600,6 +603,13 @@ def _serve() -> None:
     if writer is not None and not writer.ended:  # the driver went away without a word: it was killed
         with contextlib.suppress(Exception):
             writer.abort()
+
+
+def _key(name: str) -> str:
+    """A column's name as an MLflow key: letters, digits and ``_-. /:`` kept, anything else made ``_``."""
+    import re
+
+    return re.sub(r"[^\w\-. /:]", "_", str(name))
 
 
 def _line(exc: BaseException) -> str:

@@ -48,12 +48,15 @@ def test_every_column_gets_the_role_a_person_would_give_it():
     assert roles["title"].width == TEXT_COMPONENTS  # bounded, whatever the number of distinct titles
 
 
-def test_whole_numbers_in_a_run_are_an_identifier_but_a_measurement_distinct_on_every_row_is_not():
+def test_row_numbers_are_identifiers_but_years_days_and_measurements_distinct_on_every_row_are_not():
     n = 300
-    frame = pd.DataFrame({"row": np.arange(5, 5 + n), "weight": np.random.default_rng(0).normal(70, 10, n),
-                          "count": np.random.default_rng(1).integers(0, 10**9, n), "patient_id": np.arange(n) * 7})
+    days = pd.date_range("2021-01-01", periods=n, freq="D")
+    frame = pd.DataFrame({"row": np.arange(1, n + 1), "weight": np.random.default_rng(0).normal(70, 10, n),
+                          "count": np.random.default_rng(1).integers(0, 10**9, n), "patient_id": np.arange(n) * 7,
+                          "year": np.arange(1700, 1700 + n), "day": days, "day_text": days.strftime("%Y-%m-%d")})
     roles = {r.column: r.role for r in assign_roles(frame)}
-    assert roles == {"row": "drop", "weight": "numeric", "count": "numeric", "patient_id": "drop"}
+    assert roles == {"row": "drop", "weight": "numeric", "count": "numeric", "patient_id": "drop",
+                     "year": "numeric", "day": "datetime", "day_text": "datetime"}
 
 
 def test_the_user_overrides_roles_and_bad_overrides_name_the_key():

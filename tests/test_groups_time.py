@@ -60,7 +60,7 @@ def test_order_is_not_read_by_other_samplers():
     y = TARGETS["balanced"][0]
     a = make_plan(y, "classification", SubsetSpec(k=3), seed=2)
     b = make_plan(y, "classification", SubsetSpec(k=3), seed=2, order=np.arange(len(y))[::-1])
-    assert all(np.array_equal(x, z) for x, z in zip(a.train + a.evaluate, b.train + b.evaluate))
+    assert all(np.array_equal(x, z) for x, z in zip(a.train + a.evaluate, b.train + b.evaluate, strict=False))
 
 
 # -- groups -----------------------------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def test_no_group_is_on_both_sides_of_a_fit_or_of_the_holdout_split(sampler, tas
             assert abs(len(p.test) - 0.25 * n) <= biggest  # nearest test_size in rows, whole groups
             if task == "classification":
                 assert set(y[p.test]) == set(y[pool]) == {0, 1, 2}
-        for train, held in zip(p.train, p.evaluate):
+        for train, held in zip(p.train, p.evaluate, strict=False):
             assert not _groups_of(groups, train) & _groups_of(groups, held)
             assert np.isin(train, pool).all() and len(np.unique(train)) == len(train)
             if protocol == "holdout":
@@ -144,8 +144,8 @@ def test_grouped_plans_are_deterministic_in_seed_and_subset_index():
                              groups=groups)
 
         a, b, other = plan(), plan(), plan(seed=1)
-        assert all(np.array_equal(x, z) for x, z in zip(a.train + (a.test,), b.train + (b.test,)))
-        assert any(not np.array_equal(x, z) for x, z in zip(a.train, other.train))
+        assert all(np.array_equal(x, z) for x, z in zip(a.train + (a.test,), b.train + (b.test,), strict=False))
+        assert any(not np.array_equal(x, z) for x, z in zip(a.train, other.train, strict=False))
         if sampler != "kfold":  # subset i depends on (seed, i) only, as without groups
             longer = plan(k=7)
             assert all(np.array_equal(a.train[i], longer.train[i]) for i in range(4))
@@ -158,7 +158,7 @@ def test_group_labels_of_any_type_give_the_plan_of_their_partition():
     plans = [make_plan(y, "classification", SubsetSpec(k=3, protocol="holdout"), seed=4, groups=g)
              for g in (groups, as_int, as_obj, groups.astype(object))]
     for q in plans[1:]:
-        for x, z in zip(plans[0].train + (plans[0].test,), q.train + (q.test,)):
+        for x, z in zip(plans[0].train + (plans[0].test,), q.train + (q.test,), strict=False):
             np.testing.assert_array_equal(x, z)
     # a missing label (None, NaN) is a group of its own: its rows move together
     p = make_plan(y, "classification", SubsetSpec(k=3), seed=4, groups=as_obj)
@@ -175,7 +175,7 @@ def test_grouped_subsets_that_miss_a_class_are_redrawn_from_the_same_stream():
     a = make_plan(y, "classification", spec, seed=0, groups=groups)
     b = make_plan(y, "classification", spec, seed=0, groups=groups)
     assert all(set(y[t]) == {0, 1} for t in a.train)
-    assert all(np.array_equal(x, z) for x, z in zip(a.train, b.train))
+    assert all(np.array_equal(x, z) for x, z in zip(a.train, b.train, strict=False))
     assert all(len(t) == 40 for t in a.train)
 
 
@@ -246,7 +246,7 @@ def _time_plan(order, k=4, protocol="out_of_subset", y=None, task="regression", 
 
 def _check_chain(p, order):
     """Fit i trains on blocks 0..i and is scored on block i + 1, every block strictly later than the ones before."""
-    for i, (train, held) in enumerate(zip(p.train, p.evaluate)):
+    for i, (train, held) in enumerate(zip(p.train, p.evaluate, strict=False)):
         assert order[train].max() < order[held].min()
         if i:
             np.testing.assert_array_equal(train, np.union1d(p.train[i - 1], p.evaluate[i - 1]))
@@ -270,7 +270,7 @@ def test_time_blocks_are_scikit_learns_timeseriessplit_when_they_divide_evenly()
     order = np.random.default_rng(1).permutation(120).astype(float)
     by_time = np.argsort(order)
     p = _time_plan(order, k=5)
-    for (train, test), ours_train, ours_eval in zip(TimeSeriesSplit(n_splits=5).split(by_time), p.train, p.evaluate):
+    for (train, test), ours_train, ours_eval in zip(TimeSeriesSplit(n_splits=5).split(by_time), p.train, p.evaluate, strict=False):
         np.testing.assert_array_equal(np.sort(by_time[train]), ours_train)
         np.testing.assert_array_equal(np.sort(by_time[test]), ours_eval)
 
@@ -297,7 +297,7 @@ def test_time_holdout_is_the_latest_rows_and_the_chain_is_built_before_them():
     assert order[pool].max() < order[p.test].min()
     assert [len(t) for t in p.train] == [20, 40, 60, 80]  # 4 blocks of the pool; the last fit trains on all of it
     np.testing.assert_array_equal(p.train[-1], pool)
-    for train, held in zip(p.train, p.evaluate):
+    for train, held in zip(p.train, p.evaluate, strict=False):
         np.testing.assert_array_equal(held, p.test)
         assert order[train].max() < order[held].min()
 
@@ -306,7 +306,7 @@ def test_the_time_sampler_is_deterministic_and_ignores_the_seed():
     order = np.random.default_rng(4).normal(size=90)
     for protocol in ("out_of_subset", "holdout"):
         a, b = _time_plan(order, protocol=protocol, seed=0), _time_plan(order, protocol=protocol, seed=9)
-        assert all(np.array_equal(x, z) for x, z in zip(a.train + a.evaluate, b.train + b.evaluate))
+        assert all(np.array_equal(x, z) for x, z in zip(a.train + a.evaluate, b.train + b.evaluate, strict=False))
 
 
 def test_the_time_sampler_has_no_fraction():
@@ -372,7 +372,7 @@ def test_the_ungrouped_meta_objective_is_optimistic_against_a_grouped_test_and_t
 
     def meta(X, y, plan):  # the meta-objective: mean accuracy of the K fits, each on its own scoring rows
         return np.mean([KNeighborsClassifier(5).fit(X[t], y[t]).score(X[e], y[e])
-                        for t, e in zip(plan.train, plan.evaluate)])
+                        for t, e in zip(plan.train, plan.evaluate, strict=False)])
 
     truth, ungrouped, grouped = [], [], []
     for seed in range(6):  # one grouped test holds ~75 groups: its accuracy is noisy, so average six tables

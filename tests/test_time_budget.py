@@ -15,7 +15,6 @@ import yaml
 import tests.helpers
 from metaray.cli import main
 from metaray.driver import BUDGET_STOP, TimeBudget, drive, duration
-from metaray.fits import FitResult
 from metaray.runners import InProcessRunner
 from tests.test_driver import K, fake_fit, make_driver
 

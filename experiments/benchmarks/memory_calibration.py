@@ -37,7 +37,8 @@ def _table(kind: str, rows: int, width: int, folder: Path) -> Path:
     if kind == "dense":
         frame = pd.DataFrame(rng.normal(size=(rows, width)), columns=[f"x{j}" for j in range(width)])
     else:  # category columns of 30 values each: one-hot, sparse
-        frame = pd.DataFrame({f"c{j}": np.char.add("v", rng.integers(0, 30, rows).astype(str)) for j in range(width // 31)})
+        frame = pd.DataFrame({f"c{j}": np.char.add("v", rng.integers(0, 30, rows).astype(str))
+                              for j in range(width // 31)})
     frame["label"] = rng.integers(0, 2, rows).astype(str)
     path = folder / f"{kind}_{rows}_{width}.csv"
     frame.to_csv(path, index=False)
@@ -92,8 +93,9 @@ def main(argv=None) -> int:
                 row = json.loads(done.stdout.strip().splitlines()[-1])
                 row["table"] = f"{kind} {width}"
                 out.append(row)
+                enough = row["estimate_extra_mb"] >= row["measured_extra_mb"]
                 print(f"  {row['table']:<11} {learner:<24} measured +{row['measured_extra_mb']:7.0f} MB  "
-                      f"estimate +{row['estimate_extra_mb']:7.0f} MB  {'ok' if row['estimate_extra_mb'] >= row['measured_extra_mb'] else 'UNDER'}",
+                      f"estimate +{row['estimate_extra_mb']:7.0f} MB  {'ok' if enough else 'UNDER'}",
                       file=sys.stderr, flush=True)
     under = [r for r in out if r["estimate_extra_mb"] < r["measured_extra_mb"]]
     print(json.dumps({"rows": out, "under": len(under)}, indent=1))
