@@ -134,9 +134,12 @@ def _landmarkers(X, y, pre, task: str, seed: int) -> dict[str, float]:
         folds = KFold(3, shuffle=True, random_state=seed)
     if len(y) < 6:
         return dict.fromkeys(learners, 0.0)
+    from metaray.columns import Dense
+
     out = {}
     for name, learner in learners.items():
-        model = make_pipeline(clone(pre), learner) if pre is not None else learner
+        # a table's encoding may be sparse; the landmarkers (naive Bayes) take dense input
+        model = make_pipeline(clone(pre), Dense(), learner) if pre is not None else learner
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scores = cross_val_score(model, X, y, cv=folds, error_score=np.nan)
