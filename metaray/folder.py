@@ -135,10 +135,13 @@ class RunFolder:
             if _unbudgeted(_resolved(self.spec())) != _unbudgeted(raw):
                 raise SpecError("storage", "the run folder holds the run of another spec; resume that one "
                                 "(metaray resume) or search in a new folder", got=str(self.path))
-            if columns and self.state.get("columns") != columns:
+            state = self.state
+            if columns and state and state.get("columns") != columns:  # no state.json at all: nothing to compare
                 raise SpecError("storage", "the run folder's fits saw other columns (its table changed, or the search "
                                 "began before metaray gave columns roles): they would not compare with new ones; "
                                 "search in a new folder", got=str(self.path))
+            if columns and not state:
+                self.update_state(columns=columns)
             return
         self.write_spec(spec)
         self.update_state(status="running", name=spec.name, started=time.strftime("%Y-%m-%dT%H:%M:%S"),

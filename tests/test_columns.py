@@ -255,3 +255,23 @@ def test_the_estimate_and_an_impossible_override_are_refused_with_the_key(table_
         load_spec({"name": "t", "data": {"dataset": "iris"}, "ray": {"memory_per_fit": "lots"}})
     assert load_spec({"name": "t", "data": {"dataset": "iris"}, "ray": {"memory_per_fit": "2GB"}}
                      ).ray.memory_per_fit == 2e9
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_resume_whose_columns_were_encoded_otherwise_is_refused(table_spec, tmp_path, capsys):
+    """A run folder of a search that began before columns had roles (its state has none), or whose table changed:
+    its journaled fits saw other features, so it is not resumed into the same table."""
+    from metaray.run import search
+
+    result = search(table_spec() | {"search": {"num_samples": 2, "space": {"C": {"loguniform": [0.1, 10.0]}}}},
+                    track=False)
+    state_file = result.run_dir / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["columns"]["title"] == "text"
+    assert main(["resume", str(result.run_dir)]) == 0  # the same roles: resumed, nothing refitted
+    capsys.readouterr()
+    del state["columns"]
+    state_file.write_text(json.dumps(state))
+    assert main(["resume", str(result.run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "storage: the run folder's fits saw other columns" in err and "Traceback" not in err
