@@ -55,9 +55,10 @@ def _size(n: float) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
-def estimate(dataset, plan, model, *, encoded_sparse: bool | None = None) -> Estimate:
+def estimate(dataset, plan, model, *, encoded_sparse: bool | None = None, rows: int | None = None) -> Estimate:
     """The peak memory of one fit of ``model`` on the largest subset of ``plan`` (``model`` None: of the column
-    encoder's task, which holds the encoded rows as the encoder makes them).
+    encoder's task, which holds the encoded rows as the encoder makes them; ``rows``: another number of training
+    rows, e.g. the whole pool's for the refit).
 
     Example:
         >>> import numpy as np
@@ -71,7 +72,7 @@ def estimate(dataset, plan, model, *, encoded_sparse: bool | None = None) -> Est
     """
     from metaray.columns import accepts_sparse
 
-    rows = max(len(t) for t in plan.train)
+    rows = rows or max(len(t) for t in plan.train)
     roles = [r for r in getattr(dataset, "roles", []) if r.role != "drop"]
     X = dataset.X
     if roles:

@@ -382,14 +382,22 @@ class SearchRun:
 
     def _refit(self, trial: Trial):
         """The best configuration fitted on the whole training pool, scored on the hold-out rows if any. With
-        ``ray.fit_timeout_s``, the refit may take that long times the pool's size over a subset's."""
+        ``ray.fit_timeout_s``, the refit may take that long times the pool's size over a subset's. It reserves the
+        memory metaray.memory estimates for the pool's rows (the override scaled likewise); more than any node
+        offers fails the refit with one line, not the search."""
         import ray
 
+        from metaray.memory import estimate, reserve
         from metaray.objective import fit_final
 
-        ray_spec = self.spec.ray
+        ray_spec, prepared = self.spec.ray, self.prepared
+        pool = len(prepared.dataset.y) - len(prepared.plan.test)
+        scale = pool / max(len(t) for t in prepared.plan.train)
+        memory = reserve(estimate(prepared.dataset, prepared.plan, trial.learner.model, rows=pool),
+                         trial.learner.describe(), available=prepared.node_memory,
+                         override=ray_spec.memory_per_fit and ray_spec.memory_per_fit * max(1.0, scale))
         ref = ray.remote(fit_final).options(num_cpus=ray_spec.cpus_per_fit, num_gpus=ray_spec.gpus_per_fit,
-                                            max_retries=ray_spec.max_retries,
+                                            max_retries=ray_spec.max_retries, memory=int(memory),
                                             name=f"{self.spec.name} {trial.id} refit").remote(
             self.problem_ref, trial.learner, self.spec.seed)
         limit = ray_spec.fit_timeout_s

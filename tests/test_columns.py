@@ -275,3 +275,26 @@ def test_a_resume_whose_columns_were_encoded_otherwise_is_refused(table_spec, tm
     assert main(["resume", str(result.run_dir)]) == 2
     err = capsys.readouterr().err
     assert "storage: the run folder's fits saw other columns" in err and "Traceback" not in err
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_the_refit_reserves_memory_for_the_whole_pool(table_spec, monkeypatch):
+    """The refit trains on the whole pool (a fifth more rows than a subset here): a node that holds a subset's fit but
+    not the pool's leaves the search's results standing and says why the refit failed."""
+    from metaray import memory
+    from metaray.run import search
+
+    n = 4000
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"c{j}": rng.integers(0, 60, n).astype(str) for j in range(60)})
+    frame["label"] = np.where(frame["c0"].astype(int) > 29, "a", "b")
+    spec = table_spec(frame, columns={f"c{j}": "category" for j in range(60)}) | {
+        "learner": {"name": "hist_gradient_boosting", "params": {"max_iter": 10}}, "search": {"num_samples": 1}}
+    prepared = prepare(load_spec(spec))
+    subset = memory.estimate(prepared.dataset, prepared.plan, prepared.learner.model).bytes
+    pool = memory.estimate(prepared.dataset, prepared.plan, prepared.learner.model, rows=n).bytes
+    assert subset < pool
+    monkeypatch.setattr(memory, "node_memory", lambda: (subset + pool) / 2)
+    result = search(spec, track=False)
+    assert (result.results["status"] == "completed").all()
+    assert "more than any node offers" in result.best["refit_error"]
