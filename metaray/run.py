@@ -302,11 +302,12 @@ class SearchRun:
 
     def _on_end(self, trial: Trial) -> None:
         report = self.report
-        if self.tracker:
-            self.tracker.log_trial(report.row(trial), trial.id, trial.status, report.visible(trial),
-                                   report.learner(trial)[0], trial.error, report.series(trial))
-        self.progress(report.line(trial, self.num_samples))
-
+        row, line = report.row(trial), report.line(trial, self.num_samples)
+        with _uninterrupted():  # a configuration is both sent to MLflow and said, or neither
+            if self.tracker:
+                self.tracker.log_trial(row, trial.id, trial.status, report.visible(trial), report.learner(trial)[0],
+                                       trial.error, report.series(trial))
+            self.progress(line)
 
     def _finish(self, t0: float, parent_id: str | None) -> SearchResult:
         report, trials = self.report, self.driver.trials
@@ -409,6 +410,27 @@ class SearchRun:
                 raise TimeoutError(f"the refit on the whole training pool did not finish within {limit:.0f} s "
                                    "(ray.fit_timeout_s, scaled to the pool's size); its task was cancelled")
         return ray.get(ref)
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """Ctrl-C waits for the block to end (on the main thread): it lands before or after, never in the middle."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
+        elif caught and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 def _one_line(exc: BaseException) -> str:
