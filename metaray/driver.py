@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metaray.errors import MetarayError, SpecError
-from metaray.fits import FitResult, Unit
+from metaray.fits import FitResult, Unit, trial_id
 
 #: configurations a non-adaptive searcher may have open at once, however much room the runner has
 MAX_OPEN = 256
@@ -69,7 +69,7 @@ class Trial:
 
     @property
     def id(self) -> str:
-        return f"t{self.index:04d}"
+        return trial_id(self.index)
 
     @property
     def final(self) -> bool:

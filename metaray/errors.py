@@ -57,3 +57,16 @@ class RejectedValue(SpecError):
 
 class FitError(MetarayError):
     """A subset fit raised: the configuration is invalid for this data (or its loss diverged)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: its type and the first line of its message (a Ray task error: its cause's).
+
+    Example:
+        >>> one_line(ValueError("bad value\\nmore detail"))
+        'ValueError: bad value'
+    """
+    cause = getattr(exc, "cause", None)
+    exc = cause if isinstance(cause, BaseException) else exc
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"

@@ -39,3 +39,13 @@ class FitResult:
     @property
     def subset(self) -> int:
         return self.unit.subset
+
+
+def trial_id(index: int) -> str:
+    """A configuration's id in tables, MLflow and task names: ``t0003`` for the fourth.
+
+    Example:
+        >>> trial_id(3)
+        't0003'
+    """
+    return f"t{index:04d}"

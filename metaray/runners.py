@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from metaray.errors import SpecError
-from metaray.fits import FitResult, Unit
+from metaray.fits import FitResult, Unit, trial_id
 
 #: a task should run at least this long, so that Ray's per-task cost stays a few percent of it
 MIN_TASK_SECONDS = 0.1
@@ -68,7 +68,7 @@ def task_name(label: str, groups: list[tuple[Any, list[Unit]]]) -> str:
     first = units[0]
     stage = f" stage {first.stage}" if first.stage else ""
     more = f" +{len(groups) - 1} configuration{'s' if len(groups) > 2 else ''}" if len(groups) > 1 else ""
-    return f"{label} t{first.trial:04d} s{span(u.subset for u in units)}{stage}{more}"
+    return f"{label} {trial_id(first.trial)} s{span(u.subset for u in units)}{stage}{more}"
 
 
 def _fit_batch(fit, problem, groups: list[tuple[Any, list[Unit]]], seed: int, subsets: tuple[int, ...] = (),

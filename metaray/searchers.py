@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from metaray.fits import trial_id
 from metaray.registry import Registry
 
 OBJECTIVE = "objective"
@@ -67,16 +68,13 @@ class TuneSearcher:
         self._s = searcher
 
     def suggest(self, index: int) -> dict | None:
-        config = self._s.suggest(_trial_id(index))
+        config = self._s.suggest(trial_id(index))
         return config if isinstance(config, dict) else None
 
     def complete(self, index: int, value: float | None) -> None:
         ok = value is not None and math.isfinite(value)
-        self._s.on_trial_complete(_trial_id(index), {OBJECTIVE: value} if ok else None, error=not ok)
+        self._s.on_trial_complete(trial_id(index), {OBJECTIVE: value} if ok else None, error=not ok)
 
-
-def _trial_id(index: int) -> str:
-    return f"t{index:04d}"
 
 
 def _grid(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> Variants:
