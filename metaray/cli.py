@@ -130,7 +130,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from metaray.tracking import absolute_uri, tracking_uri
+    from metaray.store import absolute_uri, tracking_uri
     from metaray.warmstart import past_searches, similar
 
     uri = absolute_uri(tracking_uri(args.uri))

@@ -29,7 +29,7 @@ def compare_runs(experiments: list[str] = (), *, uri: str | None = None):
     import mlflow
     import pandas as pd
 
-    from metaray.tracking import tracking_uri
+    from metaray.store import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(uri))
     client = mlflow.MlflowClient()

@@ -66,7 +66,7 @@ class SearchRun:
 
     def run(self) -> SearchResult:
         from metaray.cluster import connect, ray_environment, token_hint, warm_up
-        from metaray.tracking import Tracker
+        from metaray.store import Tracker
 
         t0, began = time.perf_counter(), time.monotonic()  # a time budget counts from here: Ray's start-up too
         spec = self.spec
@@ -198,7 +198,7 @@ class SearchRun:
         """The configurations to evaluate first (``search.warm_start``): those this run folder already chose (a
         resume), else chosen now from the tracking store (metaray.warmstart)."""
         from metaray import warmstart
-        from metaray.tracking import absolute_uri, tracking_uri
+        from metaray.store import absolute_uri, tracking_uri
 
         options = self.spec.search.warm_start
         saved = self.folder / "warm_start.json"
