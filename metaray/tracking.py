@@ -25,6 +25,7 @@ from metaray import __version__
 from metaray.errors import SpecError
 from metaray.store import DEFAULT_URI, absolute_uri, tracking_uri  # noqa: F401 (re-exported)
 
+
 def _quick_http_failures() -> None:
     # MLflow retries an unreachable server for minutes by default; a search should fail before its first fit
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
