@@ -19,6 +19,9 @@ AGGREGATES = {
     "std": "min",
 }
 
+#: the aggregates every results table, MLflow child run and report shows, in this order
+COLUMNS = ("mean", "std", "worst", "median", "cvar", "mean_minus_std")
+
 
 def aggregate(scores, *, greater_is_better: bool, alpha: float = 0.2, lam: float = 1.0) -> dict[str, float]:
     """Summarise K scores.

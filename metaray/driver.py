@@ -36,6 +36,14 @@ BUDGET_GRACE_MAX_S = 60.0
 #: what a configuration stopped by the end of a time budget's grace says in the ``error`` column
 BUDGET_STOP = "time budget: stopped unfinished after the grace"
 
+#: how a configuration ends, in the order tables rank them (completed first)
+STATUSES = ("completed", "stopped", "failed")
+
+
+def status_rank(status: str) -> int:
+    """Where a status sorts in a results table: ``STATUSES``' order, anything else (running) last."""
+    return STATUSES.index(status) if status in STATUSES else len(STATUSES)
+
 
 def config_key(config: dict) -> str:
     """Identifies a configuration (in the journal): a hash of its sorted parameters."""

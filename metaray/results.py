@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from metaray.aggregates import COLUMNS as AGGREGATE_COLUMNS  # noqa: E402
 from metaray.driver import Driver, Trial
 from metaray.space import plain
 from metaray.stats import VersusBest
-
-AGGREGATE_COLUMNS = ("mean", "std", "worst", "median", "cvar", "mean_minus_std")
 
 
 class Reporter:
