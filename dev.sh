@@ -2,7 +2,9 @@
 # One entry point for people and CI: creates .venv on first use (torch's CPU build first, so that the
 # package's torch range is already met), installs metaray with its test extras, then runs a command.
 #   ./dev.sh demo   the main job on embedded defaults (local Ray, MLflow in sqlite:///mlflow.db)
-#   ./dev.sh test   the whole test suite
+#   ./dev.sh test   the whole test suite (what CI runs; pytest's own options pass through)
+#   ./dev.sh test -m "not slow"   the quick lane: unit tests and short searches, about two minutes; it skips the
+#                   tests marked slow (processes, clusters and browsers of their own, long searches, benchmarks)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${METARAY_VENV:-.venv}

@@ -15,6 +15,14 @@ Example (starts a local Ray unless one runs in this process)::
     metaray.compare(["meta_classification_iris"])        # every configuration MLflow holds, best first
     ev = metaray.evaluate("experiments/meta_classification_iris.yaml", ["subsets.k=10"])
     ev.objective, ev.aggregates["worst"], ev.subsets     # one configuration on its K subsets
+
+A library that behaves in a notebook: these calls leave ``os.environ``, matplotlib's backend and Optuna's and
+MLflow's log levels as they found them, and never change the spec they are given. What Ray must read when it is
+imported and started (``RAY_AUTH_MODE=token``; ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` for a Ray on this machine: see
+metaray.cluster.ray_environment), and what Ray itself sets then (``PYTHONBREAKPOINT`` ...), is removed when the call
+returns (metaray.cluster.environment_scope): Ray's processes have it, and Ray stays up for the next call. Reading
+MLflow sets nothing global (metaray.store). Importing scikit-learn (looking up ``metaray.search`` does) sets
+``KMP_DUPLICATE_LIB_OK`` and ``KMP_INIT_AT_FORK``, as it does for any of its users.
 """
 
 from __future__ import annotations
@@ -22,18 +30,22 @@ from __future__ import annotations
 import logging
 
 __version__ = "0.1.0"
-__all__ = ["search", "resume", "extend", "compare", "evaluate", "history", "report", "load_spec", "ExperimentSpec", "SearchResult", "Evaluation",
-           "MetarayError", "SpecError", "FitError", "__version__"]
+__all__ = ["search", "resume", "extend", "compare", "evaluate", "history", "report", "load_spec", "ExperimentSpec",
+           "SearchResult", "Evaluation", "MetarayError", "SpecError", "FitError", "__version__"]
 
 from metaray.errors import FitError, MetarayError, SpecError
 
 logging.getLogger("metaray").addHandler(logging.NullHandler())  # a library: the application decides what is shown
 
 _LAZY = {"search": ("metaray.run", "search"), "resume": ("metaray.run", "resume"), "extend": ("metaray.run", "extend"),
-         "history": ("metaray.warmstart", "past_searches"), "report": ("metaray.report", "write"),
+         "history": ("metaray.store", "past_searches"), "report": ("metaray.report", None),
          "SearchResult": ("metaray.results", "SearchResult"), "compare": ("metaray.comparison", "compare_runs"),
          "evaluate": ("metaray.objective", "evaluate"), "Evaluation": ("metaray.objective", "Evaluation"),
          "load_spec": ("metaray.spec", "load_spec"), "ExperimentSpec": ("metaray.spec", "ExperimentSpec")}
+
+
+#: the calls that may start Ray: they run within metaray.cluster.environment_scope
+_STARTS_RAY = ("search", "resume", "extend", "evaluate")
 
 
 def __getattr__(name: str):
@@ -41,5 +53,22 @@ def __getattr__(name: str):
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        found = importlib.import_module(module)
+        found = found if attr is None else getattr(found, attr)  # metaray.report: the module, callable as write
+        return _leaving_the_environment(found) if name in _STARTS_RAY else found
     raise AttributeError(f"module 'metaray' has no attribute {name!r}")
+
+
+def _leaving_the_environment(fn):
+    """``fn`` within ``metaray.cluster.environment_scope``: what it sets in ``os.environ`` for Ray is removed again
+    when it returns."""
+    import functools
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        from metaray.cluster import environment_scope
+
+        with environment_scope():
+            return fn(*args, **kwargs)
+
+    return call

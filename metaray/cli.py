@@ -135,8 +135,8 @@ def cmd_history(args) -> int:
 
     uri = absolute_uri(tracking_uri(args.uri))
     if args.similar:
+        from metaray.metafeatures import compute as compute_metafeatures
         from metaray.objective import prepare
-        from metaray.run import compute_metafeatures
         from metaray.spec import load_spec
 
         spec = load_spec(args.similar)

@@ -9,6 +9,7 @@ one line instead of Ray's ten seconds of retries. The dashboard binds to 127.0.0
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -56,8 +57,13 @@ def target(address: str | None) -> str | None:
 HOST_PORT = re.compile(r"[\w.\-]+:\d+|\[[0-9a-fA-F:]+\]:\d+")
 
 
+#: the variables ``ray_environment`` set before this process imported Ray: Ray's processes read them when they start,
+#: so ``connect`` sets them again, for the time of ``ray.init``, when it starts a Ray after ``ray.shutdown()``
+_FOR_RAY: dict[str, str] = {}
+
+
 def ray_environment(address: str | None) -> None:
-    """Set what Ray reads once, when it is imported, for a Ray metaray starts or joins at ``address`` (see
+    """Set what Ray reads when it is imported and started, for a Ray metaray starts or joins at ``address`` (see
     ``target``). Called before anything imports Ray; a variable the user set is left as it is.
 
     - ``RAY_AUTH_MODE=token``: for a Ray of our own (said explicitly, so Ray prints no "opt out" warning), and for a
@@ -67,18 +73,38 @@ def ray_environment(address: str | None) -> None:
       a cluster at 127.0.0.1 without Ray rewriting it to the machine's network address. A driver joining a cluster at
       a network address (or ``auto``) is left alone: the cluster's nodes must reach it.
 
-    Once Ray is imported, nothing changes here: ``connect`` then says what to set if a cluster refuses us.
+    Ray reads both when it is imported (this process) and when its processes start (each reads its own environment,
+    inherited from this process during ``ray.init``; workers started later inherit the raylet's): once ``connect``
+    has started or joined Ray they are no longer needed. The public API (``metaray.search`` ...) runs within
+    ``environment_scope``, which removes them again; the command and a test session keep them. Once Ray is imported,
+    nothing changes here: ``connect`` then says what to set if a cluster refuses us.
     """
     if "ray" in sys.modules:
         return
     address = target(address)
+    wanted = {}
     if is_loopback(address):
-        os.environ.setdefault(LOOPBACK_SWITCH, "0")
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    if address is None or (HOST_PORT.fullmatch(address) and find_token()[0] is not None
-                           and _refused(ask(address, None))):
-        os.environ["RAY_AUTH_MODE"] = "token"
+        wanted[LOOPBACK_SWITCH] = "0"
+    if "RAY_AUTH_MODE" not in os.environ and (address is None or (
+            HOST_PORT.fullmatch(address) and find_token()[0] is not None and _refused(ask(address, None)))):
+        wanted["RAY_AUTH_MODE"] = "token"
+    wanted = {k: v for k, v in wanted.items() if k not in os.environ}
+    _FOR_RAY.update(wanted)
+    os.environ.update(wanted)
+
+
+@contextlib.contextmanager
+def environment_scope():
+    """Within the block, whatever is set in ``os.environ`` (by ``ray_environment``, and by Ray's own import and
+    ``ray.init``: ``RAY_CLIENT_MODE``, ``RAY_USAGE_STATS_ENABLED``, ``PYTHONBREAKPOINT``) is undone when it ends:
+    the public API leaves the environment as it found it. Ray's running processes have what they need by then."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for k in set(os.environ) - set(before):
+            del os.environ[k]
+        os.environ.update({k: v for k, v in before.items() if os.environ.get(k) != v})
 
 
 def token_file() -> Path:
@@ -167,8 +193,8 @@ def _check(address: str, say: Callable[[str], None] | None) -> None:
                         f"cluster's token (on its head node: ray get-auth-token) or copy its token file to "
                         f"{token_file()}", got=address)
     if code in (_status("UNAVAILABLE"), _status("DEADLINE_EXCEEDED")):
-        raise SpecError("ray.address", f"no Ray cluster answers there ({code.name.lower()} after {PROBE_TIMEOUT_S:g} s)",
-                        got=address)
+        raise SpecError("ray.address", f"no Ray cluster answers there ({code.name.lower()} after "
+                        f"{PROBE_TIMEOUT_S:g} s)", got=address)
     if code != _status("OK"):
         raise SpecError("ray.address", f"cannot connect to Ray ({code.name})", got=address)
 
@@ -187,22 +213,17 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
 
     global _DASHBOARD_URL
     if not ray.is_initialized():  # a Ray this process already joined is used as it is, as ray.init users expect
-        address = target(address)
-        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-        kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
-        if address:
-            if HOST_PORT.fullmatch(address):
-                _check(address, say)
-            try:
-                info = ray.init(address=address, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise SpecError("ray.address", f"cannot connect to Ray ({str(exc).splitlines()[0]})",
-                                got=address) from None
-        else:
-            secure_token_file(say, create=os.environ.get("RAY_AUTH_MODE", "token") == "token")
-            # address="local": a new Ray of our own, even when a `ray start` cluster runs on this machine
-            info = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
-                            dashboard_host=dashboard_host, **kwargs)
+        # Ray was imported under these; the processes ray.init starts read them too (a Ray started again after
+        # ray.shutdown() included), and need them no longer once started
+        again = {k: v for k, v in _FOR_RAY.items() if k not in os.environ}
+        os.environ.update(again)
+        try:
+            info = _init(ray, target(address), num_cpus=num_cpus, dashboard=dashboard, dashboard_host=dashboard_host,
+                         say=say)
+        finally:
+            for k, v in again.items():
+                if os.environ.get(k) == v:
+                    del os.environ[k]
         _DASHBOARD_URL = getattr(info, "dashboard_url", None) or None
     ctx = ray.get_runtime_context()
     url = _DASHBOARD_URL
@@ -210,6 +231,22 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, dashboar
         url = f"http://{url}"
     return {"address": ctx.gcs_address, "cpus": int(ray.cluster_resources().get("CPU", 0)),
             "nodes": len([n for n in ray.nodes() if n.get("Alive")]), "dashboard_url": url}
+
+
+def _init(ray, address: str | None, *, num_cpus, dashboard: bool, dashboard_host: str, say):
+    """``ray.init``: join the cluster at ``address`` (asked first, when it is HOST:PORT), or start a Ray of our own."""
+    kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
+    if address:
+        if HOST_PORT.fullmatch(address):
+            _check(address, say)
+        try:
+            return ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise SpecError("ray.address", f"cannot connect to Ray ({str(exc).splitlines()[0]})", got=address) from None
+    secure_token_file(say, create=os.environ.get("RAY_AUTH_MODE", "token") == "token")
+    # address="local": a new Ray of our own, even when a `ray start` cluster runs on this machine
+    return ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=dashboard_host,
+                    **kwargs)
 
 
 def fit_slots(cpus_per_fit: float, gpus_per_fit: float = 0.0) -> int:

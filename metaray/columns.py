@@ -1,21 +1,10 @@
 """What each column of a user's table becomes, and the encoder that turns a subset's rows into a matrix.
 
-Every column gets one role, chosen once when the table loads (``assign_roles``) from its type and cardinality:
-
-    numeric    numbers: imputed (median), scaled if ``data.scale``
-    category   text, category or bool with at most ``CARDINALITY_THRESHOLD`` distinct values: one-hot, a missing
-               value a category of its own, at most ``MAX_ONEHOT`` columns (the rarest pooled as "infrequent")
-    text       text with more distinct values: skrub's ``StringEncoder`` (character n-gram TF-IDF reduced to
-               ``TEXT_COMPONENTS`` columns), so a title distinct on every row costs 30 columns, not thousands
-    datetime   typed dates, or text whose every value parses with one format (skrub's ``ToDatetime``): skrub's
-               ``DatetimeEncoder`` (year, month, day, hour, seconds since 1970), standardised
-    drop       left out, with the reason said once: an identifier (text without spaces, or a run of whole numbers,
-               distinct on at least ``ID_UNIQUE_FRACTION`` of the rows), a constant or empty column, the
-               ``subsets.groups`` column, or the user's ``data.drop``
-
-The user overrides any column's role with ``data.columns: {title: text, id: drop, zip: category, when: datetime}``.
-The thresholds follow skrub's ``TableVectorizer`` (40 distinct values) and what was measured on public tables (see
-the README's "Your data").
+Every column gets one role when the table loads (``assign_roles``), from its type and cardinality as skrub's
+``TableVectorizer`` does: numeric (imputed, scaled if asked), category (one-hot, bounded), text (skrub's
+``StringEncoder``), datetime (skrub's ``DatetimeEncoder``) or drop (identifiers, constant or empty columns, the
+groups column, ``data.drop``), each said with its reason. ``data.columns`` overrides any role. The rules and
+thresholds, with what was measured: docs/data.md, "The role of every column".
 
 Example:
     >>> import pandas as pd

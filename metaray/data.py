@@ -6,7 +6,6 @@ objective fits it on each subset only and nothing leaks from the rows a fit is s
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from metaray.columns import ColumnRole, assign_roles, date_values, describe_roles, encoder, is_numeric
+from metaray.datasets import DATASETS  # the named datasets: a module of their own, light for load_spec
 from metaray.errors import SpecError
-from metaray.registry import Registry
 
 #: a target with at most this many distinct integer values is taken for class labels when the task is "auto"
 MAX_AUTO_CLASSES = 20
@@ -87,18 +86,7 @@ class Dataset:
             >>> ds.task, ds.classes.tolist(), ds.dropped_rows
             ('classification', ['no', 'yes'], 1)
         """
-        if not isinstance(X, pd.DataFrame):
-            # C order: Ray's object store shares only contiguous buffers without a copy (digits' array is not)
-            X = np.ascontiguousarray(X, dtype=float) if not _is_table(X) else pd.DataFrame(X)
-            if isinstance(X, np.ndarray) and X.ndim == 1:
-                X = X.reshape(-1, 1)
-        if len(X) == 0:
-            raise SpecError(key, "the dataset has no rows", got=name)
-        if X.shape[1] == 0:
-            raise SpecError(key, "the dataset has no feature columns", got=name)
-        if len(X) != len(y):
-            raise SpecError(key, "features and target have different numbers of rows",
-                            got={"features": len(X), "target": len(y)})
+        X = _features(X, len(y), name=name, key=key)
         y, missing = clean_target(y, key=f"{key}.target")
         dropped = int(missing.sum())
         if dropped == len(missing):
@@ -111,34 +99,15 @@ class Dataset:
         if y.dtype.kind in "fc" and not np.isfinite(y).all():
             raise SpecError(f"{key}.target", "the target has infinite values, which no learner or metric can use",
                             got=f"{int(np.sum(~np.isfinite(y)))} rows")
-        cleaner, roles = None, []
         if isinstance(X, pd.DataFrame):
-            names = [str(c) for c in X.columns]
-            if len(set(names)) < len(names):
-                twice = sorted({n for n in names if names.count(n) > 1})
-                raise SpecError(f"{key}.path", "column names must be unique", got=twice)
-            roles = assign_roles(X, columns, drop, key=key)
-            cleaner = TableCleaner.for_table(X, roles, key=key)
-            X = cleaner.transform(X)
-            categorical, names = cleaner.categorical, [str(c) for c in cleaner.columns]
-            numeric = [c for c in names if c not in categorical and c not in (cleaner.dates or {})]
-            values = X[numeric].to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else X
-            if np.isinf(values).any():
-                raise SpecError(f"{key}.features", "features contain inf, which no learner or imputer can use",
-                                got=_first_bad(values, numeric, np.isinf))
+            X, names, categorical, cleaner, roles = _clean_table(X, columns, drop, key)
         else:
-            categorical, names = [], [f"x{i}" for i in range(X.shape[1])]
-            if np.isinf(X).any():
-                raise SpecError(f"{key}.features", "features contain inf, which no learner or imputer can use",
-                                got=_first_bad(X, names, np.isinf))
-        task = resolve_task(y, task, key=f"{key}.task")
-        if task == "classification" and y.dtype.kind == "f":
-            y = y.astype(np.int64)  # whole-number labels read as floats (a column with gaps): back to integers
-        classes = np.unique(y) if task == "classification" else None
-        if classes is not None and len(classes) < 2:
-            raise SpecError(f"{key}.target", "classification needs at least two classes", got=classes.tolist())
-        return cls(name, X, y, task, names, classes, list(categorical), dropped, str(target), cleaner, roles, groups,
-                   order)
+            names, categorical, cleaner, roles = [f"x{i}" for i in range(X.shape[1])], [], None, []
+            _refuse_inf(X, names, key)
+        task, y, classes = _labels(y, task, key)
+        return cls(name=name, X=X, y=y, task=task, feature_names=names, classes=classes, categorical=list(categorical),
+                   dropped_rows=dropped, target_name=str(target), cleaner=cleaner, roles=roles, groups=groups,
+                   order=order)
 
     def preprocessor(self, *, scale: bool = False, impute: bool = True):
         """An unfitted transformer for these features, or None when the learner can take them as they are.
@@ -173,6 +142,57 @@ class Dataset:
         if self.roles:
             out["columns"] = {r.column: r.role for r in self.roles}
         return out
+
+
+def _features(X, n_target: int, *, name: str, key: str):
+    """The features as a table (a DataFrame) or a C-ordered float matrix, with rows, columns, and one row per
+    target value."""
+    if not isinstance(X, pd.DataFrame):
+        # C order: Ray's object store shares only contiguous buffers without a copy (digits' array is not)
+        X = np.ascontiguousarray(X, dtype=float) if not _is_table(X) else pd.DataFrame(X)
+        if isinstance(X, np.ndarray) and X.ndim == 1:
+            X = X.reshape(-1, 1)
+    if len(X) == 0:
+        raise SpecError(key, "the dataset has no rows", got=name)
+    if X.shape[1] == 0:
+        raise SpecError(key, "the dataset has no feature columns", got=name)
+    if len(X) != n_target:
+        raise SpecError(key, "features and target have different numbers of rows",
+                        got={"features": len(X), "target": n_target})
+    return X
+
+
+def _clean_table(X: pd.DataFrame, columns, drop, key: str):
+    """A table's columns by role (``metaray.columns``) and the cleaner that converts them: (X, feature names,
+    categorical names, cleaner, roles)."""
+    names = [str(c) for c in X.columns]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise SpecError(f"{key}.path", "column names must be unique", got=twice)
+    roles = assign_roles(X, columns, drop, key=key)
+    cleaner = TableCleaner.for_table(X, roles, key=key)
+    X = cleaner.transform(X)
+    categorical, names = cleaner.categorical, [str(c) for c in cleaner.columns]
+    numeric = [c for c in names if c not in categorical and c not in (cleaner.dates or {})]
+    _refuse_inf(X[numeric].to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else X, numeric, key)
+    return X, names, categorical, cleaner, roles
+
+
+def _refuse_inf(values: np.ndarray, names: list[str], key: str) -> None:
+    if np.isinf(values).any():
+        raise SpecError(f"{key}.features", "features contain inf, which no learner or imputer can use",
+                        got=_first_bad(values, names, np.isinf))
+
+
+def _labels(y: np.ndarray, task: str, key: str):
+    """The task, the target (whole-number labels read as floats back to integers) and the sorted classes."""
+    task = resolve_task(y, task, key=f"{key}.task")
+    if task == "classification" and y.dtype.kind == "f":
+        y = y.astype(np.int64)  # whole-number labels read as floats (a column with gaps): back to integers
+    classes = np.unique(y) if task == "classification" else None
+    if classes is not None and len(classes) < 2:
+        raise SpecError(f"{key}.target", "classification needs at least two classes", got=classes.tolist())
+    return task, y, classes
 
 
 def clean_target(y, *, key: str = "data.target") -> tuple[np.ndarray, np.ndarray]:
@@ -217,13 +237,11 @@ def clean_target(y, *, key: str = "data.target") -> tuple[np.ndarray, np.ndarray
 
 
 class TableCleaner(TransformerMixin, BaseEstimator):
-    """A user's table as metaray's models see it: the columns that are kept (``metaray.columns``: every role but
-    drop), numeric columns as float with NaN (a value that is not a number, such as an unmarked ``?``, becomes NaN),
-    dates as datetimes (text parsed with the format found when the data loaded; a value that does not parse becomes
-    NaT), every other column as text with NaN for missing, names as text.
+    """A user's table as metaray's models see it: the kept columns (every role but drop), numbers as float with NaN
+    (an unmarked ``?`` too), dates as datetimes (NaT where a value does not parse), the rest as text with NaN.
 
-    Applied once when the data loads, and kept as the first step of the model metaray logs, so that the logged
-    model takes the user's own table (as ``pandas.read_csv`` gives it) and predicts in the user's labels.
+    Applied once when the data loads, and kept as the first step of the logged model, so that the logged model takes
+    the user's own table (as ``pandas.read_csv`` gives it).
 
     Args:
         columns: the table's kept feature columns, in order.
@@ -301,7 +319,8 @@ def resolve_task(y: np.ndarray, task: str = "auto", *, key: str = "data.task") -
     discrete = y.dtype.kind in "OUSb" or isinstance(y.dtype, pd.CategoricalDtype)
     if y.ndim > 1:
         if task == "classification":
-            raise SpecError(key, "multi-output targets are supported for regression only", allowed=["regression"], got=task)
+            raise SpecError(key, "multi-output targets are supported for regression only", allowed=["regression"],
+                            got=task)
         if discrete:
             raise SpecError(key, "a multi-output target must be numeric", got=str(y.dtype))
         return "regression"
@@ -324,41 +343,6 @@ def resolve_task(y: np.ndarray, task: str = "auto", *, key: str = "data.task") -
 
 # --- loaders -------------------------------------------------------------------------------------------
 
-
-def _sklearn_bundled(loader: str):
-    def load(spec) -> tuple[Any, Any]:
-        from sklearn import datasets
-
-        bunch = getattr(datasets, loader)()
-        return bunch.data, bunch.target
-
-    return load
-
-
-def _synthetic(generator: str):
-    def load(spec) -> tuple[Any, Any]:
-        from sklearn import datasets
-
-        fn = getattr(datasets, generator)
-        params = dict(spec.data.params)
-        accepted = set(inspect.signature(fn).parameters) - {"random_state"}
-        unknown = sorted(set(params) - accepted)
-        if unknown:
-            raise SpecError(f"data.params.{unknown[0]}", f"not a parameter of {generator}", allowed=sorted(accepted),
-                            got=unknown[0])
-        try:
-            return fn(**params, random_state=spec.seed)
-        except (ValueError, TypeError) as exc:
-            raise SpecError("data.params", f"{generator} refused the parameters: {exc}", got=params) from None
-
-    return load
-
-
-DATASETS: Registry = Registry("dataset", "data.dataset")
-for _name in ("iris", "wine", "breast_cancer", "digits", "diabetes", "linnerud"):
-    DATASETS.register(_name, _sklearn_bundled(f"load_{_name}"))
-for _name in ("make_classification", "make_regression", "make_friedman1", "make_blobs", "make_moons"):
-    DATASETS.register(_name, _synthetic(_name))
 
 READERS = {".csv": "read_csv", ".tsv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet", ".npy": "npy"}
 
@@ -405,7 +389,8 @@ def read_table(spec) -> tuple[pd.DataFrame, pd.Series]:
     if is_target_file(target):
         y_frame = _read(spec.resolve_path(target), "data.target", na_values)
         if y_frame.shape[1] != 1:
-            raise SpecError("data.target", "a target file must hold exactly one column", got=f"{y_frame.shape[1]} columns")
+            raise SpecError("data.target", "a target file must hold exactly one column",
+                            got=f"{y_frame.shape[1]} columns")
         X, y = frame, y_frame.iloc[:, 0]
     elif target not in frame.columns:
         raise SpecError("data.target", f"no such column in {path.name}", allowed=[str(c) for c in frame.columns],

@@ -355,14 +355,7 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
             if trial.status != "completed":  # a completed configuration has nothing left queued or running
                 runner.cancel(trial.index)
             on_end(trial)
-        fresh: dict[tuple[int, int], list[Unit]] = {}
-        for unit in work:
-            trial = driver.trials[unit.trial]
-            hit = replay(trial, unit) if replay else None
-            if hit is not None:
-                driver.tell(hit, replayed=True)
-            else:
-                fresh.setdefault((unit.trial, unit.stage), []).append(unit)
+        fresh = _replayed_or_fresh(driver, work, replay)
         if driver.stopping:
             fresh = {}  # stopped at the next check, with what the journal gave them
         for units in fresh.values():
@@ -381,3 +374,16 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
             trial.fitted += 1
             on_fit(trial, r)
             driver.tell(r)
+
+
+def _replayed_or_fresh(driver: Driver, work: list[Unit], replay) -> dict[tuple[int, int], list[Unit]]:
+    """The units of ``work`` to fit, by configuration and stage (each group goes to the runner as one submission);
+    those ``replay`` has a result for are told to the driver instead."""
+    fresh: dict[tuple[int, int], list[Unit]] = {}
+    for unit in work:
+        hit = replay(driver.trials[unit.trial], unit) if replay else None
+        if hit is not None:
+            driver.tell(hit, replayed=True)
+        else:
+            fresh.setdefault((unit.trial, unit.stage), []).append(unit)
+    return fresh

@@ -76,7 +76,7 @@ class Journal:
         self._fh.close()
 
 
-def _resolved(spec) -> dict[str, Any]:
+def resolved(spec) -> dict[str, Any]:
     """The spec as written to spec.yaml: data paths made absolute, so that a resume finds the data from any folder."""
     from metaray.data import is_target_file
 
@@ -127,12 +127,12 @@ class RunFolder:
             probe.unlink()
         except OSError as exc:
             raise SpecError("storage", f"cannot write the run folder ({exc.strerror})", got=str(self.path)) from None
-        raw = _resolved(spec)
+        raw = resolved(spec)
         spec_file = self.path / "spec.yaml"
         if spec_file.exists():  # a folder to resume: its journal is of this spec's fits, or of none
             # read through the spec model, so that keys added by a later release (at their defaults) match; a time
             # budget is not what is searched but how long for: a resume may have another
-            if _unbudgeted(_resolved(self.spec())) != _unbudgeted(raw):
+            if _unbudgeted(resolved(self.spec())) != _unbudgeted(raw):
                 raise SpecError("storage", "the run folder holds the run of another spec; resume that one "
                                 "(metaray resume) or search in a new folder", got=str(self.path))
             state = self.state
@@ -151,7 +151,7 @@ class RunFolder:
         """Write (or, to extend a search, rewrite) the resolved spec."""
         import yaml
 
-        (self.path / "spec.yaml").write_text(yaml.safe_dump(_resolved(spec), sort_keys=False))
+        (self.path / "spec.yaml").write_text(yaml.safe_dump(resolved(spec), sort_keys=False))
 
     def _make(self) -> None:
         if not self.new:

@@ -1,13 +1,8 @@
 """How much memory one subset fit needs, so that no more fits run at once on a node than its memory holds.
 
-Each fit task reserves Ray's ``memory`` resource: the estimate below, or ``ray.memory_per_fit``. Ray then starts a
-task only where that much of the node's memory is unreserved, so a node runs fewer large fits at once instead of
-reaching swap or the OOM killer. A fit whose estimate exceeds what any node offers is refused before it starts:
-its configuration fails with one line naming the widest columns and the fix, and the search goes on.
-
-The estimate: a worker's own footprint, the user's table as the worker holds it, and the encoded training rows
-times a number of copies per kind of learner (calibrated by ``experiments/benchmarks/memory_calibration.py``, which
-measures peak RSS of fits on encoded tables of several widths):
+Each fit task reserves Ray's ``memory`` resource: the estimate below, or ``ray.memory_per_fit``; a fit no node can
+hold is refused before it starts, with one line naming the widest columns. The estimate, calibrated by
+``experiments/benchmarks/memory_calibration.py`` (docs/performance.md, "Memory"):
 
     bytes = WORKER_BYTES + table bytes + COPIES[dense or sparse] * rows * row bytes
             (+ PAIRWISE_FACTOR * scikit-learn's working_memory for learners that compute distances)
@@ -16,6 +11,7 @@ measures peak RSS of fits on encoded tables of several widths):
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 from metaray.errors import SpecError
@@ -95,17 +91,19 @@ def estimate(dataset, plan, model, *, encoded_sparse: bool | None = None, rows: 
     return Estimate(float(total), rows, int(width), not sparse, widest)
 
 
-_TABLE_BYTES: dict[int, float] = {}
+#: the last table measured, by a weak reference (an id alone may be reused by a later table), and its bytes
+_LAST_TABLE: list = [None, 0.0]
 
 
 def table_bytes(X) -> float:
     """The user's table as a worker holds it, its strings included (measured once per table)."""
     if not hasattr(X, "memory_usage"):
         return float(X.nbytes)
-    if id(X) not in _TABLE_BYTES:
-        _TABLE_BYTES.clear()
-        _TABLE_BYTES[id(X)] = float(X.memory_usage(index=False, deep=True).sum())
-    return _TABLE_BYTES[id(X)]
+    ref, size = _LAST_TABLE
+    if ref is None or ref() is not X:
+        size = float(X.memory_usage(index=False, deep=True).sum())
+        _LAST_TABLE[:] = [weakref.ref(X), size]
+    return size
 
 
 def node_memory() -> float:

@@ -1,12 +1,9 @@
-"""Meta-features of a dataset: what a search's data looks like, as numbers that compare across datasets, so that a
-new search can start from the best configurations of the most similar past ones (metaray.warmstart).
+"""Meta-features of a dataset: numbers that compare across datasets, so that a new search can start from the best
+configurations of the most similar past ones (metaray.warmstart).
 
-Size and shape, the target (class count and entropy, or skew and kurtosis), the share of categorical and missing
-values, simple statistics of the numeric features (skewness, kurtosis, correlations) and landmarkers: the
-cross-validated score of a decision stump, 1-nearest-neighbour and naive Bayes (a linear model for regression) on a
-bounded sample, which say how hard the data is for simple learners. Bounded time whatever the size: statistics and
-landmarkers use at most ``MAX_ROWS`` rows and ``MAX_FEATURES`` numeric features (wider data: the landmarkers too),
-drawn with the search's seed.
+Size and shape, the target, missing and categorical shares, statistics of the numeric features and landmarkers
+(the scores of simple learners); bounded time: at most ``MAX_ROWS`` rows and ``MAX_FEATURES`` features, drawn with
+the search's seed. The list: docs/learning.md, "Meta-features".
 """
 
 from __future__ import annotations

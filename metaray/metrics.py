@@ -17,7 +17,7 @@ class Metric:
     Attributes:
         name: registry name.
         task: "classification", "regression", or "any" (scores the features, not the target).
-        greater_is_better: the direction an optimiser must follow.
+        greater_is_better: the metric's direction (an objective's "max" or "min": metaray.aggregates.objective_mode).
         needs: "predict" (labels or values), "proba" (class probabilities, columns in ``labels`` order),
             "score" (probabilities, or a softmax of decision_function for a ranking metric), or
             "reconstruct" (an embedder's ``reconstruction_error`` of the rows; ``fn`` takes that error).
@@ -29,11 +29,6 @@ class Metric:
     greater_is_better: bool
     needs: str
     fn: Callable[..., float]
-
-    @property
-    def mode(self) -> str:
-        """Ray Tune's name for the direction."""
-        return "max" if self.greater_is_better else "min"
 
     def __call__(self, y_true, y_pred, labels=None) -> float:
         return float(self.fn(y_true, y_pred, labels))

@@ -2,8 +2,8 @@
 
 Data flow:
     spec -> prepare() [dataset, subsets, learner, metrics; all validation, before Ray starts]
-         -> ray.put(problem) once -> a runner (metaray.runners) fits the subsets, score_fit() each
-         -> FitResult per subset, streamed back as fits finish -> aggregate() -> Evaluation
+         -> start_fits(): Ray connected, ray.put(problem) once, a runner (metaray.runners) that fits the subsets,
+            score_fit() each -> FitResult per subset, streamed back as fits finish -> aggregate() -> Evaluation
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from metaray.aggregates import aggregate, objective_mode
 from metaray.data import Dataset, load_dataset
-from metaray.errors import FitError, SpecError
+from metaray.errors import FitError, SpecError, one_line
 from metaray.fits import FitResult, Unit
 from metaray.learners import Learner, accepts_nan, build_learner, final_estimator
 from metaray.metafeatures import compute as compute_metafeatures
@@ -73,7 +73,8 @@ def encode_subset(problem: Problem, encoder, k: int) -> Encoded:
     except MemoryError:
         raise  # the node's trouble, not the subset's: Ray retries the task, the fits on it fail as transient
     except Exception as exc:
-        return Encoded(error=f"{type(exc).__name__} while encoding the table's columns: {_first_line(exc)}")
+        kind, _, message = one_line(exc).partition(": ")
+        return Encoded(error=f"{kind} while encoding the table's columns: {message}")
     return Encoded(train, held, seconds=time.perf_counter() - t0)
 
 
@@ -83,10 +84,6 @@ def _stack(parts: list):
 
         return sp.vstack(parts, format="csr")
     return np.concatenate(parts)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else ""
 
 
 def fit_seed(seed: int, k: int) -> int:
@@ -126,7 +123,7 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
         if not np.isfinite(primary) and problem.metrics[0] not in ("roc_auc",):
             raise FitError(f"the {problem.metrics[0]} score is {primary}; the model's predictions are not finite")
     except Exception as exc:  # a bad configuration must fail its own trial, not the search
-        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        result.error = one_line(exc)
     return result
 
 
@@ -176,7 +173,7 @@ def score_rows(problem: Problem, est, rows: np.ndarray, X_rows=None) -> dict[str
     outputs = {need: np.average(p, weights=[len(c) for c in chunks]) if need == "reconstruct" else np.concatenate(p)
                for need, p in parts.items()}
     return {name: m(outputs[m.needs], None) if m.needs == "reconstruct" else m(y, outputs[m.needs], problem.labels)
-            for name, m in zip(problem.metrics, metrics)}
+            for name, m in zip(problem.metrics, metrics, strict=True)}
 
 
 def _output(need: str, est, X, labels):
@@ -233,7 +230,9 @@ def _proba(est, X, labels):
 
 @dataclass
 class Prepared:
-    """A spec resolved against its data: what `evaluate` and the search share."""
+    """A spec resolved against its data: what `evaluate` and the search share. ``spec`` is a copy of the spec given
+    to ``prepare``, with what its strategy and data decided filled in (the task, the learner): the spec a run
+    folder records."""
 
     spec: ExperimentSpec
     dataset: Dataset
@@ -333,10 +332,11 @@ def prepare(spec: ExperimentSpec, say: Callable[[str], None] = notice) -> Prepar
     receives one line per notice about the data (rows dropped for a missing target).
 
     The spec's strategy (a preset, see metaray.strategies) fills what the spec leaves open: the task, the
-    learner, the metrics.
+    learner, the metrics; in a copy of the spec (``Prepared.spec``): the spec given is left as it is.
     """
     from metaray.strategies import STRATEGIES
 
+    spec = spec.model_copy(deep=True)
     strategy = STRATEGIES.get(spec.strategy)
     if strategy.task and spec.data.task not in ("auto", strategy.task):
         raise SpecError("data.task", f"strategy {strategy.name!r} is a {strategy.task} strategy",
@@ -373,6 +373,39 @@ def share(prepared: Prepared):
     ref = ray.put(prepared.problem())
     prepared.dataset.X = ray.get(ref).X  # zero-copy, read-only view for NumPy arrays
     return ref
+
+
+@dataclass(frozen=True)
+class Fits:
+    """A prepared spec's fits, ready to run: Ray connected, the problem shared, the runner started."""
+
+    runner: Any  # metaray.runners.FitRunner
+    problem_ref: Any  # the ObjectRef of the shared Problem
+    dashboard_url: str | None = None
+
+
+def start_fits(prepared: Prepared, *, say: Callable[[str], None] = notice, dashboard: bool = False,
+               warm_up: bool = False, shared_encoding: bool = True,
+               connected: Callable[[dict], None] = lambda info: None) -> Fits:
+    """Connect to Ray (``ray.address``, else a local Ray), share the problem and start the runner of its fits.
+
+    Args:
+        dashboard: start Ray's dashboard (a local Ray only).
+        warm_up: import the learner's modules in every worker first (a search's many fits start sooner).
+        shared_encoding: a table's subsets encoded once for every configuration (``Prepared.start_runner``).
+        connected: called with metaray.cluster.connect's answer once Ray is connected, before anything is sent to it
+            (a search waits there for its tracking store; an evaluation reserves its fit's memory).
+    """
+    from metaray.cluster import connect
+    from metaray.cluster import warm_up as import_in_workers
+
+    spec = prepared.spec
+    info = connect(spec.ray.address, num_cpus=spec.ray.num_cpus, dashboard=dashboard, say=say)
+    if warm_up:
+        import_in_workers(["metaray.objective", type(prepared.learner.model).__module__], info["cpus"])
+    connected(info)
+    ref = share(prepared)
+    return Fits(prepared.start_runner(ref, shared_encoding=shared_encoding), ref, info["dashboard_url"])
 
 
 def encode_subsets(prepared: Prepared, problem_ref, *, cpus: float = 1.0, memory: float | None = None):
@@ -462,17 +495,16 @@ def evaluate(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[st
         SpecError: the spec or its data cannot be used (raised before Ray starts).
         FitError: a subset fit failed; the message names the subset and the learner's error.
     """
-
-    from metaray.cluster import connect, ray_environment
+    from metaray.cluster import ray_environment
 
     t0 = time.perf_counter()
     spec = load_spec(spec, list(overrides))
     ray_environment(spec.ray.address)  # before anything imports Ray
     prepared = prepare(spec, say)
-    connect(spec.ray.address, num_cpus=spec.ray.num_cpus, say=say)
-    prepared.reserve_memory(prepared.learner)
+    spec = prepared.spec
     # one configuration: its fits encode their own subsets (sharing would add K tasks and save nothing)
-    runner = prepared.start_runner(share(prepared), shared_encoding=False)
+    runner = start_fits(prepared, say=say, shared_encoding=False,
+                        connected=lambda info: prepared.reserve_memory(prepared.learner)).runner
     runner.submit([Unit(0, 0, k) for k in range(prepared.plan.k)], prepared.learner)
     results = []
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from metaray.errors import SpecError
@@ -32,6 +34,26 @@ def check_choice(key: str, kind: str, value, allowed) -> str:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise SpecError(key, f"unknown {kind}{hint}", allowed=allowed, got=value)
     return value
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A declared constraint on one value: the check, what it means, and the allowed values for the message."""
+
+    ok: Callable[[Any], bool]
+    problem: str
+    allowed: str
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option a component declares (a scheduler's ``grace_period``): its type, its default, the rule its values
+    obey and, for text, the values allowed. ``metaray.spec`` builds the spec's section from these and checks them."""
+
+    type: type
+    default: Any
+    rule: Rule | None = None
+    choices: tuple = ()
 
 
 class Registry(Generic[T]):

@@ -2,8 +2,9 @@
 figures as PNGs, written into the run folder (``report.html``, ``report/*.png``) at the end of every search, logged to
 its MLflow parent run, and made again from any run folder by ``metaray report RUN_DIR``.
 
-It reads only the run folder (spec.yaml, results.csv, best.json), so a report can be made for a search that ran
-elsewhere. Figures, each drawn only where it has something to show:
+It reads only the run folder (spec.yaml, results.csv, best.json, state.json), so a report can be made for a search
+that ran elsewhere; a search makes it through ``ReportCallback``. Figures are drawn on matplotlib ``Figure`` objects
+(no pyplot, no backend switched), each only where it has something to show:
 
     objective     meta-objective of each configuration with its spread over subsets; the tied set marked
     subsets       configurations x subsets heat map of scores: which subsets are hard
@@ -18,15 +19,22 @@ elsewhere. Figures, each drawn only where it has something to show:
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import math
+import sys
+import threading
+import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from metaray.errors import SpecError
+from metaray.callbacks import Callback
+from metaray.errors import SpecError, one_line
+from metaray.space import missing
 
 #: configurations drawn in the per-configuration figures, best first
 TOP = 40
@@ -35,7 +43,7 @@ TOP_PARALLEL = 20
 
 
 @dataclass
-class Report:
+class ReportFiles:
     """What ``write`` made: the HTML file and the figures (name -> PNG path), in the order they appear."""
 
     html: Path
@@ -45,23 +53,42 @@ class Report:
     left_out: dict[str, str] = field(default_factory=dict)
 
 
-def write(run_dir, out=None) -> Report:
+def write(run_dir, out=None) -> ReportFiles:
     """Make the report of the search in ``run_dir``: ``out`` (default ``RUN_DIR/report.html``) and the PNGs in
     ``RUN_DIR/report/`` (with ``out``: in ``<out's name>_figures/`` beside it, so the run folder is only read).
 
     Every figure is drawn from the values there are (another learner's parameters, non-positive values on a log
     axis, configurations stopped early are left off it); a figure that has nothing to show, or that cannot be
-    drawn, is left out with a line on the page saying why, and the rest of the report is made.
+    drawn, is left out with a line on the page saying why, and the rest of the report is made. Figures are drawn on
+    matplotlib ``Figure`` objects with the Agg canvas: pyplot and its backend are left as they are.
 
     Raises:
         SpecError: ``run_dir`` is missing, not a run folder, holds no results yet, or a file in it cannot be read
             (the message names the file); or the report cannot be written where it should go.
     """
-    import matplotlib
+    folder, spec = _run_folder(run_dir)
+    data = _Data.load(folder, spec)
+    made = ReportFiles(Path(out) if out else folder / "report.html")
+    pngs = folder / "report" if out is None else made.html.with_name(f"{made.html.stem}_figures")
+    try:
+        made.html.unlink(missing_ok=True)  # a report that fails half-way leaves none, not an old one
+        pngs.mkdir(parents=True, exist_ok=True)
+        for old in pngs.glob("*.png"):
+            old.unlink()
+    except OSError as exc:
+        raise _unwritable(out, made.html, exc) from None
+    captions = _draw(data, made, pngs, out)
+    made.importance_method = data.importance_method if "importance" in made.figures else ""
+    try:
+        made.html.parent.mkdir(parents=True, exist_ok=True)
+        made.html.write_text(_html(data, made, captions), encoding="utf-8")
+    except OSError as exc:
+        raise _unwritable(out, made.html, exc) from None
+    return made
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _run_folder(run_dir):
+    """The run folder and its spec, refused in one line when it is none or holds no results yet."""
     from metaray.folder import RunFolder
 
     folder = RunFolder(run_dir)
@@ -76,54 +103,39 @@ def write(run_dir, out=None) -> Report:
     if not (folder / "results.csv").is_file():
         raise SpecError("RUN_DIR", "the search has no results table yet (results.csv is written when it ends)",
                         got=str(folder.path))
-    data = _Data.load(folder, spec)
-    report = Report(Path(out) if out else folder / "report.html")
-    pngs = folder / "report" if out is None else report.html.with_name(f"{report.html.stem}_figures")
-    try:
-        report.html.unlink(missing_ok=True)  # a report that fails half-way leaves none, not an old one
-        pngs.mkdir(parents=True, exist_ok=True)
-        for old in pngs.glob("*.png"):
-            old.unlink()
-    except OSError as exc:
-        raise _unwritable(out, report.html, exc) from None
+    return folder, spec
+
+
+def _draw(data: _Data, made: ReportFiles, pngs: Path, out) -> dict[str, str]:
+    """Draw every figure of ``FIGURES`` into ``pngs``, filling ``made.figures`` and ``made.left_out``; the captions
+    of those drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     captions: dict[str, str] = {}
     for name, draw in FIGURES:
-        path, before = pngs / f"{name}.png", set(plt.get_fignums())
+        path = pngs / f"{name}.png"
         try:
-            made = draw(data)
-            if made is None:  # not this search's figure (no early stopping, not a network)
+            drawn = draw(data)
+            if drawn is None:  # not this search's figure (no early stopping, not a network)
                 continue
-            if isinstance(made, str):  # nothing to show: said on the page
-                report.left_out[name] = made
+            if isinstance(drawn, str):  # nothing to show: said on the page
+                made.left_out[name] = drawn
                 continue
-            fig, caption = made
+            fig, caption = drawn
+            FigureCanvasAgg(fig)  # PNGs, whatever backend pyplot uses
             fig.savefig(path, dpi=90)
         except OSError as exc:
             raise _unwritable(out, path, exc) from None
         except Exception as exc:  # one figure's failure leaves it out, not the report
             path.unlink(missing_ok=True)
-            report.left_out[name] = f"drawing it failed ({_one_line(exc)})"
+            made.left_out[name] = f"drawing it failed ({one_line(exc)})"
             continue
-        finally:
-            for number in set(plt.get_fignums()) - before:
-                plt.close(number)
-        report.figures[name], captions[name] = path, caption
-    report.importance_method = data.importance_method if "importance" in report.figures else ""
-    try:
-        report.html.parent.mkdir(parents=True, exist_ok=True)
-        report.html.write_text(_html(data, report, captions), encoding="utf-8")
-    except OSError as exc:
-        raise _unwritable(out, report.html, exc) from None
-    return report
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+        made.figures[name], captions[name] = path, caption
+    return captions
 
 
 def _unwritable(out, path: Path, exc: OSError) -> SpecError:
-    return SpecError("--out" if out else "RUN_DIR", f"cannot write the report ({exc.strerror or _one_line(exc)})",
+    return SpecError("--out" if out else "RUN_DIR", f"cannot write the report ({exc.strerror or one_line(exc)})",
                      got=str(path))
 
 
@@ -136,16 +148,22 @@ def _read(folder, name: str, read):
     except SpecError as exc:
         raise SpecError("RUN_DIR", f"{name} cannot be used ({exc})", got=str(path)) from None
     except Exception as exc:
-        raise SpecError("RUN_DIR", f"{name} cannot be read ({_one_line(exc)})", got=str(path)) from None
+        raise SpecError("RUN_DIR", f"{name} cannot be read ({one_line(exc)})", got=str(path)) from None
+
+
+def _figure(**kwargs):
+    """A matplotlib figure of its own, not pyplot's: drawing it switches no backend and registers nothing."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def preload() -> None:
-    """Import what ``write`` needs (matplotlib, Optuna, a random forest): the tracking process does it while the
-    search runs, so that the report at its end waits on no import."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    """Import what ``write`` needs (matplotlib's Figure and Agg canvas, Optuna, a random forest), so that the report
+    at a search's end waits on no import: the tracking process, or ``ReportCallback`` in a thread, does it while the
+    search runs. Sets no backend."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
     import optuna  # noqa: F401
     import sklearn.ensemble  # noqa: F401
 
@@ -167,43 +185,20 @@ class _Data:
 
     @classmethod
     def load(cls, folder, spec) -> _Data:
-        import pandas as pd
-
-        table = _read(folder, "results.csv", lambda path: pd.read_csv(path, keep_default_na=False, na_values=[""]))
-        lacking = [c for c in ("trial", "status", "objective") if c not in table]
-        if lacking:
-            raise SpecError("RUN_DIR", f"results.csv is not a metaray results table (no column {lacking[0]!r})",
-                            got=str(folder / "results.csv"))
-        for c in table.columns:
-            if c == "objective" or c.startswith("score_") or c in ("std", "p_vs_best", "p_not_worse"):
-                table[c] = pd.to_numeric(table[c], errors="coerce")
-        table["trial"], table["status"] = table["trial"].astype(str), table["status"].astype(str)
+        table = _results(folder)
         best = _read(folder, "best.json", lambda path: json.loads(path.read_text())) \
             if (folder / "best.json").is_file() else {}
         if not isinstance(best, dict):
             raise SpecError("RUN_DIR", "best.json is not a configuration", got=str(folder / "best.json"))
-        space = _read(folder, "spec.yaml", lambda path: spec.parsed_space())
-        dists = {}
-        for b in space.branches:
-            for p, d in b.dists.items():
-                dists[f"{b.learner}.{p}" if space.conditional else p] = d
-        if space.conditional:
-            from metaray.space import Dist
-
-            dists["learner"] = Dist("choice", tuple(b.learner for b in space.branches))
+        dists = _read(folder, "spec.yaml", lambda path: spec.parsed_space().flat_dists())
         scores = sorted((c for c in table.columns if c.startswith("score_")), key=lambda c: int(c[6:]))
-        if "tied_with_best" in table:
-            table["tied_with_best"] = table["tied_with_best"].astype(str).str.lower().eq("true")
-        from metaray.aggregates import objective_mode
-        from metaray.metrics import get_metric
-
         # the search wrote its metric and direction there (a spec may leave them implicit)
         state = _read(folder, "state.json", lambda path: folder.state)
         if not isinstance(state, dict):
             raise SpecError("RUN_DIR", "state.json is not a mapping", got=str(folder / "state.json"))
         metric = state.get("metric") or spec.objective.metric or "accuracy"
-        gib = _read(folder, "state.json", lambda path: get_metric(metric).greater_is_better)
-        mode = state.get("mode") or objective_mode(spec.objective.aggregate, gib)
+        gib = _read(folder, "state.json", lambda path: _greater_is_better(metric))
+        mode = state.get("mode") or _objective_mode(spec, gib)  # a folder written before state.json had it
         return cls(spec, table, best, dists, scores, metric, mode, gib)
 
     @property
@@ -229,28 +224,17 @@ class _Data:
         scaled = (v - lo) / (hi - lo if hi > lo else 1.0)
         return scaled if self.mode == "max" else 1.0 - scaled
 
-    def is_log(self, name: str) -> bool:
-        """The parameter's space is log-uniform (whether its axis is log depends on its values: ``axis``)."""
-        return self.dists[name].kind == "loguniform"
-
-    def is_numeric(self, name: str) -> bool:
-        d = self.dists[name]
-        if d.kind in ("choice", "grid"):
-            return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.args)
-        return True
-
     def axis(self, name: str, frame) -> _Axis:
         """The parameter's values over the configurations of ``frame``, as every figure draws them."""
         import pandas as pd
 
-        raw = self.column(frame, name)
-        if not self.is_numeric(name):
-            args = self.dists[name].args
-            labels = [str(a) if a is not None else "None" for a in args]
-            return _Axis(name, np.array([_choice_index(args, v) for v in raw], dtype=float), labels)
+        raw, dist = self.column(frame, name), self.dists[name]
+        if not dist.numeric:
+            labels = [str(a) if a is not None else "None" for a in dist.choices]
+            return _Axis(name, np.array([dist.index(v) for v in raw], dtype=float), labels)
         v = np.array(pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float, na_value=np.nan))
         v[~np.isfinite(v)] = np.nan  # another learner's parameter (or an unreadable cell): no value
-        if not self.is_log(name):
+        if not dist.log:
             return _Axis(name, v)
         if _one_value(v[v > 0]) or not (v > 0).any():
             return _Axis(name, v, note="one value, so no log axis" if (v > 0).any() else "")
@@ -258,6 +242,36 @@ class _Data:
         v[below] = np.nan
         return _Axis(name, v, log=True, note=f"{int(below.sum())} values <= 0 left off its log axis"
                      if below.any() else "")
+
+
+def _results(folder):
+    """The results table, its numbers as numbers and ``tied_with_best`` as booleans."""
+    import pandas as pd
+
+    table = _read(folder, "results.csv", lambda path: pd.read_csv(path, keep_default_na=False, na_values=[""]))
+    lacking = [c for c in ("trial", "status", "objective") if c not in table]
+    if lacking:
+        raise SpecError("RUN_DIR", f"results.csv is not a metaray results table (no column {lacking[0]!r})",
+                        got=str(folder / "results.csv"))
+    for c in table.columns:
+        if c == "objective" or c.startswith("score_") or c in ("std", "p_vs_best", "p_not_worse"):
+            table[c] = pd.to_numeric(table[c], errors="coerce")
+    table["trial"], table["status"] = table["trial"].astype(str), table["status"].astype(str)
+    if "tied_with_best" in table:
+        table["tied_with_best"] = table["tied_with_best"].astype(str).str.lower().eq("true")
+    return table
+
+
+def _greater_is_better(metric: str) -> bool:
+    from metaray.metrics import get_metric
+
+    return get_metric(metric).greater_is_better
+
+
+def _objective_mode(spec, greater_is_better: bool) -> str:
+    from metaray.aggregates import objective_mode
+
+    return objective_mode(spec.objective.aggregate, greater_is_better)
 
 
 def _one_value(v: np.ndarray) -> bool:
@@ -299,30 +313,6 @@ class _Axis:
         return self.name + (" (log)" if self.log else "")
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or \
-        type(value).__name__ == "NAType"
-
-
-def _choice_index(args, value) -> float:
-    """Which of a choice's values a results-table cell holds: None is read back as missing, numbers as floats
-    (a column of None and 5 reads 5.0), text and booleans as their text."""
-    if _missing(value):
-        return float(args.index(None)) if None in args else math.nan
-    for i, a in enumerate(args):
-        if a is None:
-            continue
-        if isinstance(a, (int, float)) and not isinstance(a, bool):
-            try:
-                if float(value) == float(a):
-                    return float(i)
-            except (TypeError, ValueError):
-                continue
-        elif str(a) == str(value) or str(a).lower() == str(value).lower():
-            return float(i)
-    return math.nan
-
-
 def _axes(d: _Data, frame, what: str) -> tuple[list[_Axis], str]:
     """The axes of the searched parameters that have a value in ``frame``, and a sentence on those left out or
     drawn otherwise ("" if none): the parameters figure, parallel coordinates and the importance share it."""
@@ -341,12 +331,11 @@ def _axes(d: _Data, frame, what: str) -> tuple[list[_Axis], str]:
 
 
 def _objective(d: _Data):
-    import matplotlib.pyplot as plt
-
     done = d.completed.head(TOP)
     if done.empty:
         return "no configuration completed"
-    fig, ax = plt.subplots(figsize=(11, 4.2))
+    fig = _figure(figsize=(11, 4.2))
+    ax = fig.subplots()
     x = np.arange(len(done))
     tied = _tied(done)
     err = done["std"].astype(float).fillna(0).to_numpy() if "std" in done else np.zeros(len(done))
@@ -377,15 +366,14 @@ def _tied(frame) -> np.ndarray:
 
 
 def _subsets(d: _Data):
-    import matplotlib.pyplot as plt
-
     done = d.completed.head(TOP)
     if done.empty:
         return "no configuration completed"
     if not d.scores:
         return "the results table has no per-subset scores"
     values = done[d.scores].to_numpy(float)
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(d.scores) + 3), max(3, 0.22 * len(done) + 1.5)))
+    fig = _figure(figsize=(max(6, 0.6 * len(d.scores) + 3), max(3, 0.22 * len(done) + 1.5)))
+    ax = fig.subplots()
     # yellow is good: a loss's colours are reversed, so that a hard subset is a dark column either way
     image = ax.imshow(values, aspect="auto", cmap="viridis" if d.greater_is_better else "viridis_r",
                       interpolation="nearest")
@@ -404,8 +392,6 @@ def _subsets(d: _Data):
 
 
 def _parameters(d: _Data):
-    import matplotlib.pyplot as plt
-
     done = d.completed
     if not d.params():
         return "the space has no searched parameter"
@@ -416,7 +402,8 @@ def _parameters(d: _Data):
         return "no completed configuration has a value of a searched parameter"
     cols = min(3, len(axes))
     rows = math.ceil(len(axes) / cols)
-    fig, panels = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 7.5), 3.3 * rows), squeeze=False)
+    fig = _figure(figsize=(max(4.2 * cols, 7.5), 3.3 * rows))
+    panels = fig.subplots(rows, cols, squeeze=False)
     y, tied = done["objective"].to_numpy(float), _tied(done)
     for ax, a in zip(panels.flat, axes, strict=False):
         x = a.values
@@ -447,7 +434,7 @@ def _parameters(d: _Data):
 
 
 def _parallel(d: _Data):
-    import matplotlib.pyplot as plt
+    import matplotlib
 
     done = d.completed.head(TOP_PARALLEL)
     if not d.params():
@@ -457,28 +444,12 @@ def _parallel(d: _Data):
     axes, note = _axes(d, done, f"the top {len(done)} configurations")
     if not axes:
         return "no completed configuration has a value of a searched parameter"
-    axes_values, ticks = [], []
-    for a in axes:
-        v = a.scaled
-        if a.labels is not None:
-            lo, hi = 0.0, float(max(len(a.labels) - 1, 1))
-            ticks.append(" / ".join(a.labels))
-        else:
-            lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
-            if a.single:
-                hi = lo
-            fmt = (lambda e: f"{10 ** e:.3g}") if a.log else (lambda e: f"{e:.3g}")
-            ticks.append(f"{fmt(lo)} … {fmt(hi)}" if hi > lo else fmt(lo))
-        axes_values.append((v - lo) / (hi - lo) if hi > lo else np.where(np.isfinite(v), 0.5, np.nan))
-    obj = done["objective"].to_numpy(float)
-    lo, hi = obj.min(), obj.max()
-    axes_values.append((obj - lo) / (hi - lo) if hi > lo else np.full(len(obj), 0.5))
-    ticks.append(f"{lo:.4g} … {hi:.4g}" if hi > lo else f"{lo:.4g}")
-    colour = d.goodness(obj)
+    data, ticks = _scaled_to_ranges(axes, done["objective"].to_numpy(float))
+    colour = d.goodness(done["objective"].to_numpy(float))
     names = [*(a.title for a in axes), "objective"]
-    data = np.vstack(axes_values).T  # configurations x axes
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(names)), 4.5))
-    cmap = plt.get_cmap("viridis")
+    fig = _figure(figsize=(max(6, 2.2 * len(names)), 4.5))
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["viridis"]
     for row, c in sorted(zip(data, colour, strict=True), key=lambda rc: rc[1]):  # the best drawn last, on top
         ax.plot(range(len(names)), row, color=cmap(c), alpha=0.85, linewidth=1.6, marker="o", markersize=3)
     for i in range(len(names)):
@@ -493,9 +464,29 @@ def _parallel(d: _Data):
     return fig, "Each line is a configuration; each axis one parameter, scaled to its range (log where log)." + note
 
 
-def _importance(d: _Data):
-    import matplotlib.pyplot as plt
+def _scaled_to_ranges(axes: list[_Axis], obj: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Parallel coordinates' values (configurations x axes, the objective last), each axis scaled to [0, 1] over
+    its range, and each axis's range as its tick text."""
+    axes_values, ticks = [], []
+    for a in axes:
+        v = a.scaled
+        if a.labels is not None:
+            lo, hi = 0.0, float(max(len(a.labels) - 1, 1))
+            ticks.append(" / ".join(a.labels))
+        else:
+            lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+            if a.single:
+                hi = lo
+            fmt = (lambda e: f"{10 ** e:.3g}") if a.log else (lambda e: f"{e:.3g}")
+            ticks.append(f"{fmt(lo)} … {fmt(hi)}" if hi > lo else fmt(lo))
+        axes_values.append((v - lo) / (hi - lo) if hi > lo else np.where(np.isfinite(v), 0.5, np.nan))
+    lo, hi = obj.min(), obj.max()
+    axes_values.append((obj - lo) / (hi - lo) if hi > lo else np.full(len(obj), 0.5))
+    ticks.append(f"{lo:.4g} … {hi:.4g}" if hi > lo else f"{lo:.4g}")
+    return np.vstack(axes_values).T, ticks
 
+
+def _importance(d: _Data):
     done, params = d.completed, d.params()
     if not params:
         return "the space has no searched parameter"
@@ -509,7 +500,8 @@ def _importance(d: _Data):
     if not found:
         return "no completed configuration has a value of a searched parameter"
     names = sorted(found, key=found.get)
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.6))
+    fig = _figure(figsize=(7, 0.45 * len(names) + 1.6))
+    ax = fig.subplots()
     ax.barh(names, [found[n] for n in names], color="tab:blue")
     ax.set_xlabel("importance (share)")
     ax.set_title(f"Parameter importance: {d.importance_method}", fontsize=9)
@@ -521,35 +513,21 @@ def _optuna_importance(d: _Data, done, params) -> dict[str, float] | None:
     """Optuna's importances, for a space it can take: one learner, no conditional parameters."""
     try:
         import optuna
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        from metaray.searchers import optuna_verbosity
 
         if "learner" in d.dists or len(params) < 1:
             return None
-        dists = {}
-        for name in params:
-            dist = d.dists[name]
-            if dist.kind in ("choice", "grid"):
-                dists[name] = CategoricalDistribution(list(dist.args))
-            elif dist.kind == "randint":
-                dists[name] = IntDistribution(int(dist.args[0]), int(dist.args[1]) - 1)
-            else:
-                dists[name] = FloatDistribution(dist.args[0], dist.args[1], log=dist.kind == "loguniform")
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        study = optuna.create_study(direction="maximize" if d.mode == "max" else "minimize")
-        for _, row in done.iterrows():
-            values = {}
-            for name in params:
-                raw, dist = row[f"param.{name}"], d.dists[name]  # no learner: one-learner spaces only
-                if dist.kind in ("choice", "grid"):
-                    values[name] = dist.args[int(_choice_index(dist.args, raw))]  # NaN: refused, the surrogate
-                elif dist.kind == "randint":
-                    values[name] = int(raw)
-                else:
-                    values[name] = float(raw)
-            study.add_trial(optuna.trial.create_trial(params=values, distributions=dists,
-                                                      value=float(row["objective"])))
-        found = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(
-            seed=0))
+        dists = {name: d.dists[name].to_optuna() for name in params}
+        with optuna_verbosity(optuna.logging.ERROR):
+            study = optuna.create_study(direction="maximize" if d.mode == "max" else "minimize")
+            for _, row in done.iterrows():
+                # no learner: one-learner spaces only; a value that is none of a choice's: refused, the surrogate
+                values = {name: d.dists[name].read(row[f"param.{name}"]) for name in params}
+                study.add_trial(optuna.trial.create_trial(params=values, distributions=dists,
+                                                          value=float(row["objective"])))
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
         return {k: float(v) for k, v in found.items()} or None
     except Exception:  # a space or values Optuna refuses: the surrogate below
         return None
@@ -572,7 +550,6 @@ def _forest_importance(d: _Data, done) -> dict[str, float]:
 
 
 def _rungs(d: _Data):
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
     import pandas as pd
 
@@ -586,7 +563,8 @@ def _rungs(d: _Data):
     t = t[np.isfinite(t["objective"].astype(float)) & np.isfinite(pd.to_numeric(t[fidelity], errors="coerce"))]
     if t.empty:
         return "no configuration completed or was stopped with a finite objective"
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig = _figure(figsize=(9, 4))
+    ax = fig.subplots()
     for status, colour in (("completed", "tab:green"), ("stopped", "tab:red")):
         part = t[t["status"] == status]
         ax.scatter(part[fidelity].astype(float), part["objective"].astype(float), color=colour, s=22,
@@ -606,14 +584,13 @@ def _rungs(d: _Data):
 
 
 def _architecture(d: _Data):
-    import matplotlib.pyplot as plt
-
     layers = d.best.get("layers")
     if not layers:
         return None
     labels = [row["layer"] if len(row["layer"]) <= 60 else row["layer"][:57] + "..." for row in layers]
     counts = [row["parameters"] for row in layers]
-    fig, ax = plt.subplots(figsize=(10, 0.38 * len(layers) + 1.6))
+    fig = _figure(figsize=(10, 0.38 * len(layers) + 1.6))
+    ax = fig.subplots()
     y = np.arange(len(layers))[::-1]
     ax.barh(y, counts, color="tab:purple")
     ax.set_yticks(y)
@@ -634,7 +611,7 @@ FIGURES = (("objective", _objective), ("subsets", _subsets), ("parameters", _par
 # the page --------------------------------------------------------------------------------------------------
 
 
-def _html(d: _Data, report: Report, captions: dict[str, str]) -> str:
+def _html(d: _Data, report: ReportFiles, captions: dict[str, str]) -> str:
     e = html.escape
     table = d.table.head(TOP)
     params = [c for c in table.columns if c.startswith("param.")]
@@ -689,7 +666,7 @@ def _number(v) -> str:
 
 
 def _cell(v) -> str:
-    if _missing(v):
+    if missing(v):
         return "-"
     if isinstance(v, (float, np.floating)):
         return f"{v:.4g}"
@@ -729,3 +706,45 @@ window.addEventListener("load", function () {{
 </script>
 </body></html>
 """
+
+
+# the callback ----------------------------------------------------------------------------------------------
+
+
+class ReportCallback(Callback):
+    """Writes a search's report into its run folder when the search ends (a hook of ``metaray.callbacks``).
+
+    ``on_search_start`` imports what the report needs in a daemon thread while the fits run; ``on_search_end``
+    writes the report. One that cannot be made is said in one line (``report: not made (...); try: metaray report
+    RUN_DIR``), never raised. ``made`` holds what was written (a ``ReportFiles``; None before, or after a failure),
+    for a callback that logs it (MLflow).
+    """
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+        self.made: ReportFiles | None = None
+
+    def on_search_start(self, run) -> None:
+        threading.Thread(target=_preload_quietly, name="metaray report preload", daemon=True).start()
+
+    def on_search_end(self, result) -> None:
+        try:
+            self.made = write(result.run_dir)
+        except Exception as exc:  # the search's results stand; the report's failure is said, not raised
+            self.say(f"report: not made ({one_line(exc)}); try: metaray report {result.run_dir}")
+
+
+def _preload_quietly() -> None:
+    with contextlib.suppress(Exception):  # a failed import here fails again, and is said, when the report is made
+        preload()
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as ``write``: ``metaray.report(run_dir)`` is the public API's name for ``write``, and once
+    the module is imported Python binds that name on the package to the module itself."""
+
+    def __call__(self, run_dir, out=None) -> ReportFiles:
+        return write(run_dir, out)
+
+
+sys.modules[__name__].__class__ = _CallableModule

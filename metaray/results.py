@@ -1,5 +1,5 @@
-"""What a search's configurations become for people: progress lines, rows of the results table, the table best
-first, and the SearchResult a search returns."""
+"""What a search's configurations become for people: the ranking (progress lines, rows of the results table, the table
+best first, ties with the best) and the SearchResult a search returns."""
 
 from __future__ import annotations
 
@@ -11,19 +11,24 @@ from typing import Any
 
 import numpy as np
 
-from metaray.aggregates import COLUMNS as AGGREGATE_COLUMNS  # noqa: E402
-from metaray.driver import Driver, Trial
-from metaray.space import plain
+from metaray.aggregates import COLUMNS as AGGREGATE_COLUMNS
+from metaray.aggregates import running
+from metaray.driver import Driver, Trial, status_rank
+from metaray.space import missing, plain
 from metaray.stats import VersusBest
 
 
-class Reporter:
-    """Reads the driver's configurations through the search space (names, parameters) and the objective.
+class Ranking:
+    """Ranks a search's configurations: reads the driver's trials through the search space (names, parameters) and
+    the objective.
 
     Args:
         driver: the search's driver (its trials, layout and scores).
         space: the parsed search space (``metaray.space.Space``).
-        metric: the primary metric's name; aggregate: the objective's aggregate; mode: "max" or "min".
+        metric: the primary metric's name; greater_is_better: its direction.
+        aggregate: the objective's aggregate (with ``alpha`` and ``lam``, as the spec's objective has them);
+            mode: "max" or "min", the objective's direction (``metaray.aggregates.objective_mode``).
+        num_samples: the configurations the search will try (the progress lines' total).
         versus: compares each configuration with the best over their common subsets (``metaray.stats.VersusBest``):
             the table's ``p_vs_best``, ``p_not_worse`` and ``tied_with_best``.
         complexity: a configuration's complexity key (``metaray.learners.complexity``), for the simplest tied one.
@@ -31,10 +36,11 @@ class Reporter:
             table then has an ``origin`` column ("search" for the searcher's own).
     """
 
-    def __init__(self, driver: Driver, space, *, metric: str, aggregate: str, mode: str,
-                 versus: VersusBest | None = None, complexity: Callable[[Trial], tuple] | None = None,
-                 origins: dict[int, str] | None = None):
-        self.driver, self.space, self.metric, self.aggregate, self.mode = driver, space, metric, aggregate, mode
+    def __init__(self, driver: Driver, space, *, metric: str, greater_is_better: bool, aggregate: str, mode: str,
+                 num_samples: int, alpha: float = 0.2, lam: float = 1.0, versus: VersusBest | None = None,
+                 complexity: Callable[[Trial], tuple] | None = None, origins: dict[int, str] | None = None):
+        self.driver, self.space, self.metric, self.greater_is_better = driver, space, metric, greater_is_better
+        self.aggregate, self.mode, self.num_samples, self.alpha, self.lam = aggregate, mode, num_samples, alpha, lam
         self.versus, self.complexity, self.origins = versus, complexity, origins or {}
         self._best: Trial | None = None
         self._scanned = 0  # configurations looked at by ``best``
@@ -54,6 +60,15 @@ class Reporter:
         return [(p - start, dict(trial.results[p].scores), trial.results[p].fit_seconds)
                 for p in range(start, trial.reported)]
 
+    def scores(self, trial: Trial) -> list[float]:
+        """The primary metric's scores of the configuration's latest stage, in subset order."""
+        return self.driver.scores(trial)
+
+    def running(self, trial: Trial) -> list[float]:
+        """The objective over the first 1, 2, ... of those scores (the running objective)."""
+        return running(self.scores(trial), self.aggregate, greater_is_better=self.greater_is_better,
+                       alpha=self.alpha, lam=self.lam)
+
     def epochs_done(self, trial: Trial) -> int:
         layout = self.driver.layout
         return layout.epochs[max(trial.reported - 1, 0) // layout.k] if trial.reported else 0
@@ -69,10 +84,10 @@ class Reporter:
         self._scanned = max(self._scanned, driver.cursor)
         return self._best
 
-    def line(self, trial: Trial, num_samples: int) -> str:
+    def line(self, trial: Trial) -> str:
         """The progress line of a configuration that just ended."""
         driver = self.driver
-        total = num_samples if not driver.exhausted else len(driver.trials)
+        total = self.num_samples if not driver.exhausted else len(driver.trials)
         params = " ".join(f"{k}={short(v)}" for k, v in self.visible(trial).items())
         head = f"[{trial.index + 1:>3}/{total}] {trial.id} {trial.status:<9}"  # they end in order
         if trial.status == "failed":
@@ -135,8 +150,8 @@ class Reporter:
         found = []
         for b in self.space.branches:
             for param, dist in b.dists.items():
-                column = f"param.{b.learner}.{param}" if self.space.conditional else f"param.{param}"
-                if column not in table or not _integer_dist(dist):
+                column = f"param.{self.space.flat_name(b, param)}"
+                if column not in table or not dist.integer:
                     continue
                 if not is_numeric_dtype(table[column]) or is_bool_dtype(table[column]):
                     continue
@@ -159,13 +174,13 @@ class Reporter:
         for j, name in enumerate(("p_vs_best", "p_not_worse", "tied_with_best")):
             table.insert(at + j, name, [ties.get(t, (math.nan, math.nan, False))[j] for t in table["trial"]])
         sign = -1 if self.mode == "max" else 1
-        table["_rank"] = table["status"].map({"completed": 0, "stopped": 1, "failed": 2})
+        table["_rank"] = table["status"].map(status_rank)
         table["_obj"] = sign * table["objective"].astype(float)
         table = table.sort_values(["_rank", "_obj", "trial"], na_position="last").drop(columns=["_rank", "_obj"])
         return table.reset_index(drop=True)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SearchResult:
     """What a search returns: the results table, the best configuration and where everything was written.
 
@@ -175,6 +190,8 @@ class SearchResult:
         best: the best completed configuration (learner, params, objective, std, hold-out scores), or None.
         run_dir: the run folder (``metaray resume`` takes it).
         mlflow_run_id: the MLflow parent run, when tracked.
+        model: the best configuration refitted on the whole training pool, as a user calls it (behind a table's
+            cleaner), or None.
         time_budget: what ``search.time_budget`` did (``seconds``, ``grace_seconds``, ``reached``, ``configurations``
             that ended on their own, ``stopped_unfinished`` at the end of the grace, ``completed``), or None.
     """
@@ -196,6 +213,7 @@ class SearchResult:
     tie_method: str = ""
     simplest: dict[str, Any] | None = None
     time_budget: dict[str, Any] | None = None
+    model: Any = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -270,17 +288,6 @@ class SearchResult:
         if (self.run_dir / "report.html").is_file():
             lines.append(f"report: {self.run_dir / 'report.html'}")
         return "\n".join(lines)
-
-
-def _integer_dist(dist) -> bool:
-    if dist.kind == "randint":
-        return True
-    values = [a for a in dist.args if a is not None] if dist.kind in ("choice", "grid") else []
-    return bool(values) and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in values)
-
-
-def missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ == "NAType"
 
 
 def short(v) -> str:

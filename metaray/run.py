@@ -1,11 +1,12 @@
-"""One search, end to end: a spec in, a results table out.
+"""One search, end to end: a spec in, a results table out. ``SearchRun.run`` reads top to bottom::
 
-It wires the parts, each of which owns one thing::
-
-    spec -> prepare (data, subsets, learner; metaray.objective) -> searcher (metaray.searchers)
-         -> scheduler (metaray.schedulers) -> driver (metaray.driver: every decision, no Ray)
-         -> runner (metaray.runners: Ray tasks) -> run folder (metaray.folder: spec, journal, results)
-         -> tracking (metaray.tracking: MLflow, TensorBoard) -> SearchResult
+    prepare    metaray.objective: data, subsets, learner, metrics, the spec resolved (a copy)
+    plan       metaray.plan: space, searcher, scheduler, layout, driver, ranking (pure)
+    folder     metaray.folder: spec.yaml, state.json, the journal of fits
+    callbacks  what a search leaves beyond its folder: MLflow, TensorBoard, the report, the weights (on_search_start)
+    fits       metaray.objective.start_fits: Ray connected, the data shared once, a runner (metaray.runners)
+    drive      metaray.driver.drive: every decision; the callbacks hear each configuration that ends
+    finish     the results table, the refit of the best configuration, best.json -> SearchResult (on_search_end)
 
 Why a driver of its own and not a Tune trial per configuration: measured here, Tune trials that launch their subset
 fits as nested tasks ran at 4-6x the ideal (placement groups, a trial holding a CPU while it waits); driving Tune's
@@ -19,40 +20,41 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from metaray.aggregates import aggregate
-from metaray.driver import BUDGET_STOP, Driver, Layout, TimeBudget, Trial, drive, duration
-from metaray.errors import RejectedValue, SpecError
-from metaray.fits import FitResult, Unit
-from metaray.folder import RunFolder
-from metaray.learners import complexity, final_estimator
+from metaray.callbacks import Callback, CallbackList
+from metaray.driver import BUDGET_STOP, Driver, TimeBudget, Trial, drive, duration
+from metaray.errors import SpecError, one_line
+from metaray.folder import Journal, RunFolder
+from metaray.learners import final_estimator
 from metaray.metafeatures import compute as compute_metafeatures
-from metaray.objective import deployable, notice, prepare, share
-from metaray.results import Reporter, SearchResult
-from metaray.schedulers import make_scheduler
-from metaray.searchers import make_searcher
-from metaray.space import plain
+from metaray.objective import Fits, Prepared, deployable, notice, prepare, start_fits
+from metaray.plan import Plan, checked_space, default_samples, plan
+from metaray.results import Ranking, SearchResult
 from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
-from metaray.stats import VersusBest
 
-#: configurations in flight with an adaptive searcher unless the spec says otherwise: a constant, not a multiple of
-#: the cluster's CPUs, so that what the searcher has seen before each suggestion (and so the results table) is the
-#: same on a laptop and on a cluster
-ADAPTIVE_IN_FLIGHT = 8
+
+@dataclass(frozen=True)
+class Setup:
+    """A search once planned, before anything runs: what its callbacks are given at its start."""
+
+    spec: ExperimentSpec  # as the run folder's spec.yaml records it (Plan.spec)
+    folder: RunFolder
+    prepared: Prepared
+    plan: Plan
+    metafeatures: dict[str, float]  # metaray.metafeatures of the data ({} when neither tracked nor warm-started)
 
 
 class SearchRun:
     """Runs one search in its run folder (a new one, or one to resume).
 
     Args:
-        spec: a validated experiment spec.
+        spec: a validated experiment spec (left as it is: what the search resolves goes into a copy).
         folder: the run folder; an existing one is resumed.
         progress: called with one line of text per finished configuration (and for notices); None: quiet.
         dashboard: start Ray's dashboard (a local Ray only).
-        track: log to MLflow.
+        track: log to MLflow (with TensorBoard files and the best network's weights in the run folder).
     """
 
     def __init__(self, spec: ExperimentSpec, folder: RunFolder, *, progress: Callable[[str], None] | None = None,
@@ -60,147 +62,74 @@ class SearchRun:
         self.spec, self.folder, self.dashboard, self.track = spec, folder, dashboard, track
         self.progress = progress or (lambda line: None)
         self.say = progress or notice  # what the user should hear even without a progress callback
-        self.dashboard_url: str | None = None
-        self._warned: set[str] = set()
-        self.time_budget: dict[str, Any] | None = None  # how a time budget ended the search (state.json, best.json)
 
     def run(self) -> SearchResult:
-        from metaray.cluster import connect, ray_environment, token_hint, warm_up
-        from metaray.store import Tracker
+        """Prepare, plan, run and finish the search (see the module); callbacks hear it all."""
+        from metaray.cluster import ray_environment
 
         t0, began = time.perf_counter(), time.monotonic()  # a time budget counts from here: Ray's start-up too
-        spec = self.spec
-        ray_environment(spec.ray.address)  # before anything imports Ray
-        for line in spec.notes:
-            self.say(line)
-        if spec.search.time_budget and (self.folder / "spec.yaml").is_file():  # a resume (or an extension)
-            self.say(f"time budget: a fresh {duration(spec.search.time_budget)} for this resume")
-        self.prepared = prepare(spec, self.say)
-        # what the tracking store records and a warm start compares; a search that does neither needs none
-        self.metafeatures = (compute_metafeatures(self.prepared.dataset, seed=spec.seed)
-                             if self.track or spec.search.warm_start.source != "none" else {})
-        self.driver = self._plan()
-        # after _plan resolved max_concurrent into the spec it writes
-        self.folder.prepare(spec, self.prepared.dataset.describe().get("columns"))
-        if spec.search.warm_start.source != "none" and not (self.folder / "warm_start.json").is_file():
-            from metaray.warmstart import save
-
-            save(self.folder / "warm_start.json", self.warm)  # a resume starts from the same points, or none
-        self.journal = self.folder.journal(self.say)
-        state = self.folder.state
-        self.tracker = Tracker(spec, self.folder.path, self.prepared.dataset.describe(), uri=state.get("mlflow_uri"),
-                               parent_id=state.get("parent_run_id"), metric=self.prepared.metric.name,
-                               mode=self.prepared.mode, metafeatures=self.metafeatures) if self.track else None
-        started = self.tracker.start() if self.tracker else None  # MLflow's start-up overlaps Ray's
-        if started:  # recorded as soon as it exists, even if the search stops before it is awaited
-            started.add_done_callback(self._record_parent)
-        runner = None
+        ray_environment(self.spec.ray.address)  # before anything imports Ray
+        self._say_notes()
+        setup = self._setup()
+        callbacks = CallbackList(self._callbacks())
+        journal = self.folder.journal(self.say)
+        fits = None
         try:
-            info = connect(spec.ray.address, num_cpus=spec.ray.num_cpus, dashboard=self.dashboard, say=self.say)
-            self.dashboard_url = info["dashboard_url"]
-            warm_up(["metaray.objective", type(self.prepared.learner.model).__module__], info["cpus"])
-            if self.dashboard_url:
-                self.progress(f"Ray dashboard: {self.dashboard_url} ({token_hint()})")
-            parent_id = started.result() if started else None
-            self.problem_ref = share(self.prepared)
-            runner = self.prepared.start_runner(self.problem_ref)
+            callbacks.on_search_start(setup)
+            fits = start_fits(setup.prepared, say=self.say, dashboard=self.dashboard, warm_up=True,
+                              connected=lambda info: self._connected(info, callbacks))
             # the configurations of the journal open whatever is left of the budget (they cost nothing), and so does
             # the first: a start-up that took the whole budget still leaves a table of one configuration
-            budget = (TimeBudget(spec.search.time_budget, start=began, keep=max(1, self.journal.configurations))
-                      if spec.search.time_budget else None)
-            drive(self.driver, runner, learner_for=self._learner_for, replay=self._replay, on_fit=self._on_fit,
-                  on_end=self._on_end, before_wait=self.journal.flush, budget=budget)
-            runner.close()  # the refit gets every CPU; no fit of a stopped configuration runs on
-            self._budget_end(budget)
-            result = self._finish(t0, parent_id)
-            if self.tracker:
-                if self.tracker.lag:
-                    self.progress(f"MLflow: catching up, {self.tracker.lag} configurations still to log")
-                try:
-                    self.tracker.finish(result, self._final_model).result()  # the report too, made off the driver
-                finally:
-                    for note in self.tracker.notes:
-                        self.say(note)
-                    if not (self.folder / "report.html").is_file() and not self.tracker.notes:
-                        self._report()  # MLflow failed before the tracking process made it
-            else:
-                self._report()
+            budget = (TimeBudget(setup.spec.search.time_budget, start=began, keep=max(1, journal.configurations))
+                      if setup.spec.search.time_budget else None)
+            _drive(setup.plan, fits.runner, journal, callbacks, self.progress, budget)
+            fits.runner.close()  # the refit gets every CPU; no fit of a stopped configuration runs on
+            result = self._finish(setup, fits, t0, self._budget_end(setup.plan.driver, budget))
+            callbacks.on_search_end(result)
             self.folder.update_state(status="finished" if result.ok else "failed")
             return result
-        except BaseException:
-            if self.tracker:
-                self.tracker.abort()
+        except BaseException as exc:
+            callbacks.on_search_error(exc)
             raise
         finally:
-            if runner is not None:
+            if fits is not None:
                 with contextlib.suppress(Exception):  # cleaning up must not hide why the search stopped
-                    runner.close()
-            self.journal.close()
-            if self.tracker:
-                self.tracker.close(self.say)
+                    fits.runner.close()
+            journal.close()
+            callbacks.close(self.say)
 
-    def _record_parent(self, started) -> None:
-        if not started.exception() and started.result():
-            self.folder.update_state(parent_run_id=started.result(), mlflow_uri=self.tracker.uri,
-                                     mlflow_experiment=self.tracker.experiment_name)
+    def _say_notes(self) -> None:
+        for line in self.spec.notes:
+            self.say(line)
+        if self.spec.search.time_budget and (self.folder / "spec.yaml").is_file():  # a resume (or an extension)
+            self.say(f"time budget: a fresh {duration(self.spec.search.time_budget)} for this resume")
 
-    # the plan: searcher, scheduler, layout, driver -----------------------------------------------------------
+    def _setup(self) -> Setup:
+        """Prepare the spec, plan the search and prepare its run folder (with the warm start it begins with)."""
+        from metaray import warmstart
 
-    def _plan(self) -> Driver:
-        spec, prepared = self.spec, self.prepared
-        s, options = spec.search, spec.search.scheduler
-        self.space = spec.parsed_space()
-        for branch in self.space.branches:  # misspelled keys and impossible values fail now, not trial by trial
-            self._check_branch(branch)
-        n = s.num_samples or self.default_samples()
-        self.warm = self._warm_points()
-        startup = self.folder.state.get("first_num_samples")  # an extended search: what it was first given
-        try:
-            searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed, [p.config for p in self.warm],
-                                     startup)
-        except Exception as exc:
-            if not self.warm:
-                raise
-            self.say(f"warm start: the {s.searcher} searcher refused the past configurations ({_one_line(exc)}); "
-                     "starting cold")
-            self.warm = []
-            searcher = make_searcher(s.searcher, self.space, n, prepared.mode, spec.seed, startup=startup)
-        if searcher.adaptive and s.max_concurrent is None:
-            s.max_concurrent = ADAPTIVE_IN_FLIGHT  # resolved into the run folder's spec.yaml, which resume reads
-        k = prepared.plan.k
-        n_train, n_test = self._sizes()
-        make = dict(mode=prepared.mode, greater_is_better=prepared.metric.greater_is_better, overlap=n_test / n_train)
-        if options.name != "asha" or options.fidelity == "subsets":
-            scheduler = make_scheduler(options, total=k, **make)
-            layout = Layout.over_subsets(k, scheduler.milestones(k))
-        else:
-            total = self._epochs()
-            scheduler = make_scheduler(options, total=total, **make)
-            layout = Layout.over_epochs(k, total, scheduler.milestones(total))
-        self.num_samples = searcher.total or n
-        obj = spec.objective
-        score = lambda scores: aggregate(scores, greater_is_better=prepared.metric.greater_is_better,  # noqa: E731
-                                         alpha=obj.alpha, lam=obj.lam)
-        driver = Driver(searcher, scheduler, layout, num_samples=self.num_samples, max_concurrent=s.max_concurrent,
-                        score=score, objective=obj.aggregate, metric=prepared.metrics[0], accept=self._accept)
-        versus = VersusBest(obj.aggregate, prepared.mode, prepared.metric.greater_is_better, n_train, n_test,
-                            rope=obj.rope, confidence=obj.confidence, test=obj.tie_test, alpha=obj.alpha, lam=obj.lam,
-                            seed=spec.seed) if k >= 2 else None  # one subset: no spread to test with
-        ds = prepared.dataset
-        width, outputs = ds.X.shape[1], len(ds.classes) if ds.classes is not None else 1
-        self.report = Reporter(driver, self.space, metric=prepared.metric.name, aggregate=obj.aggregate,
-                               mode=prepared.mode, versus=versus,
-                               complexity=lambda t: complexity(t.learner, width, outputs) if t.learner else (9,),
-                               origins={i: p.origin for i, p in enumerate(self.warm)})
-        return driver
+        prepared = prepare(self.spec, self.say)
+        spec = prepared.spec
+        # what the tracking store records and a warm start compares; a search that does neither needs none
+        metafeatures = (compute_metafeatures(prepared.dataset, seed=spec.seed)
+                        if self.track or spec.search.warm_start.source != "none" else {})
+        space = checked_space(prepared)
+        warm = self._warm_points(prepared, space, metafeatures)
+        planned = plan(prepared, space, warm=warm, startup=self.folder.state.get("first_num_samples"))
+        for line in planned.notes:
+            self.say(line)
+        self.folder.prepare(planned.spec, prepared.dataset.describe().get("columns"))
+        if spec.search.warm_start.source != "none" and not (self.folder / "warm_start.json").is_file():
+            warmstart.save(self.folder / "warm_start.json", list(planned.warm))  # a resume starts from the same
+        return Setup(planned.spec, self.folder, prepared, planned, metafeatures)
 
-    def _warm_points(self) -> list:
+    def _warm_points(self, prepared: Prepared, space, metafeatures: dict[str, float]) -> list:
         """The configurations to evaluate first (``search.warm_start``): those this run folder already chose (a
         resume), else chosen now from the tracking store (metaray.warmstart)."""
         from metaray import warmstart
         from metaray.store import absolute_uri, tracking_uri
 
-        options = self.spec.search.warm_start
+        options = prepared.spec.search.warm_start
         saved = self.folder / "warm_start.json"
         if options.source == "none":
             return []
@@ -209,207 +138,175 @@ class SearchRun:
         if (self.folder / "spec.yaml").is_file():  # a search that started before warm starts were kept: none
             return []
         state = self.folder.state
-        uri = state.get("mlflow_uri") or absolute_uri(tracking_uri(self.spec.tracking.uri))
-        prepared = self.prepared
+        uri = state.get("mlflow_uri") or absolute_uri(tracking_uri(prepared.spec.tracking.uri))
         try:
             return warmstart.choose(
-                options, self.space, metafeatures=self.metafeatures, task=prepared.dataset.task,
+                options, space, metafeatures=metafeatures, task=prepared.dataset.task,
                 metric=prepared.metric.name, mode=prepared.mode, uri=uri, say=self.say,
                 check=lambda name, params: prepared.learner_for(LearnerSpec(name=name, params=params)),
                 exclude={state["parent_run_id"]} if state.get("parent_run_id") else set())
         except SpecError:
             raise
         except Exception as exc:  # an unreadable store costs the warm start, not the search
-            self.say(f"warm start: could not read the tracking store {uri} ({_one_line(exc)}); starting cold")
+            self.say(f"warm start: could not read the tracking store {uri} ({one_line(exc)}); starting cold")
             return []
 
-    def _sizes(self) -> tuple[float, float]:
-        """The rows a subset fit trains on and the rows of the pool it does not, on average: the n_train and n_test
-        of the paired tests' overlap correction. Under the ``full`` protocol a fit is scored on its own rows too;
-        the rows it did not see are what varies from subset to subset. Under ``holdout`` every fit is scored on
-        the same test rows: the correction is then Nadeau and Bengio's heuristic, applied as they do to random
-        subsampling."""
-        plan = self.prepared.plan
-        seen = [len(np.unique(t)) for t in plan.train]
-        if plan.protocol == "full":
-            unseen = [max(1, len(e) - n) for e, n in zip(plan.evaluate, seen, strict=True)]
-        else:
-            unseen = [len(e) for e in plan.evaluate]
-        return sum(len(t) for t in plan.train) / plan.k, sum(unseen) / plan.k
+    def _callbacks(self) -> list[Callback]:
+        """In the order they are called: at the search's end TensorBoard's, the report, the weights, then MLflow,
+        which logs the files the others made. Without tracking, the report alone."""
+        from metaray.report import ReportCallback
 
-    def default_samples(self) -> int:
-        """``search.num_samples`` left unset: one pass over a grid (or an empty space), else 16."""
-        s = self.spec.search
-        return 1 if s.searcher == "grid" or self.spec.parsed_space().empty else 16
+        report = ReportCallback(self.say)
+        if not self.track:
+            return [report]
+        from metaray.tensorboard import TensorBoardCallback
+        from metaray.tracking import MlflowCallback
+        from metaray.weights import WeightsCallback
 
-    def _epochs(self) -> int:
-        """The learner's epochs, the epochs fidelity's total (ASHA allots them, so they are fixed, not searched)."""
-        prepared = self.prepared
-        key = prepared.learner.param_key("epochs")
-        if key is None:
-            raise SpecError("search.scheduler.fidelity", "the epochs fidelity needs a learner trained in epochs",
-                            allowed=["subsets"], got=f"epochs ({prepared.learner.name})")
-        if self.space.conditional or "epochs" in self.space.branches[0].dists:
-            raise SpecError("search.scheduler.fidelity", "with the epochs fidelity ASHA allots the epochs: fix "
-                            "learner.params.epochs instead of searching it, in a space of one learner",
-                            got="epochs")
-        total = int(prepared.learner.estimator.get_params()[key])
-        grace = self.spec.search.scheduler.grace_period
-        if math.ceil(grace) >= total:
-            raise SpecError("search.scheduler.grace_period", f"ASHA stops configurations at rungs below the learner's "
-                            f"{total} epochs", allowed=f"(0, {total - 1}]", got=grace)
-        return total
+        weights = WeightsCallback(self.say)
+        return [TensorBoardCallback(), report, weights,
+                MlflowCallback(progress=self.progress, say=self.say, report=report, weights=weights)]
 
-    def _check_branch(self, branch) -> None:
-        """Build each learner of the space once, with a representative value of each distribution."""
-        params = {**branch.constants, **{name: d.args[0] for name, d in branch.dists.items()}}
-        try:
-            self.prepared.learner_for(LearnerSpec(name=branch.learner, params=params))
-        except RejectedValue as exc:
-            if exc.key.removeprefix("learner.params.") not in branch.dists:
-                raise self._in_space(branch, exc) from None
-            # one edge value rejected: configurations that sample bad values fail on their own
-        except SpecError as exc:
-            raise self._in_space(branch, exc) from None
+    def _connected(self, info: dict, callbacks: Callback) -> None:
+        """Ray is connected, nothing sent to it yet: the dashboard's address, and what the callbacks wait for."""
+        from metaray.cluster import token_hint
 
-    def _in_space(self, branch, exc: SpecError) -> SpecError:
-        where = "search.space" + (f".learner[{branch.learner}]" if self.space.conditional else "")
-        if exc.key.startswith("learner."):
-            key = f"{where}.{exc.key.removeprefix('learner.').removeprefix('params.')}"
-            return SpecError(key, exc.problem, allowed=exc.allowed, got=exc.got)
-        return SpecError(exc.key, f"{exc.problem} (in {where})", allowed=exc.allowed, got=exc.got)
+        if info["dashboard_url"]:
+            self.progress(f"Ray dashboard: {info['dashboard_url']} ({token_hint()})")
+        callbacks.on_fits_start()  # MLflow: the parent run exists, or the search stops here, before any fit
 
-    def _accept(self, config: dict) -> Any:
-        name, params = self.space.resolve({k: plain(v) for k, v in config.items()})
-        learner = self.prepared.learner_for(LearnerSpec(name=name, params=params))
-        return self.prepared.reserve_memory(learner)  # a fit no node could hold fails its configuration, not the search
-
-    # the driver's hooks ---------------------------------------------------------------------------------------
-
-    def _learner_for(self, trial: Trial, unit: Unit):
-        epochs = self.driver.layout.epochs[unit.stage]
-        return trial.learner if epochs is None else trial.learner.with_params(epochs=epochs)
-
-    def _replay(self, trial: Trial, unit: Unit) -> FitResult | None:
-        return self.journal.lookup(unit, trial.key)
-
-    def _on_fit(self, trial: Trial, r: FitResult) -> None:
-        for message in set(r.warnings) - self._warned:
-            self._warned.add(message)
-            self.progress(f"warning (first seen in {trial.id}, said once): {message}")
-        if not r.transient:  # a failed fit too (it fails the same way when replayed), unless the cluster failed it
-            self.journal.write(trial.key, r)
-
-    def _on_end(self, trial: Trial) -> None:
-        report = self.report
-        row, line = report.row(trial), report.line(trial, self.num_samples)
-        with _uninterrupted():  # a configuration is both sent to MLflow and said, or neither
-            if self.tracker:
-                self.tracker.log_trial(row, trial.id, trial.status, report.visible(trial), report.learner(trial)[0],
-                                       trial.error, report.series(trial))
-            self.progress(line)
-
-    def _finish(self, t0: float, parent_id: str | None) -> SearchResult:
-        report, trials = self.report, self.driver.trials
-        ties = report.ties()
-        table = report.table(ties)
-        self.folder.write_results(table)
-        self.folder.update_state(metric=self.prepared.metric.name, mode=self.prepared.mode)  # what the report reads
-        best_trial, simplest = report.best(), report.simplest(ties)
-        if simplest is not None:
-            simplest = {"trial": simplest.id, "learner": report.learner(simplest)[0],
-                        "params": report.learner(simplest)[1], "visible": report.visible(simplest),
-                        "objective": simplest.objective}
-        best, holdout, self._final_model, refit_error = None, {}, None, None
-        if best_trial:
-            name, params = report.learner(best_trial)
-            best = {"trial": best_trial.id, "learner": name, "params": params, "objective": best_trial.objective,
-                    "std": best_trial.aggregates.get("std", math.nan), "config": best_trial.config}
-            try:
-                est, holdout = self._refit(best_trial)
-                self._final_model = deployable(est, self.prepared.dataset.cleaner)
-            except Exception as exc:  # the search's results stand; the refit's failure is said, not raised
-                refit_error = _one_line(exc)
-                best["refit_error"] = refit_error
-            best["holdout"] = holdout
-            model = final_estimator(self._final_model) if self._final_model is not None else None
-            if hasattr(model, "summary") and hasattr(model, "net_"):  # a network: its architecture, layer by layer
-                with contextlib.suppress(Exception):  # a user's estimator with a summary of its own: not ours to read
-                    best["architecture"] = model.summary()
-                    best["layers"] = model.layers()
-            best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": self._tie_method(),
-                            "simplest": simplest}
-            if self.time_budget:
-                best["time_budget"] = self.time_budget
-            self.folder.write_best(best)
-        return SearchResult(self.spec.name, self.folder.path, table, best, self.prepared.metric.name,
-                            self.spec.objective.aggregate, self.prepared.mode, sum(t.fitted for t in trials),
-                            sum(t.replayed for t in trials), time.perf_counter() - t0, holdout, parent_id,
-                            self.dashboard_url, refit_error, self._tie_method(), simplest,
-                            time_budget=self.time_budget)
-
-    def _budget_end(self, budget: TimeBudget | None) -> None:
-        """What the time budget did, in state.json (best.json, the SearchResult) and, if it ended the search, said
-        in one line: ``time budget reached after N configurations``, N those that ended on their own (completed,
+    def _budget_end(self, driver: Driver, budget: TimeBudget | None) -> dict[str, Any] | None:
+        """What the time budget did, in state.json (and best.json, the SearchResult) and, if it ended the search,
+        said in one line: ``time budget reached after N configurations``, N those that ended on their own (completed,
         stopped by the scheduler, failed), not those still running at the end of the grace."""
         if budget is None:
             if "time_budget" in self.folder.state:  # an earlier process's budget: not this one's
                 self.folder.update_state(time_budget={"seconds": None, "reached": False})
-            return
-        trials = self.driver.trials
+            return None
+        trials = driver.trials
         cut = sum(t.status == "stopped" and (t.error or "").startswith(BUDGET_STOP) for t in trials)
-        self.time_budget = {"seconds": budget.seconds, "grace_seconds": round(budget.grace, 3),
-                            "reached": budget.reached, "configurations": len(trials) - cut, "stopped_unfinished": cut,
-                            "completed": sum(t.status == "completed" for t in trials)}
-        self.folder.update_state(time_budget=self.time_budget)
+        time_budget = {"seconds": budget.seconds, "grace_seconds": round(budget.grace, 3), "reached": budget.reached,
+                       "configurations": len(trials) - cut, "stopped_unfinished": cut,
+                       "completed": sum(t.status == "completed" for t in trials)}
+        self.folder.update_state(time_budget=time_budget)
         if budget.reached:
             line = f"time budget reached after {len(trials) - cut} configurations ({duration(budget.seconds)})"
             if cut:
                 line += (f"; {cut} still running after a grace of {duration(budget.grace)} stopped unfinished, "
                          "not ranked")
             self.say(line)
+        return time_budget
 
-    def _tie_method(self) -> str:
-        versus = self.report.versus
-        return versus.method if versus else "not tested: one subset per configuration leaves no spread to test with"
+    def _finish(self, setup: Setup, fits: Fits, t0: float, time_budget: dict[str, Any] | None) -> SearchResult:
+        """The results table, the best configuration refitted on the whole training pool, best.json."""
+        ranking, trials, prepared = setup.plan.ranking, setup.plan.driver.trials, setup.prepared
+        ties = ranking.ties()
+        table = ranking.table(ties)
+        self.folder.write_results(table)
+        self.folder.update_state(metric=prepared.metric.name, mode=prepared.mode)  # what the report reads
+        simplest = _simplest(ranking, ties)
+        best, model, refit_error = None, None, None
+        if ranking.best() is not None:
+            model, holdout, refit_error = _refit_best(prepared, fits.problem_ref, ranking.best())
+            best = _best(ranking, model, holdout, refit_error)
+            best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": setup.plan.tie_method,
+                            "simplest": simplest}
+            if time_budget:
+                best["time_budget"] = time_budget
+            self.folder.write_best(best)
+        return SearchResult(
+            name=setup.spec.name, run_dir=self.folder.path, results=table, best=best, metric=prepared.metric.name,
+            aggregate=setup.spec.objective.aggregate, mode=prepared.mode, fits_run=sum(t.fitted for t in trials),
+            fits_replayed=sum(t.replayed for t in trials), wall_seconds=time.perf_counter() - t0,
+            holdout_scores=best["holdout"] if best else {}, dashboard_url=fits.dashboard_url,
+            refit_error=refit_error, tie_method=setup.plan.tie_method, simplest=simplest, time_budget=time_budget,
+            model=model)
 
-    def _report(self) -> None:
-        from metaray.report import write
 
-        try:
-            write(self.folder.path)
-        except Exception as exc:  # the search's results stand; the report's failure is said, not raised
-            self.say(f"report: not made ({_one_line(exc)}); try: metaray report {self.folder.path}")
+def _drive(plan: Plan, runner, journal: Journal, callbacks: Callback, progress: Callable[[str], None],
+           budget: TimeBudget | None) -> None:
+    """Run the plan's driver to its end: a fit the journal holds is replayed, not run again; every fit that arrives
+    is journaled (its warnings said once); every configuration that ends is heard by the callbacks and said."""
+    warned: set[str] = set()
 
-    def _refit(self, trial: Trial):
-        """The best configuration fitted on the whole training pool, scored on the hold-out rows if any. With
-        ``ray.fit_timeout_s``, the refit may take that long times the pool's size over a subset's. It reserves the
-        memory metaray.memory estimates for the pool's rows (the override scaled likewise); more than any node
-        offers fails the refit with one line, not the search."""
-        import ray
+    def on_fit(trial, r) -> None:
+        for message in set(r.warnings) - warned:
+            warned.add(message)
+            progress(f"warning (first seen in {trial.id}, said once): {message}")
+        if not r.transient:  # a failed fit too (it fails the same way when replayed), unless the cluster failed it
+            journal.write(trial.key, r)
 
-        from metaray.memory import estimate, reserve
-        from metaray.objective import fit_final
+    def on_end(trial) -> None:
+        with _uninterrupted():  # a configuration is both handed to the callbacks (MLflow) and said, or neither
+            callbacks.on_trial_end(trial, plan.ranking)
+            progress(plan.ranking.line(trial))
 
-        ray_spec, prepared = self.spec.ray, self.prepared
-        pool = len(prepared.dataset.y) - len(prepared.plan.test)
-        scale = pool / max(len(t) for t in prepared.plan.train)
-        memory = reserve(estimate(prepared.dataset, prepared.plan, trial.learner.model, rows=pool),
-                         trial.learner.describe(), available=prepared.node_memory,
+    drive(plan.driver, runner, learner_for=plan.learner_for, replay=lambda trial, unit: journal.lookup(unit, trial.key),
+          on_fit=on_fit, on_end=on_end, before_wait=journal.flush, budget=budget)
+
+
+def _simplest(ranking: Ranking, ties) -> dict[str, Any] | None:
+    """The simplest configuration tied with the best, as best.json and the SearchResult show it."""
+    simplest = ranking.simplest(ties)
+    if simplest is None:
+        return None
+    name, params = ranking.learner(simplest)
+    return {"trial": simplest.id, "learner": name, "params": params, "visible": ranking.visible(simplest),
+            "objective": simplest.objective}
+
+
+def _best(ranking: Ranking, model, holdout: dict[str, float], refit_error: str | None) -> dict[str, Any]:
+    """The best configuration as best.json holds it (but for its ties and time budget)."""
+    trial = ranking.best()
+    name, params = ranking.learner(trial)
+    best = {"trial": trial.id, "learner": name, "params": params, "objective": trial.objective,
+            "std": trial.aggregates.get("std", math.nan), "config": trial.config}
+    if refit_error is not None:
+        best["refit_error"] = refit_error
+    best["holdout"] = holdout
+    net = final_estimator(model) if model is not None else None
+    if hasattr(net, "summary") and hasattr(net, "net_"):  # a network: its architecture, layer by layer
+        with contextlib.suppress(Exception):  # a user's estimator with a summary of its own: not ours to read
+            best["architecture"] = net.summary()
+            best["layers"] = net.layers()
+    return best
+
+
+def _refit_best(prepared: Prepared, problem_ref, trial: Trial) -> tuple[Any, dict[str, float], str | None]:
+    """The best configuration fitted on the whole training pool and scored on the hold-out rows, if any:
+    (the model as a user calls it, hold-out scores, None), or (None, {}, the error in one line) when the refit
+    failed: the search's results stand, the refit's failure is said, not raised.
+
+    With ``ray.fit_timeout_s``, the refit may take that long times the pool's size over a subset's. It reserves the
+    memory metaray.memory estimates for the pool's rows (the override scaled likewise); more than any node offers
+    fails the refit, not the search."""
+    import ray
+
+    from metaray.memory import estimate, reserve
+    from metaray.objective import fit_final
+
+    spec, subsets, learner = prepared.spec, prepared.plan, trial.learner
+    ray_spec = spec.ray
+    pool = len(prepared.dataset.y) - len(subsets.test)
+    try:
+        scale = pool / max(len(t) for t in subsets.train)
+        memory = reserve(estimate(prepared.dataset, subsets, learner.model, rows=pool), learner.describe(),
+                         available=prepared.node_memory,
                          override=ray_spec.memory_per_fit and ray_spec.memory_per_fit * max(1.0, scale))
         ref = ray.remote(fit_final).options(num_cpus=ray_spec.cpus_per_fit, num_gpus=ray_spec.gpus_per_fit,
                                             max_retries=ray_spec.max_retries, memory=int(memory),
-                                            name=f"{self.spec.name} {trial.id} refit").remote(
-            self.problem_ref, trial.learner, self.spec.seed)
-        limit = ray_spec.fit_timeout_s
-        if limit is not None:
-            plan = self.prepared.plan
-            limit *= max(1.0, (len(self.prepared.dataset.y) - len(plan.test)) / min(len(t) for t in plan.train))
+                                            name=f"{spec.name} {trial.id} refit").remote(
+            problem_ref, learner, spec.seed)
+        if ray_spec.fit_timeout_s is not None:
+            limit = ray_spec.fit_timeout_s * max(1.0, pool / min(len(t) for t in subsets.train))
             if not ray.wait([ref], timeout=limit)[0]:
                 ray.cancel(ref, force=True)
                 raise TimeoutError(f"the refit on the whole training pool did not finish within {limit:.0f} s "
                                    "(ray.fit_timeout_s, scaled to the pool's size); its task was cancelled")
-        return ray.get(ref)
+        est, holdout = ray.get(ref)
+        return deployable(est, prepared.dataset.cleaner), holdout, None
+    except Exception as exc:
+        return None, {}, one_line(exc)
 
 
 @contextlib.contextmanager
@@ -431,14 +328,6 @@ def _uninterrupted():
             previous(*caught[0])
         elif caught and previous == signal.SIG_DFL:
             raise KeyboardInterrupt
-
-
-def _one_line(exc: BaseException) -> str:
-    """An error as one line: its type and the first line of its message (a Ray task error: the cause's)."""
-    cause = getattr(exc, "cause", None)
-    exc = cause if isinstance(cause, BaseException) else exc
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def search(spec: ExperimentSpec | dict | str | os.PathLike, overrides: list[str] = (), *,
@@ -470,7 +359,7 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
     run: ``spec`` must be that search's (the same data, subsets, space and seed; only ``search.num_samples`` may
     differ). Its configurations are replayed from the journal into the searcher, never fitted again; the new ones
     follow, chosen by a searcher that has learned from them."""
-    from metaray.folder import _resolved
+    from metaray.folder import resolved
 
     folder = RunFolder(run_dir)
     old, new = folder.spec(), load_spec(spec)
@@ -481,8 +370,8 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
         raise SpecError("--extend", "extends searches that draw one configuration at a time; a grid is enumerated "
                         "whole", allowed=["random", "optuna", "hyperopt"],
                         got=s.searcher if s.searcher == "grid" else "a space with grid values")
-    prepare(new, say=lambda line: None)  # resolves the task and the default learner, as the search's spec.yaml has
-    a, b = _resolved(old), _resolved(new)
+    # the task and the default learner resolved, as the search's spec.yaml has them
+    a, b = resolved(old), resolved(prepare(new, say=lambda line: None).spec)
     for raw in (a, b):
         raw["search"].pop("num_samples"), raw["search"].pop("max_concurrent"), raw["search"].pop("time_budget", None)
     what = ("strategy", "seed", "data", "subsets", "learner", "objective", "search")  # ray, tracking: as now
@@ -490,9 +379,9 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
     if differ:
         raise SpecError("--extend", "the run folder holds a search of another spec; an extension keeps the data, "
                         "subsets, space and seed, only search.num_samples grows", got=f"{differ} differs")
-    done = s.num_samples or SearchRun(old, folder).default_samples()
+    done = s.num_samples or default_samples(old)
     s.num_samples = done + more
-    old.ray = new.ray  # where it runs now (a cluster, or this machine)
+    old.ray = new.ray.model_copy(deep=True)  # where it runs now (a cluster, or this machine)
     old.search.time_budget = new.search.time_budget  # a fresh budget, the one given now
     folder.write_spec(old)
     folder.update_state(status="running", first_num_samples=folder.state.get("first_num_samples", done))

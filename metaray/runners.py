@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from metaray.errors import SpecError
+from metaray.errors import SpecError, one_line
 from metaray.fits import FitResult, Unit, trial_id
 
 #: a task should run at least this long, so that Ray's per-task cost stays a few percent of it
@@ -96,12 +96,10 @@ def _node_name() -> str:
 class FitRunner:
     """Runs subset fits as Ray tasks and hands back their results as they finish.
 
-    Short fits are batched several to a task: the first task of a learner runs one fit, which measures how
-    long a fit takes; later tasks carry enough fits to last ``MIN_TASK_SECONDS`` (fits of several configurations
-    when one has too few), but never so many that some CPUs would sit idle at the end. Queued fits go out lowest
-    configuration first (so the oldest one finishes first), and at most ``2 x slots`` tasks are in flight, so that
-    the queued fits of a configuration a scheduler stops can still be dropped (``cancel``). ``wait`` hands back every
-    task that has finished, not just the first, so that the driver's work per result shrinks as the cluster grows.
+    Short fits are batched several to a task (the rule: ``_batch_size``). Queued fits go out lowest configuration
+    first (so the oldest one finishes first), and at most ``2 x slots`` tasks are in flight, so that the queued fits
+    of a configuration a scheduler stops can still be dropped (``cancel``). ``wait`` hands back every task that has
+    finished, not just the first, so that the driver's work per result shrinks as the cluster grows.
 
     With ``fit_timeout_s``, every task carries one fit and no more tasks are in flight than there are slots, so a
     task starts when it is dispatched; one still running ``fit_timeout_s`` after that is cancelled (its worker is
@@ -162,7 +160,8 @@ class FitRunner:
         """Drop the queued fits of a configuration. Its running tasks finish (their results are ignored): a polite
         cancel raises KeyboardInterrupt wherever the task's Python code is, and one that lands in an import (a
         first ``import torch``) leaves that module half-imported in the worker, failing every later fit there. With
-        ``fit_timeout_s`` the user has said hung fits must die: then its tasks are cancelled and their workers killed."""
+        ``fit_timeout_s`` the user has said hung fits must die: then its tasks are cancelled and their workers
+        killed."""
         self._queue = [job for job in self._queue if job[0][0] != trial]
         heapq.heapify(self._queue)
         if self._timeout is None:
@@ -183,17 +182,30 @@ class FitRunner:
         return 2 * self.slots * self._batch_size(self._last, capped=False) - self.pending
 
     def _batch_size(self, learner, capped: bool = True) -> int:
+        """How many fits the next task of ``learner`` carries. The batching rule:
+
+        1. ``ray.fits_per_task`` (or ``fit_timeout_s``: one fit a task, so that a task's clock is its fit's) fixes it.
+        2. A learner with no fit measured yet gets one fit a task: its first tasks measure how long a fit takes
+           (fit and score seconds, a running mean per learner name, updated as results arrive in ``wait``).
+        3. Then enough fits to last ``MIN_TASK_SECONDS``, so that Ray's per-task cost (~1.5 ms here) stays a few
+           percent of a task: a 10 ms fit goes ten to a task, a fit of 0.1 s or more alone.
+        4. ``capped``: never more than the queue shared evenly over the slots, so that near the end of the queue
+           no slot idles while another works through a long batch.
+        """
         if self._fixed:
             return self._fixed
         estimate = self._fit_seconds.get(learner.name) if learner is not None else None
         if estimate is None:
             return 1
         size = math.ceil(MIN_TASK_SECONDS / max(estimate, 1e-4))
-        if capped:  # never so large that a slot would idle while another works through a long batch
+        if capped:
             size = min(size, math.ceil(len(self._queue) / self.slots))
         return max(1, size)
 
     def _dispatch(self) -> None:
+        """Launch tasks while fewer than ``_max_inflight`` are in flight. A task takes the lowest queued fits, sized by
+        the learner of the first (``_batch_size``), and may take fits of the next configurations when one has too
+        few left: each configuration's (and stage's) fits in a task form a group with its own learner."""
         while self._queue and len(self._inflight) < self._max_inflight:
             learner = self._queue[0][3]
             size = self._batch_size(learner)
@@ -246,9 +258,8 @@ class FitRunner:
             except ray.exceptions.TaskCancelledError:
                 continue
             except ray.exceptions.RayError as exc:  # the worker or its node died, beyond Ray's retries
-                message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-                results = [FitResult(unit, error=message, transient=True) for unit in units]
-            for r, name in zip(results, names):
+                results = [FitResult(unit, error=one_line(exc), transient=True) for unit in units]
+            for r, name in zip(results, names, strict=True):
                 if r.error is None and name is not None:
                     seconds = r.fit_seconds + r.score_seconds
                     old = self._fit_seconds.get(name)

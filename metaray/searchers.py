@@ -8,7 +8,9 @@ the searcher its objective in the canonical order.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,21 +61,38 @@ class Variants:
 
 
 class TuneSearcher:
-    """Any ``ray.tune.search.Searcher``, through its public methods."""
+    """Any ``ray.tune.search.Searcher``, through its public methods; each call inside ``quiet()`` (a context that
+    quiets the library's logging for the call only)."""
 
     adaptive = True
     total = None
 
-    def __init__(self, searcher):
-        self._s = searcher
+    def __init__(self, searcher, quiet: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self._s, self._quiet = searcher, quiet
 
     def suggest(self, index: int) -> dict | None:
-        config = self._s.suggest(trial_id(index))
+        with self._quiet():
+            config = self._s.suggest(trial_id(index))
         return config if isinstance(config, dict) else None
 
     def complete(self, index: int, value: float | None) -> None:
         ok = value is not None and math.isfinite(value)
-        self._s.on_trial_complete(trial_id(index), {OBJECTIVE: value} if ok else None, error=not ok)
+        with self._quiet():
+            self._s.on_trial_complete(trial_id(index), {OBJECTIVE: value} if ok else None, error=not ok)
+
+
+@contextlib.contextmanager
+def optuna_verbosity(level: int):
+    """Optuna's log level at ``level`` within the block, restored after: its INFO line for every trial is noise in a
+    search, and a notebook's own studies keep the level their user set."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(level)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
 
 
 
@@ -87,14 +106,16 @@ def _grid(space, num_samples: int, mode: str, seed: int, points=(), startup=None
 
 
 def _optuna(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> TuneSearcher:
+    import functools
     import logging
 
-    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    optuna.logging.set_verbosity(logging.WARNING)
-    return TuneSearcher(OptunaSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, seed=seed,
-                                     points_to_evaluate=[dict(p) for p in points] or None))
+    quiet = functools.partial(optuna_verbosity, logging.WARNING)
+    with quiet():
+        searcher = OptunaSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, seed=seed,
+                                points_to_evaluate=[dict(p) for p in points] or None)
+    return TuneSearcher(searcher, quiet)
 
 
 def _hyperopt(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> TuneSearcher:
@@ -105,9 +126,12 @@ def _hyperopt(space, num_samples: int, mode: str, seed: int, points=(), startup=
                                        points_to_evaluate=[dict(p) for p in points] or None))
 
 
+def _random(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> Variants:
+    return Variants(space.param_space(), num_samples, seed, points)
+
+
 SEARCHERS: Registry = Registry("searcher", "search.searcher")
-SEARCHERS.register("random", lambda space, n, mode, seed, points=(), startup=None: Variants(space.param_space(), n, seed,
-                                                                                             points))
+SEARCHERS.register("random", _random)
 SEARCHERS.register("grid", _grid)
 SEARCHERS.register("optuna", _optuna)
 SEARCHERS.register("hyperopt", _hyperopt)

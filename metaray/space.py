@@ -19,8 +19,11 @@ Conditional spaces are flattened: the key ``learner`` picks a branch and a branc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from metaray.errors import SpecError
 
@@ -37,8 +40,103 @@ DISTRIBUTIONS = {
 
 @dataclass(frozen=True)
 class Dist:
+    """One searched parameter's distribution as the YAML wrote it: ``kind`` (a key of ``DISTRIBUTIONS``) and its
+    ``args``. Callers ask it what they need (its choices, whether it is numeric, log-scaled or integer, the value
+    nearest a past one, Tune's or Optuna's object) rather than branching on the kind themselves.
+
+    Example:
+        >>> Dist("loguniform", (0.01, 10.0)).closest(500.0), Dist("choice", (1, 5, 10)).closest(7)
+        (10.0, 5)
+    """
+
     kind: str
     args: tuple
+
+    @property
+    def choices(self) -> tuple | None:
+        """The values of a choice or a grid; None for a range."""
+        return self.args if self.kind in ("choice", "grid") else None
+
+    @property
+    def numeric(self) -> bool:
+        """Its values are numbers: a range, or choices that are all numbers (not booleans, not None)."""
+        return self.choices is None or all(_is_number(v) for v in self.choices)
+
+    @property
+    def log(self) -> bool:
+        """Sampled on a log scale (log-uniform)."""
+        return self.kind == "loguniform"
+
+    @property
+    def integer(self) -> bool:
+        """Its values are whole numbers: randint, or choices of integers (None aside)."""
+        if self.kind == "randint":
+            return True
+        values = [a for a in self.choices or () if a is not None]
+        return bool(values) and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in values)
+
+    @property
+    def centre(self):
+        """A value in the middle: a range's centre (geometric on a log scale, an integer for randint), a choice's
+        first value."""
+        if self.choices is not None:
+            return self.args[0]
+        low, high = self.args[0], self.args[1]
+        if self.kind == "randint":
+            return int((low + high - 1) // 2)
+        return math.sqrt(low * high) if self.log else (low + high) / 2
+
+    def closest(self, value):
+        """The value of this distribution nearest ``value`` (a past configuration's, warm starting a search): a
+        choice equal to it (or with the same text), else the nearest number among the choices, else the first; in a
+        range, ``value`` clipped to the bounds and rounded to the quantum or to an integer; the centre when
+        ``value`` is not a number."""
+        if self.choices is not None:
+            for a in self.choices:
+                if a == value or (a is not None and value is not None and str(a) == str(value)):
+                    return a
+            numbers = [a for a in self.choices if _is_number(a)]
+            if numbers and _is_number(value):
+                return min(numbers, key=lambda a: abs(a - value))  # a number it does not offer: the nearest
+            return self.choices[0]
+        number = _is_number(value) and math.isfinite(value)
+        low, high = self.args[0], self.args[1]
+        if self.kind == "randint":
+            return int(min(max(round(value), low), high - 1)) if number else self.centre
+        value = float(min(max(value if number else self.centre, low), high))
+        if self.kind == "quniform":
+            q = self.args[2]
+            value = float(min(max(round(value / q) * q, low), high))
+        return value
+
+    def index(self, cell) -> float:
+        """Which of the choices a results-table cell holds, as read back from CSV (None as missing, numbers as
+        floats: a column of None and 5 reads 5.0, text and booleans as their text); NaN for none of them."""
+        choices = self.choices or ()
+        if missing(cell):
+            return float(choices.index(None)) if None in choices else math.nan
+        for i, a in enumerate(choices):
+            if a is None:
+                continue
+            if _is_number(a):
+                try:
+                    if float(cell) == float(a):
+                        return float(i)
+                except (TypeError, ValueError):
+                    continue
+            elif str(a) == str(cell) or str(a).lower() == str(cell).lower():
+                return float(i)
+        return math.nan
+
+    def read(self, cell):
+        """A results-table cell as a value of this distribution: one of its choices (ValueError for none), an
+        integer for randint, else a float."""
+        if self.choices is not None:
+            i = self.index(cell)
+            if math.isnan(i):
+                raise ValueError(f"{cell!r} is none of {list(self.choices)}")
+            return self.choices[int(i)]
+        return int(cell) if self.kind == "randint" else float(cell)
 
     def to_tune(self):
         from ray import tune
@@ -48,6 +146,26 @@ class Dist:
         if self.kind == "choice":
             return tune.choice(list(self.args))
         return getattr(tune, self.kind)(*self.args)
+
+    def to_optuna(self):
+        """Optuna's distribution of the same values (a quantised range as a plain one)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.choices is not None:
+            return CategoricalDistribution(list(self.choices))
+        if self.kind == "randint":
+            return IntDistribution(int(self.args[0]), int(self.args[1]) - 1)
+        return FloatDistribution(self.args[0], self.args[1], log=self.log)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def missing(value) -> bool:
+    """A cell with no value: None, NaN or pandas' NA."""
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or \
+        type(value).__name__ == "NAType"
 
 
 def _is_dist(value) -> bool:
@@ -99,18 +217,29 @@ class Space:
     def empty(self) -> bool:
         return not self.conditional and not self.branches[0].dists
 
-    def _flat_name(self, branch: Branch, param: str) -> str:
+    def flat_name(self, branch: Branch, param: str) -> str:
+        """A branch's parameter as the flat space names it: ``<learner>.<param>`` in a conditional space."""
         return f"{branch.learner}.{param}" if self.conditional else param
+
+    def learner_dist(self) -> Dist | None:
+        """The distribution of the flat key ``learner`` (a choice or grid of the branches); None with one learner."""
+        return Dist(self.selector, tuple(b.learner for b in self.branches)) if self.conditional else None
+
+    def flat_dists(self) -> dict[str, Dist]:
+        """Every searched parameter under its flat name, branch by branch, and last, in a conditional space, the
+        choice of the learner."""
+        out = {self.flat_name(b, p): d for b in self.branches for p, d in b.dists.items()}
+        return out | ({"learner": self.learner_dist()} if self.conditional else {})
 
     def param_space(self) -> dict[str, Any]:
         """The flat space as Ray Tune sample objects, parameters in sorted order: a YAML mapping has no order, so
         the same space written with its keys in another order samples the same configurations."""
         out: dict[str, Any] = {}
         if self.conditional:
-            out["learner"] = Dist(self.selector, tuple(b.learner for b in self.branches)).to_tune()
+            out["learner"] = self.learner_dist().to_tune()
         for b in self.branches:
             for param, dist in sorted(b.dists.items()):
-                out[self._flat_name(b, param)] = dist.to_tune()
+                out[self.flat_name(b, param)] = dist.to_tune()
         return out
 
     def kinds(self) -> set[str]:
@@ -122,7 +251,7 @@ class Space:
         name = config["learner"] if self.conditional else self.branches[0].learner
         branch = next(b for b in self.branches if b.learner == name)
         params = dict(branch.constants)
-        params.update({p: plain(config[self._flat_name(branch, p)]) for p in branch.dists})
+        params.update({p: plain(config[self.flat_name(branch, p)]) for p in branch.dists})
         return name, params
 
     def visible(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +259,7 @@ class Space:
         name, params = self.resolve(config)
         branch = next(b for b in self.branches if b.learner == name)
         out = {"learner": name} if self.conditional else {}
-        out.update({self._flat_name(branch, p): params[p] for p in branch.dists})
+        out.update({self.flat_name(branch, p): params[p] for p in branch.dists})
         return out
 
 

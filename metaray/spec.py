@@ -12,7 +12,6 @@ import copy
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,13 +22,14 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    create_model,
     field_validator,
     model_serializer,
     model_validator,
 )
 
 from metaray.errors import SpecError
-from metaray.registry import check_choice
+from metaray.registry import Option, Rule, check_choice
 
 TASKS = ("auto", "classification", "regression")
 SAMPLERS = ("subsample", "bootstrap", "stratified", "kfold", "time")
@@ -58,15 +58,6 @@ def _quantity(value, units: dict[str, float], key: str, allowed: str) -> float:
     return number * factor
 PROTOCOLS = ("holdout", "out_of_subset", "full")
 DEFAULT_FRACTION = {"subsample": 0.8, "stratified": 0.8, "bootstrap": 1.0, "time": None}  # time: forward chaining
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A declared constraint on one field: the check, what it means, and the allowed values for the message."""
-
-    ok: Callable[[Any], bool]
-    problem: str
-    allowed: str
 
 
 POSITIVE = Rule(lambda v: v >= 1, "must be a positive integer", ">= 1")
@@ -139,7 +130,7 @@ class DataSpec(_Section):
         return v if v is None or isinstance(v, str) else str(v)
 
     _rules = {"test_size": Rule(lambda v: 0 < v < 1, "must be a fraction of the rows", "(0, 1)")}
-    _choices = {"task": ("task", lambda: TASKS), "dataset": ("dataset", _names("metaray.data", "DATASETS"))}
+    _choices = {"task": ("task", lambda: TASKS), "dataset": ("dataset", _names("metaray.datasets", "DATASETS"))}
 
     @model_validator(mode="after")
     def _source(self):
@@ -263,37 +254,43 @@ class RaySpec(_Section):
         return None if v is None else _quantity(v, _BYTES, "ray.memory_per_fit", "bytes or a size such as 2GB, 512MiB")
 
 
-FIDELITIES = ("subsets", "epochs")
+def _scheduler_options() -> dict[str, dict[str, Option]]:
+    """The options each registered scheduler declares (its module owns them: ``OPTIONS``), by scheduler name."""
+    from metaray.schedulers import SCHEDULERS
+
+    return {name: SCHEDULERS.get(name).OPTIONS for name in SCHEDULERS.names()}
 
 
-class SchedulerSpec(_Section):
+def _every_option(by_scheduler: dict[str, dict[str, Option]]) -> dict[str, Option]:
+    """Every scheduler's options in one mapping, in declaration order; an option two schedulers declare must be
+    declared the same way."""
+    out: dict[str, Option] = {}
+    for name, options in by_scheduler.items():
+        for option, declared in options.items():
+            if out.setdefault(option, declared) != declared:
+                raise TypeError(f"scheduler {name!r} declares the option {option!r} unlike another scheduler")
+    return out
+
+
+_SCHEDULER_OPTIONS = _scheduler_options()
+_ALL_SCHEDULER_OPTIONS = _every_option(_SCHEDULER_OPTIONS)
+
+
+class _SchedulerSection(_Section):
     """Early stopping over a configuration's units, nested as Ray Tune's options are:
     ``{name: asha, grace_period: 1, reduction_factor: 3, fidelity: subsets}``, ``{name: racing, min_subsets: 3,
-    confidence: 0.95, tolerance: 0}``, or ``none``; a plain name takes the defaults. Options of another scheduler are
-    refused."""
+    confidence: 0.95, tolerance: 0}``, or ``none``; a plain name takes the defaults. Each scheduler's module declares
+    its options (``metaray.schedulers``); options of another scheduler are refused."""
 
     name: str = "none"
-    grace_period: float | None = None
-    reduction_factor: float | None = None
-    fidelity: str | None = None
-    min_subsets: int | None = None
-    confidence: float | None = None
-    tolerance: float | None = None
 
     _key = "search.scheduler"
-    OPTIONS: ClassVar[dict[str, dict[str, Any]]] = {
-        "none": {},
-        "asha": {"grace_period": 1, "reduction_factor": 3.0, "fidelity": "subsets"},
-        "racing": {"min_subsets": 3, "confidence": 0.95, "tolerance": 0.0},
-    }
-    _rules = {"grace_period": Rule(lambda v: v > 0, "ASHA's first rung", "> 0"),
-              "min_subsets": Rule(lambda v: v >= 2, "racing needs two scores for a spread", ">= 2"),
-              "reduction_factor": Rule(lambda v: v > 1, "ASHA keeps 1/reduction_factor of each rung", "> 1"),
-              "tolerance": Rule(lambda v: 0 <= v < 1, "racing's relative margin an improvement must be able to "
-                                "exceed", "[0, 1)"),
-              "confidence": Rule(lambda v: 0.5 <= v < 1, "racing's one-sided confidence level", "[0.5, 1)")}
+    #: scheduler name -> its options' declarations
+    DECLARED: ClassVar[dict[str, dict[str, Option]]] = _SCHEDULER_OPTIONS
+    _rules = {option: d.rule for option, d in _ALL_SCHEDULER_OPTIONS.items() if d.rule is not None}
     _choices = {"name": ("scheduler", _names("metaray.schedulers", "SCHEDULERS")),
-                "fidelity": ("fidelity", lambda: FIDELITIES)}
+                **{option: (option, lambda c=d.choices: c) for option, d in _ALL_SCHEDULER_OPTIONS.items()
+                   if d.choices}}
 
     @model_validator(mode="before")
     @classmethod
@@ -304,19 +301,31 @@ class SchedulerSpec(_Section):
     def _own_options(self, handler):
         """Written out with its own options only: ``{name: racing, min_subsets: 3, confidence: 0.95,
         tolerance: 0.0}``."""
-        return {k: v for k, v in handler(self).items() if k == "name" or k in self.OPTIONS.get(self.name, {})}
+        return {k: v for k, v in handler(self).items() if k == "name" or k in self.DECLARED.get(self.name, {})}
 
     @model_validator(mode="after")
     def _options(self):
-        own = self.OPTIONS.get(self.name, {})
-        for option in self.OPTIONS["asha"] | self.OPTIONS["racing"]:
+        own = self.DECLARED.get(self.name, {})
+        for option in _ALL_SCHEDULER_OPTIONS:
             value = getattr(self, option)
             if value is not None and option not in own:
                 raise SpecError(f"search.scheduler.{option}", f"not an option of the {self.name!r} scheduler",
                                 allowed=sorted(own) or "no options", got=option)
             if value is None and option in own:
-                object.__setattr__(self, option, own[option])
+                object.__setattr__(self, option, own[option].default)
         return self
+
+    def check(self, k: int) -> None:
+        """The named scheduler's own check of its options against ``k`` subsets."""
+        from metaray.schedulers import SCHEDULERS
+
+        SCHEDULERS.get(self.name).check(self, k)
+
+
+#: ``search.scheduler``: a name and every scheduler's options as optional fields (each scheduler accepts its own)
+SchedulerSpec = create_model("SchedulerSpec", __base__=_SchedulerSection, __module__=__name__,
+                             __doc__=_SchedulerSection.__doc__,
+                             **{option: (d.type | None, None) for option, d in _ALL_SCHEDULER_OPTIONS.items()})
 
 
 class WarmStartSpec(_Section):
@@ -350,7 +359,7 @@ class WarmStartSpec(_Section):
 
 
 #: the scheduler options that were flat keys of ``search`` before they were nested under ``search.scheduler``
-FLAT_SCHEDULER_KEYS = ("grace_period", "reduction_factor", "fidelity", "min_subsets", "confidence", "tolerance")
+FLAT_SCHEDULER_KEYS = tuple(_ALL_SCHEDULER_OPTIONS)
 
 
 class SearchSpec(_Section):
@@ -400,13 +409,13 @@ class SearchSpec(_Section):
         scheduler = raw.get("scheduler", "none")
         scheduler = {"name": scheduler} if isinstance(scheduler, str) else dict(scheduler or {})
         name = scheduler.get("name", "none")
-        own = SchedulerSpec.OPTIONS.get(name, {})
+        own = SchedulerSpec.DECLARED.get(name, {})
         for key in FLAT_SCHEDULER_KEYS:
             if key not in raw:
                 continue
             value = raw.pop(key)
             # as before: an option of another scheduler is ignored, but epochs without ASHA are refused
-            if key in own or (key == "fidelity" and value != "subsets"):
+            if key in own or (key == "fidelity" and value != _ALL_SCHEDULER_OPTIONS[key].default):
                 scheduler[key] = value
                 notes.append(f"search.{key}: deprecated; write it under search.scheduler, e.g. "
                              f"search.scheduler: {{name: {name}, {key}: {value}}}")
@@ -464,13 +473,7 @@ class ExperimentSpec(_Section):
             bad = sorted(space.kinds() - {"grid", "choice"})
             raise SpecError("search.space", "the grid searcher enumerates grid and choice entries only",
                             allowed=["grid", "choice"], got=bad)
-        if (scheduler.name == "asha" and scheduler.fidelity == "subsets"
-                and math.ceil(scheduler.grace_period) >= self.subsets.k):  # decided after ceil(rung) subsets
-            raise SpecError("search.scheduler.grace_period", "ASHA stops configurations at rungs below k subsets",
-                            allowed=f"(0, {self.subsets.k - 1}]", got=scheduler.grace_period)
-        if scheduler.name == "racing" and scheduler.min_subsets >= self.subsets.k:
-            raise SpecError("search.scheduler.min_subsets", "racing compares configurations before all k subsets "
-                            "are fitted", allowed=f"[2, {self.subsets.k - 1}]", got=scheduler.min_subsets)
+        scheduler.check(self.subsets.k)
         sub, data = self.subsets, self.data
         if (sub.sampler == "time") != (data.order is not None):
             raise SpecError("data.order" if sub.sampler == "time" else "subsets.sampler",

@@ -1,11 +1,9 @@
 """Comparing two configurations over the subsets they share.
 
-Subsets of 80 % of the rows overlap heavily, so the K scores of one configuration are correlated and a plain paired
-t-test over them is over-confident. The corrected resampled t-test of Nadeau and Bengio (2003, "Inference for the
-Generalization Error") multiplies the variance term by ``1/K + n_test/n_train`` instead of ``1/K``; the Bayesian
-correlated t-test of Benavoli et al. (2017) uses the same correction and adds a region of practical equivalence
-(ROPE), so that "equivalent" can be shown, not only "no difference found". ``VersusBest`` puts them together for a
-search's results table: ``p_vs_best``, ``p_not_worse`` and ``tied_with_best`` of every configuration.
+The K scores of a configuration come from overlapping subsets, so they are correlated: both tests correct the
+variance by ``1/K + n_test/n_train`` (Nadeau and Bengio 2003) instead of ``1/K``, and the Bayesian one adds a region
+of practical equivalence so that "equivalent" can be shown. ``VersusBest`` applies them to a results table
+(docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -79,16 +77,14 @@ def bayesian_correlated_t(a, b, *, rope: float, n_train: int | None = None, n_te
 def paired_bootstrap(a, b, aggregate: str, *, rope: float, n_train: int | None = None, n_test: int | None = None,
                      greater_is_better: bool = True, better: str = "max", alpha: float = 0.2, lam: float = 1.0,
                      draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Paired bootstrap over the common subsets of the difference in ``aggregate`` (any of metaray.aggregates; for
-    aggregates that are not means, where no t-test applies): the same resampled subsets for ``a`` and ``b``.
+    """Paired bootstrap of the difference in ``aggregate`` (any of metaray.aggregates; for those that are not means,
+    where no t-test applies) over the common subsets, the same resampled subsets for ``a`` and ``b``. Resampling
+    overlapping subsets is over-confident, so the spread is widened by the overlap correction's
+    ``sqrt(1 + K * n_test/n_train)``. ``better``: the aggregate's own direction ("max"/"min"; ``std`` is minimised
+    whatever the metric).
 
-    Resampling K overlapping subsets is as over-confident as the plain t-test, so the bootstrap's spread around the
-    observed difference is widened by the overlap correction's factor ``sqrt(1 + K * n_test/n_train)`` (the ratio
-    of the corrected to the plain variance of a mean); stated as such wherever it is reported. ``better``: the
-    aggregate's own direction ("max"/"min"; ``std`` is minimised whatever the metric).
-
-    Returns ``(p, P(equivalent or better))``: p is the share of draws in which ``a`` is at least as good as ``b``
-    (small: ``a`` is worse), the second the share in which it is worse by no more than ``rope``.
+    Returns ``(p, P(equivalent or better))``: the shares of draws in which ``a`` is at least as good as ``b``, and
+    worse by no more than ``rope``.
     """
     from metaray.aggregates import rows
     from metaray.subsets import rng_for

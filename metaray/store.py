@@ -1,11 +1,32 @@
-"""The MLflow tracking store as metaray reads it: where it is (URIs), and every read of past searches."""
+"""The MLflow tracking store as metaray reads it: where it is (URIs), and every read of past searches
+(``metaray compare``, ``metaray history``, a warm start) through an explicit ``MlflowClient(uri)``.
+
+Nothing global is set: not ``mlflow.set_tracking_uri`` (which also sets $MLFLOW_TRACKING_URI), and what a read needs
+(MLflow's quick failures, its quiet loggers) only for the read's duration. Writing is ``metaray.tracking``'s job.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import logging
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+#: MLflow retries an unreachable server for minutes by default; metaray fails in seconds (a variable the user set
+#: is kept). MLflow reads them at each request.
+QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+#: the parent run of a search, and the child run of one configuration
+SEARCH_FILTER = "tags.`metaray.kind` = 'search'"
+TRIAL_FILTER = "tags.`metaray.kind` = 'trial'"
+#: the configurations ``trials`` reads at most
+MAX_TRIALS = 50000
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def tracking_uri(spec_uri: str | None = None) -> str:
@@ -31,3 +52,205 @@ def absolute_uri(uri: str) -> str:
     if "://" not in uri and not uri.startswith("file:"):
         return str(Path(uri).resolve())
     return uri
+
+
+@contextlib.contextmanager
+def reading():
+    """For a read's duration only: ``QUICK_HTTP`` in the environment (those the user did not set) and MLflow's and
+    Alembic's loggers at WARNING (a store's INFO lines are noise here); both restored after."""
+    import mlflow  # noqa: F401  (importing it configures its loggers: ours goes over that, and back)
+
+    added = {k: v for k, v in QUICK_HTTP.items() if k not in os.environ}
+    levels = {name: logging.getLogger(name).level for name in ("mlflow", "alembic")}
+    os.environ.update(added)
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+class Store:
+    """The searches one tracking store holds, read through ``MlflowClient(uri)``.
+
+    Raises:
+        SpecError: a SQLite store that does not exist (reading does not create it).
+    """
+
+    def __init__(self, uri: str):
+        from metaray.errors import SpecError
+
+        if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+            raise SpecError("tracking.uri", "no MLflow store there (a search creates it)", got=uri)
+        with reading():
+            import mlflow
+
+            self.uri, self.client = uri, mlflow.MlflowClient(uri)
+
+    def _pages(self, method: Callable, *args, **kwargs):
+        """Every result of a paged MLflow search."""
+        token = None
+        while True:
+            page = method(*args, **kwargs, max_results=1000, page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def experiments(self) -> dict[str, str]:
+        """Experiment id -> name, of every experiment."""
+        with reading():
+            return {e.experiment_id: e.name for e in self._pages(self.client.search_experiments)}
+
+    def searches(self, *, task: str | None = None, metric: str | None = None):
+        """Every metaray search the store holds (newest first): experiment, run id and name, dataset, task, metric,
+        mode, best objective, trial, learner and parameters, configurations, and ``mf.<name>`` meta-feature
+        columns."""
+        import pandas as pd
+
+        experiments = self.experiments()
+        filters = [SEARCH_FILTER] + ([f"tags.task = '{task}'"] if task else []) + (
+            [f"tags.metric = '{metric}'"] if metric else [])
+        with reading():
+            found = list(self._pages(self.client.search_runs, list(experiments), " and ".join(filters),
+                                     order_by=["attributes.start_time DESC"])) if experiments else []
+        if not found:
+            return pd.DataFrame()
+        out = pd.DataFrame([_search_row(r, experiments) for r in found])
+        for c in out.columns:
+            if c.startswith("mf."):
+                out[c] = pd.to_numeric(out[c], errors="coerce")
+        return out
+
+    def best_configurations(self, run_id: str, mode: str | None, limit: int) -> list[dict]:
+        """The best ``limit`` completed configurations of a past search, best first (a child run: itself), each
+        ``{"id", "metric", "parent", "trial", "params", "objective"}``; ``mode`` None: read from them."""
+        with reading():
+            run = self.client.get_run(run_id)
+            if run.data.tags.get("metaray.kind") == "trial":
+                return [_configuration(run)]
+            completed = f"tags.`mlflow.parentRunId` = '{run_id}' and tags.`metaray.status` = 'completed'"
+            if not mode:  # a search logged before its parent run had its direction: its configurations have it
+                some = self.client.search_runs([run.info.experiment_id], completed, max_results=1)
+                mode = some[0].data.tags.get("metaray.mode") if some else None
+            order = "ASC" if mode == "min" else "DESC"
+            runs = self.client.search_runs([run.info.experiment_id], completed, max_results=limit,
+                                           order_by=[f"metrics.objective {order}", "metrics.std ASC",
+                                                     "attributes.run_name ASC"])  # of equals, the steadiest first
+        return [_configuration(r) for r in runs if "objective" in r.data.metrics]
+
+    def scores(self, configuration: dict) -> tuple[float, ...]:
+        """A configuration's K subset scores in its past search (its primary metric's step series)."""
+        if not configuration["metric"]:
+            return ()
+        with reading():
+            history = self.client.get_metric_history(configuration["id"], configuration["metric"])
+        return tuple(float(m.value) for m in sorted(history, key=lambda m: m.step))
+
+    def named(self, items: list[str], say: Callable[[str], None]) -> list[tuple[str, str | None, str]]:
+        """(run id, mode, label) of the searches a list names: run ids (a search's parent run, or one
+        configuration's child run) and experiment names (every search in it, newest first); one that is not in
+        the store is said and skipped."""
+        out = []
+        for item in items:
+            if _RUN_ID.match(item):
+                try:
+                    with reading():
+                        run = self.client.get_run(item)
+                except Exception:
+                    say(f"warm start: no run {item} in the tracking store; skipped")
+                    continue
+                out.append((item, run.data.tags.get("metaray.mode"), f"run {item}"))
+                continue
+            with reading():
+                exp = self.client.get_experiment_by_name(item)
+                parents = [] if exp is None else self.client.search_runs(
+                    [exp.experiment_id], SEARCH_FILTER, max_results=1000, order_by=["attributes.start_time DESC"])
+            if exp is None:
+                say(f"warm start: no MLflow experiment {item!r}; skipped")
+            out += [(p.info.run_id, p.data.tags.get("metaray.mode"), f"{item}/{p.info.run_name}") for p in parents]
+        return out
+
+    def trials(self, names: list[str] = ()):
+        """The configurations (child runs) of the named experiments, every experiment's when none is named: one
+        row each with its experiment, search (parent run name), tags, metrics and ``params.<name>`` columns.
+
+        Raises:
+            SpecError: a named experiment is not in the store (the message lists those that are).
+        """
+        import pandas as pd
+
+        from metaray.errors import SpecError
+
+        experiments = self.experiments()
+        by_name = {name: i for i, name in experiments.items()}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise SpecError("experiment", "no such MLflow experiment", allowed=sorted(by_name), got=missing[0])
+        ids = [by_name[n] for n in names] if names else list(experiments)
+        if not ids:
+            return pd.DataFrame()
+        with reading():
+            runs = list(itertools.islice(self._pages(self.client.search_runs, ids, TRIAL_FILTER), MAX_TRIALS))
+            parents = {p: self.client.get_run(p).info.run_name
+                       for p in dict.fromkeys(r.data.tags.get("mlflow.parentRunId") for r in runs) if p}
+        return pd.DataFrame([_trial_row(r, experiments, parents) for r in runs])
+
+
+def past_searches(uri: str, *, task: str | None = None, metric: str | None = None):
+    """Every metaray search the store at ``uri`` holds, newest first (``Store.searches``): ``metaray.history``."""
+    return Store(uri).searches(task=task, metric=metric)
+
+
+def _search_row(run, experiments: dict[str, str]) -> dict[str, Any]:
+    tags, metrics = run.data.tags, run.data.metrics
+    row = {"experiment": experiments.get(run.info.experiment_id), "run_id": run.info.run_id,
+           "search": run.info.run_name, "status": run.info.status, "dataset": tags.get("dataset"),
+           "task": tags.get("task"), "metric": tags.get("metric"), "mode": tags.get("metaray.mode"),
+           "best_objective": metrics.get("best_objective"), "best_trial": tags.get("best_trial"),
+           "best_learner": tags.get("best_learner"), "best_params": tags.get("best_params"),
+           "configurations": metrics.get("configurations"), "run_dir": tags.get("metaray.run_dir")}
+    for k, v in run.data.params.items():
+        if k.startswith("metafeature."):
+            row["mf." + k.removeprefix("metafeature.")] = v
+    return row
+
+
+def _trial_row(run, experiments: dict[str, str], parents: dict[str, str]) -> dict[str, Any]:
+    tags, metrics = run.data.tags, run.data.metrics
+    row = {"experiment": experiments.get(run.info.experiment_id), "search": parents.get(tags.get("mlflow.parentRunId")),
+           "trial": tags.get("metaray.trial"), "learner": tags.get("learner"), "status": tags.get("metaray.status"),
+           "objective": metrics.get("objective", float("nan")), "std": metrics.get("std", float("nan")),
+           "worst": metrics.get("worst", float("nan")), "mode": tags.get("metaray.mode"),
+           "metric": tags.get("metaray.metric")}
+    row.update({f"params.{k}": v for k, v in run.data.params.items() if k != "learner"})
+    return row
+
+
+def _configuration(run) -> dict:
+    """A past configuration (a child run) as warm start uses it; its parameters as values, not MLflow's text."""
+    return {"id": run.info.run_id, "metric": run.data.tags.get("metaray.metric"),
+            "parent": run.data.tags.get("mlflow.parentRunId", ""), "trial": run.data.tags.get("metaray.trial", ""),
+            "params": {k: _value(v) for k, v in run.data.params.items()}, "objective": run.data.metrics["objective"]}
+
+
+def _value(text: str):
+    """A parameter as MLflow stored it (text) back to a value: numbers, None, booleans, lists, or the text."""
+    import yaml
+
+    if text in ("None", "null"):
+        return None
+    for number in (int, float):  # YAML reads 1e-05 as text
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool, list, str)) or value is None else text

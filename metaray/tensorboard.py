@@ -1,4 +1,5 @@
-"""TensorBoard scalar event files, written directly: a TFRecord of ``Event`` protocol buffers.
+"""TensorBoard scalar event files, written directly (a TFRecord of ``Event`` protocol buffers), and the search's
+TensorBoard callback (``TensorBoardCallback``).
 
 tensorboardX imports PyTorch when it is installed (~2 s of CPU in the driver, which on a laptop competes
 with the fits); scalars need none of it. The format (TensorFlow's ``event.proto``, ``summary.proto`` and its
@@ -22,6 +23,8 @@ import socket
 import struct
 import time
 from pathlib import Path
+
+from metaray.callbacks import Callback
 
 
 def _crc_table() -> list[int]:
@@ -98,6 +101,30 @@ class ScalarWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class TensorBoardCallback(Callback):
+    """Every configuration's scores as TensorBoard scalars, in ``tensorboard/<trial>/`` of the run folder (what
+    ``tensorboard --logdir`` reads): ``objective/running`` (the objective over its first 1, 2, ... subsets, steps from
+    1) and ``score/subset`` (the primary metric on each subset, steps from 0), of its latest stage. A configuration's
+    file is written once: a resumed search leaves those of the configurations it replays."""
+
+    def __init__(self):
+        self.logdir: Path | None = None
+
+    def on_search_start(self, setup) -> None:
+        self.logdir = setup.folder / "tensorboard"
+
+    def on_trial_end(self, trial, ranking) -> None:
+        scores = ranking.scores(trial)
+        folder = self.logdir / trial.id
+        if not scores or next(folder.glob("events.out.tfevents.*"), None) is not None:
+            return
+        with ScalarWriter(folder) as w:
+            for step, value in enumerate(ranking.running(trial), 1):
+                w.add_scalar("objective/running", value, step)
+            for k, value in enumerate(scores):
+                w.add_scalar("score/subset", value, k)
 
 
 def read_scalars(path: str | os.PathLike) -> list[tuple[str, int, float]]:

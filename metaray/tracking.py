@@ -1,14 +1,16 @@
-"""MLflow tracking: one writer, in a process of its own, fed by the driver through a bounded queue, so that SQLite
-never locks and logging stays off the driver's path (see ``Tracker``).
+"""MLflow logging: the search's MLflow callback on the driver, and the tracking process that writes to MLflow.
 
-A search is a parent run (the spec as an artifact, the dataset, the best result and model); every
-configuration is a child run (its parameters, every aggregate, the per-subset scores as a step series, fit
-seconds, tags). TensorBoard event files per configuration go under the run folder's ``tensorboard/``.
+A search is a parent run (the spec as an artifact, the dataset, the best result and model, the report and the best
+network's weights that other callbacks wrote); every configuration is a child run (its parameters, every aggregate,
+the per-subset scores as a step series, fit seconds, tags). One writer, in a process of its own, fed by the driver
+through a bounded queue: SQLite never locks, and MLflow's writes take neither the driver's time nor its GIL. The
+messages and their protocol (Ctrl-C, a killed driver, a resume) are in metaray.tracking_protocol.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -22,50 +24,100 @@ from pathlib import Path
 from typing import Any
 
 from metaray import __version__
-from metaray.errors import SpecError
-from metaray.store import DEFAULT_URI, absolute_uri, tracking_uri  # noqa: F401 (re-exported)
+from metaray.aggregates import COLUMNS
+from metaray.callbacks import Callback
+from metaray.driver import STATUSES
+from metaray.errors import SpecError, one_line
+from metaray.store import QUICK_HTTP, absolute_uri, tracking_uri
+from metaray.tracking_protocol import Abort, End, Ended, Finish, Finished, Logged, LogTrial, Start, Started, StartFailed
+
+# the driver's side -------------------------------------------------------------------------------------------------
 
 
-def _quick_http_failures() -> None:
-    # MLflow retries an unreachable server for minutes by default; a search should fail before its first fit
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+class MlflowCallback(Callback):
+    """Logs a search to MLflow (through a ``Tracker``): the parent run at its start (awaited before any fit: a store
+    that cannot be reached stops the search), a child run per configuration, and at its end the results with the
+    files that ``report`` (metaray.report.ReportCallback) and ``weights`` (metaray.weights.WeightsCallback), called
+    before it, made. ``progress`` hears how far MLflow lags at the end; ``say``, lines about what it could not log.
+    """
+
+    def __init__(self, *, progress=lambda line: None, say=lambda line: None, report=None, weights=None):
+        self.progress, self.say, self.report, self.weights = progress, say, report, weights
+        self.tracker: Tracker | None = None
+        self._folder = None
+
+    def on_search_start(self, setup) -> None:
+        state, prepared = setup.folder.state, setup.prepared
+        self._folder = setup.folder
+        self.tracker = Tracker(setup.spec, setup.folder.path, prepared.dataset.describe(), uri=state.get("mlflow_uri"),
+                               parent_id=state.get("parent_run_id"), metric=prepared.metric.name,
+                               mode=prepared.mode, metafeatures=setup.metafeatures)
+        # MLflow's start-up overlaps Ray's; the parent run is recorded as soon as it exists, even if the search
+        # stops before it is awaited
+        self.tracker.start().add_done_callback(self._record_parent)
+
+    def _record_parent(self, started: Future) -> None:
+        if not started.exception() and started.result():
+            self._folder.update_state(parent_run_id=started.result(), mlflow_uri=self.tracker.uri,
+                                      mlflow_experiment=self.tracker.experiment_name)
+
+    def on_fits_start(self) -> None:
+        self.tracker.started.result()  # a SpecError when the store cannot be reached: before any fit
+
+    def on_trial_end(self, trial, ranking) -> None:
+        self.tracker.log(LogTrial(trial.id, trial.status, ranking.row(trial), ranking.visible(trial),
+                                  ranking.learner(trial)[0], trial.error, ranking.series(trial),
+                                  ranking.running(trial)))
+
+    def on_search_end(self, result) -> None:
+        result.mlflow_run_id = self.tracker.parent_id
+        if self.tracker.lag:
+            self.progress(f"MLflow: catching up, {self.tracker.lag} configurations still to log")
+        made = self.report.made if self.report is not None else None
+        try:
+            self.tracker.finish(result, report=(made.html, *made.figures.values()) if made else (),
+                                weights=self.weights.path if self.weights is not None else None).result()
+        finally:
+            for note in self.tracker.notes:
+                self.say(note)
+
+    def on_search_error(self, exc: BaseException) -> None:
+        if self.tracker is not None:
+            self.tracker.abort()
+
+    def close(self, say) -> None:
+        if self.tracker is not None:
+            self.tracker.close(say)
 
 
 class Tracker:
-    """Logs one search to MLflow through the tracking process (see ``_Server``); every method returns at once.
+    """One search's link to the tracking process (see ``_Server``); every method returns at once, with a future where
+    there is something to wait for.
 
-    The driver hands each finished configuration to a bounded queue (``MAX_QUEUED``; a driver that runs that far
-    ahead waits) and a feeder thread pipes it to the tracking process, which owns the MLflow client: MLflow's
-    writes (SQLite transactions or HTTP calls) take neither the driver's time nor its GIL, and the search runs on
-    while tracking catches up. The process ignores Ctrl-C and logs everything it was sent before it says a search
-    has ended: an interrupted search loses no child run, and one whose driver was killed has its parent run marked
-    KILLED when the process sees its pipe close.
+    Args:
+        spec: the spec as the run folder records it; run_dir: the run folder; dataset: ``Dataset.describe()``.
+        uri, parent_id: the store and parent run an interrupted search already logged to (its run folder's record);
+            a resumed search logs there, whatever the working folder is now.
+        metric, mode, metafeatures: the search's resolved metric, the objective's direction and its data's
+            meta-features (metaray.metafeatures), recorded on the parent run for later searches to find it by.
     """
 
     def __init__(self, spec, run_dir: Path, dataset: dict[str, Any], *, uri: str | None = None,
-                 parent_id: str | None = None, metric: str | None = None, mode: str | None = None,
+                 parent_id: str | None = None, metric: str = "", mode: str = "",
                  metafeatures: dict[str, float] | None = None):
-        """``uri`` and ``parent_id``: the store and parent run an interrupted search already logged to (its run
-        folder's record); a resumed search logs there, whatever the working folder is now. ``metric``, ``mode``
-        and ``metafeatures``: the search's resolved metric and direction and its data's meta-features
-        (metaray.metafeatures), recorded on the parent run for later searches to find it by."""
         self.spec, self.run_dir, self.dataset = spec, Path(run_dir), dataset
-        self.about = {"metric": metric, "mode": mode, "metafeatures": dict(metafeatures or {})}
+        self.metric, self.mode, self.metafeatures = metric, mode, dict(metafeatures or {})
         self.uri = uri or absolute_uri(tracking_uri(spec.tracking.uri))
         self.experiment_name = spec.tracking.experiment or spec.name
         self.parent_id: str | None = parent_id
         self.sent = 0  # configurations handed to the queue
         self.logged = 0  # configurations the tracking process has logged
         self.failure: str | None = None
-        self.notes: list[str] = []  # lines for the user from the tracking process (a report it could not make)
+        self.notes: list[str] = []  # lines for the user from the tracking process
+        self.started: Future = Future()  # the parent run's id
         self._server: _Server | None = None
-        self._started: Future = Future()
         self._finished: Future | None = None
         self._ended: Future = Future()
-
-    # called by the driver --------------------------------------------------------------------------------
 
     def start(self) -> Future:
         """Start (or reuse) the tracking process, which connects, creates the experiment and the parent run (or
@@ -73,46 +125,39 @@ class Tracker:
         cannot be reached."""
         self._server = _server()
         self._server.attach(self)
-        # the process outlives this search: it takes this search's working folder (MLflow puts a new store's
-        # artifacts under ./mlruns) and environment (credentials, MLFLOW_* settings) from the driver as they are now
-        where = {"cwd": os.getcwd(), "environ": dict(os.environ)}
-        self._server.put(("start", {"spec": self.spec, "run_dir": self.run_dir, "dataset": self.dataset,
-                                    "uri": self.uri, "experiment": self.experiment_name,
-                                    "parent_id": self.parent_id, **self.about}, where))
-        return self._started
+        self._server.put(Start(self.spec, self.run_dir, self.dataset, self.uri, self.experiment_name, self.parent_id,
+                               self.metric, self.mode, self.metafeatures, os.getcwd(), dict(os.environ)))
+        return self.started
 
-    def log_trial(self, row: dict[str, Any], trial_id: str, status: str, params: dict[str, Any], learner: str,
-                  error: str | None, series: list[tuple[int, dict[str, float], float]]) -> None:
-        """One configuration: its results-table ``row``, its parameters and its per-subset ``series`` of
-        (subset, scores, fit seconds). Waits only when ``MAX_QUEUED`` messages are still to be logged."""
-        snapshot = {"row": dict(row), "id": trial_id, "status": status, "visible": dict(params), "learner": learner,
-                    "error": error, "results": list(series)}
+    def log(self, trial: LogTrial) -> None:
+        """One configuration; waits only when ``_Server.MAX_QUEUED`` messages are still to be logged."""
         self.sent += 1
-        self._server.put(("trial", snapshot))
+        self._server.put(trial)
 
     @property
     def lag(self) -> int:
         """Configurations handed over but not yet logged."""
         return self.sent - self.logged
 
-    def finish(self, result, model) -> Future:
-        """Log the search's results and its best model (after every configuration before it); the future resolves
-        when that is done."""
+    def finish(self, result, *, report: tuple[Path, ...] = (), weights: Path | None = None) -> Future:
+        """Log the search's results, the ``report``'s files, the ``weights`` file and the best model (after every
+        configuration before it); the future resolves when that is done."""
         self._finished = Future()
-        self._server.put(("finish", result, _pickled(model)))
+        self._server.put(Finish(dataclasses.replace(result, model=None), _pickled(result.model), tuple(report),
+                                weights))
         return self._finished
 
     def abort(self) -> None:
         """Mark the parent run KILLED, after everything already handed over is logged."""
         if self._server is not None:
-            self._server.put(("abort",))
+            self._server.put(Abort())
 
     def close(self, say=lambda line: None) -> None:
         """Wait until the tracking process has logged everything of this search; interrupted (Ctrl-C) while it
         catches up, it is left to finish on its own, and said so."""
         if self._server is None:
             return
-        self._server.put(("end",))
+        self._server.put(End())
         if self.lag > 0:
             say(f"MLflow: logging the last {self.lag} configurations")
         try:
@@ -128,34 +173,46 @@ class Tracker:
 
             warnings.warn(f"MLflow logging failed: {self.failure}", stacklevel=2)
 
-    # replies from the tracking process (on the server's reader thread) ------------------------------------
+    def reply(self, reply) -> None:
+        """A reply of the tracking process (on the server's reader thread)."""
+        match reply:
+            case Started(parent_id=parent_id):
+                self.parent_id = parent_id
+                self.started.set_result(parent_id)
+            case StartFailed(error=error):
+                self.started.set_exception(error)
+            case Logged(error=error):
+                self.failure = self.failure or error
+                self.logged += 1
+            case Finished(error=error, notes=notes):
+                self.notes.extend(notes)
+                if self._finished is not None:
+                    if error is None:
+                        self._finished.set_result(None)
+                    else:
+                        self._finished.set_exception(RuntimeError(error))
+            case Ended():
+                self._ended.set_result(None)
 
-    def _reply(self, kind: str, value) -> None:
-        if kind == "started":
-            self.parent_id = value
-            self._started.set_result(value)
-        elif kind == "start-error":
-            self._started.set_exception(value)
-        elif kind == "logged":
-            self.logged += 1
-        elif kind == "failed":
-            self.failure = self.failure or value
-        elif kind == "note":
-            self.notes.append(value)
-        elif kind == "finished" and self._finished is not None:
-            if value is None:
-                self._finished.set_result(None)
-            else:
-                self._finished.set_exception(RuntimeError(value))
-        elif kind == "ended":
-            self._ended.set_result(None)
+    @property
+    def ended(self) -> bool:
+        return self._ended.done()
 
-    def _lost(self, why: str) -> None:
+    def lost(self, why: str) -> None:
         """The tracking process is gone: nothing this search waits for will come."""
         self.failure = self.failure or why
-        for future in (self._started, self._finished, self._ended):
+        for future in (self.started, self._finished, self._ended):
             if future is not None and not future.done():
                 future.set_exception(RuntimeError(why))
+
+
+def _pickled(model) -> bytes | None:
+    """The best model as bytes for the tracking process (cloudpickle, as MLflow itself saves it)."""
+    if model is None:
+        return None
+    import cloudpickle
+
+    return cloudpickle.dumps(model)
 
 
 class _Server:
@@ -193,7 +250,7 @@ class _Server:
     def busy(self) -> bool:
         """Still logging a search that stopped waiting for it (a second Ctrl-C): its replies must not reach the
         next search."""
-        return self._tracker is not None and not self._tracker._ended.done()
+        return self._tracker is not None and not self._tracker.ended
 
     def retire(self) -> None:
         """End the process once its search has ended (without waiting for it); no other search will use it."""
@@ -232,23 +289,26 @@ class _Server:
         pipe = self._proc.stdout
         while True:
             try:
-                kind, value = pickle.load(pipe)
+                reply = pickle.load(pipe)
             except (EOFError, OSError, pickle.UnpicklingError):
                 break
             if self._tracker is not None:
-                self._tracker._reply(kind, value)
-            if kind == "ended" and self._retired:
+                self._tracker.reply(reply)
+            if isinstance(reply, Ended) and self._retired:
                 self._queue.put(None)
         if self._tracker is not None:
-            self._tracker._lost(f"the tracking process (pid {self.pid}) exited with {self._proc.wait()}")
+            self._tracker.lost(f"the tracking process (pid {self.pid}) exited with {self._proc.wait()}")
 
 
+#: the tracking process of this driver process: module state because it outlives a search (MLflow is imported once
+#: per driver process, not once per search); ended by ``shutdown``, at the latest when the interpreter exits
 _SERVER: _Server | None = None
 _SERVER_LOCK = threading.Lock()
 
 
 def _server() -> _Server:
-    """The tracking process of this driver process, started on first use (or again, if it died)."""
+    """The tracking process of this driver process, started on first use (or again, if it died or is still busy
+    with a search that stopped waiting for it)."""
     global _SERVER
     with _SERVER_LOCK:
         if _SERVER is None or not _SERVER.alive or _SERVER.busy:
@@ -272,39 +332,26 @@ def shutdown() -> None:
         server.shutdown()
 
 
-def _pickled(model) -> bytes | None:
-    """The best model as bytes for the tracking process (cloudpickle, as MLflow itself saves it)."""
-    if model is None:
-        return None
-    import cloudpickle
-
-    return cloudpickle.dumps(model)
+# the tracking process's side ---------------------------------------------------------------------------------------
 
 
 class Writer:
     """The MLflow side of a search, in the tracking process: one client, one call after another."""
 
-    def __init__(self, spec, run_dir: Path, dataset: dict[str, Any], uri: str, experiment: str,
-                 parent_id: str | None, metric: str | None = None, mode: str | None = None,
-                 metafeatures: dict[str, float] | None = None):
-        self.spec, self.run_dir, self.dataset, self.uri = spec, Path(run_dir), dataset, uri
-        self.metric, self.mode, self.metafeatures = metric, mode, metafeatures or {}
-        self.experiment_name, self.parent_id = experiment, parent_id
+    def __init__(self, start: Start):
+        self.spec, self.run_dir, self.dataset, self.uri = start.spec, Path(start.run_dir), start.dataset, start.uri
+        self.metric, self.mode, self.metafeatures = start.metric, start.mode, start.metafeatures
+        self.experiment_name, self.parent_id = start.experiment, start.parent_id
         self._client = None
         self._experiment_id: str | None = None
         self._children: dict[str, str] = {}  # trial id -> its child run
         self.ended = False  # finished or aborted: the parent run has its final status
 
-    def abort(self) -> None:
-        """The search stopped without an answer: its parent run is KILLED (a resume sets it running again)."""
-        self.ended = True
-        if self.parent_id and self._client is not None:
-            self._client.set_terminated(self.parent_id, "KILLED")
-
     def start(self) -> str:
+        """Connect, create the experiment if new, and create the parent run, or reopen it (a resume): the parent
+        run's id."""
         import logging
 
-        _quick_http_failures()
         import mlflow
         from mlflow import MlflowClient
 
@@ -313,35 +360,39 @@ class Writer:
             logging.getLogger(name).setLevel(logging.WARNING)
         logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # its note on pickles: the model is the user's
 
-        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_tracking_uri(self.uri)  # this process's own: MLflow's fluent API logs the model
         client = self._client = MlflowClient(self.uri)
         try:
             exp = client.get_experiment_by_name(self.experiment_name)
-            exp_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
-            self._experiment_id = exp_id
+            self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
         except Exception as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SpecError("tracking.uri", f"cannot reach the MLflow tracking store ({msg[:300]})",
                             got=self.uri) from None
         if self.parent_id:
-            client.update_run(self.parent_id, status="RUNNING")
-            token = None
-            while True:  # every child run already logged, page by page
-                page = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
-                                          max_results=10000, page_token=token)
-                self._children.update({r.data.tags.get("metaray.trial"): r.info.run_id for r in page})
-                token = page.token
-                if not token:
-                    break
-            return self.parent_id
-        spec = self.spec
+            return self._reopen()
+        return self._create_parent()
+
+    def _reopen(self) -> str:
+        """A resumed search's parent run, running again, and the child runs it already holds (skipped)."""
+        client, token = self._client, None
+        client.update_run(self.parent_id, status="RUNNING")
+        while True:  # every child run already logged, page by page
+            page = client.search_runs([self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
+                                      max_results=10000, page_token=token)
+            self._children.update({r.data.tags.get("metaray.trial"): r.info.run_id for r in page})
+            token = page.token
+            if not token:
+                return self.parent_id
+
+    def _create_parent(self) -> str:
+        spec, client = self.spec, self._client
         tags = {"metaray.kind": "search", "metaray.version": __version__, "metaray.run_dir": str(self.run_dir),
                 "dataset": self.dataset["name"], "task": self.dataset["task"], "protocol": spec.subsets.protocol,
                 "seed": str(spec.seed), "strategy": spec.strategy, "searcher": spec.search.searcher,
-                "scheduler": spec.search.scheduler.name,
-                "metric": self.metric or spec.objective.metric or "", "aggregate": spec.objective.aggregate,
-                "metaray.mode": self.mode or ""}
-        run = client.create_run(exp_id, run_name=f"{spec.name}-{self.run_dir.name}", tags=tags)
+                "scheduler": spec.search.scheduler.name, "metric": self.metric or spec.objective.metric or "",
+                "aggregate": spec.objective.aggregate, "metaray.mode": self.mode or ""}
+        run = client.create_run(self._experiment_id, run_name=f"{spec.name}-{self.run_dir.name}", tags=tags)
         self.parent_id = run.info.run_id
         params = {f"dataset.{k}": v for k, v in self.dataset.items() if k != "columns"}
         # a table's roles; a column name with characters MLflow's keys refuse ("Price ($)") is written with "_"
@@ -370,71 +421,42 @@ class Writer:
             self._client.log_batch(run_id, metrics=m[i * 1000 : (i + 1) * 1000], params=p[i * 100 : (i + 1) * 100],
                                    tags=t[i * 100 : (i + 1) * 100])
 
-    def log_trial(self, s: dict[str, Any]) -> None:
-        if s["id"] in self._children:
+    def log_trial(self, t: LogTrial) -> None:
+        """A configuration's child run (none if a resumed search's parent already holds it)."""
+        if t.trial in self._children:
             return  # logged before the crash that this run resumes from
-        from metaray.aggregates import objective_mode, running
-        from metaray.metrics import get_metric
-
-        client, spec, row = self._client, self.spec, s["row"]
-        metric_names = list(s["results"][0][1]) if s["results"] else []
-        primary = metric_names[0] if metric_names else None
-        tags = {"mlflow.parentRunId": self.parent_id, "metaray.kind": "trial", "metaray.trial": s["id"],
-                "metaray.status": s["status"], "metaray.version": __version__, "dataset": self.dataset["name"],
-                "protocol": spec.subsets.protocol, "seed": str(spec.seed), "learner": s["learner"],
-                "metaray.mode": "", "strategy": spec.strategy if spec.strategy != "auto" else self.dataset["task"]}
+        spec, row = self.spec, t.row
+        primary = next(iter(t.series[0][1]), None) if t.series else None  # the metric of its scores, if any
+        tags = {"mlflow.parentRunId": self.parent_id, "metaray.kind": "trial", "metaray.trial": t.trial,
+                "metaray.status": t.status, "metaray.version": __version__, "dataset": self.dataset["name"],
+                "protocol": spec.subsets.protocol, "seed": str(spec.seed), "learner": t.learner,
+                "metaray.mode": self.mode if primary else "",
+                "strategy": spec.strategy if spec.strategy != "auto" else self.dataset["task"]}
         if primary:
-            gib = get_metric(primary).greater_is_better
-            tags["metaray.mode"] = objective_mode(spec.objective.aggregate, gib)
             tags["metaray.metric"] = primary
-        if s["error"]:
-            tags["metaray.error"] = s["error"][:5000]
+        if t.error:
+            tags["metaray.error"] = t.error[:5000]
         if "origin" in row:
             tags["metaray.origin"] = row["origin"]
-        run = client.create_run(self._experiment_id, run_name=s["id"], tags=tags)
-        self._children[s["id"]] = run.info.run_id
-        params = {"learner": s["learner"], **{k: v for k, v in s["visible"].items() if k != "learner"}}
-        metrics = [(k, row[k], 0) for k in ("objective", "mean", "std", "worst", "median", "cvar", "mean_minus_std",
-                                             "subsets_done") if k in row]
-        for k, scores, fit_seconds in s["results"]:
+        run = self._client.create_run(self._experiment_id, run_name=t.trial, tags=tags)
+        self._children[t.trial] = run.info.run_id
+        params = {"learner": t.learner, **{k: v for k, v in t.params.items() if k != "learner"}}
+        metrics = [(k, row[k], 0) for k in ("objective", *COLUMNS, "subsets_done") if k in row]
+        for k, scores, fit_seconds in t.series:
             metrics += [(name, value, k) for name, value in scores.items()]
             metrics.append(("fit_seconds", fit_seconds, k))
-        metrics.append(("fit_seconds_total", sum(r[2] for r in s["results"]), 0))
-        if primary:
-            values = [r[1][primary] for r in s["results"]]
-            metrics += [("running_objective", v, m) for m, v in enumerate(
-                running(values, spec.objective.aggregate, greater_is_better=gib, alpha=spec.objective.alpha,
-                        lam=spec.objective.lam), 1)]
-            self._tensorboard(s["id"], values, metrics)
+        metrics.append(("fit_seconds_total", sum(r[2] for r in t.series), 0))
+        metrics += [("running_objective", v, m) for m, v in enumerate(t.running, 1)]
         self._batch(run.info.run_id, params=params, metrics=metrics)
-        client.set_terminated(run.info.run_id, "FAILED" if s["status"] == "failed" else "FINISHED")
+        self._client.set_terminated(run.info.run_id, "FAILED" if t.status == "failed" else "FINISHED")
 
-    def _ties(self, table) -> None:
-        """Each child run's comparison with the best, known once the search has ended: ``p_vs_best`` and
-        ``p_not_worse`` metrics, a ``tied_with_best`` tag."""
-        for row in table[["trial", "p_vs_best", "p_not_worse", "tied_with_best"]].itertuples(index=False):
-            if row.trial in self._children:
-                self._batch(self._children[row.trial], metrics=[("p_vs_best", row.p_vs_best, 0),
-                                                                ("p_not_worse", row.p_not_worse, 0)],
-                            tags={"tied_with_best": str(bool(row.tied_with_best)).lower()})
-
-    def _tensorboard(self, trial_id: str, values, metrics) -> None:
-        from metaray.tensorboard import ScalarWriter
-
-        with ScalarWriter(self.run_dir / "tensorboard" / trial_id) as w:
-            for name, value, step in metrics:
-                if name in ("running_objective",):
-                    w.add_scalar("objective/running", value, step)
-            for k, v in enumerate(values):
-                w.add_scalar("score/subset", v, k)
-
-    def finish(self, result, model) -> str | None:
-        """Log the search's end; returns a line for the user when its report could not be made."""
+    def finish(self, f: Finish) -> tuple[str, ...]:
+        """Log the search's end; returns lines for the user about what could not be logged."""
         self.ended = True
-        client = self._client
-        note = self._report(result.run_dir)  # first: MLflow failing below must not cost the user the report
+        client, result = self._client, f.result
+        notes = self._log_report(f.report)
         metrics = [("configurations", len(result.results), 0), ("fits_run", result.fits_run, 0)]
-        for status in ("completed", "stopped", "failed"):
+        for status in STATUSES:
             metrics.append((f"configurations_{status}", int((result.results["status"] == status).sum()), 0))
         tags = {}
         if result.best:
@@ -447,47 +469,51 @@ class Writer:
         client.log_artifact(self.parent_id, str(result.run_dir / "results.csv"))
         if result.best and result.best.get("architecture"):
             client.log_text(self.parent_id, result.best["architecture"], "best_architecture.txt")
-        from metaray.learners import final_estimator
-
-        net = getattr(final_estimator(model), "net_", None) if model is not None else None
-        if net is not None:  # the best network's weights, loadable without metaray
-            import torch
-
-            path = result.run_dir / "best_weights.pt"
-            torch.save(net.state_dict(), path)
-            client.log_artifact(self.parent_id, str(path))
-        if model is not None:
-            import warnings
-
-            import mlflow
-            import sklearn
-
-            with mlflow.start_run(run_id=self.parent_id), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # MLflow's note on pickles: the model is the user's own
-                mlflow.sklearn.log_model(model, name="best_model", serialization_format="cloudpickle",
-                                         pip_requirements=[f"scikit-learn=={sklearn.__version__}",
-                                                           f"metaray=={__version__}"])
+        if f.weights is not None:  # the best network's weights, loadable without metaray
+            client.log_artifact(self.parent_id, str(f.weights))
+        if f.model is not None:
+            self._log_model(pickle.loads(f.model))
         if not result.ok:  # a search without an answer is not a success, in MLflow either
             client.set_tag(self.parent_id, "metaray.error", (result.refit_error or result.failures()
                                                              or "no configuration completed")[:5000])
         client.set_terminated(self.parent_id, "FINISHED" if result.ok else "FAILED")
-        return note
+        return notes
 
-    def _report(self, run_dir: Path) -> str | None:
-        """The search's report (metaray.report), made here, off the driver, and logged under ``report/``; what went
-        wrong, as a line for the user, if it could not be made."""
-        from metaray.report import write
-
+    def _log_report(self, files: tuple[Path, ...]) -> tuple[str, ...]:
+        """The report's files (the HTML first) under ``report/``; a line for the user if they could not be."""
         try:
-            made = write(run_dir)
-        except Exception as exc:
-            return f"report: not made ({_line(exc)}); try: metaray report {run_dir}"
-        try:
-            for path in (made.html, *made.figures.values()):
+            for path in files:
                 self._client.log_artifact(self.parent_id, str(path), "report")
         except Exception as exc:
-            return f"report: written to {made.html}, but not logged to MLflow ({_line(exc)})"
-        return None
+            return (f"report: written to {files[0]}, but not logged to MLflow ({one_line(exc)})",)
+        return ()
+
+    def _ties(self, table) -> None:
+        """Each child run's comparison with the best, known once the search has ended: ``p_vs_best`` and
+        ``p_not_worse`` metrics, a ``tied_with_best`` tag."""
+        for row in table[["trial", "p_vs_best", "p_not_worse", "tied_with_best"]].itertuples(index=False):
+            if row.trial in self._children:
+                self._batch(self._children[row.trial], metrics=[("p_vs_best", row.p_vs_best, 0),
+                                                                ("p_not_worse", row.p_not_worse, 0)],
+                            tags={"tied_with_best": str(bool(row.tied_with_best)).lower()})
+
+    def _log_model(self, model) -> None:
+        import warnings
+
+        import mlflow
+        import sklearn
+
+        with mlflow.start_run(run_id=self.parent_id), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow's note on pickles: the model is the user's own
+            mlflow.sklearn.log_model(model, name="best_model", serialization_format="cloudpickle",
+                                     pip_requirements=[f"scikit-learn=={sklearn.__version__}",
+                                                       f"metaray=={__version__}"])
+
+    def abort(self) -> None:
+        """The search stopped without an answer: its parent run is KILLED (a resume sets it running again)."""
+        self.ended = True
+        if self.parent_id and self._client is not None:
+            self._client.set_terminated(self.parent_id, "KILLED")
 
 
 #: the tracking process's niceness once it has started: beside two fits on every core it still gets about a twentieth
@@ -496,9 +522,8 @@ NICENESS = 10
 
 
 def _serve() -> None:
-    """The tracking process: messages from the driver on stdin, replies on what was stdout (stdout itself goes to
-    stderr, where MLflow's own prints belong), until the driver closes the pipe."""
-    import importlib
+    """The tracking process: requests from the driver on stdin, replies on what was stdout (stdout itself goes to
+    stderr, where MLflow's own prints belong), until the driver closes the pipe (see metaray.tracking_protocol)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the search; this process logs what it was sent
@@ -506,15 +531,14 @@ def _serve() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     requests = sys.stdin.buffer
-
     driver_gone = False
 
-    def reply(kind: str, value=None) -> None:
+    def reply(message) -> None:
         nonlocal driver_gone
         if driver_gone:
             return
         try:
-            pickle.dump((kind, value), replies, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
             replies.flush()
         except OSError:  # the driver was killed: log what it sent before, then mark its search KILLED
             driver_gone = True
@@ -525,58 +549,63 @@ def _serve() -> None:
             message = pickle.load(requests)
         except EOFError:
             break
-        kind = message[0]
-        if kind == "start":
-            os.chdir(message[2]["cwd"])
-            os.environ.clear()
-            os.environ.update(message[2]["environ"])
-            writer = Writer(**message[1])
-            try:
-                reply("started", writer.start())
-            except Exception as exc:
-                writer = None
-                reply("start-error", exc if isinstance(exc, SpecError) else RuntimeError(_line(exc)))
-                continue
-            # from now on the fits come first and tracking catches up; meanwhile, what the search's end will need
-            # (its results table, the best model) is imported, so that the end waits on no import
-            with contextlib.suppress(OSError):
-                os.nice(max(0, NICENESS - os.nice(0)))  # once: os.nice adds
-            for module in ("pandas", "sklearn.pipeline", "metaray.results", "metaray.data", "mlflow.sklearn",
-                           "metaray.report"):
-                with contextlib.suppress(Exception):
-                    importlib.import_module(module)
-            with contextlib.suppress(Exception):
-                sys.modules["metaray.report"].preload()
-        elif writer is None:  # no store (the driver has been told): nothing to log
-            if kind == "end":
-                reply("ended")
-            continue
-        elif kind == "trial":
-            try:
-                writer.log_trial(message[1])
-            except Exception as exc:
-                reply("failed", _line(exc))
-            reply("logged")
-        elif kind == "finish":
-            try:
-                model = pickle.loads(message[2]) if message[2] is not None else None
-                note = writer.finish(message[1], model)
-                if note:
-                    reply("note", note)
-                reply("finished")
-            except Exception as exc:
-                reply("finished", _line(exc))
-        elif kind == "abort":
-            writer.abort()
-        elif kind == "end":
-            if not writer.ended:  # a search that stopped without saying how: not a success
-                with contextlib.suppress(Exception):
-                    writer.abort()
-            writer = None
-            reply("ended")
+        writer = _start(message, reply) if isinstance(message, Start) else _handle(message, writer, reply)
     if writer is not None and not writer.ended:  # the driver went away without a word: it was killed
         with contextlib.suppress(Exception):
             writer.abort()
+
+
+def _start(start: Start, reply) -> Writer | None:
+    """A search's ``Start``: its writer, or None (and ``StartFailed``) when the store cannot be reached."""
+    import importlib
+
+    os.chdir(start.cwd)
+    os.environ.clear()
+    os.environ.update(start.environ)
+    os.environ.update({k: v for k, v in QUICK_HTTP.items() if k not in os.environ})
+    writer = Writer(start)
+    try:
+        reply(Started(writer.start()))
+    except Exception as exc:
+        reply(StartFailed(exc if isinstance(exc, SpecError) else RuntimeError(one_line(exc))))
+        return None
+    # from now on the fits come first and tracking catches up; meanwhile, what the search's end will need (its
+    # results table, the best model) is imported, so that the end waits on no import
+    with contextlib.suppress(OSError):
+        os.nice(max(0, NICENESS - os.nice(0)))  # once: os.nice adds
+    for module in ("pandas", "sklearn.pipeline", "metaray.results", "metaray.data", "mlflow.sklearn"):
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+    return writer
+
+
+def _handle(message, writer: Writer | None, reply) -> Writer | None:
+    """Any other request: the writer for the next one (None once the search has ended, or had no store)."""
+    if writer is None:  # no store (the driver has been told): nothing to log
+        if isinstance(message, End):
+            reply(Ended())
+        return None
+    match message:
+        case LogTrial():
+            try:
+                writer.log_trial(message)
+                reply(Logged())
+            except Exception as exc:
+                reply(Logged(one_line(exc)))
+        case Finish():
+            try:
+                reply(Finished(notes=writer.finish(message)))
+            except Exception as exc:
+                reply(Finished(one_line(exc)))
+        case Abort():
+            writer.abort()
+        case End():
+            if not writer.ended:  # a search that stopped without saying how: not a success
+                with contextlib.suppress(Exception):
+                    writer.abort()
+            reply(Ended())
+            return None
+    return writer
 
 
 def _key(name: str) -> str:
@@ -584,11 +613,6 @@ def _key(name: str) -> str:
     import re
 
     return re.sub(r"[^\w\-. /:]", "_", str(name))
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 if __name__ == "__main__":

@@ -71,11 +71,11 @@ async def _drive(port, url, cookie, wait_for, timeout, screenshot) -> str:
                 text = result.get("result", {}).get("value", "") or ""
                 if any(w in text for w in wait_for):
                     break
-                await asyncio.sleep(0.5)
-            await asyncio.sleep(1)  # let the page finish drawing before the picture
-            result = await call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''")
-            text = result.get("result", {}).get("value", "") or text
+                await asyncio.sleep(0.1)
             if screenshot:
+                await asyncio.sleep(1)  # let the page finish drawing before the picture
+                result = await call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''")
+                text = result.get("result", {}).get("value", "") or text
                 shot = await call("Page.captureScreenshot", format="png")
                 Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
             return text

@@ -137,6 +137,35 @@ class CrashingClassifier(_Centroids):
         return self._fit_centroids(X, y)
 
 
+#: a test that starts a process puts a value of its own under this name in the process's environment; every process
+#: that one starts inherits it, so the test can find its own processes later (even those whose parent died) and
+#: never judges another program's (or another test run's)
+PROCESS_MARK = "METARAY_TEST_PROCESS"
+
+
+def marked_env(env: dict | None = None) -> dict:
+    """``env`` (default: this process's environment) with a new, unique ``PROCESS_MARK``."""
+    import uuid
+
+    return {**(os.environ if env is None else env), PROCESS_MARK: uuid.uuid4().hex}
+
+
+def marked_processes(env: dict, command: str = "") -> list:
+    """The live processes (zombies aside) started with ``env``'s mark whose command line holds ``command``."""
+    import psutil
+
+    found, mark = [], env[PROCESS_MARK]
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if p.info["status"] == psutil.STATUS_ZOMBIE or command not in " ".join(p.info["cmdline"] or []):
+            continue
+        try:
+            if p.environ().get(PROCESS_MARK) == mark:
+                found.append(p)
+        except psutil.Error:  # gone, or not ours to read
+            continue
+    return found
+
+
 def listening_sockets(processes) -> list[dict]:
     """Every TCP socket the given processes listen on: process (its script or program), pid, address, port, and
     whether the address is the loopback (127.0.0.1, ::1, or 127.0.0.1 seen through IPv6)."""

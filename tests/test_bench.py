@@ -7,6 +7,8 @@ import pytest
 
 from tests.helpers import load_benchmark
 
+pytestmark = pytest.mark.slow  # each runs a benchmark script (several searches, processes of their own)
+
 
 @pytest.fixture(scope="module")
 def bench():

@@ -31,7 +31,8 @@ def csv_files(tmp_path):
 
 # each of the foundation issue's bad inputs: (spec, the key the message must start with, fragments it must hold)
 BAD = {
-    "unknown dataset": (with_(IRIS, data={"dataset": "boston"}), "data.dataset", ["allowed:", "'iris'", "got: 'boston'"]),
+    "unknown dataset": (with_(IRIS, data={"dataset": "boston"}), "data.dataset",
+                        ["allowed:", "'iris'", "got: 'boston'"]),
     "unknown learner": (with_(IRIS, learner={"name": "xgboost"}), "learner.name",
                         ["allowed:", "'random_forest'", "got: 'xgboost'"]),
     "unknown metric": (with_(IRIS, objective={"metric": "auc"}), "objective.metric",
@@ -54,7 +55,8 @@ BAD = {
     "target column missing": ({"name": "t", "data": {"path": "rows.csv", "target": "y"}}, "data.target",
                               ["no such column", "allowed: 'a', 'b', 'label'", "got: 'y'"]),
     "classification metric on regression": (
-        {"name": "t", "data": {"dataset": "diabetes"}, "learner": {"name": "ridge"}, "objective": {"metric": "f1_macro"}},
+        {"name": "t", "data": {"dataset": "diabetes"}, "learner": {"name": "ridge"},
+         "objective": {"metric": "f1_macro"}},
         "objective.metric", ["classification metric", "allowed: 'mae'", "got: 'f1_macro'"]),
     "empty file": ({"name": "t", "data": {"path": "empty.csv", "target": "label"}}, "data.path", ["empty"]),
 }

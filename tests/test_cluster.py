@@ -20,6 +20,7 @@ import yaml
 
 from metaray.run import search as run_search
 from tests.conftest import ROOT, SESSION_MARK, free_port
+from tests.helpers import PROCESS_MARK, marked_env, marked_processes
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +40,10 @@ def local_sh(*args, env, timeout=180) -> subprocess.CompletedProcess:
 
 def cluster_env(home: Path, **extra) -> dict:
     """The environment a test cluster and its clients run in: a home folder of their own (its token and state, not
-    the developer's), no RAY_ADDRESS."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "HOME": str(home), **extra}
+    the developer's), no RAY_ADDRESS, and a mark of its own (tests.helpers.PROCESS_MARK) that every process of the
+    cluster inherits."""
+    env = marked_env({**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                      "HOME": str(home), **extra})
     env.pop("RAY_ADDRESS", None)
     env.pop("RAY_AUTH_TOKEN", None)
     return env
@@ -54,13 +56,14 @@ def state_of(env: dict) -> dict:
 
 def cluster_processes(env: dict, state: dict | None = None) -> list:
     """The processes of the local.sh cluster of this environment, found the way `stop` finds them (its keeper's
-    tree and its session folder), plus anything still listening on its GCS port."""
+    tree and its session folder), plus any process of this cluster (by the environment's mark) still listening on
+    its GCS port: another program's process is never counted."""
     import psutil
 
     local, port = _local_module(), int(env["METARAY_RAY_PORT"])
     state = state if state is not None else state_of(env)
     found = {p.pid: p for p in local.processes(state)}
-    for p in psutil.process_iter():
+    for p in marked_processes(env):
         try:
             if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in p.net_connections("inet")):
                 found[p.pid] = p
@@ -101,7 +104,8 @@ def reference(ray_session, tmp_path_factory):
 
 def _run_on(cluster, tmp_path, *, kill_after: int | None = None) -> tuple[subprocess.CompletedProcess, Path]:
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump({**SPEC, "storage": str(tmp_path / "runs")}, sort_keys=False))  # the same space order
+    # sort_keys=False: the same space order
+    path.write_text(yaml.safe_dump({**SPEC, "storage": str(tmp_path / "runs")}, sort_keys=False))
     env = {**cluster["env"], "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     proc = subprocess.Popen([sys.executable, "-m", "metaray", "run", str(path), "--address", cluster["address"]],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
@@ -113,16 +117,18 @@ def _run_on(cluster, tmp_path, *, kill_after: int | None = None) -> tuple[subpro
             kill_after = None
     out = proc.stdout.read()
     proc.wait(timeout=300)
+    assert kill_after is None, "the search ended before the worker node was to be killed"
     done = subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(err))
     return done, next((tmp_path / "runs").glob("*/*"), tmp_path)
 
 
 def _kill_worker_node(cluster, resource: str) -> None:
-    """SIGKILL the raylet of one worker node (its workers die with it), as a machine failure would."""
-    pids = subprocess.run(["pgrep", "-f", f"raylet.*{resource}"], capture_output=True, text=True).stdout.split()
-    assert pids, f"no raylet with {resource}"
-    for pid in pids:
-        os.kill(int(pid), signal.SIGKILL)
+    """SIGKILL the raylet of one worker node of this test's cluster (its workers die with it), as a machine failure
+    would."""
+    raylets = [p for p in marked_processes(cluster["env"], "raylet") if resource in " ".join(p.cmdline())]
+    assert len(raylets) == 1, f"{len(raylets)} raylets with {resource}"
+    for p in raylets:
+        os.kill(p.pid, signal.SIGKILL)
 
 
 def test_every_listening_socket_of_the_cluster_is_on_loopback(cluster):
@@ -181,38 +187,24 @@ def test_start_prints_the_lines_to_run_a_search(cluster):
     assert "             export RAY_AUTH_MODE=token RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in lines
 
 
-def test_stop_ends_every_process_of_the_cluster_and_says_how_many(tmp_path):
-    port = free_port()
-    env = cluster_env(tmp_path, METARAY_RAY_PORT=str(port), METARAY_DASHBOARD_PORT=str(free_port()))
-    assert local_sh("start", "1", env=env).returncode == 0
-    state = state_of(env)
-    before = cluster_processes(env)
-    assert len(before) >= 10, before  # keeper, GCS, two raylets with their agents, dashboard, monitors, workers
-    stopped = local_sh("stop", env=env, timeout=120)
-    assert stopped.returncode == 0, stopped.stderr
-    count = int(stopped.stdout.split(": ")[1].split()[0])
-    assert stopped.stdout.startswith(f"stopped the cluster at 127.0.0.1:{port}: ") and count >= len(before)
-    assert cluster_processes(env, state) == []
-    assert all(not p.is_running() or p.status() == "zombie" for p in before)
-    assert local_sh("stop", env=env).stdout.startswith("no cluster at")
-
-
 def test_the_readme_cluster_commands_work_verbatim_in_a_clean_environment(tmp_path):
-    """The README's first cluster block, line by line, in a new folder, with no RAY_* or MLflow variables."""
+    """docs/cluster.md's first block, line by line, in a new folder, with no RAY_* or MLflow variables."""
     import re
     import shutil
 
-    readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index("```bash", readme.index("## From laptop to cluster")):]
+    readme = (ROOT / "docs" / "cluster.md").read_text()
+    block = readme[readme.index("```bash", readme.index("# From laptop to cluster")):]
     block = block[len("```bash"): block.index("\n\n")]
     commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
     assert commands[0].startswith("clusters/local.sh start") and commands[-1] == "clusters/local.sh stop"
+    assert any(command.startswith("metaray run") for command in commands)  # a search on the cluster, checked below
     for folder in ("clusters", "experiments"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     home = tmp_path / "home"  # a new user: no token yet
-    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin", "HOME": str(home),
-           "LANG": "C.UTF-8", SESSION_MARK: os.environ[SESSION_MARK]}  # the mark: the suite's leftover check
-    where = {"HOME": str(home), "METARAY_RAY_PORT": re.search(r"--address 127\.0\.0\.1:(\d+)", block).group(1)}
+    env = marked_env({"PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin", "HOME": str(home),
+                      "LANG": "C.UTF-8", SESSION_MARK: os.environ[SESSION_MARK]})  # the marks: see conftest, helpers
+    where = {"HOME": str(home), "METARAY_RAY_PORT": re.search(r"--address 127\.0\.0\.1:(\d+)", block).group(1),
+             PROCESS_MARK: env[PROCESS_MARK]}
     state = {}
     try:
         for command in commands:
@@ -245,3 +237,17 @@ def test_a_cluster_that_refuses_us_is_one_line_and_exit_2_within_seconds(cluster
     assert done.returncode == 2 and time.monotonic() - started < 15
     lines = [line for line in done.stderr.splitlines() if not line.startswith("evaluating ")]
     assert len(lines) == 1 and lines[0].startswith(f"metaray: error: ray.address: {said}"), done.stderr
+
+
+def test_stop_ends_every_process_of_the_cluster_and_says_how_many(cluster):
+    """The module's cluster, stopped by the last of its tests (its fixture then finds no cluster to stop)."""
+    env, port = cluster["env"], cluster["port"]
+    before = cluster_processes(env, cluster["state"])
+    assert len(before) >= 10, before  # keeper, GCS, three raylets with their agents, dashboard, monitors, workers
+    stopped = local_sh("stop", env=env, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    count = int(stopped.stdout.split(": ")[1].split()[0])
+    assert stopped.stdout.startswith(f"stopped the cluster at 127.0.0.1:{port}: ") and count >= len(before)
+    assert cluster_processes(env, cluster["state"]) == []
+    assert all(not p.is_running() or p.status() == "zombie" for p in before)
+    assert local_sh("stop", env=env).stdout.startswith("no cluster at")

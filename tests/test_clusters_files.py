@@ -33,7 +33,8 @@ def test_cluster_launcher_yaml(name, provider):
     assert c["file_mounts"]["~/metaray"] == "."
     head = " ".join(c["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head and "RAY_AUTH_MODE=token" in head
-    assert all("RAY_AUTH_MODE=token" in cmd for cmd in c["worker_start_ray_commands"] if "ray start" in cmd)
+    workers = [cmd for cmd in c["worker_start_ray_commands"] if "ray start" in cmd]
+    assert workers and all("RAY_AUTH_MODE=token" in cmd for cmd in workers)
 
 
 def test_kuberay_manifest():
@@ -84,8 +85,8 @@ SECRET_PATTERNS = {
     "AWS access key": re.compile(r"AKIA[0-9A-Z]{16}"),
     "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     "GitHub token": re.compile(r"gh[pousr]_[A-Za-z0-9]{30,}"),
-    "password value": re.compile(r"(?i)(password|passwd|secret|token)\s*[:=]\s*['\"]?(?!\$\{|\$\$|\.\.\.|<|\w*_PASSWORD)"
-                                 r"[A-Za-z0-9+/_\-]{8,}"),
+    "password value": re.compile(r"(?i)(password|passwd|secret|token)\s*[:=]\s*['\"]?"
+                                 r"(?!\$\{|\$\$|\.\.\.|<|\w*_PASSWORD)[A-Za-z0-9+/_\-]{8,}"),
     "credentials in a URI": re.compile(r"://[^/\s:@$]+:(?!\$|%s)[^@\s/$]{4,}@"),
 }
 

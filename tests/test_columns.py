@@ -147,6 +147,7 @@ def test_the_logged_model_takes_the_users_raw_table_with_its_dates_as_text(table
     assert set(predicted) <= {"yes", "no"} and len(predicted) == 50
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session", "shared_store")
 def test_evaluate_prints_and_returns_what_each_column_became(table_spec, tmp_path, capsys):
     path = tmp_path / "dirty.yaml"
@@ -162,6 +163,7 @@ def test_evaluate_prints_and_returns_what_each_column_became(table_spec, tmp_pat
     assert float(out.rsplit("meta-objective (mean accuracy, maximise): ", 1)[1].split()[0]) > 0.75  # the signal
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_the_mlflow_parent_run_records_each_columns_role(table_spec, mlflow_uri, monkeypatch):
     import mlflow
@@ -193,6 +195,7 @@ def _worker_peak(stop: threading.Event, peak: list[float]) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_a_title_whose_one_hot_would_not_fit_in_this_machine_is_searched_in_bounded_memory(table_spec, tmp_path):
     """30,000 titles, distinct on every row: one-hot, a dense fit would hold 30,000 x 30,000 floats (7 GB) a few
@@ -257,6 +260,7 @@ def test_the_estimate_and_an_impossible_override_are_refused_with_the_key(table_
                      ).ray.memory_per_fit == 2e9
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_a_resume_whose_columns_were_encoded_otherwise_is_refused(table_spec, tmp_path, capsys):
     """A run folder of a search that began before columns had roles (its state has none), or whose table changed:
@@ -277,6 +281,7 @@ def test_a_resume_whose_columns_were_encoded_otherwise_is_refused(table_spec, tm
     assert "storage: the run folder's fits saw other columns" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_the_refit_reserves_memory_for_the_whole_pool(table_spec, monkeypatch):
     """The refit trains on the whole pool (a fifth more rows than a subset here): a node that holds a subset's fit but

@@ -19,10 +19,27 @@ def test_there_are_experiments_for_every_strategy():
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_experiment_loads_and_prepares(path):
-    prepared = prepare(load_spec(path))
-    assert prepared.plan.k == load_spec(path).subsets.k
+    """Each file's subsets keep the hold-out rows out of every fit, and the first configurations its space draws
+    are ones its learner accepts on its data."""
+    import numpy as np
+
+    from metaray.searchers import make_searcher
+    from metaray.space import parse_space
+    from metaray.spec import LearnerSpec
+
+    spec = load_spec(path)
+    prepared = prepare(spec)
+    plan = prepared.plan
+    assert len(plan.train) == spec.subsets.k and plan.test.size > 0  # the experiments keep holdout
+    assert all(t.size and not np.intersect1d(t, plan.test).size for t in plan.train)
+    space = parse_space(spec.search.space, LearnerSpec(name=prepared.learner.name, params=spec.learner.params))
+    searcher = make_searcher("random", space, 3, prepared.mode, spec.seed)
+    for index in range(3):
+        name, params = space.resolve(searcher.suggest(index))
+        prepared.learner_for(LearnerSpec(name=name, params=params))  # SpecError if the learner refuses them
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_experiment_runs_small(path, tmp_path, capsys):
@@ -35,6 +52,7 @@ def test_experiment_runs_small(path, tmp_path, capsys):
     assert "best configuration" in out
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_tuned_regression_beats_plain_linear_regression(tmp_path):
     path = EXPERIMENTS / "meta_regression_diabetes.yaml"
@@ -53,6 +71,7 @@ def test_best_embedding_beats_the_seeds_two_component_pca(tmp_path):
     assert "reconstruction_mse" in searched.holdout_scores
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_nas_prints_the_architecture_and_logs_its_weights(tmp_path, monkeypatch):
     import mlflow

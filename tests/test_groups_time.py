@@ -270,7 +270,8 @@ def test_time_blocks_are_scikit_learns_timeseriessplit_when_they_divide_evenly()
     order = np.random.default_rng(1).permutation(120).astype(float)
     by_time = np.argsort(order)
     p = _time_plan(order, k=5)
-    for (train, test), ours_train, ours_eval in zip(TimeSeriesSplit(n_splits=5).split(by_time), p.train, p.evaluate, strict=False):
+    splits = TimeSeriesSplit(n_splits=5).split(by_time)
+    for (train, test), ours_train, ours_eval in zip(splits, p.train, p.evaluate, strict=True):
         np.testing.assert_array_equal(np.sort(by_time[train]), ours_train)
         np.testing.assert_array_equal(np.sort(by_time[test]), ours_eval)
 

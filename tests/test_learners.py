@@ -13,7 +13,8 @@ from metaray.learners import LEARNERS, build_learner, learners_for
 from metaray.spec import LearnerSpec
 
 FAST = {"mlp": {"epochs": 5}, "nas_net": {"epochs": 5}, "autoencoder": {"epochs": 60, "bottleneck": 2},
-        "pca": {"n_components": 2}, "truncated_svd": {"n_components": 2}, "kernel_pca": {"n_components": 2}, "sklearn_mlp": {"max_iter": 50}, "random_forest": {"n_estimators": 10},
+        "pca": {"n_components": 2}, "truncated_svd": {"n_components": 2}, "kernel_pca": {"n_components": 2},
+        "sklearn_mlp": {"max_iter": 50}, "random_forest": {"n_estimators": 10},
         "extra_trees": {"n_estimators": 10}, "gradient_boosting": {"n_estimators": 10},
         "hist_gradient_boosting": {"max_iter": 10}}
 
@@ -68,6 +69,29 @@ def test_seeded_fits_repeat():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("name, task", [("mlp", "classification"), ("nas_net", "regression"),
+                                        ("autoencoder", "embedding")])
+def test_a_torch_fit_leaves_torchs_global_state_as_it_found_it(name, task):
+    """A fit seeds torch and sets its threads for itself only: the caller's (a notebook's) random state and thread
+    count are as they were, and the fit does not depend on them."""
+    import torch
+
+    X, y = small(task)
+    learner = build_learner(LearnerSpec(name=name, params=FAST[name]), task, cpus_per_fit=3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(1234)
+        state = torch.get_rng_state()
+        first = learner.for_fit(3).fit(X, y).predict(X)
+        assert torch.get_num_threads() == 1
+        assert torch.equal(torch.get_rng_state(), state)
+        torch.manual_seed(99)  # another state of the caller's: the same fit
+        np.testing.assert_array_equal(learner.for_fit(3).fit(X, y).predict(X), first)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_import_path_learner():
     learner = build_learner(LearnerSpec(name="sklearn.ensemble.ExtraTreesClassifier", params={"n_estimators": 5}),
                             "classification")
@@ -120,6 +144,7 @@ def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
 
+@pytest.mark.slow
 def test_array_api_dispatch_check_in_a_process_with_scipy_array_api():
     import os
     import subprocess

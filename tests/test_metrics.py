@@ -3,14 +3,15 @@ import math
 import numpy as np
 import pytest
 
-from metaray.aggregates import AGGREGATES, aggregate, objective_mode
+from metaray.aggregates import objective_mode
 from metaray.metrics import METRICS, get_metric
 
 
 def test_directions():
     assert {m for m in METRICS.names() if METRICS.get(m).greater_is_better} == {
         "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "r2"}
-    assert get_metric("log_loss").mode == "min" and get_metric("accuracy").mode == "max"
+    assert objective_mode("mean", get_metric("log_loss").greater_is_better) == "min"
+    assert objective_mode("mean", get_metric("accuracy").greater_is_better) == "max"
 
 
 def test_metric_values():
@@ -22,20 +23,6 @@ def test_metric_values():
     assert get_metric("rmse")(np.array([0.0, 0.0]), np.array([3.0, 4.0])) == pytest.approx(math.sqrt(12.5))
     three = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
     assert get_metric("roc_auc")(np.array([0, 1, 2]), three, np.array([0, 1, 2])) == 1.0
-
-
-def test_aggregates_follow_the_metric_direction():
-    scores = [0.9, 0.7, 0.8, 1.0]
-    up = aggregate(scores, greater_is_better=True, alpha=0.5, lam=2.0)
-    assert up["mean"] == pytest.approx(0.85) and up["worst"] == 0.7 and up["best"] == 1.0
-    assert up["cvar"] == pytest.approx(0.75)  # mean of the two lowest
-    assert up["mean_minus_std"] == pytest.approx(0.85 - 2 * np.std(scores, ddof=1))
-    down = aggregate(scores, greater_is_better=False, alpha=0.5, lam=2.0)
-    assert down["worst"] == 1.0 and down["cvar"] == pytest.approx(0.95)
-    assert down["mean_minus_std"] == pytest.approx(0.85 + 2 * np.std(scores, ddof=1))
-    assert aggregate([0.5], greater_is_better=True)["std"] == 0.0
-    assert set(AGGREGATES) <= set(up)
-    assert objective_mode("std", True) == "min" and objective_mode("mean", False) == "min"
 
 
 @pytest.mark.parametrize("seed", range(5))

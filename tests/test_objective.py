@@ -1,4 +1,5 @@
-"""The engine against a real local Ray."""
+"""The engine against a real local Ray: evaluate and prepare on bundled datasets and tables. (The runner's batching
+and cancelling are tested in test_runners.py.)"""
 
 import math
 
@@ -7,9 +8,7 @@ import pandas as pd
 import pytest
 
 from metaray.errors import FitError, SpecError
-from metaray.fits import Unit
-from metaray.objective import evaluate, prepare, score_fit
-from metaray.runners import FitRunner
+from metaray.objective import evaluate, prepare
 from metaray.spec import load_spec
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -42,7 +41,7 @@ def test_same_seed_same_scores_other_seed_other_subsets():
     pd.testing.assert_frame_equal(a.subsets.drop(columns="fit_seconds"), b.subsets.drop(columns="fit_seconds"))
     assert a.objective == b.objective
     plan0, plan1 = prepare(load_spec(spec)).plan, prepare(load_spec({**spec, "seed": 1})).plan
-    assert any(not np.array_equal(x, y) for x, y in zip(plan0.train, plan1.train))
+    assert any(not np.array_equal(x, y) for x, y in zip(plan0.train, plan1.train, strict=True))
 
 
 def test_every_aggregate_is_reported_and_one_is_the_objective():
@@ -99,48 +98,6 @@ def test_a_diverging_fit_fails_with_its_reason():
 def test_unsatisfiable_resources_are_refused_up_front():
     with pytest.raises(SpecError, match=r"^ray.cpus_per_fit: no node .* has that many CPUs.*; allowed: <= 2; got: 64"):
         evaluate(iris(ray={"cpus_per_fit": 64}))
-
-
-def test_short_fits_are_batched_across_configurations_and_every_result_comes_back_from_its_own_learner():
-    import ray
-
-    from metaray.spec import LearnerSpec
-
-    prepared = prepare(load_spec(iris(subsets={"k": 6, "protocol": "holdout"})))
-    problem = prepared.problem()
-    runner = FitRunner(score_fit, ray.put(problem))
-    learners = [prepared.learner_for(LearnerSpec(name="logistic_regression", params={"C": c}))
-                for c in (0.001, 0.01, 1.0, 100.0)]
-    for trial, learner in enumerate(learners):
-        runner.submit([Unit(trial, 0, k) for k in range(6)], learner)
-    groups_per_task = []
-    original = runner._launch
-
-    def counting(groups):
-        groups_per_task.append([(units[0].trial, len(units)) for _, units in groups])
-        return original(groups)
-
-    runner._launch = counting
-    got = {(r.unit.trial, r.subset): r.scores["accuracy"] for r in runner.results()}
-    assert sorted(got) == [(t, k) for t in range(4) for k in range(6)]
-    assert len(groups_per_task) < 24 and any(len(g) > 1 for g in groups_per_task), groups_per_task
-    for (trial, k), score in got.items():  # each fit used its own configuration's learner
-        assert score == score_fit(problem, learners[trial], Unit(trial, 0, k), 0).scores["accuracy"]
-
-
-def test_cancel_drops_queued_fits():
-    import ray
-
-    prepared = prepare(load_spec(iris(subsets={"k": 30, "protocol": "full"}, ray={"fits_per_task": 1})))
-    runner = FitRunner(score_fit, ray.put(prepared.problem()), fits_per_task=1)
-    runner.submit([Unit(0, 0, k) for k in range(30)], prepared.learner)
-    runner.submit([Unit(1, 0, k) for k in range(3)], prepared.learner)
-    got = []
-    for r in runner.results():
-        got.append(r.unit.trial)
-        if len(got) == 1:
-            runner.cancel(0)
-    assert got.count(1) == 3 and got.count(0) < 30
 
 
 @pytest.mark.parametrize("spec", [

@@ -66,8 +66,10 @@ def test_the_python_api_searches_resumes_and_compares_without_printing(tmp_path,
     out, err = capsys.readouterr()
     assert out == "" and err == ""  # nothing printed: progress is asked for with a callback
     assert "search.grace_period: deprecated" in caplog.text  # notices go to the metaray logger
-    assert list(result.results["trial"]) == sorted(result.results["trial"], key=lambda t: list(
-        result.results["trial"]).index(t)) and len(result.results) == 3
+    table = result.results
+    assert sorted(table["trial"]) == ["t0000", "t0001", "t0002"] and (table["status"] == "completed").all()
+    assert table["objective"].tolist() == sorted(table["objective"], reverse=True)  # best first
+    assert table["objective"].nunique() > 1  # so that the order above says something
     assert result.best["objective"] == result.results["objective"].max() and result.mlflow_run_id
     assert (result.run_dir / "results.csv").is_file()
     lines = []

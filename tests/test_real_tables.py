@@ -24,7 +24,7 @@ from metaray.cli import main
 from tests import real_tables
 from tests.conftest import SESSION_MARK
 
-pytestmark = pytest.mark.usefixtures("ray_session", "shared_store")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session", "shared_store")]
 
 #: peak resident memory of any one Ray worker during a search
 WORKER_MEMORY_BOUND = 3e9
@@ -93,7 +93,8 @@ TABLES = {
     # vega's San Francisco temperatures: 8,759 hours, the time of day and year the only feature
     "sf_temps": Table(lambda: real_tables.vega("sf-temps.csv"), "temp", "regression", "r2",
                       "hist_gradient_boosting", margin=0.5, roles={"date": "datetime"}),
-    # R's ggplot2 diamonds (53,940): price from carat, cut, colour and clarity (categories); the first column numbers rows
+    # R's ggplot2 diamonds (53,940): price from carat, cut, colour and clarity (categories); the first column numbers
+    # rows
     "diamonds": Table(lambda: real_tables.ggplot2("diamonds"), "price", "regression", "r2", "hist_gradient_boosting",
                       margin=0.8, subsets=BIG, data={"test_size": 0.01, "scale": True}, left_out={"Unnamed: 0"},
                       roles={"Unnamed: 0": "drop", "cut": "category", "color": "category", "clarity": "category",

@@ -106,6 +106,7 @@ def test_report_of_a_bad_folder_exits_2_with_one_line(case, tmp_path, capsys, ir
     assert not (folder / "report.html").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(browser.CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_the_report_renders_in_a_browser(iris_run, tmp_path):
     import matplotlib.image
@@ -128,7 +129,8 @@ def test_a_loss_a_conditional_space_and_a_choice_of_none_and_numbers(tmp_path):
     """Regression (mse, minimised) over ridge and trees whose depth is None or a number: every figure is drawn, the
     learner is a parameter, None and numbers are told apart, and the best is the brightest whatever the direction."""
     from metaray.folder import RunFolder
-    from metaray.report import _choice_index, _Data, write
+    from metaray.report import _Data, write
+    from metaray.space import Dist
 
     spec = {"name": "report_loss", "seed": 0, "data": {"dataset": "diabetes"}, "subsets": {"k": 3},
             "search": {"num_samples": 12, "space": {"learner": {"choice": [
@@ -144,7 +146,7 @@ def test_a_loss_a_conditional_space_and_a_choice_of_none_and_numbers(tmp_path):
     axis = data.axis("decision_tree.max_depth", data.table[trees])
     codes, labels = axis.values, axis.labels
     assert labels == ["None", "2", "4"] and set(codes) <= {0.0, 1.0, 2.0} and len(set(codes)) > 1
-    found = [_choice_index((None, 5, 10), v) for v in (float("nan"), 5.0, "10", 7)]
+    found = [Dist("choice", (None, 5, 10)).index(v) for v in (float("nan"), 5.0, "10", 7)]
     assert found[:3] == [0.0, 1.0, 2.0] and math.isnan(found[3])
     goodness = data.goodness(data.completed["objective"])
     assert goodness[0] == 1.0 and goodness.min() == 0.0  # best first in the table, the best colour for a loss
@@ -203,6 +205,7 @@ def small_run(tmp_path_factory, ray_session):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("searcher", "scheduler", "shape"), MATRIX, ids=[" ".join(m) for m in MATRIX])
 def test_every_search_gives_a_report_that_renders(searcher, scheduler, shape, small_run):
     result, said = small_run(searcher, scheduler, shape)
@@ -253,6 +256,7 @@ def _edited(run_dir, folder, edit) -> None:
     table.to_csv(folder / "results.csv", index=False)
 
 
+@pytest.mark.slow
 def test_every_table_gives_a_report(small_run, tmp_path, monkeypatch):
     """Tables no search of the matrix ends with: everything failed, one configuration, log values <= 0, no
     numeric parameter; and a figure that cannot be drawn is left out with the reason, not the report."""

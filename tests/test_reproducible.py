@@ -25,7 +25,7 @@ from metaray.run import resume as resume_search
 from metaray.run import search as run_search
 from metaray.runners import FitRunner
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
 ADAPTIVE = {"name": "adaptive", "seed": 2, "data": {"dataset": "wine", "scale": True},
             "learner": {"name": "logistic_regression"}, "subsets": {"k": 4, "fraction": 0.5},
@@ -92,48 +92,64 @@ def test_the_order_in_which_fits_finish_does_not_matter(combo, references, tmp_p
     pd.testing.assert_frame_equal(result.results, references[combo].results)
 
 
-@pytest.mark.slow
-def test_the_same_table_on_8_cpus_as_on_2(references, tmp_path):
-    """The suite's Ray has 2 CPUs; a separate `metaray run` starts one with 8 and keeps 16 configurations' fits in
-    flight instead of 4: the searcher still sees the same results before each suggestion."""
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump({**spec_for("optuna", "asha"), "storage": str(tmp_path / "runs"),
-                                    "ray": {"num_cpus": 8}}, sort_keys=False))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    done = subprocess.run([sys.executable, "-m", "metaray", "run", str(path)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    table = pd.read_csv(next((tmp_path / "runs").glob("*/*")) / "results.csv")
-    pd.testing.assert_frame_equal(table, pd.read_csv(references[("optuna", "asha")].run_dir / "results.csv"))
+#: digits and random forests under Optuna with ASHA: fits long enough for a kill to land mid-search
+KILLED = {**spec_for("optuna", "asha"), "data": {"dataset": "digits"}, "ray": {"num_cpus": 8},
+          "learner": {"name": "random_forest", "params": {"n_estimators": 30}},
+          "search": {**spec_for("optuna", "asha")["search"], "num_samples": 24,
+                     "space": {"max_depth": {"randint": [2, 12]}, "max_features": {"uniform": [0.05, 0.5]}}}}
 
 
-@pytest.mark.slow
-def test_sigkilled_optuna_search_resumes_without_refitting(tmp_path):
-    """A real `metaray run` killed with SIGKILL mid-search, then `metaray resume`: the uninterrupted table, every
-    (configuration, subset) fitted once."""
-    spec = {**spec_for("optuna", "asha"), "data": {"dataset": "digits"}, "storage": str(tmp_path / "runs"),
-            "learner": {"name": "random_forest", "params": {"n_estimators": 30}},
-            "search": {**spec_for("optuna", "asha")["search"], "num_samples": 24,
-                       "space": {"max_depth": {"randint": [2, 12]}, "max_features": {"uniform": [0.05, 0.5]}}}}
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+@pytest.fixture(scope="module")
+def killed_on_8_cpus(ray_session, tmp_path_factory):
+    """A real `metaray run` of KILLED on a Ray of its own with 8 CPUs, killed with SIGKILL mid-search (its Ray with
+    it), then `metaray resume` (on 8 CPUs again: the run folder's spec says so); and the same search uninterrupted on
+    the suite's Ray of 2 CPUs. Returns the journal before the kill, the resume's output, the run folder, the clean
+    table."""
+    tmp = tmp_path_factory.mktemp("killed")
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump({**KILLED, "storage": str(tmp / "runs")}, sort_keys=False))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
     proc = subprocess.Popen([sys.executable, "-m", "metaray", "run", str(path)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline, folder = time.monotonic() + 240, None
     while time.monotonic() < deadline:
-        folder = next((tmp_path / "runs").glob("*/*"), None)
+        folder = next((tmp / "runs").glob("*/*"), None)
         if folder and (folder / "fits.jsonl").exists() and len(journal(folder)) >= 30:
             break
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = journal(folder)
-    assert 30 <= len(before) and json.loads((folder / "state.json").read_text())["status"] == "running"
+    state = json.loads((folder / "state.json").read_text())["status"]
     done = subprocess.run([sys.executable, "-m", "metaray", "resume", str(folder)], env=env, capture_output=True,
                           text=True, timeout=300)
+    clean = run_search({**KILLED, "ray": {}}, run_dir=tmp / "clean", track=False)
+    return {"before": before, "state": state, "done": done, "folder": folder,
+            "clean": pd.read_csv(clean.run_dir / "results.csv")}
+
+
+@pytest.mark.slow
+def test_the_same_table_on_8_cpus_as_on_2(killed_on_8_cpus):
+    """The suite's Ray has 2 CPUs; the killed search and its resume ran on a Ray of 8, with 8 fits at once instead of
+    2: the searcher still saw the same results before each suggestion, so the table is the 2-CPU one."""
+    done = killed_on_8_cpus["done"]
     assert done.returncode == 0, done.stderr[-2000:]
+    assert yaml.safe_load((killed_on_8_cpus["folder"] / "spec.yaml").read_text())["ray"]["num_cpus"] == 8
+    pd.testing.assert_frame_equal(pd.read_csv(killed_on_8_cpus["folder"] / "results.csv"), killed_on_8_cpus["clean"])
+
+
+@pytest.mark.slow
+def test_sigkilled_optuna_search_resumes_without_refitting(killed_on_8_cpus):
+    """A real `metaray run` killed with SIGKILL mid-search (its Ray with it), then `metaray resume`: the uninterrupted
+    table, every (configuration, subset) fitted once, no configuration that had finished fitted again."""
+    before, done, folder = killed_on_8_cpus["before"], killed_on_8_cpus["done"], killed_on_8_cpus["folder"]
+    assert 30 <= len(before) < 24 * 4 and killed_on_8_cpus["state"] == "running"
+    finished = {t for t in {r["trial"] for r in before} if sum(r["trial"] == t for r in before) == 4}  # K = 4
+    assert finished
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(before)} replayed from the journal" in done.stdout
+    after = journal(folder)[len(before):]
+    assert after and not {r["trial"] for r in after} & finished  # configurations that had finished: not fitted again
     seen = [(r["trial"], r["stage"], r["subset"]) for r in journal(folder)]
-    assert len(seen) == len(set(seen))
-    clean = run_search({k: v for k, v in spec.items() if k != "storage"}, run_dir=tmp_path / "clean", track=False)
-    pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), pd.read_csv(clean.run_dir / "results.csv"))
+    assert len(seen) == len(set(seen))  # and no fit ran twice
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), killed_on_8_cpus["clean"])

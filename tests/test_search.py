@@ -1,12 +1,5 @@
-"""Searches against the shared local Ray, logging to one MLflow SQLite store for the module."""
-
-import math
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
+"""Whole searches against the shared local Ray, logging to one MLflow SQLite store for the module. (A search killed
+with SIGKILL and resumed: test_reproducible.py; the searchers, schedulers and space alone: their own test files.)"""
 
 import pandas as pd
 import pytest
@@ -81,9 +74,15 @@ def test_the_order_of_the_space_keys_does_not_matter(searcher, tmp_path):
     pd.testing.assert_frame_equal(tables[0][sorted(tables[0].columns)], tables[1][sorted(tables[1].columns)])
 
 
+@pytest.fixture(scope="module")
+def full_wine(ray_session, tmp_path_factory):
+    """WINE without early stopping: every configuration on every subset (searched once for the module)."""
+    return search(WINE, tmp_path_factory.mktemp("full"), track=False)
+
+
 @pytest.mark.parametrize("scheduler", ["asha", "racing"])
-def test_early_stopping_spends_fewer_fits_and_finds_the_same_best(scheduler, tmp_path):
-    full = search(WINE, tmp_path, "full", track=False)
+def test_early_stopping_spends_fewer_fits_and_finds_the_same_best(scheduler, full_wine, tmp_path):
+    full = full_wine
     assert full.fits_run == 320
     early = search({**WINE, "search": {**WINE["search"], "scheduler": scheduler}}, tmp_path, scheduler, track=False)
     assert early.fits_run < 0.7 * full.fits_run
@@ -99,19 +98,13 @@ def test_conditional_space_over_learner_families(tmp_path):
                 {"name": "knn", "params": {"n_neighbors": {"randint": [1, 15]}}}]}}}}
     result = search(spec, tmp_path, track=False)
     assert len(result.results) == 8 and (result.results["status"] == "completed").all()
-    assert set(result.results["learner"]) <= {"logistic_regression", "random_forest", "knn"}
-    rf = result.results[result.results["learner"] == "random_forest"]
-    assert rf.empty or rf["param.random_forest.n_estimators"].between(5, 29).all()
-
-
-def test_grid_searcher_enumerates_every_point(tmp_path):
-    spec = {"name": "grid", "data": {"dataset": "iris"}, "learner": {"name": "knn"}, "subsets": {"k": 2},
-            "search": {"searcher": "grid", "space": {"n_neighbors": {"grid": [1, 5, 9]},
-                                                      "weights": {"choice": ["uniform", "distance"]}}}}
-    result = search(spec, tmp_path, track=False)
-    assert len(result.results) == 6
-    assert set(zip(result.results["param.n_neighbors"], result.results["param.weights"])) == {
-        (n, w) for n in (1, 5, 9) for w in ("uniform", "distance")}
+    table = result.results
+    assert set(table["learner"]) == {"logistic_regression", "random_forest", "knn"}  # this seed draws every family
+    for learner, column, low, high in (("random_forest", "n_estimators", 5, 29), ("knn", "n_neighbors", 1, 14),
+                                       ("logistic_regression", "C", 0.01, 10)):
+        mine = table["learner"] == learner
+        assert table.loc[mine, f"param.{learner}.{column}"].between(low, high).all()
+        assert table.loc[~mine, f"param.{learner}.{column}"].isna().all()  # another family's parameters are unset
 
 
 def test_a_failing_configuration_fails_alone(tmp_path):
@@ -119,7 +112,7 @@ def test_a_failing_configuration_fails_alone(tmp_path):
             "subsets": {"k": 2}, "search": {"searcher": "grid", "space": {
                 "lr": {"grid": [0.01, 1e6]}, "optimizer": "sgd"}}}
     result = search(spec, tmp_path, track=False)
-    status = dict(zip(result.results["param.lr"], result.results["status"]))
+    status = dict(zip(result.results["param.lr"], result.results["status"], strict=True))
     assert status == {0.01: "completed", 1e6: "failed"}
     assert "loss became" in result.results.loc[result.results["status"] == "failed", "error"].iloc[0]
 
@@ -180,56 +173,6 @@ def test_cli_run_prints_progress_table_and_best(capsys, tmp_path):
     assert "== meta_classification_iris" in out and (tmp_path / "p.png").stat().st_size > 0
 
 
-def _journal(run_dir: Path) -> list[dict]:
-    import json
-
-    path = run_dir / "fits.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-
-
-def test_resume_after_sigkill_refits_nothing_finished(tmp_path, write_yaml, mlflow_uri):
-    spec = write_yaml({"name": "killed", "seed": 1, "data": {"dataset": "digits"},
-                       "learner": {"name": "random_forest", "params": {"n_estimators": 40}},
-                       "subsets": {"k": 4, "fraction": 0.5}, "ray": {"num_cpus": 2},
-                       "search": {"num_samples": 10, "space": {"max_depth": {"randint": [2, 12]}}}})
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri}
-    cmd = [sys.executable, "-m", "metaray", "run", str(spec), "--set", f"storage={tmp_path / 'unused'}"]
-    # the run folder is chosen by the CLI; let the test find it
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 180
-    journal = []
-    while time.time() < deadline:
-        dirs = list((tmp_path / "unused" / "killed").glob("*"))
-        if dirs:
-            run_dir = dirs[0]
-            journal = _journal(run_dir)
-            if len(journal) >= 14:
-                break
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 14 <= len(journal) < 40, "the search should be killed midway"
-    before = _journal(run_dir)
-    finished_before = {t for t in {r["trial"] for r in before} if sum(r["trial"] == t for r in before) == 4}
-    assert finished_before
-
-    done = subprocess.run([sys.executable, "-m", "metaray", "resume", str(run_dir)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    after = _journal(run_dir)[len(before):]
-    assert not {r["trial"] for r in after} & finished_before  # finished configurations were not fitted again
-    seen = [(r["trial"], r["subset"]) for r in _journal(run_dir)]
-    assert len(seen) == len(set(seen))  # and no fit ran twice
-    table = pd.read_csv(run_dir / "results.csv")
-    assert len(table) == 10 and (table["status"] == "completed").all()
-    assert f"{len(before)} replayed from the journal" in done.stdout
-    uninterrupted = run_search(spec, run_dir=tmp_path / "clean", track=False)
-    pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "clean" / "results.csv"))
-    assert math.isclose(uninterrupted.best["objective"], table["objective"].iloc[0])
-
-
 def test_fit_warnings_are_said_once_by_the_driver(tmp_path):
     lines = []
     spec = {"name": "warn", "data": {"dataset": "digits"}, "learner": {"name": "logistic_regression",
@@ -243,7 +186,8 @@ def test_fit_warnings_are_said_once_by_the_driver(tmp_path):
 def test_tracking_experiment_names_the_mlflow_experiment(tmp_path, mlflow_uri):
     import mlflow
 
-    spec = {**WINE, "subsets": {"k": 2}, "search": {"num_samples": 1, "space": {}}, "tracking": {"experiment": "renamed"}}
+    spec = {**WINE, "subsets": {"k": 2}, "search": {"num_samples": 1, "space": {}},
+            "tracking": {"experiment": "renamed"}}
     result = search(spec, tmp_path)
     exp = mlflow.MlflowClient(mlflow_uri).get_experiment_by_name("renamed")
     assert mlflow.MlflowClient(mlflow_uri).get_run(result.mlflow_run_id).info.experiment_id == exp.experiment_id

@@ -1,10 +1,14 @@
+"""metaray.stats: the paired t-test with the overlap correction, the Bayesian correlated t-test, the paired bootstrap
+and the comparison of every configuration with the best. (Racing's use of the bound is tested in test_schedulers.py,
+the bootstrap's row-wise aggregates in test_aggregates.py.)"""
+
 import math
 
 import numpy as np
 import pytest
 from scipy import stats as sp
 
-from metaray.stats import paired_t
+from metaray.stats import VersusBest, bayesian_correlated_t, paired_bootstrap, paired_t
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -29,9 +33,6 @@ def test_direction_missing_scores_and_identical_configurations():
 
 
 # the Bayesian correlated t-test, the paired bootstrap and the comparison with the best ------------------------
-
-from metaray.aggregates import AGGREGATES, aggregate, rows  # noqa: E402
-from metaray.stats import VersusBest, bayesian_correlated_t, paired_bootstrap  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -59,14 +60,6 @@ def test_equivalence_needs_evidence_and_the_rope_gives_it():
     assert worse > 0.99  # five points worse on every subset
     assert bayesian_correlated_t(a, a, rope=0.01) == (0.0, 1.0, 0.0)
     assert bayesian_correlated_t([0.2, 0.3, 0.25], [0.1, 0.2, 0.15], rope=0.01, greater_is_better=False)[0] > 0.9
-
-
-@pytest.mark.parametrize("name", sorted(AGGREGATES))
-def test_the_bootstraps_aggregates_are_the_tables(name):
-    S = np.random.default_rng(1).normal(0.8, 0.05, (6, 7))
-    for gib in (True, False):
-        want = [aggregate(s, greater_is_better=gib, alpha=0.3, lam=0.5)[name] for s in S]
-        assert rows(S, name, greater_is_better=gib, alpha=0.3, lam=0.5) == pytest.approx(want)
 
 
 def test_paired_bootstrap_for_aggregates_that_are_not_means():
@@ -100,36 +93,3 @@ def test_versus_best_marks_the_tied_set(test):
     assert ("Bayesian" in vs.method) == (test == "bayesian")
     boot = VersusBest("worst", "max", True, n_train=100, n_test=25, rope=0.01, test=test)
     assert boot.compare(scores, 0)[2].tolist()[:3] == [True, True, False] and "bootstrap" in boot.method
-
-
-# racing: the corrected bound against the plain one, on real overlapping subsamples ----------------------------
-
-
-def test_plain_racing_stops_configurations_the_corrected_one_keeps():
-    """Logistic regressions on ten 80 % subsamples of breast cancer, raced against the best: the plain paired
-    t-bound (overlap 0) stops configurations that the corrected bound keeps, and never keeps one it stops."""
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from metaray.schedulers.racing import Racing
-    from metaray.spec import SchedulerSpec, SubsetSpec
-    from metaray.subsets import make_plan
-
-    X, y = load_breast_cancer(return_X_y=True)
-    plan = make_plan(y, "classification", SubsetSpec(k=10, fraction=0.8, protocol="out_of_subset"), seed=0)
-    n_train, n_test = plan.sizes(0)
-    scores = np.array([[(make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-                         .fit(X[tr], y[tr]).predict(X[ev]) == y[ev]).mean()
-                        for tr, ev in zip(plan.train, plan.evaluate, strict=True)] for C in np.logspace(-3, 1, 12)])
-    best = int(scores.mean(axis=1).argmax())
-
-    def stopped(overlap):
-        racing = Racing(SchedulerSpec(name="racing"), mode="max", greater_is_better=True, overlap=overlap)
-        racing.finished(best, True, scores[best].mean(), list(scores[best]))
-        return {i for i in range(len(scores)) if i != best and any(
-            racing.decide(i, m, 0.0, list(scores[i][:m])) for m in range(3, 10))}
-
-    plain, corrected = stopped(0.0), stopped(n_test / n_train)
-    assert corrected < plain, (plain, corrected)  # a strict subset: the plain bound stops more

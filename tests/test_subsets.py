@@ -14,19 +14,19 @@ def plan(y=Y, task="classification", seed=0, **subsets):
 
 def test_subsets_are_deterministic_in_seed_and_k():
     a, b = plan(k=5), plan(k=5)
-    for x, y in zip(a.train, b.train):
+    for x, y in zip(a.train, b.train, strict=True):
         np.testing.assert_array_equal(x, y)
     longer = plan(k=8)  # subset k does not depend on how many subsets there are
     for k in range(5):
         np.testing.assert_array_equal(a.train[k], longer.train[k])
     other = plan(k=5, seed=1)
-    assert any(not np.array_equal(x, y) for x, y in zip(a.train, other.train))
+    assert any(not np.array_equal(x, y) for x, y in zip(a.train, other.train, strict=True))
 
 
 def test_holdout_rows_are_never_trained_on():
     p = plan(k=6, protocol="holdout")
     assert len(p.test) == 24
-    for train, held in zip(p.train, p.evaluate):
+    for train, held in zip(p.train, p.evaluate, strict=True):
         assert not np.intersect1d(train, p.test).size
         np.testing.assert_array_equal(held, p.test)
     assert set(np.unique(Y[p.test])) == {0, 1, 2}  # stratified split
@@ -34,7 +34,7 @@ def test_holdout_rows_are_never_trained_on():
 
 def test_out_of_subset_scores_on_the_complement():
     p = plan(k=3, protocol="out_of_subset", fraction=0.5)
-    for train, held in zip(p.train, p.evaluate):
+    for train, held in zip(p.train, p.evaluate, strict=True):
         assert len(train) == 60 and len(held) == 60
         assert not np.intersect1d(train, held).size
 
@@ -61,7 +61,7 @@ def test_kfold_partitions_the_pool():
     p = plan(k=4, sampler="kfold", protocol="out_of_subset")
     folds = np.concatenate(p.evaluate)
     assert sorted(folds.tolist()) == list(range(len(Y)))
-    for t, e in zip(p.train, p.evaluate):
+    for t, e in zip(p.train, p.evaluate, strict=True):
         assert len(np.union1d(t, e)) == len(Y)
         assert set(Y[e]) == {0, 1, 2}
 
@@ -93,4 +93,4 @@ def test_plain_subsamples_that_miss_a_class_are_redrawn_from_the_same_stream():
     y = np.array([0] * 97 + [1] * 3)  # a 20-row subsample misses class 1 about half the time
     a, b = plan(y=y, k=10, fraction=0.2, protocol="full"), plan(y=y, k=10, fraction=0.2, protocol="full")
     assert all(set(y[t]) == {0, 1} for t in a.train)
-    assert all(np.array_equal(x, z) for x, z in zip(a.train, b.train))  # still deterministic
+    assert all(np.array_equal(x, z) for x, z in zip(a.train, b.train, strict=True))  # still deterministic

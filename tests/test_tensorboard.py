@@ -37,3 +37,31 @@ def test_a_corrupt_record_is_refused(tmp_path):
     w.path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupt"):
         read_scalars(w.path)
+
+
+def test_the_callback_writes_each_configurations_scalars_once(tmp_path):
+    """The running objective (steps from 1) and the score of each subset (steps from 0), in one file per
+    configuration; a resumed search that replays the configuration leaves its file as it is, and a configuration
+    without a score (failed on its first subset) gets none."""
+    from types import SimpleNamespace
+
+    from metaray.tensorboard import TensorBoardCallback
+
+    class Ranking:
+        def __init__(self, scores):
+            self._scores = scores
+
+        def scores(self, trial):
+            return self._scores if trial.id == "t0003" else []
+
+        def running(self, trial):
+            return [sum(self._scores[:m]) / m for m in range(1, len(self._scores) + 1)] if self.scores(trial) else []
+
+    callback = TensorBoardCallback()
+    callback.on_search_start(SimpleNamespace(folder=tmp_path))
+    for trial_id, scores in (("t0003", [0.5, 0.75]), ("t0003", [0.25, 0.25]), ("t0004", [])):
+        callback.on_trial_end(SimpleNamespace(id=trial_id), Ranking(scores))
+    files = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert [f.parent.name for f in files] == ["t0003"]
+    assert read_scalars(files[0]) == [("objective/running", 1, 0.5), ("objective/running", 2, 0.625),
+                                      ("score/subset", 0, 0.5), ("score/subset", 1, 0.75)]

@@ -71,6 +71,7 @@ WINE = {"name": "ties_wine", "seed": 0, "data": {"dataset": "wine", "scale": Fal
         "search": {"num_samples": 10, "space": {"C": {"loguniform": [1e-5, 10]}}}}
 
 
+@pytest.mark.slow
 def test_ties_follow_the_test_the_spec_names(tmp_path):
     bayes = search(WINE, ["objective.rope=0.02"], run_dir=tmp_path / "b", track=False)
     freq = search(WINE, ["objective.tie_test=t_test"], run_dir=tmp_path / "f", track=False)
@@ -85,6 +86,7 @@ def test_ties_follow_the_test_the_spec_names(tmp_path):
     assert freq.best["tied"]["count"] == f["tied_with_best"].sum()
 
 
+@pytest.mark.slow
 def test_other_aggregates_use_the_paired_bootstrap_and_stopped_configurations_compare_over_their_subsets(tmp_path):
     spec = {**WINE, "search": {**WINE["search"], "scheduler": {"name": "racing", "min_subsets": 2}}}
     result = search(spec, ["objective.aggregate=cvar"], run_dir=tmp_path / "r", track=False)
@@ -98,16 +100,16 @@ def test_other_aggregates_use_the_paired_bootstrap_and_stopped_configurations_co
 
 
 def test_racing_is_given_the_overlap_correction(tmp_path, monkeypatch):
-    import metaray.run
+    import metaray.plan
 
     seen = []
-    real = metaray.run.make_scheduler
+    real = metaray.plan.make_scheduler
 
     def spy(options, **kw):
         seen.append(kw["overlap"])
         return real(options, **kw)
 
-    monkeypatch.setattr(metaray.run, "make_scheduler", spy)
+    monkeypatch.setattr(metaray.plan, "make_scheduler", spy)
     spec = {**WINE, "search": {**WINE["search"], "num_samples": 3, "scheduler": "racing"}}
     search(spec, run_dir=tmp_path / "r", track=False)
     n_train = round(0.6 * 178)  # wine's 178 rows, subsets of 60 %, each scored on the rest (out_of_subset)

@@ -135,6 +135,7 @@ def _cut(table):
     return table[table["error"].fillna("").str.startswith(BUDGET_STOP)]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_a_search_ends_at_its_time_budget_with_what_finished(budgeted_run):
     import mlflow
@@ -166,6 +167,7 @@ def test_a_search_ends_at_its_time_budget_with_what_finished(budgeted_run):
     assert parent.data.metrics["configurations_stopped"] == len(cut)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_a_resume_gets_a_fresh_budget_and_replays_its_journal_for_nothing(budgeted_run, capsys):
     from ray import cloudpickle

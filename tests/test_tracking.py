@@ -23,3 +23,59 @@ def test_a_search_still_logging_does_not_share_its_tracking_process_with_the_nex
     third.start().result(timeout=120)
     assert third._server is second._server  # a process whose search has ended is reused
     third.close()
+
+
+def test_the_tracking_process_answers_every_request_in_order():
+    """The process's side of the protocol (metaray.tracking_protocol), with a writer that needs no MLflow: one
+    ``Logged`` per configuration (with MLflow's refusal in one line), ``Finished`` with its notes, ``Ended`` last; a
+    search that ends without finishing is aborted (its parent run KILLED); with no store, only ``End`` is answered."""
+    from metaray.tracking import _handle
+    from metaray.tracking_protocol import End, Ended, Finish, Finished, Logged, LogTrial
+
+    class Writer:
+        def __init__(self):
+            self.logged, self.aborted, self.ended = [], 0, False
+
+        def log_trial(self, trial):
+            if trial.trial == "t0001":
+                raise ValueError("refused\nat length")
+            self.logged.append(trial.trial)
+
+        def finish(self, message):
+            self.ended = True
+            return ("a note",)
+
+        def abort(self):
+            self.ended, self.aborted = True, self.aborted + 1
+
+    def trial(trial_id):
+        return LogTrial(trial_id, "completed", {}, {}, "knn", None, [], [])
+
+    replies, writer = [], Writer()
+    for message in (trial("t0000"), trial("t0001"), trial("t0002"), Finish(result=None, model=None)):
+        assert _handle(message, writer, replies.append) is writer
+    assert _handle(End(), writer, replies.append) is None
+    assert replies == [Logged(), Logged("ValueError: refused"), Logged(), Finished(notes=("a note",)), Ended()]
+    assert writer.logged == ["t0000", "t0002"] and writer.aborted == 0
+
+    replies, unfinished = [], Writer()
+    assert _handle(trial("t0000"), unfinished, replies.append) is unfinished
+    assert _handle(End(), unfinished, replies.append) is None and unfinished.aborted == 1
+    assert _handle(trial("t0001"), None, replies.append) is None and _handle(End(), None, replies.append) is None
+    assert replies == [Logged(), Ended(), Ended()]
+
+
+def test_the_driver_side_reads_the_replies(tmp_path):
+    """How far MLflow lags, its first failure, the parent run, the notes: from the replies alone."""
+    from metaray.tracking_protocol import Finished, Logged, Started
+
+    spec = load_spec({"name": "replies", "data": {"dataset": "iris"}})
+    tracker = Tracker(spec, tmp_path, DATASET, uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracker.reply(Started("abc"))
+    assert tracker.started.result(timeout=0) == "abc" and tracker.parent_id == "abc"
+    tracker.sent = 3
+    for reply in (Logged(), Logged("MlflowException: refused"), Logged("OSError: later")):
+        tracker.reply(reply)
+    assert tracker.lag == 0 and tracker.failure == "MlflowException: refused"
+    tracker.reply(Finished(notes=("report: written to x, but not logged to MLflow (OSError: full)",)))
+    assert tracker.notes == ["report: written to x, but not logged to MLflow (OSError: full)"]

@@ -46,6 +46,7 @@ def run_dir_of(folder, name: str):
     return max((folder / "runs" / name).glob("*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("labels", sorted(LABELS))
 def test_every_label_type_through_run_resume_compare_and_evaluate(labels, tmp_path, capsys, mlflow_uri):
     import mlflow
@@ -170,6 +171,7 @@ SEARCHES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(SEARCHES))
 def test_searches_across_samplers_protocols_and_searchers(case, tmp_path, capsys):
     subsets, search = SEARCHES[case]

@@ -17,7 +17,7 @@ from metaray.metafeatures import compute
 from metaray.run import extend, resume, search
 from metaray.space import Dist, parse_space
 from metaray.spec import LearnerSpec
-from metaray.warmstart import _fit, _translate, similar
+from metaray.warmstart import _translate, similar
 
 
 def test_meta_features_of_a_table_with_text_missing_values_and_many_rows():
@@ -41,13 +41,13 @@ def test_meta_features_of_a_table_with_text_missing_values_and_many_rows():
 
 
 def test_a_past_value_is_fitted_into_the_current_space():
-    assert _fit(Dist("loguniform", (0.01, 10.0)), 500.0) == 10.0
-    assert _fit(Dist("loguniform", (0.01, 10.0)), None) == pytest.approx(math.sqrt(0.1))  # absent: the centre
-    assert _fit(Dist("randint", (1, 20)), 33.7) == 19 and _fit(Dist("randint", (1, 20)), 4.2) == 4
-    assert _fit(Dist("quniform", (0.0, 1.0, 0.25)), 0.3) == 0.25
-    assert _fit(Dist("choice", ("l1", "l2")), "elasticnet") == "l1"  # not offered: the first
-    assert _fit(Dist("choice", (1, 5, 10)), 7) == 5  # a number not offered: the nearest
-    assert _fit(Dist("choice", (None, 5, 10)), 10) == 10 and _fit(Dist("choice", (None, 5)), None) is None
+    assert Dist("loguniform", (0.01, 10.0)).closest(500.0) == 10.0
+    assert Dist("loguniform", (0.01, 10.0)).closest(None) == pytest.approx(math.sqrt(0.1))  # absent: the centre
+    assert Dist("randint", (1, 20)).closest(33.7) == 19 and Dist("randint", (1, 20)).closest(4.2) == 4
+    assert Dist("quniform", (0.0, 1.0, 0.25)).closest(0.3) == 0.25
+    assert Dist("choice", ("l1", "l2")).closest("elasticnet") == "l1"  # not offered: the first
+    assert Dist("choice", (1, 5, 10)).closest(7) == 5  # a number not offered: the nearest
+    assert Dist("choice", (None, 5, 10)).closest(10) == 10 and Dist("choice", (None, 5)).closest(None) is None
 
 
 def test_past_configurations_are_translated_by_learner_name_and_refused_ones_are_skipped():
@@ -83,6 +83,7 @@ WINE = {"name": "ws_wine", "seed": 0, "data": {"dataset": "wine", "scale": True}
             {"name": "knn", "params": {"n_neighbors": {"randint": [1, 40]}}}]}}}}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_a_search_starts_from_the_best_of_a_similar_past_search(tmp_path, monkeypatch, capsys, write_yaml):
     import mlflow
@@ -109,7 +110,9 @@ def test_a_search_starts_from_the_best_of_a_similar_past_search(tmp_path, monkey
     for _, row in table.head(3).iterrows():  # the three best of the past search, best first, as they were
         source, trial = row["origin"].removeprefix("warm ").split("/")
         assert source == cold.mlflow_run_id and row["learner"] == past.loc[trial, "learner"]
-        for column in [c for c in table.columns if c.startswith(f"param.{row['learner']}.")]:
+        columns = [c for c in table.columns if c.startswith(f"param.{row['learner']}.")]
+        assert columns
+        for column in columns:
             assert row[column] == pytest.approx(past.loc[trial, column])  # the same space: the same values
     ranked = past.loc[[o.split("/")[1] for o in table["origin"][:3]], "objective"].tolist()
     assert ranked == sorted(cold.results["objective"], reverse=True)[:3]
@@ -139,6 +142,7 @@ def test_a_search_starts_from_the_best_of_a_similar_past_search(tmp_path, monkey
     assert "ws_wine" in lines[0] or "ws_again" in lines[0]  # wine's own searches, nearest first
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_extending_a_finished_search_fits_only_the_new_configurations(tmp_path, monkeypatch, write_yaml, capsys):
     import mlflow

@@ -123,10 +123,13 @@ def _number(value) -> float:
 
 
 def _n_parameters(model, n_features: int, n_outputs: int) -> float:
+    import torch
+
     from metaray.learners.nets import count_parameters
 
     try:
-        return float(count_parameters(model._make_net(n_features, n_outputs)))
+        with torch.device("meta"):  # shapes only: no memory, and no draw from torch's global random state
+            return float(count_parameters(model._make_net(n_features, n_outputs)))
     except Exception:  # an architecture that cannot be built for this width ranks last
         return float("inf")
 
@@ -236,6 +239,22 @@ def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1
     user = dict(spec.params)
     est = cls()
     allowed = est.get_params(deep=True)
+    _check_names(user, allowed, cls)
+    _set_params(est, _implicit_params(defaults, user, allowed, cpus_per_fit, device), user, cls)
+    seed_param = "random_state" if "random_state" in allowed and "random_state" not in user else None
+    if task == "embedding":
+        from metaray.learners.embedding import EmbeddingProbe, default_probe
+
+        est = EmbeddingProbe(est, default_probe(probe_task or "classification"))
+        seed_param = seed_param and f"embedder__{seed_param}"
+    if preprocessor is not None:
+        est = _behind(preprocessor, est)
+        seed_param = seed_param and f"model__{seed_param}"
+    return Learner(est, seed_param, spec.name)
+
+
+def _check_names(user: dict, allowed: dict, cls) -> None:
+    """Refuse a parameter the estimator does not have, with the nearest name it does."""
     for key in user:
         if key not in allowed:
             import difflib
@@ -244,6 +263,10 @@ def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SpecError(f"learner.params.{key}", f"not a parameter of {cls.__name__}{hint}",
                             allowed=sorted(allowed), got=key)
+
+
+def _implicit_params(defaults: dict, user: dict, allowed: dict, cpus_per_fit: float, device: str | None) -> dict:
+    """What metaray sets that the user did not: the registry's defaults, the threads a fit holds, the device."""
     implicit = {k: v for k, v in defaults.items() if k not in user}
     if "n_jobs" in allowed and "n_jobs" not in user and int(cpus_per_fit) > 1:
         implicit["n_jobs"] = int(cpus_per_fit)  # a fit holds cpus_per_fit CPUs; joblib's default uses one
@@ -251,6 +274,11 @@ def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1
         implicit["n_threads"] = max(1, int(cpus_per_fit))
     if device and "device" in allowed and "device" not in user:
         implicit["device"] = device
+    return implicit
+
+
+def _set_params(est, implicit: dict, user: dict, cls) -> None:
+    """Set the parameters and validate them by the estimator's own constraints; a refusal names the user's key."""
     try:
         est.set_params(**implicit, **user)
         if hasattr(est, "_parameter_constraints"):  # scikit-learn's declared constraints; a user's class may have none
@@ -261,22 +289,17 @@ def build_learner(spec, task: str, *, preprocessor=None, cpus_per_fit: float = 1
         key = f"learner.params.{found.group(1)}" if found else "learner.params"
         bad = user.get(found.group(1)) if found else user
         raise RejectedValue(key, f"rejected by {cls.__name__}: {message}", got=bad) from None
-    seed_param = "random_state" if "random_state" in allowed and "random_state" not in user else None
-    if task == "embedding":
-        from metaray.learners.embedding import EmbeddingProbe, default_probe
 
-        est = EmbeddingProbe(est, default_probe(probe_task or "classification"))
-        seed_param = seed_param and f"embedder__{seed_param}"
-    if preprocessor is not None:
-        from sklearn.pipeline import Pipeline
 
-        from metaray.columns import Dense, accepts_sparse
+def _behind(preprocessor, est):
+    """The estimator behind the data's preprocessor, as a Pipeline (prep, [dense], model)."""
+    from sklearn.pipeline import Pipeline
 
-        # a table's encoding is sparse when one-hot columns make it mostly zeros; not every model takes that
-        dense = [("dense", Dense())] if getattr(preprocessor, "sparse_threshold", 0) and not accepts_sparse(est) else []
-        est = Pipeline([("prep", preprocessor), *dense, ("model", est)])
-        seed_param = seed_param and f"model__{seed_param}"
-    return Learner(est, seed_param, spec.name)
+    from metaray.columns import Dense, accepts_sparse
+
+    # a table's encoding is sparse when one-hot columns make it mostly zeros; not every model takes that
+    dense = [("dense", Dense())] if getattr(preprocessor, "sparse_threshold", 0) and not accepts_sparse(est) else []
+    return Pipeline([("prep", preprocessor), *dense, ("model", est)])
 
 
 def accepts_nan(estimator) -> bool:

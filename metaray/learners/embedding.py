@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metaray.errors import FitError
-from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters, pick_device
+from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters, pick_device, torch_settings
 
 
 class EmbeddingProbe(TransformerMixin, BaseEstimator):
@@ -112,18 +112,19 @@ class TorchAutoencoder(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         self._validate_params()
+        device = pick_device(self.device)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        with torch_settings(self.n_threads, seed, device):
+            return self._fit(X, device, seed)
+
+    def _fit(self, X, device: str, seed: int):
         import torch
 
-        if self.n_threads:
-            torch.set_num_threads(int(self.n_threads))
         X = validate_data(self, X, dtype=np.float32)
         self.mean_, self.scale_ = X.mean(axis=0), X.std(axis=0)
         self.scale_[self.scale_ == 0] = 1.0
-        seed = 0 if self.random_state is None else int(self.random_state)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)  # the batch order's own stream
         hidden = [max(self.bottleneck, int(self.width) // (2**i)) for i in range(int(self.depth))]
-        device = pick_device(self.device)
         self.encoder_ = build_mlp(X.shape[1], self.bottleneck, hidden, self.activation, self.dropout).to(device)
         self.decoder_ = build_mlp(self.bottleneck, X.shape[1], hidden[::-1], self.activation, self.dropout).to(device)
         params = list(self.encoder_.parameters()) + list(self.decoder_.parameters())
@@ -153,7 +154,7 @@ class TorchAutoencoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "encoder_")
         dtype = _float_dtype(X)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        with torch.no_grad():
+        with torch.no_grad(), torch_settings(self.n_threads):
             return self.encoder_(torch.from_numpy((X - self.mean_) / self.scale_)).numpy().astype(dtype, copy=False)
 
     def inverse_transform(self, Z):
@@ -161,7 +162,7 @@ class TorchAutoencoder(TransformerMixin, BaseEstimator):
 
         check_is_fitted(self, "decoder_")
         dtype = _float_dtype(Z)
-        with torch.no_grad():
+        with torch.no_grad(), torch_settings(self.n_threads):
             out = self.decoder_(torch.as_tensor(np.asarray(Z, dtype=np.float64))).numpy()
         return (out * self.scale_ + self.mean_).astype(dtype, copy=False)
 

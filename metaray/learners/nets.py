@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "gelu": "GELU", "elu": "ELU", "leaky_relu": "LeakyReLU",
                "sigmoid": "Sigmoid", "silu": "SiLU"}
 
@@ -36,6 +38,30 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+@contextmanager
+def torch_settings(n_threads: int | None = None, seed: int | None = None, device: str = "cpu"):
+    """Torch's intra-op threads and (given ``seed``) its global random state, seeded, for one fit or prediction; both
+    put back afterwards, so that a learner leaves its caller's torch as it found it (as in a notebook)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n_threads:
+        torch.set_num_threads(int(n_threads))
+    try:
+        if seed is None:
+            yield
+            return
+        # the generators the fit draws from: the CPU's (weights, dropout on CPU) and the current GPU's (dropout there)
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device == "cuda" else []):
+            torch.default_generator.manual_seed(seed)
+            if device == "cuda":
+                torch.cuda.manual_seed(seed)
+            yield
+    finally:
+        if n_threads:
+            torch.set_num_threads(before)
+
+
 def build_convnet(image_shape, n_out: int, channels, kernels, hidden, activation: str = "relu",
                   dropout: float = 0.0, batch_norm: bool = False):
     """Convolutional blocks [Conv2d -> (BatchNorm) -> activation -> MaxPool(2) while the image is >= 2 wide],
@@ -44,7 +70,7 @@ def build_convnet(image_shape, n_out: int, channels, kernels, hidden, activation
 
     c, h, w = image_shape
     layers: list = [nn.Unflatten(1, (c, h, w))]
-    for ch, k in zip(channels, kernels):
+    for ch, k in zip(channels, kernels, strict=True):
         layers.append(nn.Conv2d(c, int(ch), int(k), padding=int(k) // 2))
         if batch_norm:
             layers.append(nn.BatchNorm2d(int(ch)))

@@ -10,7 +10,15 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metaray.errors import FitError
-from metaray.learners.nets import ACTIVATIONS, build_mlp, count_parameters, describe, layers, pick_device
+from metaray.learners.nets import (
+    ACTIVATIONS,
+    build_mlp,
+    count_parameters,
+    describe,
+    layers,
+    pick_device,
+    torch_settings,
+)
 
 
 class _TorchMLP(BaseEstimator):
@@ -79,10 +87,14 @@ class _TorchMLP(BaseEstimator):
 
     def fit(self, X, y):
         self._validate_params()
+        device = pick_device(self.device)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        with torch_settings(self.n_threads, seed, device):
+            return self._fit(X, y, device, seed)
+
+    def _fit(self, X, y, device: str, seed: int):
         import torch
 
-        if self.n_threads:
-            torch.set_num_threads(int(self.n_threads))
         # a classifier takes one label column (a column vector is raveled, with scikit-learn's warning); a regressor
         # one or several target columns
         X, y = validate_data(self, X, y, dtype=np.float32, multi_output=not isinstance(self, ClassifierHead),
@@ -91,10 +103,7 @@ class _TorchMLP(BaseEstimator):
         self.scale_ = X.std(axis=0) if self.standardize else np.ones(X.shape[1], np.float32)
         self.scale_[self.scale_ == 0] = 1.0
         targets, n_out = self._encode_targets(y)
-        seed = 0 if self.random_state is None else int(self.random_state)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        device = pick_device(self.device)
+        gen = torch.Generator().manual_seed(seed)  # the batch order's own stream
         net = self._make_net(X.shape[1], n_out).to(device)
         opt = self._optimizer(net.parameters())
         loss_fn = self._loss()
@@ -137,7 +146,7 @@ class _TorchMLP(BaseEstimator):
 
         check_is_fitted(self, "net_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        with torch.no_grad():
+        with torch.no_grad(), torch_settings(self.n_threads):
             return self.net_(torch.from_numpy(self._scale(X, np.float64))).numpy()
 
 

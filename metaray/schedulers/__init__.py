@@ -5,18 +5,29 @@ unit), so that the same spec gives the same decisions whatever order the fits fi
 The driver asks ``milestones(total)`` once: the fidelity values (subsets done, or epochs trained) at which it
 will ask ``decide``. A configuration that reaches one is promoted (``decide`` returns False) or stopped (True).
 ``finished`` is told of every configuration that ends, in order.
+
+Each scheduler class owns its options, as Optuna's components do: ``OPTIONS`` (name -> ``metaray.registry.Option``:
+type, default, rule) is what ``search.scheduler`` accepts for it, and ``check(options, k)`` refuses options that
+cannot work with k subsets. ``metaray.spec`` reads both through ``SCHEDULERS``; the modules stay light (NumPy and
+SciPy are imported when a scheduler runs), so that loading a spec stays fast.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
-from metaray.registry import Registry
+from metaray.registry import Option, Registry
 
 __all__ = ["Scheduler", "NoScheduler", "SCHEDULERS", "make_scheduler"]
 
 
 class Scheduler(Protocol):
+    OPTIONS: ClassVar[dict[str, Option]]
+
+    @staticmethod
+    def check(options: Any, k: int) -> None:
+        """Raise a SpecError if ``options`` (a spec's ``search.scheduler``) cannot work with ``k`` subsets."""
+
     def milestones(self, total: float) -> list[float]:
         """The fidelity values below ``total`` at which configurations are judged, ascending."""
 
@@ -30,6 +41,12 @@ class Scheduler(Protocol):
 
 class NoScheduler:
     """No early stopping: every configuration is fitted on every unit."""
+
+    OPTIONS: ClassVar[dict[str, Option]] = {}
+
+    @staticmethod
+    def check(options, k: int) -> None:
+        pass
 
     def __init__(self, options=None, *, mode: str = "max", greater_is_better: bool = True, total: float = 1,
                  overlap: float = 0.0):

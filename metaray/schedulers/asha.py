@@ -6,13 +6,15 @@ recorded at that rung so far."""
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
-import numpy as np
+from metaray.errors import SpecError
+from metaray.registry import Option, Rule
 
 
 class Asha:
     """Args:
-        options: ``grace_period`` (the first rung) and ``reduction_factor``.
+        options: ``grace_period`` (the first rung), ``reduction_factor`` and ``fidelity`` (``OPTIONS``).
         mode: "max" or "min": the objective's direction.
         total: the fidelity's total (subsets per configuration, or the learner's epochs).
 
@@ -25,7 +27,25 @@ class Asha:
         (False, True)
     """
 
+    #: ``search.scheduler`` options with their defaults and rules (read by metaray.spec)
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "grace_period": Option(float, 1, Rule(lambda v: v > 0, "ASHA's first rung", "> 0")),
+        "reduction_factor": Option(float, 3.0, Rule(lambda v: v > 1, "ASHA keeps 1/reduction_factor of each rung",
+                                                    "> 1")),
+        "fidelity": Option(str, "subsets", choices=("subsets", "epochs")),
+    }
+
+    @staticmethod
+    def check(options, k: int) -> None:
+        """Refuse options that cannot stop anything with ``k`` subsets (with the subsets fidelity, a configuration is
+        judged after ceil(rung) subsets)."""
+        if options.fidelity == "subsets" and math.ceil(options.grace_period) >= k:
+            raise SpecError("search.scheduler.grace_period", "ASHA stops configurations at rungs below k subsets",
+                            allowed=f"(0, {k - 1}]", got=options.grace_period)
+
     def __init__(self, options, *, mode: str, greater_is_better: bool = True, total: float, overlap: float = 0.0):
+        import numpy as np
+
         grace, self.rf = float(options.grace_period), float(options.reduction_factor)
         count = int(np.log(total / grace) / np.log(self.rf) + 1)  # as Tune counts its rungs
         self.rungs = [grace * self.rf**i for i in range(count) if grace * self.rf**i < total]
@@ -36,6 +56,8 @@ class Asha:
         return [rung for rung in self.rungs if rung < total]
 
     def decide(self, trial: int, done: float, value: float, scores: list[float]) -> bool:
+        import numpy as np
+
         if not math.isfinite(value):
             return False
         for rung in reversed(self.rungs):  # the highest rung reached and not yet judged

@@ -9,8 +9,10 @@ stops configurations a new sample of data would not prove worse. The bound is th
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
-import numpy as np
+from metaray.errors import SpecError
+from metaray.registry import Option, Rule
 
 
 class Racing:
@@ -21,12 +23,28 @@ class Racing:
     beat it at all, and keeps every configuration that is as good within the noise).
 
     Args:
-        options: ``min_subsets``, ``confidence``, ``tolerance``.
+        options: ``min_subsets``, ``confidence``, ``tolerance`` (``OPTIONS``).
         mode: "max" or "min": the objective's direction (which completed configuration is the incumbent).
         greater_is_better: the metric's direction (which way a score difference counts).
         overlap: n_test/n_train of the subset fits (the correction for the subsets' overlap); 0 gives the plain
             paired t-bound, which is over-confident on overlapping subsets.
     """
+
+    #: ``search.scheduler`` options with their defaults and rules (read by metaray.spec)
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "min_subsets": Option(int, 3, Rule(lambda v: v >= 2, "racing needs two scores for a spread", ">= 2")),
+        "confidence": Option(float, 0.95, Rule(lambda v: 0.5 <= v < 1, "racing's one-sided confidence level",
+                                               "[0.5, 1)")),
+        "tolerance": Option(float, 0.0, Rule(lambda v: 0 <= v < 1, "racing's relative margin an improvement must be "
+                                             "able to exceed", "[0, 1)")),
+    }
+
+    @staticmethod
+    def check(options, k: int) -> None:
+        """Refuse a ``min_subsets`` that leaves nothing to race with ``k`` subsets."""
+        if options.min_subsets >= k:
+            raise SpecError("search.scheduler.min_subsets", "racing compares configurations before all k subsets "
+                            "are fitted", allowed=f"[2, {k - 1}]", got=options.min_subsets)
 
     def __init__(self, options, *, mode: str, greater_is_better: bool, total: float = 0, overlap: float = 0.0):
         self._min, self._conf, self._tol = options.min_subsets, options.confidence, options.tolerance
@@ -39,6 +57,7 @@ class Racing:
         return [float(m) for m in range(self._min, int(math.ceil(total)))]
 
     def decide(self, trial: int, done: float, value: float, scores: list[float]) -> bool:
+        import numpy as np
         from scipy import stats
 
         if self._incumbent is None:
