@@ -13,7 +13,7 @@ there. Both are compared on the same budget:
     best     the best meta-objective each found within the budget
 
     python experiments/benchmarks/warm_start.py                 # 9 datasets, 24 configurations each
-    python experiments/benchmarks/warm_start.py --markdown      # the table as the README has it
+    python experiments/benchmarks/warm_start.py --markdown      # the table as docs/learning.md has it
     python experiments/benchmarks/warm_start.py --quick         # 3 datasets, 6 configurations: the test's size
 """
 
