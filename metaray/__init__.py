@@ -55,7 +55,10 @@ def __getattr__(name: str):
         module, attr = _LAZY[name]
         found = importlib.import_module(module)
         found = found if attr is None else getattr(found, attr)  # metaray.report: the module, callable as write
-        return _leaving_the_environment(found) if name in _STARTS_RAY else found
+        if name in _STARTS_RAY:
+            found = _leaving_the_environment(found)
+        globals()[name] = found  # looked up once: metaray.search is metaray.search
+        return found
     raise AttributeError(f"module 'metaray' has no attribute {name!r}")
 
 

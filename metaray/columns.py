@@ -88,12 +88,19 @@ def date_parser(col: pd.Series):
 def date_values(col: pd.Series, key: str, problem: str):
     """A column of dates as datetimes: typed dates as they are, text through skrub's ``ToDatetime`` fitted on it;
     returns (datetimes, parser or None) or raises SpecError with ``key`` and ``problem``."""
+    parser = dates_parser(col, key, problem)
+    return (col, None) if parser is None else (parser.transform(col), parser)
+
+
+def dates_parser(col: pd.Series, key: str, problem: str):
+    """The parser of a column of dates: None for typed dates, skrub's ``ToDatetime`` fitted on text; raises
+    SpecError with ``key`` and ``problem`` when its text does not parse."""
     if is_datetime(col):
-        return col, None
+        return None
     parser = date_parser(col)
     if parser is None:
         raise SpecError(key, problem, got=f"{col.name} ({col.dtype})")
-    return parser.transform(col), parser
+    return parser
 
 
 def _identifier(col: pd.Series, name: str) -> str | None:

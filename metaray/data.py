@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from metaray.columns import ColumnRole, assign_roles, date_values, describe_roles, encoder, is_numeric
+from metaray.columns import ColumnRole, assign_roles, date_values, dates_parser, describe_roles, encoder, is_numeric
 from metaray.datasets import DATASETS  # the named datasets: a module of their own, light for load_spec
 from metaray.errors import SpecError
 
@@ -260,8 +260,8 @@ class TableCleaner(TransformerMixin, BaseEstimator):
         kept = {r.column: r.role for r in roles if r.role != "drop"}
         columns = [c for c in frame.columns if str(c) in kept]
         categorical = [str(c) for c in columns if kept[str(c)] in ("category", "text")]
-        dates = {str(c): date_values(frame[c], f"{key}.columns.{c}", "not dates: its values do not parse with one "
-                                     "date format; allowed: numeric, category, text, drop")[1]
+        dates = {str(c): dates_parser(frame[c], f"{key}.columns.{c}", "not dates: its values do not parse with one "
+                                      "date format; allowed: numeric, category, text, drop")
                  for c in columns if kept[str(c)] == "datetime"}
         return cls(columns, categorical, dates).fit(frame)
 

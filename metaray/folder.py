@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import fields
@@ -99,6 +100,7 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike, *, new: bool = False):
         self.path, self.new = Path(path), new
+        self._state_lock = threading.Lock()  # state.json is updated from the driver and from MLflow's reader thread
 
     @classmethod
     def create(cls, storage: str, name: str) -> RunFolder:
@@ -182,12 +184,13 @@ class RunFolder:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def update_state(self, **updates) -> None:
-        """Merge ``updates`` (None values skipped) into state.json, atomically."""
-        state = self.state
-        state.update({k: v for k, v in updates.items() if v is not None})
-        tmp = self.path / "state.tmp"
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self.path / "state.json")
+        """Merge ``updates`` (None values skipped) into state.json, atomically; one update at a time."""
+        with self._state_lock:
+            state = self.state
+            state.update({k: v for k, v in updates.items() if v is not None})
+            tmp = self.path / "state.tmp"
+            tmp.write_text(json.dumps(state, indent=2))
+            os.replace(tmp, self.path / "state.json")
 
     def journal(self, say: Callable[[str], None] = lambda line: None) -> Journal:
         return Journal(self.path / "fits.jsonl", say)

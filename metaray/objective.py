@@ -263,15 +263,21 @@ class Prepared:
         check_learner(learner, ds, spec, self.metrics)
         return learner
 
+    def available_memory(self) -> float | None:
+        """The most memory any node of the connected Ray offers (metaray.memory.node_memory), asked once."""
+        if self.node_memory is None:
+            from metaray.memory import node_memory
+
+            self.node_memory = node_memory()
+        return self.node_memory
+
     def reserve_memory(self, learner: Learner) -> Learner:
         """Set the memory each fit of ``learner`` reserves (metaray.memory: the estimate, or ``ray.memory_per_fit``);
         raises SpecError, naming the widest columns and the fix, when no node of the cluster could run one."""
-        from metaray.memory import estimate, node_memory, reserve
+        from metaray.memory import estimate, reserve
 
-        if self.node_memory is None:
-            self.node_memory = node_memory()
         need = estimate(self.dataset, self.plan, learner.model)
-        learner.memory = reserve(need, learner.describe(), available=self.node_memory,
+        learner.memory = reserve(need, learner.describe(), available=self.available_memory(),
                                  override=self.spec.ray.memory_per_fit)
         return learner
 
@@ -283,18 +289,16 @@ class Prepared:
         import pandas as pd
         import ray
 
-        from metaray.memory import estimate, node_memory, reserve
+        from metaray.memory import estimate, reserve
         from metaray.runners import FitRunner
 
-        r = self.spec.ray
-        if self.node_memory is None:
-            self.node_memory = node_memory()
+        r, available = self.spec.ray, self.available_memory()
+        need = estimate(self.dataset, self.plan, None)  # the rows of a subset, without a learner's own memory
         if r.memory_per_fit is not None:  # refused once, before any configuration, not configuration by configuration
-            reserve(estimate(self.dataset, self.plan, None), "", available=self.node_memory, override=r.memory_per_fit)
+            reserve(need, "", available=available, override=r.memory_per_fit)
         encodings, fit_ref = None, problem_ref
         if shared_encoding and isinstance(self.dataset.X, pd.DataFrame):
-            memory = reserve(estimate(self.dataset, self.plan, None), "the column encoder", available=self.node_memory,
-                             override=r.memory_per_fit)
+            memory = reserve(need, "the column encoder", available=available, override=r.memory_per_fit)
             encodings = encode_subsets(self, problem_ref, cpus=r.cpus_per_fit, memory=memory)
             # the fits read the encoded rows, not the table: no task unpickles the table's text again
             fit_ref = ray.put(dataclasses.replace(self.problem(), X=None))

@@ -43,8 +43,8 @@ class Plan:
             ``search.max_concurrent`` resolved too (a copy: the spec given is left as it is).
         space: the parsed search space; searcher, scheduler, layout: see metaray.searchers, metaray.schedulers,
             metaray.driver.Layout.
-        driver: the decisions (metaray.driver.Driver); ranking: its configurations as lines, rows and tables.
-        versus: the tests against the best (None with one subset); num_samples: configurations at most.
+        driver: the decisions (metaray.driver.Driver; ``num_samples``, ``max_concurrent``); ranking: its
+            configurations as lines, rows and tables, with the tests against the best (``ranking.versus``).
         warm: the warm-start points the searcher took (none if it refused them).
         notes: lines for the user (a warm start the searcher refused).
     """
@@ -56,16 +56,14 @@ class Plan:
     layout: Layout
     driver: Driver
     ranking: Ranking
-    versus: VersusBest | None
-    num_samples: int
-    max_concurrent: int | None
     warm: tuple = ()
     notes: tuple[str, ...] = ()
 
     @property
     def tie_method(self) -> str:
         """How configurations are tested against the best, in words."""
-        return (self.versus.method if self.versus else
+        versus = self.ranking.versus
+        return (versus.method if versus else
                 "not tested: one subset per configuration leaves no spread to test with")
 
     def learner_for(self, trial: Trial, unit: Unit):
@@ -129,8 +127,8 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
                       mode=prepared.mode, num_samples=num_samples, alpha=obj.alpha, lam=obj.lam, versus=versus,
                       complexity=lambda t: complexity(t.learner, width, outputs) if t.learner else (9,),
                       origins={i: p.origin for i, p in enumerate(warm)})
-    return Plan(spec, space, searcher, scheduler, layout, driver, ranking, versus, num_samples, max_concurrent,
-                warm, notes)
+    return Plan(spec=spec, space=space, searcher=searcher, scheduler=scheduler, layout=layout, driver=driver,
+                ranking=ranking, warm=warm, notes=notes)
 
 
 def _searcher(prepared: Prepared, space, n: int, warm: tuple, startup: int | None) -> tuple[Any, tuple, tuple]:

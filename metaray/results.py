@@ -44,6 +44,7 @@ class Ranking:
         self.versus, self.complexity, self.origins = versus, complexity, origins or {}
         self._best: Trial | None = None
         self._scanned = 0  # configurations looked at by ``best``
+        self._running: tuple[tuple[int, int] | None, list[float]] = (None, [])  # the last running(): (trial, reported)
 
     def learner(self, trial: Trial) -> tuple[str, dict[str, Any]]:
         """The configuration's learner name and its parameters (constants included)."""
@@ -65,9 +66,13 @@ class Ranking:
         return self.driver.scores(trial)
 
     def running(self, trial: Trial) -> list[float]:
-        """The objective over the first 1, 2, ... of those scores (the running objective)."""
-        return running(self.scores(trial), self.aggregate, greater_is_better=self.greater_is_better,
-                       alpha=self.alpha, lam=self.lam)
+        """The objective over the first 1, 2, ... of those scores (the running objective); worked out once per
+        configuration and stage, for every callback that logs it."""
+        key = (trial.index, trial.reported)
+        if self._running[0] != key:
+            self._running = (key, running(self.scores(trial), self.aggregate, greater_is_better=self.greater_is_better,
+                                          alpha=self.alpha, lam=self.lam))
+        return self._running[1]
 
     def epochs_done(self, trial: Trial) -> int:
         layout = self.driver.layout

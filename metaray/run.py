@@ -39,11 +39,15 @@ from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
 class Setup:
     """A search once planned, before anything runs: what its callbacks are given at its start."""
 
-    spec: ExperimentSpec  # as the run folder's spec.yaml records it (Plan.spec)
     folder: RunFolder
     prepared: Prepared
     plan: Plan
     metafeatures: dict[str, float]  # metaray.metafeatures of the data ({} when neither tracked nor warm-started)
+
+    @property
+    def spec(self) -> ExperimentSpec:
+        """The spec as the run folder's spec.yaml records it (Plan.spec)."""
+        return self.plan.spec
 
 
 class SearchRun:
@@ -121,7 +125,7 @@ class SearchRun:
         self.folder.prepare(planned.spec, prepared.dataset.describe().get("columns"))
         if spec.search.warm_start.source != "none" and not (self.folder / "warm_start.json").is_file():
             warmstart.save(self.folder / "warm_start.json", list(planned.warm))  # a resume starts from the same
-        return Setup(planned.spec, self.folder, prepared, planned, metafeatures)
+        return Setup(self.folder, prepared, planned, metafeatures)
 
     def _warm_points(self, prepared: Prepared, space, metafeatures: dict[str, float]) -> list:
         """The configurations to evaluate first (``search.warm_start``): those this run folder already chose (a
@@ -291,7 +295,7 @@ def _refit_best(prepared: Prepared, problem_ref, trial: Trial) -> tuple[Any, dic
     try:
         scale = pool / max(len(t) for t in subsets.train)
         memory = reserve(estimate(prepared.dataset, subsets, learner.model, rows=pool), learner.describe(),
-                         available=prepared.node_memory,
+                         available=prepared.available_memory(),
                          override=ray_spec.memory_per_fit and ray_spec.memory_per_fit * max(1.0, scale))
         ref = ray.remote(fit_final).options(num_cpus=ray_spec.cpus_per_fit, num_gpus=ray_spec.gpus_per_fit,
                                             max_retries=ray_spec.max_retries, memory=int(memory),

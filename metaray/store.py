@@ -196,8 +196,12 @@ class Store:
             return pd.DataFrame()
         with reading():
             runs = list(itertools.islice(self._pages(self.client.search_runs, ids, TRIAL_FILTER), MAX_TRIALS))
-            parents = {p: self.client.get_run(p).info.run_name
-                       for p in dict.fromkeys(r.data.tags.get("mlflow.parentRunId") for r in runs) if p}
+            wanted = {r.data.tags.get("mlflow.parentRunId") for r in runs} - {None}
+            # the searches' names in one paged query, not one call per search; a parent without metaray's tag by id
+            parents = {run.info.run_id: run.info.run_name for run in self._pages(self.client.search_runs, ids,
+                                                                                 SEARCH_FILTER)
+                       if run.info.run_id in wanted}
+            parents.update({p: self.client.get_run(p).info.run_name for p in wanted - set(parents)})
         return pd.DataFrame([_trial_row(r, experiments, parents) for r in runs])
 
 

@@ -366,8 +366,7 @@ class Writer:
             exp = client.get_experiment_by_name(self.experiment_name)
             self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
         except Exception as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SpecError("tracking.uri", f"cannot reach the MLflow tracking store ({msg[:300]})",
+            raise SpecError("tracking.uri", f"cannot reach the MLflow tracking store ({one_line(exc)[:300]})",
                             got=self.uri) from None
         if self.parent_id:
             return self._reopen()
