@@ -10,7 +10,7 @@ from tests.helpers import load_benchmark
 pytestmark = pytest.mark.slow  # each runs a benchmark script (several searches, processes of their own)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bench():
     module = load_benchmark("bench")
     from ray import cloudpickle
@@ -22,14 +22,14 @@ def bench():
 @pytest.mark.usefixtures("ray_session")
 def test_benchmark_runs_every_method_and_they_agree(bench, capsys):
     methods = ",".join(bench.METHODS)
-    assert bench.main(["--quick", "--only", "P1,P2,P3,P4,MEM", "--methods", methods, "--json"]) == 0
+    # P1 is P2's loop with other fits (P4 below runs its spec): every method once, on P2, shows they agree
+    assert bench.main(["--quick", "--only", "P2,P3,P4,MEM", "--methods", methods, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     rows = data["rows"]
-    for workload in ("P1", "P2"):
-        mine = [r for r in rows if r["workload"] == workload]
-        assert {r["method"] for r in mine} == set(bench.METHODS)
-        assert len({round(r["best"], 9) for r in mine}) == 1  # the same configurations, the same best
-        assert all(math.isfinite(r["ratio_to_ideal"]) and r["fits"] == mine[0]["fits"] for r in mine)
+    mine = [r for r in rows if r["workload"] == "P2"]
+    assert {r["method"] for r in mine} == set(bench.METHODS)
+    assert len({round(r["best"], 9) for r in mine}) == 1  # the same configurations, the same best
+    assert all(math.isfinite(r["ratio_to_ideal"]) and r["fits"] == mine[0]["fits"] for r in mine)
     p3 = {r["method"]: r for r in rows if r["workload"] == "P3"}
     assert p3["asha"]["fits"] < p3["full"]["fits"] and p3["racing"]["fits"] < p3["full"]["fits"]
     p4 = [r for r in rows if r["workload"] == "P4"]

@@ -82,7 +82,7 @@ def test_a_search_with_some_failures_exits_0_and_says_how_many(tmp_path, capsys)
 def test_a_fit_that_never_ends_fails_its_configuration_and_its_task_is_killed(tmp_path, capsys):
     pid_file = tmp_path / "hung.pid"
     path = write(tmp_path, learner={"name": "tests.helpers.HangingClassifier", "params": {"pid_file": str(pid_file)}},
-                 ray={"fit_timeout_s": 3}, search={"searcher": "grid", "space": {"hang_s": {"grid": [0, 3600]}}})
+                 ray={"fit_timeout_s": 10}, search={"searcher": "grid", "space": {"hang_s": {"grid": [0, 3600]}}})
     started = time.monotonic()
     assert main(["run", path]) == 0
     assert time.monotonic() - started < 60
@@ -90,7 +90,7 @@ def test_a_fit_that_never_ends_fails_its_configuration_and_its_task_is_killed(tm
     status = dict(zip(table["param.hang_s"], table["status"], strict=True))
     assert status == {0: "completed", 3600: "failed"}
     error = table.loc[table["status"] == "failed", "error"].iloc[0]
-    assert "did not finish within ray.fit_timeout_s=3 s; its task was cancelled" in error
+    assert "did not finish within ray.fit_timeout_s=10 s; its task was cancelled" in error
     pids = [int(line) for line in pid_file.read_text().split()]
     assert len(pids) == 2  # both subsets of the hanging configuration started
     deadline = time.monotonic() + 20
@@ -105,11 +105,11 @@ def test_a_failing_refit_keeps_the_results_and_exits_1(hang_s, tmp_path, capsys)
     # iris: a pool of 120 rows, subsets of 60; the refit on all 120 fails (or never ends)
     path = write(tmp_path, learner={"name": "tests.helpers.FailsOnTheWholePool",
                                     "params": {"max_rows": 100, "hang_s": hang_s}},
-                 subsets={"k": 2, "fraction": 0.5, "protocol": "holdout"}, ray={"fit_timeout_s": 2},
+                 subsets={"k": 2, "fraction": 0.5, "protocol": "holdout"}, ray={"fit_timeout_s": 5},
                  search={"searcher": "grid", "space": {"max_rows": {"grid": [90, 100]}}})
     assert main(["run", path]) == 1
     out, err = capsys.readouterr()
-    reason = "did not finish within 4 s" if hang_s else "MemoryError: 120 rows do not fit in memory"
+    reason = "did not finish within 10 s" if hang_s else "MemoryError: 120 rows do not fit in memory"
     assert "metaray: the refit of the best configuration failed (" in err and reason in err, err
     folder = run_dir(tmp_path)
     table = pd.read_csv(folder / "results.csv")

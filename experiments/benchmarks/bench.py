@@ -386,7 +386,7 @@ def early_stopping(quick: bool) -> list[Row]:
     from metaray.spec import load_spec
     from metaray.stats import paired_t
 
-    n = 16 if quick else 64
+    n = 8 if quick else 64
     spec = {"name": "P3", "seed": 0, "data": {"dataset": "wine", "scale": True},
             "learner": {"name": "logistic_regression"}, "subsets": {"k": 10, "fraction": 0.5, "protocol": "holdout"},
             "objective": {"metric": "log_loss"},
