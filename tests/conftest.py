@@ -91,26 +91,25 @@ def ray_session():
 
 
 @pytest.fixture(scope="session")
-def _empty_store(tmp_path_factory) -> Path:
-    """A new MLflow SQLite store, made once: MLflow builds a new store's schema through its whole migration history
-    (~1.5 s of CPU), so each test gets a copy of this one instead (a file copy)."""
+def new_store(tmp_path_factory):
+    """``new_store(folder)``: a fresh MLflow SQLite store, ``folder/mlflow.db``, and its URI. MLflow builds a new store
+    through its whole migration history (~1.5 s of CPU); this copies one built once."""
     from mlflow import MlflowClient
 
-    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
+    empty = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{empty}").search_experiments()
 
+    def make(folder: Path) -> str:
+        shutil.copyfile(empty, folder / "mlflow.db")
+        return f"sqlite:///{folder / 'mlflow.db'}"
 
-def new_store(empty: Path, folder: Path) -> str:
-    """A fresh store in ``folder``, as MLflow would make it, and its URI."""
-    shutil.copyfile(empty, folder / "mlflow.db")
-    return f"sqlite:///{folder / 'mlflow.db'}"
+    return make
 
 
 @pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory, _empty_store):
+def mlflow_uri(tmp_path_factory, new_store):
     """One MLflow SQLite store for a whole test module."""
-    return new_store(_empty_store, tmp_path_factory.mktemp("mlflow"))
+    return new_store(tmp_path_factory.mktemp("mlflow"))
 
 
 @pytest.fixture
@@ -134,9 +133,9 @@ def write_yaml(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _quiet_mlflow(tmp_path, monkeypatch, _empty_store):
+def _quiet_mlflow(tmp_path, monkeypatch, new_store):
     # tests never write the user's ./mlflow.db; each gets a fresh store of its own, tmp_path/mlflow.db
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(_empty_store, tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(tmp_path))
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from metaray.cli import main
 from metaray.run import search as run_search
-from tests.conftest import free_port, new_store
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +23,12 @@ SPEC = {"name": "remote", "seed": 1, "data": {"dataset": "wine", "scale": True},
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory, _empty_store):
+def mlflow_server(tmp_path_factory, new_store):
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     log = open(folder / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", new_store(_empty_store, folder),
+                             "--backend-store-uri", new_store(folder),
                              "--artifacts-destination", str(folder / "artifacts"), "--workers", "2"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -9,7 +9,7 @@ import pytest
 from metaray.cli import main
 from metaray.run import search
 from tests import browser
-from tests.conftest import EXPERIMENTS, new_store
+from tests.conftest import EXPERIMENTS
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -17,12 +17,12 @@ FIGURES = {"objective", "subsets", "parameters", "parallel", "importance"}
 
 
 @pytest.fixture(scope="module")
-def iris_run(tmp_path_factory, ray_session, _empty_store):
+def iris_run(tmp_path_factory, ray_session, new_store):
     """The iris demo, tracked in a store of its own."""
     import os
 
     tmp = tmp_path_factory.mktemp("report")
-    uri = new_store(_empty_store, tmp)
+    uri = new_store(tmp)
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:

@@ -24,7 +24,6 @@ import yaml
 from metaray.run import resume as resume_search
 from metaray.run import search as run_search
 from metaray.runners import FitRunner
-from tests.conftest import new_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
@@ -101,7 +100,7 @@ KILLED = {**spec_for("optuna", "asha"), "data": {"dataset": "digits"}, "ray": {"
 
 
 @pytest.fixture(scope="module")
-def killed_on_8_cpus(ray_session, tmp_path_factory, _empty_store):
+def killed_on_8_cpus(ray_session, tmp_path_factory, new_store):
     """A real `metaray run` of KILLED on a Ray of its own with 8 CPUs, killed with SIGKILL mid-search (its Ray with
     it), then `metaray resume` (on 8 CPUs again: the run folder's spec says so); and the same search uninterrupted on
     the suite's Ray of 2 CPUs. Returns the journal before the kill, the resume's output, the run folder, the clean
@@ -109,7 +108,7 @@ def killed_on_8_cpus(ray_session, tmp_path_factory, _empty_store):
     tmp = tmp_path_factory.mktemp("killed")
     path = tmp / "spec.yaml"
     path.write_text(yaml.safe_dump({**KILLED, "storage": str(tmp / "runs")}, sort_keys=False))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": new_store(_empty_store, tmp)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": new_store(tmp)}
     proc = subprocess.Popen([sys.executable, "-m", "metaray", "run", str(path)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline, folder = time.monotonic() + 240, None

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests import browser
-from tests.conftest import ROOT, new_store
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +41,14 @@ ray.shutdown()
 
 
 @pytest.fixture(scope="module")
-def own_ray(tmp_path_factory, _empty_store):
+def own_ray(tmp_path_factory, new_store):
     home = tmp_path_factory.mktemp("home")
     spec = home / "spec.yaml"
     spec.write_text(yaml.safe_dump({"name": "secure", "data": {"dataset": "iris"}, "subsets": {"k": 3},
                                     "search": {"num_samples": 2, "space": {"C": {"loguniform": [0.1, 10.0]}}},
                                     "storage": str(home / "runs")}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(HOME=str(home), MLFLOW_TRACKING_URI=new_store(_empty_store, home), PYTHONPATH=str(ROOT))
+    env.update(HOME=str(home), MLFLOW_TRACKING_URI=new_store(home), PYTHONPATH=str(ROOT))
     with open(home / "stderr.txt", "w") as err:
         proc = subprocess.Popen([sys.executable, "-c", PROBE, str(spec)], env=env, cwd=home, text=True,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)

@@ -16,7 +16,6 @@ import tests.helpers
 from metaray.cli import main
 from metaray.driver import BUDGET_STOP, TimeBudget, drive, duration
 from metaray.runners import InProcessRunner
-from tests.conftest import new_store
 from tests.test_driver import K, fake_fit, make_driver
 
 
@@ -106,7 +105,7 @@ BUDGET_S = 12  # a cold start (Ray's workers, MLflow's process) takes 4-10 s of 
 
 
 @pytest.fixture(scope="module")
-def budgeted_run(ray_session, tmp_path_factory, _empty_store):
+def budgeted_run(ray_session, tmp_path_factory, new_store):
     """`metaray run --time-budget 12s` of SLEEPY, once for the module: exit status, stdout, stderr, seconds, folder."""
     import contextlib
     import io
@@ -114,7 +113,7 @@ def budgeted_run(ray_session, tmp_path_factory, _empty_store):
     from ray import cloudpickle
 
     tmp = tmp_path_factory.mktemp("budget")
-    spec = {**SLEEPY, "storage": str(tmp / "runs"), "tracking": {"uri": new_store(_empty_store, tmp)}}
+    spec = {**SLEEPY, "storage": str(tmp / "runs"), "tracking": {"uri": new_store(tmp)}}
     path = tmp / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     cloudpickle.register_pickle_by_value(tests.helpers)  # Ray's workers cannot import tests.helpers by name
