@@ -714,17 +714,17 @@ window.addEventListener("load", function () {{
 class ReportCallback(Callback):
     """Writes a search's report into its run folder when the search ends (a hook of ``metaray.callbacks``).
 
-    ``on_search_start`` imports what the report needs in a daemon thread while the fits run; ``on_search_end``
-    writes the report. One that cannot be made is said in one line (``report: not made (...); try: metaray report
-    RUN_DIR``), never raised. ``made`` holds what was written (a ``ReportFiles``; None before, or after a failure),
-    for a callback that logs it (MLflow).
+    ``on_fits_start`` imports what the report needs in a daemon thread while the fits run (not during the
+    start-up); ``on_search_end`` writes the report. One that cannot be made is said in one line (``report: not made
+    (...); try: metaray report RUN_DIR``), never raised. ``made`` holds what was written (a ``ReportFiles``; None
+    before, or after a failure), for a callback that logs it (MLflow).
     """
 
     def __init__(self, say: Callable[[str], None]):
         self.say = say
         self.made: ReportFiles | None = None
 
-    def on_search_start(self, run) -> None:
+    def on_fits_start(self) -> None:
         threading.Thread(target=_preload_quietly, name="metaray report preload", daemon=True).start()
 
     def on_search_end(self, result) -> None:

@@ -91,7 +91,6 @@ class ScalarWriter:
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
         self._write(_event(int(step), tag=tag, value=float(value)))
-        self._f.flush()
 
     def close(self) -> None:
         self._f.close()
@@ -118,7 +117,7 @@ class TensorBoardCallback(Callback):
     def on_trial_end(self, trial, ranking) -> None:
         scores = ranking.scores(trial)
         folder = self.logdir / trial.id
-        if not scores or next(folder.glob("events.out.tfevents.*"), None) is not None:
+        if not scores or folder.exists():  # made with its file, by an earlier run of this search
             return
         with ScalarWriter(folder) as w:
             for step, value in enumerate(ranking.running(trial), 1):

@@ -8,8 +8,8 @@ will ask ``decide``. A configuration that reaches one is promoted (``decide`` re
 
 Each scheduler class owns its options, as Optuna's components do: ``OPTIONS`` (name -> ``metaray.registry.Option``:
 type, default, rule) is what ``search.scheduler`` accepts for it, and ``check(options, k)`` refuses options that
-cannot work with k subsets. ``metaray.spec`` reads both through ``SCHEDULERS``; the modules stay light (NumPy and
-SciPy are imported when a scheduler runs), so that loading a spec stays fast.
+cannot work with k subsets. ``metaray.spec`` reads both through ``SCHEDULERS``; the modules stay light (SciPy is
+imported when a scheduler runs), so that loading a spec stays fast.
 """
 
 from __future__ import annotations

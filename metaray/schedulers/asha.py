@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+import numpy as np
+
 from metaray.errors import SpecError
 from metaray.registry import Option, Rule
 
@@ -44,8 +46,6 @@ class Asha:
                             allowed=f"(0, {k - 1}]", got=options.grace_period)
 
     def __init__(self, options, *, mode: str, greater_is_better: bool = True, total: float, overlap: float = 0.0):
-        import numpy as np
-
         grace, self.rf = float(options.grace_period), float(options.reduction_factor)
         count = int(np.log(total / grace) / np.log(self.rf) + 1)  # as Tune counts its rungs
         self.rungs = [grace * self.rf**i for i in range(count) if grace * self.rf**i < total]
@@ -56,8 +56,6 @@ class Asha:
         return [rung for rung in self.rungs if rung < total]
 
     def decide(self, trial: int, done: float, value: float, scores: list[float]) -> bool:
-        import numpy as np
-
         if not math.isfinite(value):
             return False
         for rung in reversed(self.rungs):  # the highest rung reached and not yet judged

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+import numpy as np
+
 from metaray.errors import SpecError
 from metaray.registry import Option, Rule
 
@@ -57,7 +59,6 @@ class Racing:
         return [float(m) for m in range(self._min, int(math.ceil(total)))]
 
     def decide(self, trial: int, done: float, value: float, scores: list[float]) -> bool:
-        import numpy as np
         from scipy import stats
 
         if self._incumbent is None:
