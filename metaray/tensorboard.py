@@ -91,6 +91,7 @@ class ScalarWriter:
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
         self._write(_event(int(step), tag=tag, value=float(value)))
+        self._f.flush()  # readable while it is written, as TensorBoard reads a run that goes on
 
     def close(self) -> None:
         self._f.close()
