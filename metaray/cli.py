@@ -73,8 +73,8 @@ def _print_search(result) -> int:
         print(f"metaray: no configuration completed: {failures or f'none has a finite meta-objective ({counts})'}; "
               f"results: {result.run_dir}", file=sys.stderr)
     elif result.refit_error:
-        print(f"metaray: the refit of the best configuration failed ({result.refit_error}); the search's results "
-              f"are in {result.run_dir}", file=sys.stderr)
+        print(f"metaray: the {result.final_kind} of the best configuration failed ({result.refit_error}); the search's "
+              f"results are in {result.run_dir}", file=sys.stderr)
     elif failures:
         print(failures, file=sys.stderr)
     return 0 if result.ok else 1

@@ -197,6 +197,17 @@ def fit_final(problem: Problem, learner: Learner, seed: int):
     return est, (score_rows(problem, est, problem.plan.test) if problem.plan.test.size else {})
 
 
+def fit_subset(problem: Problem, learner: Learner, k: int, seed: int):
+    """Subset k's model of a configuration as the search's fit made it: the same training rows, the same seed (the
+    whole learner, a table's encoder included, fitted on the subset's rows)."""
+    train = problem.plan.train[k]
+    est = learner.for_fit(fit_seed(seed, k))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the search said its warnings already
+        est.fit(_rows(problem.X, train), problem.y[train])
+    return est
+
+
 def deployable(est, cleaner):
     """The refitted model as a user calls it: behind the table's cleaner (see ``TableCleaner``), so that it takes
     the user's own table; an estimator trained on an array is returned as it is."""
@@ -218,13 +229,21 @@ def _softmax_scores(d: np.ndarray) -> np.ndarray:
 
 def _proba(est, X, labels):
     """Class probabilities with a column for every class of the task, even one absent from the subset."""
-    proba = est.predict_proba(X)
+    return _aligned(est.predict_proba(X), est, labels)
+
+
+def _aligned_scores(est, X, labels):
+    """decision_function values as softmax scores (``_softmax_scores``) with a column for every class of the task."""
+    return _aligned(_softmax_scores(est.decision_function(X)), est, labels)
+
+
+def _aligned(columns: np.ndarray, est, labels) -> np.ndarray:
     fitted = list(getattr(est, "classes_", labels))
     if len(fitted) == len(labels):
-        return proba
-    full = np.zeros((len(proba), len(labels)))
+        return columns
+    full = np.zeros((len(columns), len(labels)))
     for j, c in enumerate(fitted):
-        full[:, int(np.searchsorted(labels, c))] = proba[:, j]
+        full[:, int(np.searchsorted(labels, c))] = columns[:, j]
     return full
 
 

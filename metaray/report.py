@@ -655,6 +655,15 @@ def _summary(d: _Data) -> list[str]:
     if simplest:
         lines.append(f"Simplest tied: {simplest.get('trial', '?')} {simplest.get('learner', '?')}"
                      f"({_params(simplest.get('params'))}), {_number(simplest.get('objective'))}.")
+    final = best.get("final") if isinstance(best.get("final"), dict) else {}
+    if final:  # metaray.final: what the logged model is made of, each member with its weight
+        members = [m for m in final.get("members") or [] if isinstance(m, dict)]
+        said = "; ".join(f"{m.get('trial', '?')}" + (f" subset {m['subset']}" if "subset" in m else "")
+                         + f" weight {_number(m.get('weight'))}" for m in members)
+        holdout = best.get("holdout") if isinstance(best.get("holdout"), dict) else {}
+        lines.append(f"Final model ({final.get('kind', '?')}): {said or 'not made'}"
+                     + ("; on the hold-out rows: " + ", ".join(f"{k}={_number(v)}" for k, v in holdout.items())
+                        if holdout else "") + ".")
     return lines
 
 

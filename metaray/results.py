@@ -195,8 +195,9 @@ class SearchResult:
         best: the best completed configuration (learner, params, objective, std, hold-out scores), or None.
         run_dir: the run folder (``metaray resume`` takes it).
         mlflow_run_id: the MLflow parent run, when tracked.
-        model: the best configuration refitted on the whole training pool, as a user calls it (behind a table's
-            cleaner), or None.
+        model: the final model (``final``: the best configuration refitted on the whole training pool, or its subset
+            models averaged; best["final"] lists its members), as a user calls it (behind a table's cleaner), or None.
+        refit_error: why the final model could not be made (the search's results stand), or None.
         time_budget: what ``search.time_budget`` did (``seconds``, ``grace_seconds``, ``reached``, ``configurations``
             that ended on their own, ``stopped_unfinished`` at the end of the grace, ``completed``), or None.
     """
@@ -224,6 +225,11 @@ class SearchResult:
     def ok(self) -> bool:
         """A configuration completed and the best one was refitted: what a search is for."""
         return self.best is not None and self.refit_error is None
+
+    @property
+    def final_kind(self) -> str:
+        """What the final model is (the spec's ``final``, metaray.final): ``refit`` or ``bag``."""
+        return ((self.best or {}).get("final") or {}).get("kind", "refit")
 
     @property
     def tied(self) -> int:
@@ -279,11 +285,12 @@ class SearchResult:
             params = ", ".join(f"{k}={v!r}" for k, v in self.best["params"].items())
             lines.append(f"best configuration ({self.aggregate} {self.metric} = {self.best['objective']:.4f}, "
                          f"std {self.best['std']:.4f}): {self.best['learner']}({params})")
+            final = self.final_kind
             if self.holdout_scores:
-                lines.append("refitted on the training pool, on the hold-out rows: "
+                lines.append(f"{FINAL_SAID.get(final, final)}, on the hold-out rows: "
                              + ", ".join(f"{k}={v:.4f}" for k, v in self.holdout_scores.items()))
             if self.refit_error:
-                lines.append(f"the refit on the training pool failed: {self.refit_error}")
+                lines.append(f"the {FINAL_FAILED.get(final, final)} failed: {self.refit_error}")
             if self.best.get("architecture"):
                 lines.append("architecture:\n" + self.best["architecture"])
             lines.append(self.tie_line())
@@ -293,6 +300,11 @@ class SearchResult:
         if (self.run_dir / "report.html").is_file():
             lines.append(f"report: {self.run_dir / 'report.html'}")
         return "\n".join(lines)
+
+
+#: the final model as the end of a search names it (metaray.final)
+FINAL_SAID = {"refit": "refitted on the training pool", "bag": "its subset models averaged (final: bag)"}
+FINAL_FAILED = {"refit": "refit on the training pool", "bag": "bag of its subset models"}
 
 
 def short(v) -> str:

@@ -6,7 +6,8 @@
     callbacks  what a search leaves beyond its folder: MLflow, TensorBoard, the report, the weights (on_search_start)
     fits       metaray.objective.start_fits: Ray connected, the data shared once, a runner (metaray.runners)
     drive      metaray.driver.drive: every decision; the callbacks hear each configuration that ends
-    finish     the results table, the refit of the best configuration, best.json -> SearchResult (on_search_end)
+    finish     the results table, the final model of the best configuration (metaray.final), best.json
+               -> SearchResult (on_search_end)
 
 Why a driver of its own and not a Tune trial per configuration: measured here, Tune trials that launch their subset
 fits as nested tasks ran at 4-6x the ideal (placement groups, a trial holding a CPU while it waits); driving Tune's
@@ -29,7 +30,7 @@ from metaray.errors import SpecError, one_line
 from metaray.folder import Journal, RunFolder
 from metaray.learners import final_estimator
 from metaray.metafeatures import compute as compute_metafeatures
-from metaray.objective import Fits, Prepared, deployable, notice, prepare, start_fits
+from metaray.objective import Fits, Prepared, notice, prepare, start_fits
 from metaray.plan import Plan, checked_space, default_samples, plan
 from metaray.results import Ranking, SearchResult
 from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
@@ -87,7 +88,7 @@ class SearchRun:
             budget = (TimeBudget(setup.spec.search.time_budget, start=began, keep=max(1, journal.configurations))
                       if setup.spec.search.time_budget else None)
             _drive(setup.plan, fits.runner, journal, callbacks, self.progress, budget)
-            fits.runner.close()  # the refit gets every CPU; no fit of a stopped configuration runs on
+            fits.runner.close()  # the final model gets every CPU; no fit of a stopped configuration runs on
             result = self._finish(setup, fits, t0, self._budget_end(setup.plan.driver, budget))
             callbacks.on_search_end(result)
             self.folder.update_state(status="finished" if result.ok else "failed")
@@ -202,17 +203,18 @@ class SearchRun:
         return time_budget
 
     def _finish(self, setup: Setup, fits: Fits, t0: float, time_budget: dict[str, Any] | None) -> SearchResult:
-        """The results table, the best configuration refitted on the whole training pool, best.json."""
+        """The results table, the best configuration's final model (``final``: refit, bag), best.json."""
         ranking, trials, prepared = setup.plan.ranking, setup.plan.driver.trials, setup.prepared
         ties = ranking.ties()
         table = ranking.table(ties)
         self.folder.write_results(table)
         self.folder.update_state(metric=prepared.metric.name, mode=prepared.mode)  # what the report reads
         simplest = _simplest(ranking, ties)
-        best, model, refit_error = None, None, None
+        best, final, refit_error = None, None, None
         if ranking.best() is not None:
-            model, holdout, refit_error = _refit_best(prepared, fits.problem_ref, ranking.best())
-            best = _best(ranking, model, holdout, refit_error)
+            final, refit_error = _final(prepared, fits.problem_ref, ranking.best())
+            best = _best(ranking, final, refit_error)
+            best["final"] = final.describe() if final else {"kind": setup.spec.final, "members": []}
             best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": setup.plan.tie_method,
                             "simplest": simplest}
             if time_budget:
@@ -224,7 +226,7 @@ class SearchRun:
             fits_replayed=sum(t.replayed for t in trials), wall_seconds=time.perf_counter() - t0,
             holdout_scores=best["holdout"] if best else {}, dashboard_url=fits.dashboard_url,
             refit_error=refit_error, tie_method=setup.plan.tie_method, simplest=simplest, time_budget=time_budget,
-            model=model)
+            model=final.model if final else None)
 
 
 def _drive(plan: Plan, runner, journal: Journal, callbacks: Callback, progress: Callable[[str], None],
@@ -259,8 +261,9 @@ def _simplest(ranking: Ranking, ties) -> dict[str, Any] | None:
             "objective": simplest.objective}
 
 
-def _best(ranking: Ranking, model, holdout: dict[str, float], refit_error: str | None) -> dict[str, Any]:
-    """The best configuration as best.json holds it (but for its ties and time budget)."""
+def _best(ranking: Ranking, final, refit_error: str | None) -> dict[str, Any]:
+    """The best configuration as best.json holds it (but for its ties, time budget and final model)."""
+    model, holdout = (final.model, final.holdout) if final else (None, {})
     trial = ranking.best()
     name, params = ranking.learner(trial)
     best = {"trial": trial.id, "learner": name, "params": params, "objective": trial.objective,
@@ -276,41 +279,15 @@ def _best(ranking: Ranking, model, holdout: dict[str, float], refit_error: str |
     return best
 
 
-def _refit_best(prepared: Prepared, problem_ref, trial: Trial) -> tuple[Any, dict[str, float], str | None]:
-    """The best configuration fitted on the whole training pool and scored on the hold-out rows, if any:
-    (the model as a user calls it, hold-out scores, None), or (None, {}, the error in one line) when the refit
-    failed: the search's results stand, the refit's failure is said, not raised.
+def _final(prepared: Prepared, problem_ref, trial: Trial):
+    """The spec's final model of the best configuration (metaray.final): (the Final, None), or (None, the error in one
+    line) when it failed: the search's results stand, the failure is said, not raised."""
+    from metaray.final import FINALS
 
-    With ``ray.fit_timeout_s``, the refit may take that long times the pool's size over a subset's. It reserves the
-    memory metaray.memory estimates for the pool's rows (the override scaled likewise); more than any node offers
-    fails the refit, not the search."""
-    import ray
-
-    from metaray.memory import estimate, reserve
-    from metaray.objective import fit_final
-
-    spec, subsets, learner = prepared.spec, prepared.plan, trial.learner
-    ray_spec = spec.ray
-    pool = len(prepared.dataset.y) - len(subsets.test)
     try:
-        scale = pool / max(len(t) for t in subsets.train)
-        memory = reserve(estimate(prepared.dataset, subsets, learner.model, rows=pool), learner.describe(),
-                         available=prepared.available_memory(),
-                         override=ray_spec.memory_per_fit and ray_spec.memory_per_fit * max(1.0, scale))
-        ref = ray.remote(fit_final).options(num_cpus=ray_spec.cpus_per_fit, num_gpus=ray_spec.gpus_per_fit,
-                                            max_retries=ray_spec.max_retries, memory=int(memory),
-                                            name=f"{spec.name} {trial.id} refit").remote(
-            problem_ref, learner, spec.seed)
-        if ray_spec.fit_timeout_s is not None:
-            limit = ray_spec.fit_timeout_s * max(1.0, pool / min(len(t) for t in subsets.train))
-            if not ray.wait([ref], timeout=limit)[0]:
-                ray.cancel(ref, force=True)
-                raise TimeoutError(f"the refit on the whole training pool did not finish within {limit:.0f} s "
-                                   "(ray.fit_timeout_s, scaled to the pool's size); its task was cancelled")
-        est, holdout = ray.get(ref)
-        return deployable(est, prepared.dataset.cleaner), holdout, None
+        return FINALS.get(prepared.spec.final)(prepared, problem_ref, trial), None
     except Exception as exc:
-        return None, {}, one_line(exc)
+        return None, one_line(exc)
 
 
 @contextlib.contextmanager

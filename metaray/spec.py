@@ -444,6 +444,7 @@ class ExperimentSpec(_Section):
     learner: LearnerSpec = Field(default_factory=LearnerSpec)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
+    final: str = "refit"  # the final model: metaray.final
     ray: RaySpec = Field(default_factory=RaySpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: str = "metaray_results"
@@ -457,7 +458,8 @@ class ExperimentSpec(_Section):
 
     _rules = {"name": Rule(lambda v: bool(v.strip()), "must not be empty", "a non-empty name"),
               "seed": Rule(lambda v: v >= 0, "must be a non-negative integer", ">= 0")}
-    _choices = {"strategy": ("strategy", _names("metaray.strategies", "STRATEGIES"))}
+    _choices = {"strategy": ("strategy", _names("metaray.strategies", "STRATEGIES")),
+                "final": ("final model", _names("metaray.final", "FINALS"))}
 
     @model_validator(mode="after")
     def _space(self, info):
@@ -491,6 +493,9 @@ class ExperimentSpec(_Section):
         if sub.groups is not None and sub.sampler in ("bootstrap", "time"):
             raise SpecError("subsets.sampler", "groups are kept together by drawing whole groups",
                             allowed=["subsample", "stratified", "kfold"], got=sub.sampler)
+        if self.final == "bag" and self.strategy == "embedding":
+            raise SpecError("final", "a bag averages its models' predictions; an embedding's model is its transform, "
+                            "which cannot be averaged", allowed=["refit"], got=self.final)
         if self.ray.address and self.ray.num_cpus is not None:
             raise SpecError("ray.num_cpus", "applies to a local Ray only; a cluster's nodes set their own CPUs",
                             allowed=[None], got=self.ray.num_cpus)

@@ -398,7 +398,7 @@ class Writer:
         params.update({f"column.{_key(c)}": role for c, role in self.dataset.get("columns", {}).items()})
         params.update({"subsets.k": spec.subsets.k, "subsets.sampler": spec.subsets.sampler,
                        "subsets.fraction": spec.subsets.fraction, "learner": spec.learner.name,
-                       "search.num_samples": spec.search.num_samples})
+                       "search.num_samples": spec.search.num_samples, "final": spec.final})
         params.update({f"metafeature.{k}": f"{v:.6g}" for k, v in self.metafeatures.items()})
         self._batch(self.parent_id, params=params)
         client.log_dict(self.parent_id, spec.to_dict(), "spec.yaml")

@@ -1,0 +1,127 @@
+"""The final model (``final:``, metaray.final): ``refit`` fits the best configuration on the training pool; ``bag``
+averages the best configuration's K subset models, the very models the search scored, and is what MLflow logs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from metaray.cli import main
+from metaray.learners.bag import Bag
+from metaray.objective import _proba, prepare, score_rows
+from metaray.spec import load_spec
+from tests.helpers import LABELS, user_table, write_table
+
+
+def test_a_bag_averages_probabilities_with_a_column_for_a_class_a_member_never_saw():
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
+    y = np.array(["a", "a", "b", "b", "c", "c"])
+    members = [LogisticRegression().fit(X[:4], y[:4]), LogisticRegression().fit(X, y)]  # the first never saw "c"
+    bag = Bag(members, "classification", np.array(["a", "b", "c"]))
+    proba = bag.predict_proba(X)
+    first = np.column_stack([members[0].predict_proba(X), np.zeros(len(X))])
+    np.testing.assert_allclose(proba, (first + members[1].predict_proba(X)) / 2)
+    assert np.allclose(proba.sum(axis=1), 1) and bag.predict(X).tolist() == np.array(["a", "b", "c"])[
+        proba.argmax(axis=1)].tolist()
+
+
+def test_members_without_probabilities_vote_and_a_regressors_bag_is_the_mean():
+    from sklearn.linear_model import Ridge, RidgeClassifier
+
+    X = np.arange(12.0).reshape(-1, 1)
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    members = [RidgeClassifier(alpha=a).fit(X, y) for a in (0.1, 1.0, 1000.0)]
+    bag = Bag(members, "classification", np.array([0, 1, 2]))
+    assert not hasattr(bag, "predict_proba") and bag.decision_function(X).shape == (12, 3)
+    votes = np.array([m.predict(X) for m in members])
+    majority = [np.bincount(column, minlength=3).argmax() for column in votes.T]
+    assert bag.predict(X).tolist() == majority
+    regressors = [Ridge(alpha=a).fit(X, y.astype(float)) for a in (0.1, 10.0)]
+    reg = Bag(regressors, "regression")
+    np.testing.assert_allclose(reg.predict(X), (regressors[0].predict(X) + regressors[1].predict(X)) / 2)
+    assert not hasattr(reg, "predict_proba") and not hasattr(reg, "decision_function")
+    with pytest.raises(TypeError, match="already fitted"):
+        reg.fit(X, y)
+
+
+@pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("final", ["bag", "refit"])
+def test_the_final_model_mlflow_logs_takes_the_users_table(final, tmp_path, capsys, mlflow_uri, monkeypatch):
+    """A user's table (word labels, NA, categories) searched with ``final: bag``: best.json names the K members, the
+    model MLflow logs takes the raw table and predicts the user's labels, each member scores its subset exactly as
+    the search's fit did (the same model), and the bag's probabilities are the members' mean; ``refit`` is one
+    member, the whole pool."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    frame = user_table("words3", missing_targets=5)
+    data = write_table(frame, tmp_path, "words3")
+    k = 3
+    spec = {"name": f"final_{final}", "seed": 4, "final": final,
+            "data": {"path": data.name, "target": "label", "scale": True},
+            "subsets": {"k": k, "protocol": "holdout"}, "objective": {"extra_metrics": ["log_loss"]},
+            "search": {"num_samples": 3, "space": {"C": {"loguniform": [0.1, 10.0]}}},
+            "storage": str(tmp_path / "runs")}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    run_dir = max((tmp_path / "runs" / f"final_{final}").glob("*"))
+    best = json.loads((run_dir / "best.json").read_text())
+    table = pd.read_csv(run_dir / "results.csv")
+    assert best["final"]["kind"] == final and best["holdout"]
+
+    client = mlflow.MlflowClient(mlflow_uri)
+    experiment = client.get_experiment_by_name(f"final_{final}")
+    parent = client.search_runs([experiment.experiment_id], "tags.`metaray.kind` = 'search'")[0]
+    assert parent.data.params["final"] == final
+    models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
+    model = mlflow.sklearn.load_model(f"models:/{models[0].model_id}")
+    raw = pd.read_csv(data)
+    raw = raw[raw["label"].notna()]
+    predicted = model.predict(raw.drop(columns="label"))
+    assert set(predicted.tolist()) <= set(LABELS["words3"][1]) and len(set(predicted.tolist())) > 1
+
+    prepared = prepare(load_spec(path), say=lambda line: None)
+    problem = prepared.problem()
+    estimator = model.steps[-1][1]
+    if final == "refit":
+        assert best["final"]["members"] == [{"trial": best["trial"], "weight": 1.0}]
+        assert not isinstance(estimator, Bag)
+        return
+    assert "its subset models averaged (final: bag), on the hold-out rows: accuracy=" in out
+    assert best["final"]["members"] == [{"trial": best["trial"], "subset": s, "weight": 1 / k} for s in range(k)]
+    assert isinstance(estimator, Bag) and len(estimator.members) == k
+    row = table.set_index("trial").loc[best["trial"]]
+    for s, member in enumerate(estimator.members):  # the search's own model of subset s
+        assert score_rows(problem, member, prepared.plan.evaluate[s])["accuracy"] == pytest.approx(
+            row[f"score_{s}"], abs=1e-12)
+    X = prepared.dataset.X
+    mean = np.mean([_proba(member, X, prepared.dataset.classes) for member in estimator.members], axis=0)
+    np.testing.assert_allclose(model.predict_proba(raw.drop(columns="label")), mean, atol=1e-9)
+    holdout = score_rows(problem, estimator, prepared.plan.test)
+    assert best["holdout"] == pytest.approx(holdout)
+    report = (run_dir / "report.html").read_text()
+    assert f"Final model (bag): {best['trial']} subset 0 weight 0.3333; {best['trial']} subset 1 weight" in report
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_regressors_bag_predicts_the_mean_of_its_subset_models(tmp_path):
+    from metaray.run import search
+
+    spec = {"name": "bag_regression", "seed": 0, "final": "bag", "data": {"dataset": "diabetes"},
+            "learner": {"name": "ridge"}, "subsets": {"k": 4, "protocol": "holdout"},
+            "search": {"num_samples": 2, "space": {"alpha": {"loguniform": [0.01, 10.0]}}}}
+    result = search(spec, run_dir=tmp_path / "run", track=False)
+    bag = result.model
+    assert isinstance(bag, Bag) and len(bag.members) == 4 and result.final_kind == "bag"
+    prepared = prepare(load_spec(spec), say=lambda line: None)
+    X = prepared.dataset.X
+    np.testing.assert_allclose(bag.predict(X), np.mean([m.predict(X) for m in bag.members], axis=0))
+    assert set(result.holdout_scores) >= {"mse"} and np.isfinite(result.holdout_scores["mse"])
