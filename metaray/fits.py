@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -35,6 +36,9 @@ class FitResult:
     node: str | None = None
     warnings: list[str] = field(default_factory=list)  # distinct warnings the fit raised, one line each
     transient: bool = False  # failed for the cluster's sake (a worker or node lost), not the configuration's
+    # final: ensemble only: the fit's predictions on its scoring rows among objective.kept_rows, as float32 (class
+    # scores, a column per class; a regressor's predictions); saved beside the journal (folder.Journal), not in it
+    predictions: Any = field(default=None, repr=False)
 
     @property
     def subset(self) -> int:

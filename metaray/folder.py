@@ -16,6 +16,13 @@ from typing import Any
 from metaray.errors import SpecError
 from metaray.fits import FitResult, Unit
 
+#: the run folder's folder of the fits' out-of-subset predictions (``final: ensemble``), one file per fit
+PREDICTIONS = "predictions"
+
+
+def prediction_file(unit: Unit) -> str:
+    return f"{unit.trial:04d}-{unit.stage}-{unit.subset}.npy"
+
 
 class Journal:
     """Append-only record of finished fits (failed ones too); what a resumed search replays instead of fitting again.
@@ -64,8 +71,17 @@ class Journal:
         return hit[1] if hit and hit[0] == key else None
 
     def write(self, key: str, r: FitResult) -> None:
+        """Record a finished fit; its predictions (``final: ensemble``), if any, go to ``predictions/`` beside the
+        journal first, and leave the result (the driver keeps no predictions in memory)."""
+        if r.predictions is not None:
+            import numpy as np
+
+            folder = self.path.parent / PREDICTIONS
+            folder.mkdir(exist_ok=True)
+            np.save(folder / prediction_file(r.unit), r.predictions)
+            r.predictions = None
         row = {"trial": r.unit.trial, "stage": r.unit.stage, "subset": r.unit.subset, "key": key,
-               **{f.name: getattr(r, f.name) for f in fields(FitResult) if f.name != "unit"}}
+               **{f.name: getattr(r, f.name) for f in fields(FitResult) if f.name not in ("unit", "predictions")}}
         self._fh.write(json.dumps(row, default=float) + "\n")
 
     def flush(self) -> None:

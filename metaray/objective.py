@@ -44,6 +44,7 @@ class Problem:
     labels: np.ndarray | None
     metrics: tuple[str, ...]
     encoded: dict[int, Encoded] | None = None
+    keep: np.ndarray | None = None  # final: ensemble: the rows whose out-of-subset predictions each fit keeps
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,8 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
             est.fit(X_train, problem.y[train])
             t1 = time.perf_counter()
             result.scores = score_rows(problem, est, held, X_held)
+            if problem.keep is not None:
+                result.predictions = _kept_predictions(problem, est, held, X_held)
             result.fit_seconds, result.score_seconds = t1 - t0, time.perf_counter() - t1
         result.warnings = sorted({f"{w.category.__name__}: {str(w.message).strip().splitlines()[0]}" for w in caught})
         primary = result.scores[problem.metrics[0]]
@@ -125,6 +128,39 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
     except Exception as exc:  # a bad configuration must fail its own trial, not the search
         result.error = one_line(exc)
     return result
+
+
+#: the most rows whose out-of-subset predictions a search keeps for ``final: ensemble`` (a seeded sample beyond)
+KEEP_ROWS = 10_000
+
+
+def kept_rows(plan: SubsetPlan, seed: int) -> np.ndarray:
+    """The rows, sorted, whose predictions each fit keeps for ensemble selection: those some subset scores, at most
+    ``KEEP_ROWS`` of them (a sample seeded by the spec's seed)."""
+    rows = np.unique(np.concatenate([np.asarray(e) for e in plan.evaluate])) if len(plan.evaluate) else np.array([])
+    if len(rows) > KEEP_ROWS:
+        rng = np.random.default_rng([seed, 0xE45E])
+        rows = np.sort(rng.choice(rows, KEEP_ROWS, replace=False))
+    return rows.astype(np.int64)
+
+
+def predictions(est, X, task: str, labels) -> np.ndarray:
+    """What ensemble selection averages, as float32: a classifier's class probabilities (else its decision values as
+    a softmax, else a one-hot of its labels), a column per class of the task; a regressor's predictions."""
+    if task != "classification":
+        return np.asarray(est.predict(X), dtype=np.float32)
+    if hasattr(est, "predict_proba"):
+        return _proba(est, X, labels).astype(np.float32)
+    if hasattr(est, "decision_function"):
+        return _aligned_scores(est, X, labels).astype(np.float32)
+    return (np.asarray(est.predict(X))[:, None] == np.asarray(labels)[None, :]).astype(np.float32)
+
+
+def _kept_predictions(problem: Problem, est, held: np.ndarray, X_held=None) -> np.ndarray:
+    """The fit's predictions on its scoring rows that are among ``problem.keep``, in the order of ``held``."""
+    at = np.flatnonzero(np.isin(held, problem.keep))
+    X = _rows(problem.X, held[at]) if X_held is None else _rows(X_held, at)
+    return predictions(est, X, problem.task, problem.labels)
 
 
 def _after_encoding(est):
@@ -270,7 +306,9 @@ class Prepared:
         return objective_mode(self.spec.objective.aggregate, self.metric.greater_is_better)
 
     def problem(self) -> Problem:
-        return Problem(self.dataset.X, self.dataset.y, self.plan, self.dataset.task, self.dataset.classes, self.metrics)
+        keep = kept_rows(self.plan, self.spec.seed) if self.spec.final == "ensemble" else None
+        return Problem(self.dataset.X, self.dataset.y, self.plan, self.dataset.task, self.dataset.classes, self.metrics,
+                       keep=keep)
 
     def learner_for(self, learner_spec) -> Learner:
         """Build (and validate) another configuration of the learner against the same data."""

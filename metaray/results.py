@@ -231,6 +231,21 @@ class SearchResult:
         """What the final model is (the spec's ``final``, metaray.final): ``refit`` or ``bag``."""
         return ((self.best or {}).get("final") or {}).get("kind", "refit")
 
+    def final_line(self) -> str | None:
+        """What the final model is made of, when it is more than the best configuration refitted (metaray.final)."""
+        final = (self.best or {}).get("final") or {}
+        members = final.get("members") or []
+        if final.get("kind") == "bag" and members:
+            return f"final model: bag of {members[0]['trial']}'s {len(members)} subset models, averaged"
+        if final.get("kind") == "ensemble" and members:
+            chosen = ", ".join(f"{m['trial']} x{m['weight']:.2f}" for m in members)
+            pick = final.get("selection") or {}
+            some = f"{len(members)} configuration" + ("s" if len(members) > 1 else "")
+            return (f"final model: ensemble of {some} ({chosen}), chosen on {pick.get('rows')} "
+                    f"rows' out-of-subset predictions: {pick.get('metric')} {pick.get('score', math.nan):.4f}, "
+                    f"best single {pick.get('best_single', math.nan):.4f}")
+        return None
+
     @property
     def tied(self) -> int:
         """Configurations tied with the best (the best included)."""
@@ -286,11 +301,13 @@ class SearchResult:
             lines.append(f"best configuration ({self.aggregate} {self.metric} = {self.best['objective']:.4f}, "
                          f"std {self.best['std']:.4f}): {self.best['learner']}({params})")
             final = self.final_kind
+            if self.final_line():
+                lines.append(self.final_line())
             if self.holdout_scores:
-                lines.append(f"{FINAL_SAID.get(final, final)}, on the hold-out rows: "
-                             + ", ".join(f"{k}={v:.4f}" for k, v in self.holdout_scores.items()))
+                lines.append(f"{'refitted on the training pool' if final == 'refit' else 'the final model'}, on the "
+                             "hold-out rows: " + ", ".join(f"{k}={v:.4f}" for k, v in self.holdout_scores.items()))
             if self.refit_error:
-                lines.append(f"the {FINAL_FAILED.get(final, final)} failed: {self.refit_error}")
+                lines.append(f"the final model ({final}) failed: {self.refit_error}")
             if self.best.get("architecture"):
                 lines.append("architecture:\n" + self.best["architecture"])
             lines.append(self.tie_line())
@@ -300,11 +317,6 @@ class SearchResult:
         if (self.run_dir / "report.html").is_file():
             lines.append(f"report: {self.run_dir / 'report.html'}")
         return "\n".join(lines)
-
-
-#: the final model as the end of a search names it (metaray.final)
-FINAL_SAID = {"refit": "refitted on the training pool", "bag": "its subset models averaged (final: bag)"}
-FINAL_FAILED = {"refit": "refit on the training pool", "bag": "bag of its subset models"}
 
 
 def short(v) -> str:

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from metaray.callbacks import Callback, CallbackList
-from metaray.driver import BUDGET_STOP, Driver, TimeBudget, Trial, drive, duration
+from metaray.driver import BUDGET_STOP, Driver, TimeBudget, drive, duration
 from metaray.errors import SpecError, one_line
+from metaray.final import Search as FinalSearch
 from metaray.folder import Journal, RunFolder
 from metaray.learners import final_estimator
 from metaray.metafeatures import compute as compute_metafeatures
@@ -212,7 +213,7 @@ class SearchRun:
         simplest = _simplest(ranking, ties)
         best, final, refit_error = None, None, None
         if ranking.best() is not None:
-            final, refit_error = _final(prepared, fits.problem_ref, ranking.best())
+            final, refit_error = _final(FinalSearch(prepared, fits.problem_ref, ranking, self.folder.path))
             best = _best(ranking, final, refit_error)
             best["final"] = final.describe() if final else {"kind": setup.spec.final, "members": []}
             best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": setup.plan.tie_method,
@@ -279,15 +280,18 @@ def _best(ranking: Ranking, final, refit_error: str | None) -> dict[str, Any]:
     return best
 
 
-def _final(prepared: Prepared, problem_ref, trial: Trial):
-    """The spec's final model of the best configuration (metaray.final): (the Final, None), or (None, the error in one
-    line) when it failed: the search's results stand, the failure is said, not raised."""
+def _final(search: FinalSearch):
+    """The spec's final model (metaray.final): (the Final, None), or (None, the error in one line) when it failed:
+    the search's results stand, the failure is said, not raised. best.json's ``final`` gets its seconds."""
     from metaray.final import FINALS
 
+    t0 = time.perf_counter()
     try:
-        return FINALS.get(prepared.spec.final)(prepared, problem_ref, trial), None
+        final = FINALS.get(search.prepared.spec.final)(search)
     except Exception as exc:
         return None, one_line(exc)
+    final.details["seconds"] = round(time.perf_counter() - t0, 3)
+    return final, None
 
 
 @contextlib.contextmanager

@@ -493,9 +493,14 @@ class ExperimentSpec(_Section):
         if sub.groups is not None and sub.sampler in ("bootstrap", "time"):
             raise SpecError("subsets.sampler", "groups are kept together by drawing whole groups",
                             allowed=["subsample", "stratified", "kfold"], got=sub.sampler)
-        if self.final == "bag" and self.strategy == "embedding":
-            raise SpecError("final", "a bag averages its models' predictions; an embedding's model is its transform, "
-                            "which cannot be averaged", allowed=["refit"], got=self.final)
+        if self.final != "refit" and self.strategy == "embedding":
+            raise SpecError("final", f"a {self.final} averages its models' predictions; an embedding's model is its "
+                            "transform, which cannot be averaged", allowed=["refit"], got=self.final)
+        if self.final == "ensemble" and sub.protocol != "out_of_subset":
+            raise SpecError("final", "ensemble selection weighs configurations by their predictions on the rows their "
+                            "fits left out; under another protocol it would choose on rows the fits saw or on the "
+                            "hold-out rows that judge it", allowed=["refit", "bag", "ensemble with subsets.protocol: "
+                            "out_of_subset"], got={"final": self.final, "subsets.protocol": sub.protocol})
         if self.ray.address and self.ray.num_cpus is not None:
             raise SpecError("ray.num_cpus", "applies to a local Ray only; a cluster's nodes set their own CPUs",
                             allowed=[None], got=self.ray.num_cpus)

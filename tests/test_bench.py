@@ -72,3 +72,14 @@ def test_the_warm_start_benchmark_runs_leave_one_dataset_out(ray_session, tmp_pa
         assert 1 <= r["warm_needed"] <= 7 and 1 <= r["cold_needed"] <= 7
         assert r["ratio"] == pytest.approx(r["warm_needed"] / r["cold_needed"])
     assert "median warm/cold configurations needed" in capsys.readouterr().out
+
+
+def test_the_final_model_benchmark_scores_refit_bag_and_ensemble_from_one_search(ray_session, tmp_path, capsys):
+    final = load_benchmark("final")
+    assert final.main(["--quick", "--json", str(tmp_path / "f.json")]) == 0
+    data = json.loads((tmp_path / "f.json").read_text())
+    (run,) = data["runs"]
+    assert set(run["test"]) == {"refit", "bag", "ensemble"} and all(0 < v <= 1 for v in run["test"].values())
+    assert run["fits"]["refit"] == 1 and run["fits"]["bag"] == data["k"] and run["fits"]["ensemble"] >= 1
+    assert run["gain"] == pytest.approx(run["test"]["ensemble"] - run["test"]["refit"])
+    assert "ensemble >= refit on" in capsys.readouterr().out

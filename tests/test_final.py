@@ -95,7 +95,7 @@ def test_the_final_model_mlflow_logs_takes_the_users_table(final, tmp_path, caps
         assert best["final"]["members"] == [{"trial": best["trial"], "weight": 1.0}]
         assert not isinstance(estimator, Bag)
         return
-    assert "its subset models averaged (final: bag), on the hold-out rows: accuracy=" in out
+    assert "final model: bag of " in out and "the final model, on the hold-out rows: accuracy=" in out
     assert best["final"]["members"] == [{"trial": best["trial"], "subset": s, "weight": 1 / k} for s in range(k)]
     assert isinstance(estimator, Bag) and len(estimator.members) == k
     row = table.set_index("trial").loc[best["trial"]]
@@ -125,3 +125,94 @@ def test_a_regressors_bag_predicts_the_mean_of_its_subset_models(tmp_path):
     X = prepared.dataset.X
     np.testing.assert_allclose(bag.predict(X), np.mean([m.predict(X) for m in bag.members], axis=0))
     assert set(result.holdout_scores) >= {"mse"} and np.isfinite(result.holdout_scores["mse"])
+
+
+ENSEMBLE = {"name": "ensemble", "seed": 3, "final": "ensemble", "data": {"dataset": "breast_cancer", "scale": True},
+            "subsets": {"k": 4},
+            "search": {"num_samples": 14, "space": {"learner": {"choice": [
+                {"name": "logistic_regression", "params": {"C": {"loguniform": [1e-3, 10.0]}}},
+                {"name": "knn", "params": {"n_neighbors": {"randint": [1, 30]}}},
+                {"name": "decision_tree", "params": {"max_depth": {"randint": [1, 8]}}}]}}}}
+
+
+CLASSES = {"logistic_regression": "LogisticRegression", "knn": "KNeighborsClassifier",
+           "decision_tree": "DecisionTreeClassifier"}
+
+
+@pytest.fixture(scope="module")
+def ensembled(ray_session, tmp_path_factory):
+    from metaray.run import search
+
+    return search(ENSEMBLE, run_dir=tmp_path_factory.mktemp("ensemble") / "run", track=False)
+
+
+def test_an_ensemble_is_chosen_on_the_fits_out_of_subset_predictions_and_refitted(ensembled):
+    """Each fit's predictions on the rows its subset left out are kept beside the journal (not in it); the members'
+    averaged predictions, with their weights, score on those rows what best.json says, no worse than any single
+    candidate; the model is the members refitted on the pool and averaged with those weights."""
+    from sklearn.base import clone
+
+    from metaray import final
+    from metaray.folder import PREDICTIONS
+    from metaray.metrics import get_metric
+    from metaray.objective import kept_rows
+
+    run_dir, best = ensembled.run_dir, ensembled.best
+    kept = sorted((run_dir / PREDICTIONS).glob("*.npy"))
+    assert len(kept) == ensembled.fits_run == 14 * 4
+    assert all("predictions" not in json.loads(line) for line in (run_dir / "fits.jsonl").read_text().splitlines())
+    chosen = best["final"]
+    members, pick = chosen["members"], chosen["selection"]
+    assert chosen["kind"] == "ensemble" and sum(m["weight"] for m in members) == pytest.approx(1.0)
+    assert {m["trial"] for m in members} <= set(pick["candidates"]) and len(pick["candidates"]) == final.CANDIDATES
+    assert pick["candidates"] == ensembled.results["trial"].head(final.CANDIDATES).tolist()  # the best ten
+    assert chosen["fits"] == len(members) and pick["rounds"] == final.ROUNDS and pick["bags"] == final.BAGS
+
+    prepared = prepare(load_spec(ENSEMBLE), say=lambda line: None)
+    keep = kept_rows(prepared.plan, prepared.spec.seed)
+    covered = np.unique(np.concatenate([e[np.isin(e, keep)] for e in prepared.plan.evaluate]))
+    metric = get_metric(pick["metric"])
+    singles, mine = {}, 0.0
+    for trial in pick["candidates"]:
+        index = int(trial[1:])
+        total, count = np.zeros((len(keep), 2)), np.zeros(len(keep))
+        for s, held in enumerate(prepared.plan.evaluate):
+            p = np.load(run_dir / PREDICTIONS / f"{index:04d}-0-{s}.npy")
+            at = np.searchsorted(keep, held[np.isin(held, keep)])
+            np.add.at(total, at, p)
+            np.add.at(count, at, 1)
+        oos = total[np.isin(keep, covered)] / count[np.isin(keep, covered), None]
+        singles[trial] = metric(prepared.dataset.y[covered], prepared.dataset.classes[oos.argmax(axis=1)], None)
+        mine += oos * sum(m["weight"] for m in members if m["trial"] == trial)
+    assert pick["rows"] == len(covered) and pick["best_single"] == pytest.approx(max(singles.values()))
+    assert pick["score"] == pytest.approx(metric(prepared.dataset.y[covered],
+                                                 prepared.dataset.classes[mine.argmax(axis=1)], None))
+
+    model = ensembled.model
+    assert isinstance(model, Bag) and len(model.members) == len(members)
+    assert model.weights == pytest.approx([m["weight"] for m in members])
+    X, y = prepared.dataset.X, prepared.dataset.y
+    table = ensembled.results.set_index("trial")
+    for m, member in zip(members, model.members, strict=True):  # each the configuration chosen, fitted on the pool
+        assert type(member[-1]).__name__ == CLASSES[table.loc[m["trial"], "learner"]]
+        np.testing.assert_allclose(member.predict_proba(X), clone(member).fit(X, y).predict_proba(X))
+    np.testing.assert_allclose(model.predict_proba(X), np.average([m.predict_proba(X) for m in model.members], axis=0,
+                                                                  weights=model.weights))
+
+
+def test_a_resumed_ensemble_reads_the_kept_predictions_and_chooses_the_same(ensembled, tmp_path):
+    """Resuming the finished search (every fit replayed from the journal, none run) chooses the same members with
+    the same weights, from the predictions kept on disk; with the predictions gone it says so and exits 1."""
+    import shutil
+
+    from metaray.folder import PREDICTIONS
+    from metaray.run import resume
+
+    folder = tmp_path / "copy"
+    shutil.copytree(ensembled.run_dir, folder)
+    again = resume(folder, track=False)
+    assert again.fits_run == 0 and again.best["final"]["members"] == ensembled.best["final"]["members"]
+    assert again.best["final"]["selection"] == ensembled.best["final"]["selection"]
+    shutil.rmtree(folder / PREDICTIONS)
+    lost = resume(folder, track=False)
+    assert lost.refit_error and "out-of-subset predictions" in lost.refit_error and not lost.ok

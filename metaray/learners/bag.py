@@ -8,9 +8,10 @@ from sklearn.utils.metaestimators import available_if
 
 
 class Bag(BaseEstimator):
-    """Fitted models averaged: a classifier's class probabilities (or, for members without them, their decision
-    scores as a softmax; ``predict`` then takes the majority vote), a regressor's predictions. The members are kept
-    as they were fitted; ``fit`` refuses, since refitting them on one table would make them one model.
+    """Fitted models averaged (with ``weights``, or equally): a classifier's class probabilities (or, for members
+    without them, their decision scores as a softmax; ``predict`` then takes the majority vote), a regressor's
+    predictions. The members are kept as they were fitted; ``fit`` refuses, since refitting them on one table would
+    make them one model.
 
     >>> from sklearn.linear_model import LogisticRegression
     >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array(["a", "a", "b", "b"])
@@ -20,8 +21,11 @@ class Bag(BaseEstimator):
     (['a', 'b'], (4, 2))
     """
 
-    def __init__(self, members: list, task: str, classes=None):
-        self.members, self.task, self.classes = members, task, classes
+    def __init__(self, members: list, task: str, classes=None, weights=None):
+        self.members, self.task, self.classes, self.weights = members, task, classes, weights
+
+    def _average(self, outputs: list) -> np.ndarray:
+        return np.average(np.asarray(outputs), axis=0, weights=self.weights)
 
     @property
     def classes_(self) -> np.ndarray:
@@ -40,19 +44,20 @@ class Bag(BaseEstimator):
 
     def predict(self, X):
         if self.task != "classification":
-            return np.mean([np.asarray(m.predict(X), dtype=float) for m in self.members], axis=0)
+            return self._average([np.asarray(m.predict(X), dtype=float) for m in self.members])
         if self._probabilistic():
             return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
         votes = np.zeros((_rows(X), len(self.classes_)))
-        for m in self.members:  # the majority vote; a tie goes to the class that sorts first
-            votes[np.arange(len(votes)), np.searchsorted(self.classes_, np.asarray(m.predict(X)))] += 1
+        weights = np.ones(len(self.members)) if self.weights is None else self.weights
+        for m, w in zip(self.members, weights, strict=True):  # the (weighted) majority vote; a tie: the first class
+            votes[np.arange(len(votes)), np.searchsorted(self.classes_, np.asarray(m.predict(X)))] += w
         return self.classes_[np.argmax(votes, axis=1)]
 
     @available_if(lambda self: self._probabilistic())
     def predict_proba(self, X):
         from metaray.objective import _proba
 
-        return np.mean([_proba(m, X, self.classes_) for m in self.members], axis=0)
+        return self._average([_proba(m, X, self.classes_) for m in self.members])
 
     @available_if(lambda self: self.task == "classification")
     def decision_function(self, X):
@@ -62,7 +67,7 @@ class Bag(BaseEstimator):
             return self.predict_proba(X)
         from metaray.objective import _aligned_scores
 
-        return np.mean([_aligned_scores(m, X, self.classes_) for m in self.members], axis=0)
+        return self._average([_aligned_scores(m, X, self.classes_) for m in self.members])
 
     def __repr__(self) -> str:
         names = sorted({type(m).__name__ for m in self.members})
