@@ -101,8 +101,9 @@ def ensemble(search: Search) -> Final:
     prepared = search.prepared
     candidates = [(t, p) for t in search.ranked()[:CANDIDATES] if (p := out_of_subset(search, t)) is not None]
     if not candidates:
-        raise ValueError("no configuration kept its fits' out-of-subset predictions (a search that began before "
-                         "final: ensemble was set?); resume it with final: refit or bag")
+        raise ValueError("none of the best configurations has its fits' out-of-subset predictions (a search that "
+                         "began without final: ensemble, or whose predictions/ folder is gone); its results stand; "
+                         "search again with final: ensemble to choose one")
     rows = _common_rows([p for _, p in candidates])
     y = prepared.dataset.y[rows[0]]
     scores = {t.id: p[1][rows[1][i]] for i, (t, p) in enumerate(candidates)}
@@ -139,6 +140,8 @@ def out_of_subset(search: Search, trial) -> tuple | None:
         p = np.load(path).astype(float)
         held = np.asarray(plan.evaluate[s])
         at = np.searchsorted(keep, held[np.isin(held, keep)])
+        if len(p) != len(at):  # kept by another version (another sample of rows): not to be misread
+            return None
         if total is None:
             total = np.zeros((len(keep), *p.shape[1:]))
         np.add.at(total, at, p)
@@ -206,7 +209,6 @@ def _subset_tasks(search: Search, trials: list) -> tuple[list, float | None, str
     the search's fits of the configuration did."""
     import ray
 
-    from metaray.cluster import fit_slots
     from metaray.objective import fit_subset
 
     spec = search.prepared.spec
@@ -219,7 +221,8 @@ def _subset_tasks(search: Search, trials: list) -> tuple[list, float | None, str
         refs += [task.remote(search.problem_ref, trial.learner, s, spec.seed) for s in range(k)]
     limit = None
     if ray_spec.fit_timeout_s is not None:
-        limit = ray_spec.fit_timeout_s * math.ceil(len(refs) / fit_slots(ray_spec.cpus_per_fit, ray_spec.gpus_per_fit))
+        memory = max(int(t.learner.memory or 0) for t in trials)
+        limit = ray_spec.fit_timeout_s * math.ceil(len(refs) / _slots(ray_spec, memory))
     return refs, limit, "ray.fit_timeout_s per fit"
 
 
@@ -230,7 +233,6 @@ def _refit_tasks(search: Search, trials: list) -> tuple[list, float | None, str]
     override scaled likewise); more than any node offers fails the final model, not the search."""
     import ray
 
-    from metaray.cluster import fit_slots
     from metaray.memory import estimate, reserve
     from metaray.objective import fit_final
 
@@ -238,7 +240,7 @@ def _refit_tasks(search: Search, trials: list) -> tuple[list, float | None, str]
     spec, subsets, ray_spec = prepared.spec, prepared.plan, prepared.spec.ray
     pool = len(prepared.dataset.y) - len(subsets.test)
     scale = pool / max(len(t) for t in subsets.train)
-    refs = []
+    refs, most = [], 0
     for trial in trials:
         learner = trial.learner
         memory = reserve(estimate(prepared.dataset, subsets, learner.model, rows=pool), learner.describe(),
@@ -247,11 +249,25 @@ def _refit_tasks(search: Search, trials: list) -> tuple[list, float | None, str]
         refs.append(ray.remote(fit_final).options(
             num_cpus=ray_spec.cpus_per_fit, num_gpus=ray_spec.gpus_per_fit, max_retries=ray_spec.max_retries,
             memory=int(memory), name=f"{spec.name} {trial.id} refit").remote(search.problem_ref, learner, spec.seed))
+        most = max(most, int(memory))
     limit = None
     if ray_spec.fit_timeout_s is not None:
-        rounds = math.ceil(len(trials) / fit_slots(ray_spec.cpus_per_fit, ray_spec.gpus_per_fit))
+        rounds = math.ceil(len(trials) / _slots(ray_spec, most))
         limit = ray_spec.fit_timeout_s * max(1.0, pool / min(len(t) for t in subsets.train)) * rounds
     return refs, limit, "ray.fit_timeout_s, scaled to the pool's size"
+
+
+def _slots(ray_spec, memory: int) -> int:
+    """How many of these tasks the cluster runs at once: as its CPUs and GPUs allow, and its memory, each task
+    reserving ``memory`` bytes."""
+    import ray
+
+    from metaray.cluster import fit_slots
+
+    slots = fit_slots(ray_spec.cpus_per_fit, ray_spec.gpus_per_fit)
+    if memory:
+        slots = min(slots, max(1, int(ray.cluster_resources().get("memory", 0) // memory)))
+    return slots
 
 
 def _holdout(prepared, model) -> dict[str, float]:
@@ -265,13 +281,16 @@ def _get(refs: list, limit: float | None, why: str, what: str) -> list:
     """The tasks' results; with a limit, tasks not done by then are cancelled and the final model fails."""
     import ray
 
-    if limit is not None:
-        done, pending = ray.wait(refs, num_returns=len(refs), timeout=limit)
-        if pending:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise TimeoutError(f"{what} did not finish within {limit:.0f} s ({why}); the tasks were cancelled")
-    return ray.get(refs)
+    try:
+        if limit is not None:
+            done, pending = ray.wait(refs, num_returns=len(refs), timeout=limit)
+            if pending:
+                raise TimeoutError(f"{what} did not finish within {limit:.0f} s ({why}); the tasks were cancelled")
+        return ray.get(refs)
+    except BaseException:
+        for ref in refs:  # one failed or ran out of time: none of the others is waited for
+            ray.cancel(ref, force=True)
+        raise
 
 
 FINALS: Registry = Registry("final model", "final")

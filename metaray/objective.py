@@ -118,9 +118,9 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
             est.fit(X_train, problem.y[train])
             t1 = time.perf_counter()
             result.scores = score_rows(problem, est, held, X_held)
+            result.fit_seconds, result.score_seconds = t1 - t0, time.perf_counter() - t1
             if problem.keep is not None:
                 result.predictions = _kept_predictions(problem, est, held, X_held)
-            result.fit_seconds, result.score_seconds = t1 - t0, time.perf_counter() - t1
         result.warnings = sorted({f"{w.category.__name__}: {str(w.message).strip().splitlines()[0]}" for w in caught})
         primary = result.scores[problem.metrics[0]]
         if not np.isfinite(primary) and problem.metrics[0] not in ("roc_auc",):
@@ -144,23 +144,29 @@ def kept_rows(plan: SubsetPlan, seed: int) -> np.ndarray:
     return rows.astype(np.int64)
 
 
-def predictions(est, X, task: str, labels) -> np.ndarray:
-    """What ensemble selection averages, as float32: a classifier's class probabilities (else its decision values as
-    a softmax, else a one-hot of its labels), a column per class of the task; a regressor's predictions."""
+def predictions(est, X, task: str, labels, dtype=np.float32) -> np.ndarray:
+    """What ensemble selection averages (kept as float32): a classifier's class probabilities (else its decision
+    values as a softmax, else a one-hot of its labels), a column per class of the task; a regressor's predictions."""
     if task != "classification":
-        return np.asarray(est.predict(X), dtype=np.float32)
+        return np.asarray(est.predict(X), dtype=dtype)
     if hasattr(est, "predict_proba"):
-        return _proba(est, X, labels).astype(np.float32)
+        return _proba(est, X, labels).astype(dtype)
     if hasattr(est, "decision_function"):
-        return _aligned_scores(est, X, labels).astype(np.float32)
-    return (np.asarray(est.predict(X))[:, None] == np.asarray(labels)[None, :]).astype(np.float32)
+        return _aligned_scores(est, X, labels).astype(dtype)
+    return (np.asarray(est.predict(X))[:, None] == np.asarray(labels)[None, :]).astype(dtype)
 
 
-def _kept_predictions(problem: Problem, est, held: np.ndarray, X_held=None) -> np.ndarray:
-    """The fit's predictions on its scoring rows that are among ``problem.keep``, in the order of ``held``."""
+def _kept_predictions(problem: Problem, est, held: np.ndarray, X_held=None) -> np.ndarray | None:
+    """The fit's predictions on its scoring rows that are among ``problem.keep``, in the order of ``held``; None when
+    they cannot be made (the configuration is then no candidate of the ensemble; its fit stands)."""
     at = np.flatnonzero(np.isin(held, problem.keep))
-    X = _rows(problem.X, held[at]) if X_held is None else _rows(X_held, at)
-    return predictions(est, X, problem.task, problem.labels)
+    if not at.size:
+        return np.zeros((0, len(problem.labels)) if problem.task == "classification" else 0, dtype=np.float32)
+    try:
+        X = _rows(problem.X, held[at]) if X_held is None else _rows(X_held, at)
+        return predictions(est, X, problem.task, problem.labels)
+    except Exception:
+        return None
 
 
 def _after_encoding(est):

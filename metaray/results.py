@@ -195,8 +195,9 @@ class SearchResult:
         best: the best completed configuration (learner, params, objective, std, hold-out scores), or None.
         run_dir: the run folder (``metaray resume`` takes it).
         mlflow_run_id: the MLflow parent run, when tracked.
-        model: the final model (``final``: the best configuration refitted on the whole training pool, or its subset
-            models averaged; best["final"] lists its members), as a user calls it (behind a table's cleaner), or None.
+        model: the final model (``final``: the best configuration refitted on the whole training pool, its subset
+            models averaged, or an ensemble of the best configurations; best["final"] lists its members), as a user
+            calls it (behind a table's cleaner), or None.
         refit_error: why the final model could not be made (the search's results stand), or None.
         time_budget: what ``search.time_budget`` did (``seconds``, ``grace_seconds``, ``reached``, ``configurations``
             that ended on their own, ``stopped_unfinished`` at the end of the grace, ``completed``), or None.
@@ -228,7 +229,7 @@ class SearchResult:
 
     @property
     def final_kind(self) -> str:
-        """What the final model is (the spec's ``final``, metaray.final): ``refit`` or ``bag``."""
+        """What the final model is (the spec's ``final``, metaray.final): ``refit``, ``bag`` or ``ensemble``."""
         return ((self.best or {}).get("final") or {}).get("kind", "refit")
 
     def final_line(self) -> str | None:

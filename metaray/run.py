@@ -204,7 +204,7 @@ class SearchRun:
         return time_budget
 
     def _finish(self, setup: Setup, fits: Fits, t0: float, time_budget: dict[str, Any] | None) -> SearchResult:
-        """The results table, the best configuration's final model (``final``: refit, bag), best.json."""
+        """The results table, the final model (``final``: refit, bag, ensemble; metaray.final), best.json."""
         ranking, trials, prepared = setup.plan.ranking, setup.plan.driver.trials, setup.prepared
         ties = ranking.ties()
         table = ranking.table(ties)
@@ -368,6 +368,7 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
     s.num_samples = done + more
     old.ray = new.ray.model_copy(deep=True)  # where it runs now (a cluster, or this machine)
     old.search.time_budget = new.search.time_budget  # a fresh budget, the one given now
+    old.final = new.final  # the final model of the extended search: the one asked for now
     folder.write_spec(old)
     folder.update_state(status="running", first_num_samples=folder.state.get("first_num_samples", done))
     return SearchRun(old, folder, progress=progress, dashboard=dashboard, track=track).run()

@@ -80,6 +80,8 @@ def test_the_final_model_benchmark_scores_refit_bag_and_ensemble_from_one_search
     data = json.loads((tmp_path / "f.json").read_text())
     (run,) = data["runs"]
     assert set(run["test"]) == {"refit", "bag", "ensemble"} and all(0 < v <= 1 for v in run["test"].values())
-    assert run["fits"]["refit"] == 1 and run["fits"]["bag"] == data["k"] and run["fits"]["ensemble"] >= 1
+    assert run["fits"]["refit"] == 1 and run["fits"]["bag"] == data["k"]
+    weights = [m["weight"] for m in run["members"]]
+    assert run["fits"]["ensemble"] == len(weights) and sum(weights) == pytest.approx(1)
     assert run["gain"] == pytest.approx(run["test"]["ensemble"] - run["test"]["refit"])
     assert "ensemble >= refit on" in capsys.readouterr().out

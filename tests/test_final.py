@@ -31,17 +31,24 @@ def test_a_bag_averages_probabilities_with_a_column_for_a_class_a_member_never_s
         proba.argmax(axis=1)].tolist()
 
 
-def test_members_without_probabilities_vote_and_a_regressors_bag_is_the_mean():
+def test_members_without_probabilities_blend_their_decision_values_and_a_regressors_bag_is_the_mean():
+    """What ensemble selection averages (objective.predictions) is what the bag averages: a member without
+    probabilities gives its decision values as a softmax, mixed with others' probabilities; a regressor's bag is the
+    mean of its members' predictions."""
     from sklearn.linear_model import Ridge, RidgeClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from metaray.objective import predictions
 
     X = np.arange(12.0).reshape(-1, 1)
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
-    members = [RidgeClassifier(alpha=a).fit(X, y) for a in (0.1, 1.0, 1000.0)]
-    bag = Bag(members, "classification", np.array([0, 1, 2]))
-    assert not hasattr(bag, "predict_proba") and bag.decision_function(X).shape == (12, 3)
-    votes = np.array([m.predict(X) for m in members])
-    majority = [np.bincount(column, minlength=3).argmax() for column in votes.T]
-    assert bag.predict(X).tolist() == majority
+    labels = np.array([0, 1, 2])
+    members = [RidgeClassifier(alpha=1.0).fit(X, y), KNeighborsClassifier(3).fit(X, y)]  # no probabilities; some
+    bag = Bag(members, "classification", labels, weights=[0.25, 0.75])
+    blend = 0.25 * predictions(members[0], X, "classification", labels) + 0.75 * members[1].predict_proba(X)
+    assert not hasattr(bag, "predict_proba")
+    np.testing.assert_allclose(bag.decision_function(X), blend, rtol=1e-6)
+    assert bag.predict(X).tolist() == labels[blend.argmax(axis=1)].tolist()
     regressors = [Ridge(alpha=a).fit(X, y.astype(float)) for a in (0.1, 10.0)]
     reg = Bag(regressors, "regression")
     np.testing.assert_allclose(reg.predict(X), (regressors[0].predict(X) + regressors[1].predict(X)) / 2)
@@ -169,6 +176,12 @@ def test_an_ensemble_is_chosen_on_the_fits_out_of_subset_predictions_and_refitte
     assert chosen["fits"] == len(members) and pick["rounds"] == final.ROUNDS and pick["bags"] == final.BAGS
 
     prepared = prepare(load_spec(ENSEMBLE), say=lambda line: None)
+    assert not prepared.plan.test.size  # out_of_subset: the training pool is every row
+    table = ensembled.results.set_index("trial")
+    for s, held in enumerate(prepared.plan.evaluate):  # fewer than 10,000 rows: each fit kept all its scoring rows
+        p = np.load(run_dir / PREDICTIONS / f"{int(best['trial'][1:]):04d}-0-{s}.npy")
+        got = (prepared.dataset.classes[p.argmax(axis=1)] == prepared.dataset.y[held]).mean()
+        assert got == pytest.approx(table.loc[best["trial"], f"score_{s}"], abs=1e-12)  # the journal's accuracy
     keep = kept_rows(prepared.plan, prepared.spec.seed)
     covered = np.unique(np.concatenate([e[np.isin(e, keep)] for e in prepared.plan.evaluate]))
     metric = get_metric(pick["metric"])
@@ -192,7 +205,6 @@ def test_an_ensemble_is_chosen_on_the_fits_out_of_subset_predictions_and_refitte
     assert isinstance(model, Bag) and len(model.members) == len(members)
     assert model.weights == pytest.approx([m["weight"] for m in members])
     X, y = prepared.dataset.X, prepared.dataset.y
-    table = ensembled.results.set_index("trial")
     for m, member in zip(members, model.members, strict=True):  # each the configuration chosen, fitted on the pool
         assert type(member[-1]).__name__ == CLASSES[table.loc[m["trial"], "learner"]]
         np.testing.assert_allclose(member.predict_proba(X), clone(member).fit(X, y).predict_proba(X))
@@ -216,3 +228,14 @@ def test_a_resumed_ensemble_reads_the_kept_predictions_and_chooses_the_same(ense
     shutil.rmtree(folder / PREDICTIONS)
     lost = resume(folder, track=False)
     assert lost.refit_error and "out-of-subset predictions" in lost.refit_error and not lost.ok
+
+
+def test_an_extension_ends_with_the_final_model_its_spec_asks_for(ensembled, tmp_path):
+    import shutil
+
+    from metaray.run import extend
+
+    folder = tmp_path / "copy"
+    shutil.copytree(ensembled.run_dir, folder)
+    more = extend(folder, {**ENSEMBLE, "final": "refit"}, 2, track=False)
+    assert more.fits_run == 2 * 4 and more.final_kind == "refit" and load_spec(folder / "spec.yaml").final == "refit"

@@ -8,10 +8,11 @@ from sklearn.utils.metaestimators import available_if
 
 
 class Bag(BaseEstimator):
-    """Fitted models averaged (with ``weights``, or equally): a classifier's class probabilities (or, for members
-    without them, their decision scores as a softmax; ``predict`` then takes the majority vote), a regressor's
-    predictions. The members are kept as they were fitted; ``fit`` refuses, since refitting them on one table would
-    make them one model.
+    """Fitted models averaged (with ``weights``, or equally): a classifier's class scores, a column per class
+    (``metaray.objective.predictions``: its probabilities; for a member without them, its decision values as a
+    softmax, else a one-hot of its labels), ``predict`` their argmax; a regressor's predictions. What ensemble
+    selection averages is what the bag averages. The members are kept as they were fitted; ``fit`` refuses, since
+    refitting them on one table would make them one model.
 
     >>> from sklearn.linear_model import LogisticRegression
     >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array(["a", "a", "b", "b"])
@@ -42,37 +43,26 @@ class Bag(BaseEstimator):
     def _probabilistic(self) -> bool:
         return self.task == "classification" and all(hasattr(m, "predict_proba") for m in self.members)
 
+    def _scores(self, X) -> np.ndarray:
+        from metaray.objective import predictions
+
+        return self._average([predictions(m, X, self.task, self.classes_, dtype=float) for m in self.members])
+
     def predict(self, X):
         if self.task != "classification":
             return self._average([np.asarray(m.predict(X), dtype=float) for m in self.members])
-        if self._probabilistic():
-            return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-        votes = np.zeros((_rows(X), len(self.classes_)))
-        weights = np.ones(len(self.members)) if self.weights is None else self.weights
-        for m, w in zip(self.members, weights, strict=True):  # the (weighted) majority vote; a tie: the first class
-            votes[np.arange(len(votes)), np.searchsorted(self.classes_, np.asarray(m.predict(X)))] += w
-        return self.classes_[np.argmax(votes, axis=1)]
+        return self.classes_[np.argmax(self._scores(X), axis=1)]
 
     @available_if(lambda self: self._probabilistic())
     def predict_proba(self, X):
-        from metaray.objective import _proba
-
-        return self._average([_proba(m, X, self.classes_) for m in self.members])
+        return self._scores(X)
 
     @available_if(lambda self: self.task == "classification")
     def decision_function(self, X):
-        """Scores with a column per class: the members' probabilities, or their decision values as a softmax,
-        averaged (ranking metrics need only the order)."""
-        if self._probabilistic():
-            return self.predict_proba(X)
-        from metaray.objective import _aligned_scores
-
-        return self._average([_aligned_scores(m, X, self.classes_) for m in self.members])
+        """The averaged class scores (probabilities when every member gives them; ranking metrics need only the
+        order)."""
+        return self._scores(X)
 
     def __repr__(self) -> str:
         names = sorted({type(m).__name__ for m in self.members})
         return f"Bag({len(self.members)} x {', '.join(names)})"
-
-
-def _rows(X) -> int:
-    return X.shape[0] if hasattr(X, "shape") else len(X)
