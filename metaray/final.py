@@ -164,8 +164,8 @@ def select(scores: dict[str, Any], y, prepared, *, seed: int = 0, rounds: int = 
     """Bagged greedy forward selection with replacement (Caruana et al. 2004; the bagging, 2006): on each of ``bags``
     bootstrap samples of the rows, each round adds the configuration whose predictions, averaged with those chosen so
     far, score best (the first of equals: the better ranked), and the best of the ``rounds`` prefixes is kept (the
-    shortest of equals); a configuration's weight is its share of its prefix, averaged over the bags. Bagging keeps
-    the choice from fitting the noise of small data. Returns the weights (those above zero, in the candidates'
+    shortest of equals); a configuration's weight is its share of its prefix, averaged over the bags (bagging: their
+    remedy for a choice that fits the noise of its rows). Returns the weights (those above zero, in the candidates'
     order), the ensemble's score on all the rows and the best single configuration's."""
     metric, labels = prepared.metric, prepared.dataset.classes
     sign = 1 if metric.greater_is_better else -1
