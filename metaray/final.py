@@ -288,7 +288,10 @@ def _get(refs: list, limit: float | None, why: str, what: str) -> list:
                 raise TimeoutError(f"{what} did not finish within {limit:.0f} s ({why}); the tasks were cancelled")
         return ray.get(refs)
     except BaseException:
-        for ref in refs:  # one failed or ran out of time: none of the others is waited for
+        # one failed or ran out of time: those still queued or running are cancelled, only those (forcing the cancel
+        # of every task, the ended ones too, coincided here with the driver's process dying in one run of the suite)
+        _, pending = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in pending:
             ray.cancel(ref, force=True)
         raise
 
