@@ -96,10 +96,11 @@ def ensemble(search: Search) -> Final:
     """Caruana's greedy selection with replacement over the best ``CANDIDATES`` configurations, on their
     out-of-subset predictions; the chosen ones refitted on the pool and averaged with their weights."""
     from metaray.learners.bag import Bag
-    from metaray.objective import deployable
+    from metaray.objective import deployable, kept_rows
 
     prepared = search.prepared
-    candidates = [(t, p) for t in search.ranked()[:CANDIDATES] if (p := out_of_subset(search, t)) is not None]
+    keep = kept_rows(prepared.plan, prepared.spec.seed)
+    candidates = [(t, p) for t in search.ranked()[:CANDIDATES] if (p := out_of_subset(search, t, keep)) is not None]
     if not candidates:
         raise ValueError("none of the best configurations has its fits' out-of-subset predictions (a search that "
                          "began without final: ensemble, or whose predictions/ folder is gone); its results stand; "
@@ -122,15 +123,13 @@ def ensemble(search: Search) -> Final:
                  details=details)
 
 
-def out_of_subset(search: Search, trial) -> tuple | None:
+def out_of_subset(search: Search, trial, keep: np.ndarray) -> tuple | None:
     """A configuration's out-of-subset predictions, each kept row's averaged over the subsets that left it out:
     (the rows, sorted; their predictions), or None when a fit of its last stage kept none (an older run folder)."""
     from metaray.fits import Unit
     from metaray.folder import PREDICTIONS, prediction_file
-    from metaray.objective import kept_rows
 
     plan, k = search.prepared.plan, search.ranking.driver.layout.k
-    keep = kept_rows(plan, search.prepared.spec.seed)
     stage = max(trial.reported - 1, 0) // k
     total, count = None, np.zeros(len(keep))
     for s in range(k):

@@ -29,6 +29,7 @@ scores included. Takes about five minutes on two cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -367,6 +368,33 @@ def markdown(summary) -> str:
     return "\n".join(lines)
 
 
+def dataset_names(parser, args) -> list[str]:
+    """``--datasets`` (default: every dataset; ``--quick``: wine), each checked (``parser.error`` otherwise)."""
+    names = args.datasets.split(",") if args.datasets else (["wine"] if args.quick else list(DEFAULT_DATASETS))
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown:
+        parser.error(f"unknown datasets {unknown}; known: {', '.join(SOURCES)}")
+    return names
+
+
+@contextlib.contextmanager
+def local_ray():
+    """A Ray on this machine for the benchmark, as the metaray command starts it (on 127.0.0.1 only); a Ray this
+    process already joined (the test suite's) is used and left running."""
+    from metaray.cluster import connect, ray_environment
+
+    ray_environment(None)
+    import ray
+
+    started_ray = not ray.is_initialized()
+    try:
+        connect(num_cpus=CORES)
+        yield
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small dataset, 8 configurations, holdout, K <= 3")
@@ -379,10 +407,7 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print the summary as a Markdown table")
     parser.add_argument("--json", metavar="PATH", help="write every number to this file")
     args = parser.parse_args(argv)
-    names = args.datasets.split(",") if args.datasets else (["wine"] if args.quick else list(DEFAULT_DATASETS))
-    unknown = [n for n in names if n not in SOURCES]
-    if unknown:
-        parser.error(f"unknown datasets {unknown}; known: {', '.join(SOURCES)}")
+    names = dataset_names(parser, args)
     protocols = args.protocols.split(",") if args.protocols else (["holdout"] if args.quick else list(PROTOCOLS))
     if set(protocols) - set(PROTOCOLS):
         parser.error(f"unknown protocols {sorted(set(protocols) - set(PROTOCOLS))}; known: {', '.join(PROTOCOLS)}")
@@ -394,21 +419,11 @@ def main(argv=None) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    from metaray.cluster import connect, ray_environment
-
-    ray_environment(None)  # like the metaray command: a Ray on this machine listens on 127.0.0.1 only
-    import ray
-
-    started_ray = not ray.is_initialized()  # the test suite shares its own Ray, which it shuts down itself
     t_start = time.perf_counter()
-    try:
-        connect(num_cpus=CORES)
+    with local_ray():
         say(f"ray: {time.perf_counter() - t_start:.1f} s")
         runs = [run_dataset(SOURCES[n], seed=seed, samples=samples, k=max(ks), protocols=protocols, say=say)
                 for seed in seeds for n in names]
-    finally:
-        if started_ray:
-            ray.shutdown()
     wall = time.perf_counter() - t_start
     all_cells = [c for run in runs for c in cells(run, ks)]
     summary = summarise(all_cells)

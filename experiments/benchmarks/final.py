@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fidelity.py, run as a script or loaded by the tests
-from fidelity import CORES, DEFAULT_DATASETS, SOURCES, TEST_SIZE, spec_for, split  # noqa: E402
+from fidelity import CORES, SOURCES, TEST_SIZE, dataset_names, local_ray, spec_for, split  # noqa: E402
 
 FINALS = ("refit", "bag", "ensemble")
 
@@ -110,29 +110,16 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, help="seeds seed, seed + 1, ... (default 2; quick: 1)")
     parser.add_argument("--json", metavar="PATH", help="write every number to this file")
     args = parser.parse_args(argv)
-    names = args.datasets.split(",") if args.datasets else (["wine"] if args.quick else list(DEFAULT_DATASETS))
-    unknown = [n for n in names if n not in SOURCES]
-    if unknown:
-        parser.error(f"unknown datasets {unknown}; known: {', '.join(SOURCES)}")
+    names = dataset_names(parser, args)
     samples = args.samples or (8 if args.quick else 24)
     seeds = [args.seed + r for r in range(args.repeats or (1 if args.quick else 2))]
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    from metaray.cluster import connect, ray_environment
-
-    ray_environment(None)
-    import ray
-
-    started_ray = not ray.is_initialized()  # the test suite shares its own Ray, which it shuts down itself
     t_start = time.perf_counter()
-    try:
-        connect(num_cpus=CORES)
+    with local_ray():
         runs = [run_dataset(n, seed=s, samples=samples, k=args.k, say=say) for s in seeds for n in names]
-    finally:
-        if started_ray:
-            ray.shutdown()
     wall = time.perf_counter() - t_start
 
     print(f"Final models on a {TEST_SIZE:.0%} test split no part of the search saw: {len(names)} datasets x "
