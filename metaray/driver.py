@@ -69,6 +69,9 @@ class Trial:
     cap: int = 0
     objective: float = math.nan
     aggregates: dict[str, float] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)  # its further objectives and constrained values
+    violations: tuple[float, ...] = ()  # its constraints' (metaray.front; <= 0: met)
+    feasible: bool = True  # it meets every constraint
     fitted: int = 0  # fits run for it by this process
     replayed: int = 0  # fits taken from the journal of an earlier, interrupted process
 
@@ -131,11 +134,14 @@ class Driver:
         metric: the primary metric's name (a key of every result's ``scores``).
         accept: builds a configuration's learner from its flat config; raises SpecError when the learner rejects it
             (that configuration then fails, the search goes on).
+        goals: the further objectives and the constraints (metaray.front.Goals), or None: a configuration that ends
+            gets their values and its feasibility, and the searcher is told them all.
     """
 
     def __init__(self, searcher, scheduler, layout: Layout, *, num_samples: int, max_concurrent: int | None,
                  score: Callable[[list[float]], dict[str, float]], objective: str, metric: str,
-                 accept: Callable[[dict], Any]):
+                 accept: Callable[[dict], Any], goals=None):
+        self.goals = goals if goals is not None and (goals.multi or goals.constraints) else None
         self.searcher, self.scheduler, self.layout = searcher, scheduler, layout
         self.num_samples, self.max_concurrent = num_samples, max_concurrent
         self._score, self._objective, self._metric, self._accept = score, objective, metric, accept
@@ -197,11 +203,13 @@ class Driver:
             t.submitted = max(t.submitted, t.cap)
         return work, ended
 
-    def scores(self, trial: Trial) -> list[float]:
-        """The primary metric's scores of the trial's latest stage, in subset order, as far as delivered."""
-        k = self.layout.k
+    def scores(self, trial: Trial, name: str | None = None) -> list[float]:
+        """The primary metric's scores (or another metric's, or a measure's: ``name``) of the trial's latest stage,
+        in subset order, as far as delivered."""
+        k, name = self.layout.k, name or self._metric
         start = (max(trial.reported - 1, 0) // k) * k
-        return [trial.results[p].scores.get(self._metric, math.nan) for p in range(start, trial.reported)]
+        got = [trial.results[p] for p in range(start, trial.reported)]
+        return [r.scores[name] if name in r.scores else r.measures.get(name, math.nan) for r in got]
 
     # ------------------------------------------------------------------------------------------------------
 
@@ -254,7 +262,15 @@ class Driver:
         if scores:
             trial.aggregates = self._score(scores)
             trial.objective = trial.aggregates[self._objective]
-        self.searcher.complete(trial.index, trial.objective if trial.status != "failed" else None)
+        value: Any = trial.objective
+        if self.goals is not None and scores:
+            trial.values, trial.violations = self.goals.judge(lambda name: self.scores(trial, name))
+            trial.feasible = self.goals.feasible(trial.values)
+            if self.goals.multi:
+                value = (trial.objective, *(trial.values[o.label] for o in self.goals.also))
+        value = value if trial.status != "failed" else None
+        # constraints' violations only where there are constraints: a searcher of one objective takes two arguments
+        self.searcher.complete(trial.index, value, *((trial.violations,) if trial.violations else ()))
         self.scheduler.finished(trial.index, trial.status == "completed", trial.objective, scores)
 
 

@@ -35,6 +35,7 @@ class FitResult:
     error: str | None = None
     node: str | None = None
     warnings: list[str] = field(default_factory=list)  # distinct warnings the fit raised, one line each
+    measures: dict[str, float] = field(default_factory=dict)  # metaray.measures the search asked for
     transient: bool = False  # failed for the cluster's sake (a worker or node lost), not the configuration's
     # final: ensemble only: the fit's predictions on its scoring rows among objective.kept_rows, as float32 (class
     # scores, a column per class; a regressor's predictions); saved beside the journal (folder.Journal), not in it

@@ -24,6 +24,7 @@ from metaray.data import Dataset, load_dataset
 from metaray.errors import FitError, SpecError, one_line
 from metaray.fits import FitResult, Unit
 from metaray.learners import Learner, accepts_nan, build_learner, final_estimator
+from metaray.measures import measure
 from metaray.metafeatures import compute as compute_metafeatures
 from metaray.metrics import METRICS, get_metric
 from metaray.spec import ExperimentSpec, load_spec
@@ -45,6 +46,7 @@ class Problem:
     metrics: tuple[str, ...]
     encoded: dict[int, Encoded] | None = None
     keep: np.ndarray | None = None  # final: ensemble: the rows whose out-of-subset predictions each fit keeps
+    measures: tuple[str, ...] = ()  # metaray.measures each fit measures (those objectives and constraints name)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
             t1 = time.perf_counter()
             result.scores = score_rows(problem, est, held, X_held)
             result.fit_seconds, result.score_seconds = t1 - t0, time.perf_counter() - t1
+            if problem.measures:
+                take = ((lambda at: _rows(problem.X, held[at])) if X_held is None else (lambda at: _rows(X_held, at)))
+                result.measures = measure(problem.measures, est, take, result.fit_seconds, len(held))
             if problem.keep is not None:
                 result.predictions = _kept_predictions(problem, est, held, X_held)
         result.warnings = sorted({f"{w.category.__name__}: {str(w.message).strip().splitlines()[0]}" for w in caught})
@@ -311,10 +316,22 @@ class Prepared:
     def mode(self) -> str:
         return objective_mode(self.spec.objective.aggregate, self.metric.greater_is_better)
 
+    @property
+    def goals(self):
+        """The objectives (the primary first) and constraints of the search (metaray.front.Goals)."""
+        from metaray.front import Goals
+
+        obj = self.spec.objective
+        return Goals(self.metrics[0], obj.aggregate, obj.also, self.spec.search.constraints, alpha=obj.alpha,
+                     lam=obj.lam, direction=lambda name: get_metric(name).greater_is_better)
+
     def problem(self) -> Problem:
+        from metaray.measures import MEASURES
+
         keep = kept_rows(self.plan, self.spec.seed) if self.spec.final == "ensemble" else None
+        measures = tuple(name for name in self.goals.sources if name in MEASURES)
         return Problem(self.dataset.X, self.dataset.y, self.plan, self.dataset.task, self.dataset.classes, self.metrics,
-                       keep=keep)
+                       keep=keep, measures=measures)
 
     def learner_for(self, learner_spec) -> Learner:
         """Build (and validate) another configuration of the learner against the same data."""
@@ -416,20 +433,39 @@ def prepare(spec: ExperimentSpec, say: Callable[[str], None] = notice) -> Prepar
     if spec.learner.name is None:
         spec.learner.name = strategy.learner[ds.task]
     obj = spec.objective
-    names = [obj.metric or strategy.metric[ds.task], *obj.extra_metrics, *strategy.extra_metrics]
-    for i, name in enumerate(names[: 1 + len(obj.extra_metrics)]):
+    primary = obj.metric or strategy.metric[ds.task]
+    named = [("objective.metric", primary), *((f"objective.extra_metrics[{i}]", m) for i, m in
+                                               enumerate(obj.extra_metrics)), *_goal_metrics(spec)]
+    for key, name in named:
         metric = get_metric(name)
         if metric.task not in (ds.task, "any"):
-            key = "objective.metric" if i == 0 else f"objective.extra_metrics[{i - 1}]"
             allowed = [m for m in METRICS.names() if METRICS.get(m).task == ds.task
                        or (METRICS.get(m).task == "any" and strategy.family == "embedding")]
             raise SpecError(key, f"a {metric.task} metric cannot score a {ds.task} task", allowed=allowed, got=name)
+    names = [primary, *obj.extra_metrics, *strategy.extra_metrics, *(name for _, name in named)]
     metrics = tuple(dict.fromkeys(names))
     plan = make_plan(ds.y, ds.task, spec.subsets, seed=spec.seed, test_size=spec.data.test_size, groups=ds.groups,
                      order=ds.order)
     prepared = Prepared(spec, ds, plan, None, metrics, strategy.family)  # type: ignore[arg-type]
     prepared.learner = prepared.learner_for(spec.learner)
+    prepared.goals  # noqa: B018 (the objectives resolved against the metrics: a duplicate is refused now)
     return prepared
+
+
+def _goal_metrics(spec: ExperimentSpec) -> list[tuple[str, str]]:
+    """(key, metric) of every metric that ``objective.also`` and ``search.constraints`` name (not the measures)."""
+    from metaray.front import SPREAD, parse_constraint
+
+    found = []
+    for i, item in enumerate(spec.objective.also):
+        name = item if isinstance(item, str) else item["metric"]
+        if name in METRICS.names():
+            found.append((f"objective.also[{i}]", name))
+    for i, text in enumerate(spec.search.constraints):
+        name = parse_constraint(text)[1]
+        if name in METRICS.names():
+            found.append((f"search.constraints[{i}]", name))
+    return [(k, n) for k, n in found if n != SPREAD]
 
 
 def share(prepared: Prepared):

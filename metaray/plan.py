@@ -19,6 +19,7 @@ from metaray.aggregates import aggregate
 from metaray.driver import Driver, Layout, Trial
 from metaray.errors import RejectedValue, SpecError, one_line
 from metaray.fits import Unit
+from metaray.front import Evidence
 from metaray.learners import complexity
 from metaray.objective import Prepared
 from metaray.results import Ranking
@@ -105,7 +106,8 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
     spec = prepared.spec
     s = spec.search
     n = s.num_samples or default_samples(spec)
-    searcher, warm, notes = _searcher(prepared, space, n, tuple(warm), startup)
+    goals = prepared.goals
+    searcher, warm, notes = _searcher(prepared, space, n, tuple(warm), startup, goals)
     max_concurrent = ADAPTIVE_IN_FLIGHT if searcher.adaptive and s.max_concurrent is None else s.max_concurrent
     if max_concurrent != s.max_concurrent:  # resolved into the run folder's spec.yaml, which a resume reads
         spec = spec.model_copy(deep=True)
@@ -117,7 +119,7 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
     gib = metric.greater_is_better
     driver = Driver(searcher, scheduler, layout, num_samples=num_samples, max_concurrent=max_concurrent,
                     score=lambda scores: aggregate(scores, greater_is_better=gib, alpha=obj.alpha, lam=obj.lam),
-                    objective=obj.aggregate, metric=prepared.metrics[0], accept=_acceptor(prepared, space))
+                    objective=obj.aggregate, metric=prepared.metrics[0], accept=_acceptor(prepared, space), goals=goals)
     versus = VersusBest(obj.aggregate, prepared.mode, gib, n_train, n_test, rope=obj.rope, confidence=obj.confidence,
                         test=obj.tie_test, alpha=obj.alpha, lam=obj.lam, seed=spec.seed
                         ) if prepared.plan.k >= 2 else None  # one subset: no spread to test with
@@ -126,22 +128,24 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
     ranking = Ranking(driver, space, metric=metric.name, greater_is_better=gib, aggregate=obj.aggregate,
                       mode=prepared.mode, num_samples=num_samples, alpha=obj.alpha, lam=obj.lam, versus=versus,
                       complexity=lambda t: complexity(t.learner, width, outputs) if t.learner else (9,),
-                      origins={i: p.origin for i, p in enumerate(warm)})
+                      origins={i: p.origin for i, p in enumerate(warm)}, goals=goals,
+                      test=Evidence(obj.confidence, n_train, n_test, obj.alpha, obj.lam, spec.seed))
     return Plan(spec=spec, space=space, searcher=searcher, scheduler=scheduler, layout=layout, driver=driver,
                 ranking=ranking, warm=warm, notes=notes)
 
 
-def _searcher(prepared: Prepared, space, n: int, warm: tuple, startup: int | None) -> tuple[Any, tuple, tuple]:
+def _searcher(prepared: Prepared, space, n: int, warm: tuple, startup: int | None, goals) -> tuple[Any, tuple, tuple]:
     """The spec's searcher, given the warm-start points if it takes them: (searcher, the points taken, notes)."""
     spec = prepared.spec
     name = spec.search.searcher
+    mode = [o.mode for o in goals.objectives] if goals.multi else prepared.mode
     try:
-        return make_searcher(name, space, n, prepared.mode, spec.seed, [p.config for p in warm], startup), warm, ()
+        return make_searcher(name, space, n, mode, spec.seed, [p.config for p in warm], startup), warm, ()
     except Exception as exc:
         if not warm:
             raise
         note = f"warm start: the {name} searcher refused the past configurations ({one_line(exc)}); starting cold"
-        return make_searcher(name, space, n, prepared.mode, spec.seed, startup=startup), (), (note,)
+        return make_searcher(name, space, n, mode, spec.seed, startup=startup), (), (note,)
 
 
 def _scheduler(prepared: Prepared, space, *, overlap: float) -> tuple[Any, Layout]:

@@ -603,7 +603,54 @@ def _architecture(d: _Data):
     return fig, "The best network, input to output: each layer and its trainable parameters."
 
 
-FIGURES = (("objective", _objective), ("subsets", _subsets), ("parameters", _parameters),
+def _front(d: _Data):
+    """Several objectives: every pair of them, each completed configuration a point with its spread over subsets as
+    error bars, the Pareto front (best.json's ``front``) drawn and joined; infeasible ones hollow."""
+    front = d.best.get("front") if isinstance(d.best.get("front"), dict) else None
+    if not front:
+        return None
+    objectives = [o for o in front.get("objectives") or [] if isinstance(o, dict)]
+    done = d.table[d.table["status"] == "completed"]
+    columns = ["objective", *(o["label"] for o in objectives[1:])]
+    if done.empty or any(c not in done for c in columns):
+        return "no configuration completed with every objective's value"
+    spreads = ["std", *(f"{o['label']}_std" for o in objectives[1:])]
+    on = done["on_front"].to_numpy(bool) if "on_front" in done else np.zeros(len(done), bool)
+    feasible = done["feasible"].to_numpy(bool) if "feasible" in done else np.ones(len(done), bool)
+    pairs = [(i, j) for i in range(len(columns)) for j in range(i + 1, len(columns))]
+    fig = _figure(figsize=(5.2 * min(len(pairs), 3), 4.4 * math.ceil(len(pairs) / 3)))
+    axes = np.atleast_1d(fig.subplots(math.ceil(len(pairs) / 3), min(len(pairs), 3))).ravel()
+    for ax, (i, j) in zip(axes, pairs, strict=False):
+        x, y = done[columns[j]].to_numpy(float), done[columns[i]].to_numpy(float)
+        xe, ye = (done[c].to_numpy(float) if c in done else np.zeros(len(done)) for c in (spreads[j], spreads[i]))
+        for mask, colour, label in ((~on & feasible, "tab:grey", "dominated"), (on, "tab:green", "on the front"),
+                                    (~feasible, "tab:red", "infeasible")):
+            if mask.any():
+                ax.errorbar(x[mask], y[mask], xerr=np.nan_to_num(xe[mask]), yerr=np.nan_to_num(ye[mask]), fmt="o",
+                            capsize=2, color=colour, label=label, alpha=0.8,
+                            mfc="none" if colour == "tab:red" else None)
+        order = np.argsort(x[on])
+        ax.plot(x[on][order], y[on][order], color="tab:green", alpha=0.4, drawstyle="steps-post")
+        for label, xi, yi in zip(done["trial"][on], x[on], y[on], strict=True):
+            ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        names = [d.metric, *(o["label"] for o in objectives[1:])]
+        modes = [o.get("mode", "?") for o in objectives]
+        ax.set_xlabel(f"{names[j]} ({modes[j]})")
+        ax.set_ylabel(f"{names[i]} ({modes[i]})")
+        if ("bytes" in columns[j] or "n_parameters" in columns[j]) and (x > 0).all():
+            ax.set_xscale("log")  # sizes span orders of magnitude
+        ax.grid(alpha=0.3)
+    for ax in axes[len(pairs):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Pareto front: {len(front.get('members') or [])} of {len(done)} completed configurations",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig, (f"Each pair of objectives; error bars: the spread over subsets. On the front: {front.get('method')}. "
+                 f"Simplest on the front: {front.get('simplest')}.")
+
+
+FIGURES = (("objective", _objective), ("front", _front), ("subsets", _subsets), ("parameters", _parameters),
            ("parallel", _parallel), ("importance", _importance), ("rungs", _rungs),
            ("architecture", _architecture))
 
@@ -655,6 +702,12 @@ def _summary(d: _Data) -> list[str]:
     if simplest:
         lines.append(f"Simplest tied: {simplest.get('trial', '?')} {simplest.get('learner', '?')}"
                      f"({_params(simplest.get('params'))}), {_number(simplest.get('objective'))}.")
+    front = best.get("front") if isinstance(best.get("front"), dict) else {}
+    if front:  # several objectives: the configurations no other dominates
+        members = [m for m in front.get("members") or [] if isinstance(m, dict)]
+        lines.append(f"Pareto front ({', '.join(str(o.get('label')) for o in front.get('objectives') or [])}): "
+                     + ", ".join(f"{m.get('trial', '?')}" for m in members)
+                     + f"; simplest on it: {front.get('simplest')}.")
     final = best.get("final") if isinstance(best.get("final"), dict) else {}
     if final:  # metaray.final: what the logged model is made of, each member with its weight
         members = [m for m in final.get("members") or [] if isinstance(m, dict)]

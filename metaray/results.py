@@ -34,14 +34,19 @@ class Ranking:
         complexity: a configuration's complexity key (``metaray.learners.complexity``), for the simplest tied one.
         origins: configuration index -> where it came from ("warm <past search>/<trial>"), for a warm start; the
             table then has an ``origin`` column ("search" for the searcher's own).
+        goals: further objectives and constraints (metaray.front.Goals): the table gets their values, ``feasible``,
+            ``pareto_rank`` and ``on_front``; test: how the front tests one configuration against another.
     """
 
     def __init__(self, driver: Driver, space, *, metric: str, greater_is_better: bool, aggregate: str, mode: str,
                  num_samples: int, alpha: float = 0.2, lam: float = 1.0, versus: VersusBest | None = None,
-                 complexity: Callable[[Trial], tuple] | None = None, origins: dict[int, str] | None = None):
+                 complexity: Callable[[Trial], tuple] | None = None, origins: dict[int, str] | None = None,
+                 goals=None, test=None):
         self.driver, self.space, self.metric, self.greater_is_better = driver, space, metric, greater_is_better
         self.aggregate, self.mode, self.num_samples, self.alpha, self.lam = aggregate, mode, num_samples, alpha, lam
         self.versus, self.complexity, self.origins = versus, complexity, origins or {}
+        self.goals = goals if goals is not None and (goals.multi or goals.constraints) else None
+        self.test = test
         self._best: Trial | None = None
         self._scanned = 0  # configurations looked at by ``best``
         self._running: tuple[tuple[int, int] | None, list[float]] = (None, [])  # the last running(): (trial, reported)
@@ -79,11 +84,12 @@ class Ranking:
         return layout.epochs[max(trial.reported - 1, 0) // layout.k] if trial.reported else 0
 
     def best(self) -> Trial | None:
-        """The completed configuration with the best finite objective (the earliest of equals). Configurations end
-        in order and never change after, so only those delivered since the last call are looked at."""
+        """The completed, feasible configuration with the best finite objective (the earliest of equals).
+        Configurations end in order and never change after, so only those delivered since the last call are looked
+        at."""
         driver, sign = self.driver, 1 if self.mode == "max" else -1
         for t in driver.trials[self._scanned : driver.cursor]:
-            if t.status == "completed" and math.isfinite(t.objective) and (
+            if t.status == "completed" and t.feasible and math.isfinite(t.objective) and (
                     self._best is None or sign * t.objective > sign * self._best.objective):
                 self._best = t
         self._scanned = max(self._scanned, driver.cursor)
@@ -102,8 +108,11 @@ class Ranking:
         progress = f"{len(driver.scores(trial))}/{driver.layout.k} subsets"
         if driver.layout.epochs[0] is not None:
             progress += f", {self.epochs_done(trial)}/{driver.layout.epochs[-1]} epochs"
+        values = "".join(f" {k}={v:.4g}" for k, v in trial.values.items())
+        if not trial.feasible:
+            values += " infeasible"
         return (f"{head} {self.aggregate} {self.metric}={trial.objective:.4f} "
-                f"± {trial.aggregates.get('std', math.nan):.4f} ({progress})  {params}{tail}")
+                f"± {trial.aggregates.get('std', math.nan):.4f}{values} ({progress})  {params}{tail}")
 
     def row(self, trial: Trial) -> dict[str, Any]:
         """The configuration's row of the results table."""
@@ -114,6 +123,14 @@ class Ranking:
         row.update({f"param.{k}": v for k, v in self.visible(trial).items() if k != "learner"})
         row["objective"] = trial.objective
         row.update({k: trial.aggregates.get(k, math.nan) for k in AGGREGATE_COLUMNS})
+        if self.goals is not None:
+            for o in self.goals.valued:
+                row[o.label] = trial.values.get(o.label, math.nan)
+                if self.goals.multi:  # its spread over subsets, for the front's error bars
+                    series = [v for v in self.driver.scores(trial, o.source) if not math.isnan(v)]
+                    row[f"{o.label}_std"] = float(np.std(series, ddof=1)) if len(series) > 1 else math.nan
+            if self.goals.constraints:
+                row["feasible"] = trial.feasible if trial.status != "failed" else False
         row["subsets_done"] = len(scores)
         if self.driver.layout.epochs[0] is not None:
             row["epochs_done"] = self.epochs_done(trial)
@@ -134,18 +151,57 @@ class Ranking:
             got = self.driver.scores(t)
             scores[i, : len(got)] = got
         over_subsets = self.driver.layout.epochs[0] is None
-        comparable = [t.status == "completed" or (t.status == "stopped" and over_subsets) for t in trials]
+        comparable = [(t.status == "completed" or (t.status == "stopped" and over_subsets)) and t.feasible
+                      for t in trials]
         p, sure, tied = self.versus.compare(scores, next(i for i, t in enumerate(trials) if t is best), comparable)
         return {t.id: (float(p[i]), float(sure[i]), bool(tied[i])) for i, t in enumerate(trials)}
+
+    def front(self) -> dict[str, tuple[int, bool]]:
+        """``(pareto_rank, on_front)`` of every completed, feasible configuration with every objective's value, by
+        non-dominated sorting on the subsets' evidence (metaray.front); {} for a search of one objective."""
+        from metaray.front import pareto_ranks, significantly_better
+
+        if self.goals is None or not self.goals.multi:
+            return {}
+        objectives = self.goals.objectives
+        ranked = [t for t in self.driver.trials if t.status == "completed" and t.feasible and
+                  math.isfinite(t.objective) and all(math.isfinite(t.values.get(o.label, math.nan))
+                                                     for o in objectives[1:])]
+        if not ranked:
+            return {}
+        values = np.array([[t.objective, *(t.values[o.label] for o in objectives[1:])] for t in ranked])
+        better = None
+        if self.test is not None and self.driver.layout.k >= 2:
+            k = self.driver.layout.k
+            better = []
+            for o in objectives:
+                series = np.full((len(ranked), k), np.nan)
+                for i, t in enumerate(ranked):
+                    got = self.driver.scores(t, o.source)
+                    series[i, : len(got)] = got
+                better.append(significantly_better(series, o, self.test))
+        ranks = pareto_ranks(values, [o.mode for o in objectives], better)
+        return {t.id: (int(r), bool(r == 1)) for t, r in zip(ranked, ranks, strict=True)}
+
+    def front_method(self) -> str:
+        """How the front is decided, in words."""
+        if self.test is None or self.driver.layout.k < 2:
+            return "Pareto dominance on the aggregates (one subset: nothing to test with)"
+        return self.test.method
+
+    def simplest_of(self, ids) -> Trial | None:
+        """The simplest of the configurations ``ids`` (by ``complexity``; the better objective of equals)."""
+        chosen = [t for t in self.driver.trials if t.id in ids]
+        if not chosen or self.complexity is None:
+            return None
+        sign = -1 if self.mode == "max" else 1
+        return min(chosen, key=lambda t: (self.complexity(t), sign * t.objective, t.index))
 
     def simplest(self, ties: dict[str, tuple[float, float, bool]]) -> Trial | None:
         """The simplest completed configuration tied with the best (by ``complexity``; the better objective of
         equals), or None."""
-        tied = [t for t in self.driver.trials if t.status == "completed" and ties.get(t.id, (0, 0, False))[2]]
-        if not tied or self.complexity is None:
-            return None
-        sign = -1 if self.mode == "max" else 1
-        return min(tied, key=lambda t: (self.complexity(t), sign * t.objective, t.index))
+        return self.simplest_of({t.id for t in self.driver.trials if t.status == "completed"
+                                 and ties.get(t.id, (0, 0, False))[2]})
 
     def _integer_columns(self, table) -> list[str]:
         """The ``param.*`` columns of integer parameters (``randint``; a choice or grid of integers, None aside)
@@ -166,8 +222,10 @@ class Ranking:
                     found.append(column)
         return found
 
-    def table(self, ties: dict[str, tuple[float, float, bool]] | None = None):
-        """Every configuration, completed first, then stopped, then failed; best objective first within each."""
+    def table(self, ties: dict[str, tuple[float, float, bool]] | None = None,
+              front: dict[str, tuple[int, bool]] | None = None):
+        """Every configuration, completed first, then stopped, then failed; within each the feasible first, then by
+        Pareto rank (several objectives), then best objective first."""
         import pandas as pd
 
         table = pd.DataFrame([self.row(t) for t in self.driver.trials])
@@ -178,10 +236,21 @@ class Ranking:
         at = table.columns.get_loc("subsets_done")
         for j, name in enumerate(("p_vs_best", "p_not_worse", "tied_with_best")):
             table.insert(at + j, name, [ties.get(t, (math.nan, math.nan, False))[j] for t in table["trial"]])
+        order = ["_rank", "_obj", "trial"]
+        if self.goals is not None and self.goals.multi:
+            front = self.front() if front is None else front
+            at = table.columns.get_loc("subsets_done")
+            table.insert(at, "pareto_rank", pd.array([front[t][0] if t in front else None for t in table["trial"]],
+                                                     dtype="Int64"))
+            table.insert(at + 1, "on_front", [front.get(t, (0, False))[1] for t in table["trial"]])
+            order.insert(1, "pareto_rank")
+        if "feasible" in table:
+            table["_infeasible"] = ~table["feasible"].astype(bool)
+            order.insert(1, "_infeasible")
         sign = -1 if self.mode == "max" else 1
         table["_rank"] = table["status"].map(status_rank)
         table["_obj"] = sign * table["objective"].astype(float)
-        table = table.sort_values(["_rank", "_obj", "trial"], na_position="last").drop(columns=["_rank", "_obj"])
+        table = table.sort_values(order, na_position="last").drop(columns=[c for c in order if c.startswith("_")])
         return table.reset_index(drop=True)
 
 
@@ -199,6 +268,10 @@ class SearchResult:
             models averaged, or an ensemble of the best configurations; best["final"] lists its members), as a user
             calls it (behind a table's cleaner), or None.
         refit_error: why the final model could not be made (the search's results stand), or None.
+        front: several objectives (``objective.also``): best.json's ``front``: its ``objectives``, ``members`` (the
+            configurations on the Pareto front, with their values), ``simplest`` and ``method``; else None.
+        constraints: ``search.constraints``: configurations that violate one are marked infeasible (``feasible``),
+            never the best nor on the front.
         time_budget: what ``search.time_budget`` did (``seconds``, ``grace_seconds``, ``reached``, ``configurations``
             that ended on their own, ``stopped_unfinished`` at the end of the grace, ``completed``), or None.
     """
@@ -221,6 +294,9 @@ class SearchResult:
     simplest: dict[str, Any] | None = None
     time_budget: dict[str, Any] | None = None
     model: Any = field(default=None, repr=False)
+    front: dict[str, Any] | None = None
+    constraints: list[str] = field(default_factory=list)
+    goal_columns: list[str] = field(default_factory=list)  # the table's columns of further objectives and constraints
 
     @property
     def ok(self) -> bool:
@@ -265,6 +341,29 @@ class SearchResult:
             line += "\nsimplest tied: the best configuration itself"
         return line
 
+    def front_line(self) -> str | None:
+        """The front in one line: its size, and its simplest configuration with its values; None for one objective."""
+        if not self.front:
+            return None
+        members = self.front["members"]
+        labels = ", ".join(f"{o['mode']} {o['label']}" for o in self.front["objectives"])
+        line = f"front: {len(members)} configuration{'s' if len(members) != 1 else ''} ({labels})"
+        simplest = next((m for m in members if m["trial"] == self.front.get("simplest")), None)
+        if simplest:
+            params = ", ".join(f"{k}={v!r}" for k, v in simplest["visible"].items() if k != "learner")
+            values = ", ".join(f"{k}={v:.4g}" for k, v in simplest["values"].items())
+            line += f"; simplest on the front: {simplest['trial']} {simplest['learner']}({params}): {values}"
+        return line
+
+    def infeasible_line(self) -> str | None:
+        """How many configurations violated the constraints; None without constraints."""
+        if not self.constraints or "feasible" not in self.results:
+            return None
+        done = self.results[self.results["status"] == "completed"]
+        bad = int((~done["feasible"].astype(bool)).sum())
+        return (f"constraints ({'; '.join(self.constraints)}): {bad} of {len(done)} completed configurations "
+                "infeasible" + (", none met them" if bad == len(done) and bad else ""))
+
     def failures(self) -> str | None:
         """One line on the configurations that failed, with the most common error and its count; None if none did."""
         table = self.results
@@ -287,7 +386,8 @@ class SearchResult:
             show["origin"] = table["origin"].str.replace(r"^warm (\w{8})\w*/", r"warm \1/", regex=True)
         show["params"] = [" ".join(f"{c.removeprefix('param.').split('.')[-1]}={short(v)}"
                                    for c, v in row.items() if not missing(v)) for _, row in table[params].iterrows()]
-        for col in ("objective", "mean", "std", "worst", "p_vs_best", "tied_with_best", "subsets_done", "epochs_done"):
+        for col in ("objective", "mean", "std", "worst", *self.goal_columns, "feasible", "pareto_rank", "on_front",
+                    "p_vs_best", "tied_with_best", "subsets_done", "epochs_done"):
             if col in table:
                 show[col] = table[col]
         lines = [f"{self.name}: {len(self.results)} configurations, {self.fits_run} subset fits run"
@@ -312,8 +412,14 @@ class SearchResult:
             if self.best.get("architecture"):
                 lines.append("architecture:\n" + self.best["architecture"])
             lines.append(self.tie_line())
+            if self.front_line():
+                lines.append(self.front_line())
+        elif self.constraints and (self.results["status"] == "completed").any():
+            lines.append("no completed configuration met the constraints")
         else:
             lines.append("no configuration completed")
+        if self.infeasible_line():
+            lines.append(self.infeasible_line())
         lines.append(f"results: {self.run_dir}")
         if (self.run_dir / "report.html").is_file():
             lines.append(f"report: {self.run_dir / 'report.html'}")

@@ -206,8 +206,8 @@ class SearchRun:
     def _finish(self, setup: Setup, fits: Fits, t0: float, time_budget: dict[str, Any] | None) -> SearchResult:
         """The results table, the final model (``final``: refit, bag, ensemble; metaray.final), best.json."""
         ranking, trials, prepared = setup.plan.ranking, setup.plan.driver.trials, setup.prepared
-        ties = ranking.ties()
-        table = ranking.table(ties)
+        ties, front = ranking.ties(), ranking.front()
+        table = ranking.table(ties, front)
         self.folder.write_results(table)
         self.folder.update_state(metric=prepared.metric.name, mode=prepared.mode)  # what the report reads
         simplest = _simplest(ranking, ties)
@@ -220,6 +220,8 @@ class SearchRun:
                             "simplest": simplest}
             if time_budget:
                 best["time_budget"] = time_budget
+            if ranking.goals is not None and ranking.goals.multi:
+                best["front"] = _front(ranking, front)
             self.folder.write_best(best)
         return SearchResult(
             name=setup.spec.name, run_dir=self.folder.path, results=table, best=best, metric=prepared.metric.name,
@@ -227,7 +229,9 @@ class SearchRun:
             fits_replayed=sum(t.replayed for t in trials), wall_seconds=time.perf_counter() - t0,
             holdout_scores=best["holdout"] if best else {}, dashboard_url=fits.dashboard_url,
             refit_error=refit_error, tie_method=setup.plan.tie_method, simplest=simplest, time_budget=time_budget,
-            model=final.model if final else None)
+            model=final.model if final else None, front=best.get("front") if best else None,
+            constraints=list(setup.spec.search.constraints),
+            goal_columns=[o.label for o in ranking.goals.valued] if ranking.goals is not None else [])
 
 
 def _drive(plan: Plan, runner, journal: Journal, callbacks: Callback, progress: Callable[[str], None],
@@ -260,6 +264,24 @@ def _simplest(ranking: Ranking, ties) -> dict[str, Any] | None:
     name, params = ranking.learner(simplest)
     return {"trial": simplest.id, "learner": name, "params": params, "visible": ranking.visible(simplest),
             "objective": simplest.objective}
+
+
+def _front(ranking: Ranking, front: dict[str, tuple[int, bool]]) -> dict[str, Any]:
+    """The Pareto front as best.json holds it: its objectives, how it was decided, its configurations (those no other
+    dominates, metaray.front) with their values, and the simplest of them."""
+    goals = ranking.goals
+    members = []
+    for t in ranking.driver.trials:
+        if front.get(t.id, (0, False))[1]:
+            name, params = ranking.learner(t)
+            members.append({"trial": t.id, "learner": name, "params": params, "visible": ranking.visible(t),
+                            "values": {goals.primary.label: t.objective, **{o.label: t.values[o.label]
+                                                                            for o in goals.also}}})
+    simplest = ranking.simplest_of({m["trial"] for m in members})
+    return {"objectives": [{"label": o.label, "mode": o.mode, "source": o.source, "aggregate": o.aggregate}
+                           for o in goals.objectives],
+            "method": ranking.front_method(), "members": members,
+            "simplest": simplest.id if simplest is not None else None}
 
 
 def _best(ranking: Ranking, final, refit_error: str | None) -> dict[str, Any]:

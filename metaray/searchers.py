@@ -31,8 +31,10 @@ class Searcher(Protocol):
     def suggest(self, index: int) -> dict[str, Any] | None:
         """The flat configuration to try as number ``index``, or None when there are no more."""
 
-    def complete(self, index: int, value: float | None) -> None:
-        """Configuration ``index`` ended with this objective (None: it failed)."""
+    def complete(self, index: int, value: float | tuple[float, ...] | None, violations: tuple[float, ...] = ()
+                 ) -> None:
+        """Configuration ``index`` ended with this objective (a tuple: its objectives, the primary first; None: it
+        failed), and its constraints' violations (<= 0: met; metaray.front)."""
 
 
 class Variants:
@@ -56,7 +58,7 @@ class Variants:
             return dict(self._points[index])
         return next(self._it, None)
 
-    def complete(self, index: int, value: float | None) -> None:
+    def complete(self, index: int, value, violations: tuple[float, ...] = ()) -> None:
         pass
 
 
@@ -75,10 +77,22 @@ class TuneSearcher:
             config = self._s.suggest(trial_id(index))
         return config if isinstance(config, dict) else None
 
-    def complete(self, index: int, value: float | None) -> None:
-        ok = value is not None and math.isfinite(value)
+    def complete(self, index: int, value, violations: tuple[float, ...] = ()) -> None:
+        values = value if isinstance(value, tuple) else (value,)
+        ok = value is not None and all(v is not None and math.isfinite(v) for v in values)
+        tid = trial_id(index)
+        trial = getattr(self._s, "_ot_trials", {}).get(tid)  # OptunaSearch's Optuna trial (Tune passes no constraints)
+        if ok and violations and hasattr(trial, "set_constraint"):  # Optuna's samplers then sample by them
+            for i, v in enumerate(violations):
+                trial.set_constraint(f"c{i}", v if math.isfinite(v) else 1.0)
+        result = {objective_name(i, len(values)): v for i, v in enumerate(values)} if ok else None
         with self._quiet():
-            self._s.on_trial_complete(trial_id(index), {OBJECTIVE: value} if ok else None, error=not ok)
+            self._s.on_trial_complete(tid, result, error=not ok)
+
+
+def objective_name(i: int, n: int) -> str:
+    """The name a Tune searcher knows objective i of n by: ``objective``, or ``objective_0``, ``objective_1`` ..."""
+    return OBJECTIVE if n == 1 else f"{OBJECTIVE}_{i}"
 
 
 @contextlib.contextmanager
@@ -96,7 +110,7 @@ def optuna_verbosity(level: int):
 
 
 
-def _grid(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> Variants:
+def _grid(space, num_samples: int, mode, seed: int, points=(), startup=None) -> Variants:
     from ray import tune
 
     # choices are enumerated too
@@ -105,20 +119,22 @@ def _grid(space, num_samples: int, mode: str, seed: int, points=(), startup=None
     return Variants(param_space, num_samples, seed, points)
 
 
-def _optuna(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> TuneSearcher:
+def _optuna(space, num_samples: int, mode, seed: int, points=(), startup=None) -> TuneSearcher:
     import functools
     import logging
 
     from ray.tune.search.optuna import OptunaSearch
 
     quiet = functools.partial(optuna_verbosity, logging.WARNING)
-    with quiet():
-        searcher = OptunaSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, seed=seed,
-                                points_to_evaluate=[dict(p) for p in points] or None)
+    several = not isinstance(mode, str)
+    metric = [objective_name(i, len(mode)) for i in range(len(mode))] if several else OBJECTIVE
+    with quiet():  # Tune's default sampler, TPE: multi-objective TPE for several objectives; it reads constraints
+        searcher = OptunaSearch(space=space.param_space(), metric=metric, mode=list(mode) if several else mode,
+                                seed=seed, points_to_evaluate=[dict(p) for p in points] or None)
     return TuneSearcher(searcher, quiet)
 
 
-def _hyperopt(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> TuneSearcher:
+def _hyperopt(space, num_samples: int, mode, seed: int, points=(), startup=None) -> TuneSearcher:
     from ray.tune.search.hyperopt import HyperOptSearch
 
     return TuneSearcher(HyperOptSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, random_state_seed=seed,
@@ -126,7 +142,7 @@ def _hyperopt(space, num_samples: int, mode: str, seed: int, points=(), startup=
                                        points_to_evaluate=[dict(p) for p in points] or None))
 
 
-def _random(space, num_samples: int, mode: str, seed: int, points=(), startup=None) -> Variants:
+def _random(space, num_samples: int, mode, seed: int, points=(), startup=None) -> Variants:
     return Variants(space.param_space(), num_samples, seed, points)
 
 
@@ -137,10 +153,11 @@ SEARCHERS.register("optuna", _optuna)
 SEARCHERS.register("hyperopt", _hyperopt)
 
 
-def make_searcher(name: str, space, num_samples: int, mode: str, seed: int, points: list[dict] = (),
+def make_searcher(name: str, space, num_samples: int, mode, seed: int, points: list[dict] = (),
                   startup: int | None = None) -> Searcher:
     """The named searcher over a parsed space (``metaray.space.Space``); ``points``: flat configurations it hands
     out first (a warm start: Tune searchers' ``points_to_evaluate``, the random searcher's first draws), learning
     from their results like from its own. ``startup``: the number of configurations the search was first given
-    (an extended search keeps HyperOpt's random start-up as it was)."""
+    (an extended search keeps HyperOpt's random start-up as it was). ``mode``: "max"/"min", or one per objective
+    (a search of several, metaray.front)."""
     return SEARCHERS.get(name)(space, num_samples, mode, seed, points, startup)

@@ -209,6 +209,7 @@ class ObjectiveSpec(_Section):
     rope: float = 0.01
     confidence: float = 0.95
     tie_test: str = "bayesian"
+    also: list[Any] = Field(default_factory=list)  # further objectives (metaray.front): a Pareto front
 
     _key = "objective"
     _rules = {"alpha": Rule(lambda v: 0 < v <= 1, "CVaR's tail fraction", "(0, 1]"),
@@ -227,6 +228,25 @@ class ObjectiveSpec(_Section):
         for i, name in enumerate(v):
             check_choice(f"objective.extra_metrics[{i}]", "metric", name, _names("metaray.metrics", "METRICS")())
         return v
+
+    @field_validator("also", mode="before")
+    @classmethod
+    def _also(cls, v):
+        from metaray.front import check_also
+
+        v = [v] if isinstance(v, (str, dict)) else v
+        if not isinstance(v, list):
+            raise SpecError("objective.also", "a list of objectives", allowed="[NAME, {metric: NAME, aggregate: AGG}]",
+                            got=v)
+        for i, item in enumerate(v):
+            check_also(item, i, *_measurables())
+        return v
+
+
+def _measurables() -> tuple[list[str], list[str], list[str]]:
+    """The metrics, the measures and the aggregates an objective or a constraint may name."""
+    return (_names("metaray.metrics", "METRICS")(), _names("metaray.measures", "MEASURES")(),
+            _names("metaray.aggregates", "AGGREGATES")())
 
 
 class RaySpec(_Section):
@@ -378,6 +398,7 @@ class SearchSpec(_Section):
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
     time_budget: float | str | None = None  # seconds (or "10m", "1.5h"): no configuration opens after it
+    constraints: list[str] = Field(default_factory=list)  # "n_parameters <= 50000": metaray.front
 
     _key = "search"
     _rules = {"num_samples": POSITIVE, "max_concurrent": POSITIVE}
@@ -388,6 +409,19 @@ class SearchSpec(_Section):
     def _seconds(cls, v):
         return None if v is None else _quantity(v, _UNITS, "search.time_budget", "seconds or a duration such as "
                                                 "90s, 10m, 1.5h")
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _constraints(cls, v):
+        from metaray.front import check_constraint
+
+        v = [v] if isinstance(v, str) else v
+        if not isinstance(v, list):
+            raise SpecError("search.constraints", "a list of constraints", allowed="['n_parameters <= 50000', ...]",
+                            got=v)
+        for i, text in enumerate(v):
+            check_constraint(text, i, *_measurables())
+        return [str(t).strip() for t in v]
 
     @model_validator(mode="after")
     def _warm_grid(self):
@@ -501,10 +535,23 @@ class ExperimentSpec(_Section):
                             "fits left out; under another protocol it would choose on rows the fits saw or on the "
                             "hold-out rows that judge it", allowed=["refit", "bag", "ensemble with subsets.protocol: "
                             "out_of_subset"], got={"final": self.final, "subsets.protocol": sub.protocol})
+        if self.objective.also:
+            self._several_objectives()
         if self.ray.address and self.ray.num_cpus is not None:
             raise SpecError("ray.num_cpus", "applies to a local Ray only; a cluster's nodes set their own CPUs",
                             allowed=[None], got=self.ray.num_cpus)
         return self
+
+    def _several_objectives(self) -> None:
+        """What a search of several objectives refuses (metaray.front)."""
+        s = self.search
+        if s.searcher == "hyperopt":
+            raise SpecError("search.searcher", "HyperOpt optimises one objective; objective.also asks for a Pareto "
+                            "front", allowed=["random", "grid", "optuna"], got="hyperopt")
+        if s.scheduler.name != "none":
+            raise SpecError("search.scheduler", f"{s.scheduler.name} stops a configuration by one objective; with "
+                            "objective.also it would drop configurations the front needs (a multi-objective ASHA is "
+                            "not built)", allowed=["none"], got=s.scheduler.name)
 
     def parsed_space(self):
         from metaray.space import parse_space

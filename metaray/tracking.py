@@ -67,7 +67,7 @@ class MlflowCallback(Callback):
     def on_trial_end(self, trial, ranking) -> None:
         self.tracker.log(LogTrial(trial.id, trial.status, ranking.row(trial), ranking.visible(trial),
                                   ranking.learner(trial)[0], trial.error, ranking.series(trial),
-                                  ranking.running(trial)))
+                                  ranking.running(trial), dict(trial.values), trial.feasible))
 
     def on_search_end(self, result) -> None:
         result.mlflow_run_id = self.tracker.parent_id
@@ -437,6 +437,8 @@ class Writer:
             tags["metaray.error"] = t.error[:5000]
         if "origin" in row:
             tags["metaray.origin"] = row["origin"]
+        if not t.feasible:
+            tags["metaray.feasible"] = "false"
         run = self._client.create_run(self._experiment_id, run_name=t.trial, tags=tags)
         self._children[t.trial] = run.info.run_id
         params = {"learner": t.learner, **{k: v for k, v in t.params.items() if k != "learner"}}
@@ -445,6 +447,7 @@ class Writer:
             metrics += [(name, value, k) for name, value in scores.items()]
             metrics.append(("fit_seconds", fit_seconds, k))
         metrics.append(("fit_seconds_total", sum(r[2] for r in t.series), 0))
+        metrics += [(label, value, 0) for label, value in t.values.items()]
         metrics += [("running_objective", v, m) for m, v in enumerate(t.running, 1)]
         self._batch(run.info.run_id, params=params, metrics=metrics)
         self._client.set_terminated(run.info.run_id, "FAILED" if t.status == "failed" else "FINISHED")
@@ -463,6 +466,9 @@ class Writer:
             metrics += [(f"holdout_{k}", v, 0) for k, v in result.holdout_scores.items()]
             tags = {"best_trial": result.best["trial"], "best_learner": result.best["learner"],
                     "best_params": json.dumps(result.best["params"], default=str)[:5000]}
+        if result.front:  # several objectives: the configurations on the Pareto front
+            metrics.append(("front_size", len(result.front["members"]), 0))
+            tags["front"] = " ".join(m["trial"] for m in result.front["members"])[:5000]
         self._batch(self.parent_id, metrics=metrics, tags=tags)
         self._ties(result.results)
         client.log_artifact(self.parent_id, str(result.run_dir / "results.csv"))
@@ -490,11 +496,18 @@ class Writer:
     def _ties(self, table) -> None:
         """Each child run's comparison with the best, known once the search has ended: ``p_vs_best`` and
         ``p_not_worse`` metrics, a ``tied_with_best`` tag."""
-        for row in table[["trial", "p_vs_best", "p_not_worse", "tied_with_best"]].itertuples(index=False):
+        import pandas as pd
+
+        front = "on_front" in table
+        for row in table.itertuples(index=False):
             if row.trial in self._children:
-                self._batch(self._children[row.trial], metrics=[("p_vs_best", row.p_vs_best, 0),
-                                                                ("p_not_worse", row.p_not_worse, 0)],
-                            tags={"tied_with_best": str(bool(row.tied_with_best)).lower()})
+                metrics = [("p_vs_best", row.p_vs_best, 0), ("p_not_worse", row.p_not_worse, 0)]
+                tags = {"tied_with_best": str(bool(row.tied_with_best)).lower()}
+                if front:  # several objectives: its place in the Pareto front (metaray.front)
+                    tags["on_front"] = str(bool(row.on_front)).lower()
+                    if pd.notna(row.pareto_rank):
+                        metrics.append(("pareto_rank", float(row.pareto_rank), 0))
+                self._batch(self._children[row.trial], metrics=metrics, tags=tags)
 
     def _log_model(self, model) -> None:
         import warnings

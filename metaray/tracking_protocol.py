@@ -62,6 +62,8 @@ class LogTrial:
     error: str | None
     series: list[tuple[int, dict[str, float], float]]  # (subset, scores, fit seconds) of its latest stage
     running: list[float]  # the running objective over those subsets
+    values: dict[str, float] = field(default_factory=dict)  # its further objectives and constrained values
+    feasible: bool = True  # it meets the search's constraints
 
 
 @dataclass(frozen=True)
