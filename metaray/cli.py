@@ -68,7 +68,10 @@ def _print_search(result) -> int:
         print(f"mlflow: run {result.mlflow_run_id} (browse with: mlflow ui --host 127.0.0.1)")
     sys.stdout.flush()
     failures = result.failures()
-    if result.best is None:
+    if result.best is None and result.infeasible_line() and (result.results["status"] == "completed").any():
+        print(f"metaray: no configuration met the constraints: {result.infeasible_line()}; results: "
+              f"{result.run_dir}", file=sys.stderr)
+    elif result.best is None:
         counts = ", ".join(f"{n} {status}" for status, n in result.results["status"].value_counts().items())
         print(f"metaray: no configuration completed: {failures or f'none has a finite meta-objective ({counts})'}; "
               f"results: {result.run_dir}", file=sys.stderr)

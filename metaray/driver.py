@@ -250,6 +250,9 @@ class Driver:
             if trial.reported in layout.decisions:
                 scores = self.scores(trial)
                 value = self._score(scores)[self._objective]
+                if self.goals is not None and self.goals.multi:  # every objective at this fidelity (MOASHA)
+                    values, _ = self.goals.judge(lambda name: self.scores(trial, name))
+                    value = (value, *(values[o.label] for o in self.goals.also))
                 if self.scheduler.decide(trial.index, layout.decisions[trial.reported], value, scores):
                     trial.status = "stopped"
                     break

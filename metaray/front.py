@@ -4,10 +4,11 @@
 ``fit_seconds``, ``model_bytes`` ...); ``search.constraints`` bounds any of them (``"n_parameters <= 50000"``).
 ``Goals`` turns a configuration's per-subset results into those values; ``front`` ranks configurations by
 non-dominated sorting in which a configuration dominates another only where the subsets show it: significantly
-better on at least one objective and significantly worse on none, by the tests tie detection uses (metaray.stats:
-the corrected resampled t-test for means, the paired bootstrap for other aggregates). A configuration that is
-better on one objective by noise alone therefore does not pad the front, and one a hair worse on every objective
-by noise alone is not dropped from it. Infeasible configurations (a constraint violated) are never on it.
+better on at least one objective (the tests ties with the best are decided by, metaray.stats), and worse on none by
+more than the region of practical equivalence (``objective.rope`` for a metric, 5 % for a measure). A configuration
+that is better on one objective by a practically nil margin therefore does not pad the front, and one a hair worse
+on every objective by noise alone is not dropped from it. Infeasible configurations (a constraint violated) are
+never on it.
 
 This module imports NumPy only (SciPy when a front is ranked): specs are checked with it.
 """
@@ -191,7 +192,11 @@ class Goals:
 
 @dataclass(frozen=True)
 class Evidence:
-    """How "significantly better" is decided between two configurations on one objective (metaray.stats)."""
+    """How one configuration is compared with another on one objective: "significantly better" by the tests of
+    metaray.stats at ``confidence`` (the corrected resampled t-test for means, the paired bootstrap otherwise, as ties
+    with the best are tested); "at least as good" when its aggregate is worse by no more than the region of
+    practical equivalence: ``rope`` in a metric's units, ``measure_rope`` of a measure's size (5 %: a network 5 %
+    larger is practically as large)."""
 
     confidence: float = 0.95
     n_train: float = 0.0
@@ -199,61 +204,70 @@ class Evidence:
     alpha: float = 0.2
     lam: float = 1.0
     seed: int = 0
+    rope: float = 0.01
+    measure_rope: float = 0.05
 
     @property
     def method(self) -> str:
-        return (f"dominated only where significantly better on one objective and significantly worse on none "
-                f"(corrected resampled t-test for means, paired bootstrap otherwise; at {self.confidence:g})")
+        return (f"dominated where another is significantly better on one objective (at {self.confidence:g}; corrected "
+                f"t-test for means, paired bootstrap otherwise) and worse on none by more than the ROPE ({self.rope:g}"
+                f" for metrics, {self.measure_rope:.0%} for measures)")
 
 
-def significantly_better(series: np.ndarray, o: Objective, test: Evidence) -> np.ndarray:
-    """``better[i, j]``: configuration i is significantly better than j on ``o``, from ``series`` (configurations x
-    subsets, its per-subset values; NaN where missing)."""
+def compare(series: np.ndarray, o: Objective, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+    """``(better, as_good)``, two configurations x configurations matrices from ``series`` (configurations x subsets,
+    the per-subset values of ``o``'s source; NaN where missing): ``better[i, j]`` if i is significantly better than
+    j on ``o``; ``as_good[i, j]`` if i's aggregate is worse than j's by no more than the ROPE (``Evidence``)."""
     from scipy import stats
 
     from metaray.stats import _ratio, paired_bootstrap
 
     n, k = series.shape
     sign = 1.0 if o.mode == "max" else -1.0
-    better = np.zeros((n, n), bool)
-    if k < 2 or n < 2:
-        return better
-    level = 1.0 - test.confidence
+    level = 1.0 - ev.confidence
+    centre = np.array([_aggregate(row, o, ev) for row in series])
+    rope = (ev.measure_rope * np.maximum(np.abs(centre)[:, None], np.abs(centre)[None, :]) if o.measure
+            else np.full((n, n), ev.rope))
+    diff = sign * (centre[:, None] - centre[None, :])  # > 0 where i is better
+    as_good = diff >= -rope
+    if k < 2 or n < 2:  # no spread to test with: the aggregates decide
+        return diff > 0, as_good
     if o.aggregate == "mean":
-        d = sign * (series[:, None, :] - series[None, :, :])  # > 0 where i is better
+        d = sign * (series[:, None, :] - series[None, :, :])
         ok = ~np.isnan(d)
         m = ok.sum(axis=2)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(ok, d, 0).sum(axis=2) / m
             var = np.where(ok, (d - mean[..., None]) ** 2, 0).sum(axis=2) / (m - 1)
-            t = mean / np.sqrt(var * (1.0 / m + _ratio(test.n_train, test.n_test)))
+            t = mean / np.sqrt(var * (1.0 / m + _ratio(ev.n_train, ev.n_test)))
             p = np.where(var > 0, stats.t.sf(t, df=np.maximum(m - 1, 1)), np.where(mean > 0, 0.0, 1.0))
-        return (m >= 2) & (p < level)
-    values = np.array([_aggregate(row, o, test) for row in series])
+        return (m >= 2) & (p < level), as_good
+    better = np.zeros((n, n), bool)
     for i in range(n):
         for j in range(n):
-            if i != j and sign * (values[i] - values[j]) > 0:
-                p, _ = paired_bootstrap(series[j], series[i], o.aggregate, rope=0.0, n_train=test.n_train,
-                                        n_test=test.n_test, greater_is_better=o.greater_is_better, better=o.mode,
-                                        alpha=test.alpha, lam=test.lam, draws=1000, seed=test.seed)
+            if i != j and diff[i, j] > 0:
+                # the share of draws in which j is at least as good as i
+                p, _ = paired_bootstrap(series[j], series[i], o.aggregate, rope=0.0, n_train=ev.n_train,
+                                        n_test=ev.n_test, greater_is_better=o.greater_is_better, better=o.mode,
+                                        alpha=ev.alpha, lam=ev.lam, draws=1000, seed=ev.seed)
                 better[i, j] = p < level
-    return better
+    return better, as_good
 
 
-def _aggregate(row, o: Objective, test: Evidence) -> float:
+def _aggregate(row, o: Objective, ev: Evidence) -> float:
     from metaray.aggregates import aggregate
 
-    return aggregate(row, greater_is_better=o.greater_is_better, alpha=test.alpha, lam=test.lam)[o.aggregate]
+    return aggregate(row, greater_is_better=o.greater_is_better, alpha=ev.alpha, lam=ev.lam)[o.aggregate]
 
 
-def pareto_ranks(values: np.ndarray, modes: Sequence[str], better: Sequence[np.ndarray] | None = None) -> np.ndarray:
+def pareto_ranks(values: np.ndarray, modes: Sequence[str], evidence: Sequence[tuple[np.ndarray, np.ndarray]] | None
+                 = None) -> np.ndarray:
     """Non-dominated sorting: rank 1 is the front, rank 2 the front once it is removed, and so on.
 
-    ``values``: configurations x objectives; ``modes``: each objective's "max"/"min". Without ``better`` (one
-    boolean matrix per objective, i significantly better than j), dominance is Pareto's on the values; with it, i
-    dominates j when it is significantly better on one objective and significantly worse on none. Should that
-    relation leave no configuration undominated (it need not be transitive), the rest's plain Pareto front is
-    the next rank.
+    ``values``: configurations x objectives; ``modes``: each objective's "max"/"min". Without ``evidence``,
+    dominance is Pareto's on the values. With it (``compare``'s ``(better, as_good)`` per objective), i dominates j
+    when it is significantly better on one objective and at least as good on every other. Should that relation
+    leave no configuration undominated (it need not be transitive), the rest's plain Pareto front is the next rank.
 
     Example:
         >>> pareto_ranks(np.array([[0.9, 10], [0.8, 5], [0.7, 8], [0.9, 12]]), ["max", "min"]).tolist()
@@ -265,11 +279,13 @@ def pareto_ranks(values: np.ndarray, modes: Sequence[str], better: Sequence[np.n
     ge = (signed[:, None, :] >= signed[None, :, :]).all(axis=2)
     gt = (signed[:, None, :] > signed[None, :, :]).any(axis=2)
     plain = ge & gt  # plain[i, j]: i dominates j
-    if better is None:
+    if evidence is None:
         dominates = plain
     else:
-        sig = np.stack(better)  # objectives x n x n
-        dominates = sig.any(axis=0) & ~sig.transpose(0, 2, 1).any(axis=0)
+        better = np.stack([b for b, _ in evidence])
+        as_good = np.stack([a for _, a in evidence])
+        dominates = better.any(axis=0) & as_good.all(axis=0)
+        np.fill_diagonal(dominates, False)
     ranks = np.zeros(n, int)
     left = np.ones(n, bool)
     rank = 0

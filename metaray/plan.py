@@ -129,7 +129,7 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
                       mode=prepared.mode, num_samples=num_samples, alpha=obj.alpha, lam=obj.lam, versus=versus,
                       complexity=lambda t: complexity(t.learner, width, outputs) if t.learner else (9,),
                       origins={i: p.origin for i, p in enumerate(warm)}, goals=goals,
-                      test=Evidence(obj.confidence, n_train, n_test, obj.alpha, obj.lam, spec.seed))
+                      test=Evidence(obj.confidence, n_train, n_test, obj.alpha, obj.lam, spec.seed, obj.rope))
     return Plan(spec=spec, space=space, searcher=searcher, scheduler=scheduler, layout=layout, driver=driver,
                 ranking=ranking, warm=warm, notes=notes)
 
@@ -152,7 +152,9 @@ def _scheduler(prepared: Prepared, space, *, overlap: float) -> tuple[Any, Layou
     """The spec's scheduler and the layout of a configuration's units: over its subsets, or over its epochs (ASHA
     with the epochs fidelity)."""
     options, k = prepared.spec.search.scheduler, prepared.plan.k
-    make = dict(mode=prepared.mode, greater_is_better=prepared.metric.greater_is_better, overlap=overlap)
+    goals = prepared.goals
+    mode = [o.mode for o in goals.objectives] if goals.multi else prepared.mode  # several: ASHA is MOASHA
+    make = dict(mode=mode, greater_is_better=prepared.metric.greater_is_better, overlap=overlap)
     if options.name != "asha" or options.fidelity == "subsets":
         scheduler = make_scheduler(options, total=k, **make)
         return scheduler, Layout.over_subsets(k, scheduler.milestones(k))

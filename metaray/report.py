@@ -522,9 +522,12 @@ def _optuna_importance(d: _Data, done, params) -> dict[str, float] | None:
         with optuna_verbosity(optuna.logging.ERROR):
             study = optuna.create_study(direction="maximize" if d.mode == "max" else "minimize")
             for _, row in done.iterrows():
-                # no learner: one-learner spaces only; a value that is none of a choice's: refused, the surrogate
-                values = {name: d.dists[name].read(row[f"param.{name}"]) for name in params}
-                study.add_trial(optuna.trial.create_trial(params=values, distributions=dists,
+                # no learner: one-learner spaces only; a value that is none of a choice's: refused, the surrogate. A
+                # parameter the configuration does not use (a block its network lacks) is left out of its trial, so
+                # Optuna weighs only parameters every configuration has
+                values = {name: d.dists[name].read(row[f"param.{name}"]) for name in params
+                          if not missing(row[f"param.{name}"])}
+                study.add_trial(optuna.trial.create_trial(params=values, distributions={n: dists[n] for n in values},
                                                           value=float(row["objective"])))
             found = optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
@@ -637,8 +640,9 @@ def _front(d: _Data):
         modes = [o.get("mode", "?") for o in objectives]
         ax.set_xlabel(f"{names[j]} ({modes[j]})")
         ax.set_ylabel(f"{names[i]} ({modes[i]})")
-        if ("bytes" in columns[j] or "n_parameters" in columns[j]) and (x > 0).all():
-            ax.set_xscale("log")  # sizes span orders of magnitude
+        for values, scale in ((x, ax.set_xscale), (y, ax.set_yscale)):
+            if (values > 0).all() and values.max() > 20 * values.min():
+                scale("log")  # sizes and times that span orders of magnitude
         ax.grid(alpha=0.3)
     for ax in axes[len(pairs):]:
         ax.set_visible(False)

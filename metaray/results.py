@@ -14,6 +14,7 @@ import numpy as np
 from metaray.aggregates import COLUMNS as AGGREGATE_COLUMNS
 from metaray.aggregates import running
 from metaray.driver import Driver, Trial, status_rank
+from metaray.learners import inactive
 from metaray.space import missing, plain
 from metaray.stats import VersusBest
 
@@ -56,8 +57,15 @@ class Ranking:
         return self.space.resolve({k: plain(v) for k, v in trial.config.items()})
 
     def visible(self, trial: Trial) -> dict[str, Any]:
-        """The searched parameters of the configuration, under their flat names."""
-        return self.space.visible({k: plain(v) for k, v in trial.config.items()})
+        """The searched parameters of the configuration that it uses, under their flat names: a conditional space's
+        chosen branch, less those its learner does not use with the others (metaray.learners.inactive: a
+        network's parameters of blocks it does not have)."""
+        config = {k: plain(v) for k, v in trial.config.items()}
+        shown = self.space.visible(config)
+        name, params = self.space.resolve(config)
+        model = getattr(trial.learner, "model", None)
+        unused = inactive(name, model.get_params() if hasattr(model, "get_params") else params)
+        return {k: v for k, v in shown.items() if k.rpartition(".")[2] not in unused} if unused else shown
 
     def series(self, trial: Trial) -> list[tuple[int, dict[str, float], float]]:
         """(subset, scores, fit seconds) of every delivered fit of the configuration's latest stage."""
@@ -159,7 +167,7 @@ class Ranking:
     def front(self) -> dict[str, tuple[int, bool]]:
         """``(pareto_rank, on_front)`` of every completed, feasible configuration with every objective's value, by
         non-dominated sorting on the subsets' evidence (metaray.front); {} for a search of one objective."""
-        from metaray.front import pareto_ranks, significantly_better
+        from metaray.front import compare, pareto_ranks
 
         if self.goals is None or not self.goals.multi:
             return {}
@@ -170,17 +178,17 @@ class Ranking:
         if not ranked:
             return {}
         values = np.array([[t.objective, *(t.values[o.label] for o in objectives[1:])] for t in ranked])
-        better = None
+        evidence = None
         if self.test is not None and self.driver.layout.k >= 2:
             k = self.driver.layout.k
-            better = []
+            evidence = []
             for o in objectives:
                 series = np.full((len(ranked), k), np.nan)
                 for i, t in enumerate(ranked):
                     got = self.driver.scores(t, o.source)
                     series[i, : len(got)] = got
-                better.append(significantly_better(series, o, self.test))
-        ranks = pareto_ranks(values, [o.mode for o in objectives], better)
+                evidence.append(compare(series, o, self.test))
+        ranks = pareto_ranks(values, [o.mode for o in objectives], evidence)
         return {t.id: (int(r), bool(r == 1)) for t, r in zip(ranked, ranks, strict=True)}
 
     def front_method(self) -> str:

@@ -129,9 +129,37 @@ def _optuna(space, num_samples: int, mode, seed: int, points=(), startup=None) -
     several = not isinstance(mode, str)
     metric = [objective_name(i, len(mode)) for i in range(len(mode))] if several else OBJECTIVE
     with quiet():  # Tune's default sampler, TPE: multi-objective TPE for several objectives; it reads constraints
-        searcher = OptunaSearch(space=space.param_space(), metric=metric, mode=list(mode) if several else mode,
-                                seed=seed, points_to_evaluate=[dict(p) for p in points] or None)
+        searcher = OptunaSearch(space=define_by_run(space) or space.param_space(), metric=metric,
+                                mode=list(mode) if several else mode, seed=seed,
+                                points_to_evaluate=[dict(p) for p in points] or None)
     return TuneSearcher(searcher, quiet)
+
+
+def define_by_run(space) -> Callable | None:
+    """A space of one learner with conditional parameters (a network's blocks, metaray.learners.conditions) as
+    Optuna's define-by-run function: the parameters others depend on are drawn first, and a parameter only where
+    it exists (``width_2`` when ``n_layers >= 2``), so that Optuna's sampler models only the parameters a
+    configuration uses. None for any other space (Tune's dict of distributions serves it)."""
+    from metaray.learners import conditions
+
+    if space.conditional:
+        return None
+    branch = space.branches[0]
+    depends = {p: c for p, c in conditions(branch.learner).items() if p in branch.dists}
+    if not depends:
+        return None
+    first = {on for on, _ in depends.values()}
+    order = sorted(branch.dists, key=lambda p: (p not in first, p))
+
+    def define(trial):
+        for p in order:
+            on, least = depends.get(p, (None, 0))
+            value = trial.params.get(on, branch.constants.get(on)) if on else None
+            if isinstance(value, int) and value < least:
+                continue
+            branch.dists[p].suggest(trial, p)
+
+    return define
 
 
 def _hyperopt(space, num_samples: int, mode, seed: int, points=(), startup=None) -> TuneSearcher:

@@ -147,6 +147,14 @@ class Dist:
             return tune.choice(list(self.args))
         return getattr(tune, self.kind)(*self.args)
 
+    def suggest(self, trial, name: str):
+        """Draw it from an Optuna trial (define-by-run), as ``to_optuna`` describes it."""
+        if self.choices is not None:
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.kind == "randint":
+            return trial.suggest_int(name, int(self.args[0]), int(self.args[1]) - 1)
+        return trial.suggest_float(name, self.args[0], self.args[1], log=self.log)
+
     def to_optuna(self):
         """Optuna's distribution of the same values (a quantised range as a plain one)."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -251,7 +259,9 @@ class Space:
         name = config["learner"] if self.conditional else self.branches[0].learner
         branch = next(b for b in self.branches if b.learner == name)
         params = dict(branch.constants)
-        params.update({p: plain(config[self.flat_name(branch, p)]) for p in branch.dists})
+        # a parameter a define-by-run searcher did not draw (one the learner does not use with the others) is absent
+        params.update({p: plain(config[self.flat_name(branch, p)]) for p in branch.dists
+                       if self.flat_name(branch, p) in config})
         return name, params
 
     def visible(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -259,7 +269,7 @@ class Space:
         name, params = self.resolve(config)
         branch = next(b for b in self.branches if b.learner == name)
         out = {"learner": name} if self.conditional else {}
-        out.update({self.flat_name(branch, p): params[p] for p in branch.dists})
+        out.update({self.flat_name(branch, p): params[p] for p in branch.dists if p in params})
         return out
 
 

@@ -548,10 +548,11 @@ class ExperimentSpec(_Section):
         if s.searcher == "hyperopt":
             raise SpecError("search.searcher", "HyperOpt optimises one objective; objective.also asks for a Pareto "
                             "front", allowed=["random", "grid", "optuna"], got="hyperopt")
-        if s.scheduler.name != "none":
-            raise SpecError("search.scheduler", f"{s.scheduler.name} stops a configuration by one objective; with "
-                            "objective.also it would drop configurations the front needs (a multi-objective ASHA is "
-                            "not built)", allowed=["none"], got=s.scheduler.name)
+        if s.scheduler.name == "racing":
+            raise SpecError("search.scheduler", "racing stops a configuration that cannot beat the best on one "
+                            "objective; with objective.also it would drop configurations the front needs (ASHA is "
+                            "multi-objective: it promotes by non-dominated sorting)", allowed=["none", "asha"],
+                            got="racing")
 
     def parsed_space(self):
         from metaray.space import parse_space

@@ -480,6 +480,7 @@ class Writer:
             self._log_model(pickle.loads(f.model))
         if not result.ok:  # a search without an answer is not a success, in MLflow either
             client.set_tag(self.parent_id, "metaray.error", (result.refit_error or result.failures()
+                                                             or result.infeasible_line()
                                                              or "no configuration completed")[:5000])
         client.set_terminated(self.parent_id, "FINISHED" if result.ok else "FAILED")
         return notes

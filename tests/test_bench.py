@@ -85,3 +85,14 @@ def test_the_final_model_benchmark_scores_refit_bag_and_ensemble_from_one_search
     assert run["fits"]["ensemble"] == len(weights) and sum(weights) == pytest.approx(1)
     assert run["gain"] == pytest.approx(run["test"]["ensemble"] - run["test"]["refit"])
     assert "ensemble >= refit on" in capsys.readouterr().out
+
+
+def test_the_front_benchmark_measures_each_searchers_hypervolume_at_equal_fits(ray_session, tmp_path, capsys):
+    front = load_benchmark("front")
+    assert front.main(["--quick", "--json", str(tmp_path / "h.json")]) == 0
+    rows = {r["searcher"]: r for r in json.loads((tmp_path / "h.json").read_text())}
+    assert set(rows) == {"random", "optuna", "moasha"}
+    budget = rows["random"]["fits"]
+    assert rows["optuna"]["fits"] == budget and 0 < rows["moasha"]["fits"] <= budget  # equal fits, or less
+    assert rows["random"]["ratio_all"] == 1.0 and all(r["hv_all"] > 0 and r["front"] >= 1 for r in rows.values())
+    assert "optuna / random, mean over 1 seed(s)" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from metaray.front import Evidence, Goals, Objective, hypervolume, pareto_ranks, significantly_better
+from metaray.front import Evidence, Goals, Objective, compare, hypervolume, pareto_ranks
 from metaray.measures import n_parameters
 from metaray.spec import load_spec
 
@@ -21,32 +21,34 @@ def test_a_front_is_not_padded_by_noise_nor_thinned_by_it():
     """Three configurations over 8 subsets. B has A's accuracy but for noise, and is clearly smaller: A is
     dominated, though by its point estimates A is on the plain Pareto front (its accuracy is a hair higher). C is a
     hair worse than B on both objectives, by noise alone: by point estimates B dominates C, but the subsets cannot
-    tell them apart, so C stays on the front."""
+    tell them apart, so C stays on the front. D is much smaller than B but clearly less accurate (by more than the
+    ROPE): a trade-off, so both stay."""
     base = np.linspace(0.88, 0.92, 8)  # the subsets differ in how hard they are
     wiggle = np.array([1, -1] * 4, dtype=float)  # zero-mean noise
     b_accuracy = base + 0.01 * wiggle
-    accuracy = np.vstack([base + 0.002, b_accuracy, b_accuracy - 0.0005 + 0.01 * wiggle[::-1]])
-    size = np.vstack([np.full(8, 5000.0), 500.0 + wiggle * 0.5, 500.2 + wiggle[::-1]])
+    accuracy = np.vstack([base + 0.002, b_accuracy, b_accuracy - 0.0005 + 0.01 * wiggle[::-1], base - 0.03])
+    size = np.vstack([np.full(8, 5000.0), 500.0 + wiggle * 0.5, 500.2 + wiggle[::-1], np.full(8, 50.0)])
     values = np.column_stack([accuracy.mean(axis=1), size.mean(axis=1)])
     plain = pareto_ranks(values, ["max", "min"])
     test = Evidence(0.95, n_train=120, n_test=30)
-    better = [significantly_better(accuracy, MAX, test), significantly_better(size, MIN, test)]
-    ranks = pareto_ranks(values, ["max", "min"], better)
+    ranks = pareto_ranks(values, ["max", "min"], [compare(accuracy, MAX, test), compare(size, MIN, test)])
     assert values[0, 0] > values[1, 0] and plain[0] == 1  # A: on the plain front, by a noise-sized margin
     assert ranks[0] == 2  # ... not on the tested one: B is significantly smaller and not significantly worse
     assert plain[2] == 2 and ranks[2] == 1  # C: a hair worse on both, by noise only: on the tested front
-    assert ranks[1] == 1
+    assert ranks[1] == 1 and ranks[3] == 1
 
 
 def test_significantly_better_uses_the_bootstrap_for_other_aggregates_and_handles_constant_measures():
     worst = Objective("accuracy", "worst", "max", True, False)
     good = np.array([0.95, 0.96, 0.94, 0.95, 0.96, 0.95])
     series = np.vstack([good, good - 0.10, good[::-1] + 0.0001])  # the last: the same worst, but for a hair
-    better = significantly_better(series, worst, Evidence(0.95, n_train=100, n_test=25))
+    better, as_good = compare(series, worst, Evidence(0.95, n_train=100, n_test=25))
     assert better[0, 1] and not better[1, 0] and not better[0, 2] and not better[2, 0]
-    sizes = np.array([[10.0] * 4, [10.0] * 4, [12.0] * 4])  # a network's weights: the same on every subset
-    b = significantly_better(sizes, MIN, Evidence())
+    assert as_good[0, 2] and as_good[2, 0] and as_good[0, 1] and not as_good[1, 0]  # within the ROPE, or not
+    sizes = np.array([[10.0] * 4, [10.0] * 4, [12.0] * 4, [10.2] * 4])  # a network's weights: the same on each subset
+    b, a = compare(sizes, MIN, Evidence())
     assert b[0, 2] and b[1, 2] and not b[0, 1] and not b[1, 0] and not b[2].any()
+    assert a[0, 1] and a[1, 0] and not a[2, 0] and a[3, 0]  # 2 % larger is as large (the measures' 5 % ROPE)
 
 
 def test_hypervolume_is_exact_in_two_and_three_objectives():
@@ -125,8 +127,8 @@ def test_goals_label_judge_and_check_constraints():
      ["unknown aggregate", "got: 'average'"]),
     ({"objective": {"also": ["n_parameters"]}, "search": {"searcher": "hyperopt"}}, "search.searcher",
      ["HyperOpt optimises one objective", "'optuna'", "got: 'hyperopt'"]),
-    ({"objective": {"also": ["fit_seconds"]}, "search": {"scheduler": "asha"}}, "search.scheduler",
-     ["multi-objective ASHA is not built", "allowed: 'none'", "got: 'asha'"]),
+    ({"objective": {"also": ["fit_seconds"]}, "search": {"scheduler": "racing"}}, "search.scheduler",
+     ["cannot beat the best on one objective", "allowed: 'none', 'asha'", "got: 'racing'"]),
 ])
 def test_bad_objectives_and_constraints_name_the_key(patch, key, fragments):
     from metaray.errors import SpecError
@@ -151,6 +153,23 @@ def test_a_metric_of_another_task_in_also_is_refused_before_any_fit():
     with pytest.raises(SpecError, match=r"^objective.also\[1\]: the same objective twice"):
         prepare(load_spec({"name": "t", "data": {"dataset": "iris"},
                            "objective": {"also": ["fit_seconds", {"metric": "accuracy"}]}}))
+
+
+def test_multi_objective_asha_promotes_by_non_dominated_sorting():
+    """At a rung, a small network far behind on accuracy continues when it is on the rung's front, where ASHA of the
+    primary alone stops it; one dominated by the rung's others stops."""
+    from types import SimpleNamespace
+
+    from metaray.schedulers.asha import Asha
+
+    options = SimpleNamespace(grace_period=1, reduction_factor=2, fidelity="subsets")
+    several, one = Asha(options, mode=["max", "min"], total=4), Asha(options, mode="max", total=4)
+    for i, (accuracy, size) in enumerate([(0.9, 100.0), (0.89, 100.0), (0.88, 100.0)]):
+        several.decide(i, 1, (accuracy, size), [])
+        one.decide(i, 1, accuracy, [])
+    assert several.decide(3, 1, (0.7, 1.0), []) is False and one.decide(3, 1, 0.7, []) is True
+    assert several.decide(4, 1, (0.85, 150.0), []) is True  # dominated by all but the small one
+    assert several.decide(5, 1, (0.95, 1.0), []) is False
 
 
 def test_optuna_is_told_every_objective_and_samples_by_the_constraints():
@@ -264,3 +283,61 @@ def test_the_same_spec_gives_the_same_front_and_optuna_searches_several_objectiv
     tuned = metaray.search(spec, run_dir=tmp_path / "optuna", track=False)
     done = tuned.results[tuned.results["status"] == "completed"]
     assert done["on_front"].any() and tuned.best["trial"] in set(done.loc[done["feasible"], "trial"])
+
+
+def test_a_networks_unused_block_parameters_are_not_drawn_shown_logged_or_weighed():
+    """The NAS space is conditional: width_2 exists only for networks of two dense layers or more, channels_2 and
+    kernel_2 only for two convolutional blocks. Optuna draws it define-by-run, a block's parameters only where the
+    block exists; the table, MLflow's params and the importances read a configuration's parameters through
+    ``Ranking.visible``, which leaves the others out whichever searcher drew them."""
+    from metaray.driver import Trial
+    from metaray.learners import build_learner
+    from metaray.results import Ranking
+    from metaray.space import parse_space
+    from metaray.spec import LearnerSpec
+
+    space = parse_space({"n_layers": {"randint": [1, 3]}, "width_1": {"choice": [8, 16]},
+                         "width_2": {"choice": [8, 16]}, "conv_blocks": {"choice": [0, 1, 2]},
+                         "channels_1": {"choice": [4]}, "channels_2": {"choice": [8]}, "kernel_2": {"choice": [3]}},
+                        LearnerSpec(name="nas_net"))
+    ranking = Ranking(None, space, metric="accuracy", greater_is_better=True, aggregate="mean", mode="max",
+                      num_samples=1)
+
+    def shown(**config):
+        trial = Trial(0, config)
+        trial.learner = build_learner(LearnerSpec(name="nas_net", params=config), "classification")
+        return set(ranking.visible(trial))
+
+    config = dict(n_layers=1, width_1=8, width_2=16, conv_blocks=1, channels_1=4, channels_2=8, kernel_2=3)
+    assert shown(**config) == {"n_layers", "width_1", "conv_blocks", "channels_1"}
+    assert shown(**{**config, "n_layers": 2, "conv_blocks": 2}) == set(config)
+    assert shown(**{**config, "conv_blocks": 0}) == {"n_layers", "width_1", "conv_blocks"}
+
+    from metaray.searchers import make_searcher
+
+    optuna = make_searcher("optuna", space, 12, "max", 0)
+    drawn = [optuna.suggest(i) for i in range(12)]
+    for i, config in enumerate(drawn):
+        assert ("width_2" in config) == (config["n_layers"] >= 2), config
+        assert ("channels_2" in config) == ("kernel_2" in config) == (config["conv_blocks"] >= 2), config
+        assert ("channels_1" in config) == (config["conv_blocks"] >= 1), config
+        assert shown(**space.resolve(config)[1]) == set(config)  # what is drawn is what is shown
+        optuna.complete(i, 0.5 + i / 100)
+    assert {c["n_layers"] for c in drawn} == {1, 2} and {c["conv_blocks"] for c in drawn} >= {0, 2}
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_search_no_configuration_of_which_meets_the_constraints_has_no_answer(tmp_path, capsys):
+    import metaray
+    from metaray.cli import _print_search
+
+    spec = {"name": "none_fit", "data": {"dataset": "iris"}, "subsets": {"k": 2},
+            "search": {"num_samples": 3, "constraints": ["n_parameters < 1"],
+                       "space": {"C": {"loguniform": [0.1, 10.0]}}}}
+    result = metaray.search(spec, run_dir=tmp_path / "run", track=False)
+    assert result.best is None and not result.ok and not (result.run_dir / "best.json").exists()
+    assert not result.results["feasible"].any() and (result.results["status"] == "completed").all()
+    assert _print_search(result) == 1
+    out, err = capsys.readouterr()
+    assert "no completed configuration met the constraints" in out
+    assert err.startswith("metaray: no configuration met the constraints: constraints (n_parameters < 1): 3 of 3 ")

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from metaray.errors import RejectedValue, SpecError
 from metaray.registry import Registry, import_object
 
@@ -28,9 +30,18 @@ class LearnerEntry:
     regression: str | None = None
     embedding: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    # a parameter -> (the parameter it depends on, the least value at which it exists): a network's block parameters
+    conditions: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def path(self, task: str) -> str | None:
         return getattr(self, task)
+
+
+def _blocks(dense: int, conv: int) -> dict[str, tuple[str, int]]:
+    """An architecture's block parameters and the depth at which each exists: ``width_i`` when ``n_layers >= i``,
+    ``channels_i`` and ``kernel_i`` when ``conv_blocks >= i`` (metaray.learners.nas: at most ``dense`` and ``conv``)."""
+    return {**{f"width_{i}": ("n_layers", i) for i in range(1, dense + 1)},
+            **{f"{p}_{i}": ("conv_blocks", i) for i in range(1, conv + 1) for p in ("channels", "kernel")}}
 
 
 LEARNERS: Registry[LearnerEntry] = Registry("learner", "learner.name")
@@ -58,13 +69,30 @@ for _name, _entry in {
                                 defaults={"max_iter": 500}),
     "mlp": LearnerEntry("metaray.learners.torch_mlp.TorchMLPClassifier",
                         "metaray.learners.torch_mlp.TorchMLPRegressor"),
-    "nas_net": LearnerEntry("metaray.learners.nas.TorchNetClassifier", "metaray.learners.nas.TorchNetRegressor"),
+    "nas_net": LearnerEntry("metaray.learners.nas.TorchNetClassifier", "metaray.learners.nas.TorchNetRegressor",
+                            conditions=_blocks(dense=4, conv=3)),
     "pca": LearnerEntry(embedding=_SK + "decomposition.PCA"),
     "truncated_svd": LearnerEntry(embedding=_SK + "decomposition.TruncatedSVD"),
     "kernel_pca": LearnerEntry(embedding=_SK + "decomposition.KernelPCA", defaults={"fit_inverse_transform": True}),
     "autoencoder": LearnerEntry(embedding="metaray.learners.embedding.TorchAutoencoder"),
 }.items():
     LEARNERS.register(_name, _entry)
+
+
+def conditions(name: str) -> dict[str, tuple[str, int]]:
+    """The conditional parameters of a registered learner (``LearnerEntry.conditions``); none for others."""
+    return LEARNERS.get(name).conditions if name in LEARNERS.names() else {}
+
+
+def inactive(name: str, params: dict[str, Any]) -> set[str]:
+    """The parameters of ``params`` that the learner ``name`` does not use with them (a block its network lacks).
+
+    Example:
+        >>> sorted(inactive("nas_net", {"n_layers": 1, "conv_blocks": 1}))[:4]
+        ['channels_2', 'channels_3', 'kernel_2', 'kernel_3']
+    """
+    return {p for p, (on, least) in conditions(name).items()
+            if isinstance(params.get(on), (int, np.integer)) and params[on] < least}
 
 
 #: each learner's own notion of simple, for the "simplest tied" recommendation: a rank across learners (0: linear

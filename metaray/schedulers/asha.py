@@ -1,7 +1,12 @@
 """Asynchronous successive halving (ASHA, Li et al. 2020), the rule of Ray Tune's ``AsyncHyperBandScheduler``
 with one bracket, owned here: rungs at ``grace_period * reduction_factor**i`` (real numbers) below the fidelity's
 total; a configuration reaching a rung continues only if its objective is in the top ``1/reduction_factor`` of those
-recorded at that rung so far."""
+recorded at that rung so far.
+
+With several objectives (``objective.also``) it is multi-objective ASHA, as Syne Tune's MOASHA (Schmucker et al.
+2021): the configurations recorded at a rung are ordered by non-dominated sorting of their objectives there (Pareto
+rank, then the primary objective within a rank), and a configuration continues only if it is in the top
+``1/reduction_factor`` of that order."""
 
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from metaray.registry import Option, Rule
 class Asha:
     """Args:
         options: ``grace_period`` (the first rung), ``reduction_factor`` and ``fidelity`` (``OPTIONS``).
-        mode: "max" or "min": the objective's direction.
+        mode: "max" or "min": the objective's direction; a list, one per objective, for several (``decide`` is then
+            given a tuple of values, the primary first).
         total: the fidelity's total (subsets per configuration, or the learner's epochs).
 
     Example:
@@ -49,24 +55,41 @@ class Asha:
         grace, self.rf = float(options.grace_period), float(options.reduction_factor)
         count = int(np.log(total / grace) / np.log(self.rf) + 1)  # as Tune counts its rungs
         self.rungs = [grace * self.rf**i for i in range(count) if grace * self.rf**i < total]
-        self._sign = 1.0 if mode == "max" else -1.0
-        self._recorded: dict[float, dict[int, float]] = {rung: {} for rung in self.rungs}
+        self._modes = [mode] if isinstance(mode, str) else list(mode)
+        self._sign = 1.0 if self._modes[0] == "max" else -1.0
+        self._recorded: dict[float, dict[int, float | tuple]] = {rung: {} for rung in self.rungs}
 
     def milestones(self, total: float) -> list[float]:
         return [rung for rung in self.rungs if rung < total]
 
-    def decide(self, trial: int, done: float, value: float, scores: list[float]) -> bool:
-        if not math.isfinite(value):
+    def decide(self, trial: int, done: float, value, scores: list[float]) -> bool:
+        several = isinstance(value, tuple)
+        if not all(math.isfinite(v) for v in (value if several else (value,))):
             return False
         for rung in reversed(self.rungs):  # the highest rung reached and not yet judged
             recorded = self._recorded[rung]
             if done < rung or trial in recorded:
                 continue
+            if several:
+                stop = bool(recorded) and self._position(list(recorded.values()), value) >= math.ceil(
+                    (len(recorded) + 1) / self.rf)
+                recorded[trial] = value
+                return bool(stop)
             reward = self._sign * value
             stop = bool(recorded) and reward < np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100)
             recorded[trial] = reward
             return bool(stop)
         return False
+
+    def _position(self, recorded: list[tuple], value: tuple) -> int:
+        """Where ``value`` comes among ``recorded`` and itself, 0 the first: by Pareto rank, then by the primary
+        objective (an earlier configuration first among equals)."""
+        from metaray.front import pareto_ranks
+
+        points = np.array([*recorded, value], dtype=float)
+        ranks = pareto_ranks(points, self._modes)
+        order = sorted(range(len(points)), key=lambda i: (ranks[i], -self._sign * points[i, 0], i))
+        return order.index(len(points) - 1)
 
     def finished(self, trial: int, completed: bool, objective: float, scores: list[float]) -> None:
         pass
