@@ -274,7 +274,8 @@ class Driver:
         value = value if trial.status != "failed" else None
         # constraints' violations only where there are constraints: a searcher of one objective takes two arguments
         self.searcher.complete(trial.index, value, *((trial.violations,) if trial.violations else ()))
-        self.scheduler.finished(trial.index, trial.status == "completed", trial.objective, scores)
+        # an infeasible configuration is no incumbent (racing): the scheduler hears it as not completed
+        self.scheduler.finished(trial.index, trial.status == "completed" and trial.feasible, trial.objective, scores)
 
 
 def budget_grace(seconds: float) -> float:

@@ -42,9 +42,10 @@ class Search:
     folder: Path
 
     def ranked(self) -> list:
-        """The completed configurations with a finite objective, best first (the earliest of equals)."""
+        """The completed, feasible configurations with a finite objective, best first (the earliest of equals)."""
         sign = 1 if self.ranking.mode == "max" else -1
-        done = [t for t in self.ranking.driver.trials if t.status == "completed" and math.isfinite(t.objective)]
+        done = [t for t in self.ranking.driver.trials
+                if t.status == "completed" and t.feasible and math.isfinite(t.objective)]
         return sorted(done, key=lambda t: (-sign * t.objective, t.index))
 
 

@@ -57,12 +57,16 @@ class Constraint:
     text: str
 
     def violation(self, value: float) -> float:
-        """<= 0 when met (Optuna's convention); NaN when there is no value."""
-        return _OPS[self.op] * (value - self.bound) if math.isfinite(value) else math.nan
+        """<= 0 when met (Optuna's convention; a value at the bound of a strict ``<`` or ``>`` is a hair over);
+        NaN when there is no value."""
+        if not math.isfinite(value):
+            return math.nan
+        v = _OPS[self.op] * (value - self.bound)
+        return max(v, 1e-12) if self.op in ("<", ">") and v == 0 else v
 
     def met(self, value: float) -> bool:
         v = self.violation(value)
-        return math.isfinite(v) and (v < 0 if self.op in ("<", ">") else v <= 0)
+        return math.isfinite(v) and v <= 0
 
 
 def parse_constraint(text: str) -> tuple[str | None, str, str, float]:
@@ -214,17 +218,19 @@ class Evidence:
                 f" for metrics, {self.measure_rope:.0%} for measures)")
 
 
-def compare(series: np.ndarray, o: Objective, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+#: pairs of configurations tested at once (memory: this many times the subsets, in float64, a few times over)
+PAIRS_AT_ONCE = 100_000
+
+
+def compare(series: np.ndarray, o: Objective, ev: Evidence, need: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """``(better, as_good)``, two configurations x configurations matrices from ``series`` (configurations x subsets,
     the per-subset values of ``o``'s source; NaN where missing): ``better[i, j]`` if i is significantly better than
-    j on ``o``; ``as_good[i, j]`` if i's aggregate is worse than j's by no more than the ROPE (``Evidence``)."""
-    from scipy import stats
-
-    from metaray.stats import _ratio, paired_bootstrap
-
+    j on ``o``; ``as_good[i, j]`` if i's aggregate is worse than j's by no more than the ROPE (``Evidence``).
+    ``need``: the pairs whose ``better`` matters (the others are left False): only pairs where i's aggregate is
+    better are ever tested, in blocks of ``PAIRS_AT_ONCE``."""
     n, k = series.shape
     sign = 1.0 if o.mode == "max" else -1.0
-    level = 1.0 - ev.confidence
     centre = np.array([_aggregate(row, o, ev) for row in series])
     rope = (ev.measure_rope * np.maximum(np.abs(centre)[:, None], np.abs(centre)[None, :]) if o.measure
             else np.full((n, n), ev.rope))
@@ -232,26 +238,36 @@ def compare(series: np.ndarray, o: Objective, ev: Evidence) -> tuple[np.ndarray,
     as_good = diff >= -rope
     if k < 2 or n < 2:  # no spread to test with: the aggregates decide
         return diff > 0, as_good
-    if o.aggregate == "mean":
-        d = sign * (series[:, None, :] - series[None, :, :])
+    better = np.zeros((n, n), bool)
+    rows, cols = np.nonzero((diff > 0) & (True if need is None else need))
+    for at in range(0, len(rows), PAIRS_AT_ONCE):
+        i, j = rows[at : at + PAIRS_AT_ONCE], cols[at : at + PAIRS_AT_ONCE]
+        better[i, j] = _significant(series, i, j, o, ev, sign)
+    return better, as_good
+
+
+def _significant(series: np.ndarray, i: np.ndarray, j: np.ndarray, o: Objective, ev: Evidence, sign: float):
+    """Whether configuration i[p] is significantly better than j[p] on ``o``, for each pair p."""
+    from scipy import stats
+
+    from metaray.stats import _ratio, paired_bootstrap
+
+    level = 1.0 - ev.confidence
+    if o.aggregate == "mean":  # the corrected resampled t-test, one-sided, every pair at once
+        d = sign * (series[i] - series[j])
         ok = ~np.isnan(d)
-        m = ok.sum(axis=2)
+        m = ok.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(ok, d, 0).sum(axis=2) / m
-            var = np.where(ok, (d - mean[..., None]) ** 2, 0).sum(axis=2) / (m - 1)
+            mean = np.where(ok, d, 0).sum(axis=1) / m
+            var = np.where(ok, (d - mean[:, None]) ** 2, 0).sum(axis=1) / (m - 1)
             t = mean / np.sqrt(var * (1.0 / m + _ratio(ev.n_train, ev.n_test)))
             p = np.where(var > 0, stats.t.sf(t, df=np.maximum(m - 1, 1)), np.where(mean > 0, 0.0, 1.0))
-        return (m >= 2) & (p < level), as_good
-    better = np.zeros((n, n), bool)
-    for i in range(n):
-        for j in range(n):
-            if i != j and diff[i, j] > 0:
-                # the share of draws in which j is at least as good as i
-                p, _ = paired_bootstrap(series[j], series[i], o.aggregate, rope=0.0, n_train=ev.n_train,
-                                        n_test=ev.n_test, greater_is_better=o.greater_is_better, better=o.mode,
-                                        alpha=ev.alpha, lam=ev.lam, draws=1000, seed=ev.seed)
-                better[i, j] = p < level
-    return better, as_good
+        return (m >= 2) & (p < level)
+    # the share of draws in which j is at least as good as i
+    return np.array([paired_bootstrap(series[b], series[a], o.aggregate, rope=0.0, n_train=ev.n_train,
+                                      n_test=ev.n_test, greater_is_better=o.greater_is_better, better=o.mode,
+                                      alpha=ev.alpha, lam=ev.lam, draws=1000, seed=ev.seed)[0] < level
+                     for a, b in zip(i, j, strict=True)], dtype=bool)
 
 
 def _aggregate(row, o: Objective, ev: Evidence) -> float:
@@ -285,6 +301,7 @@ def pareto_ranks(values: np.ndarray, modes: Sequence[str], evidence: Sequence[tu
         better = np.stack([b for b, _ in evidence])
         as_good = np.stack([a for _, a in evidence])
         dominates = better.any(axis=0) & as_good.all(axis=0)
+        dominates &= ~dominates.T  # each better on one objective, within the ROPE on the other: a trade-off
         np.fill_diagonal(dominates, False)
     ranks = np.zeros(n, int)
     left = np.ones(n, bool)

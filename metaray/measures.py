@@ -2,8 +2,9 @@
 limits. Objectives (``objective.also``) and constraints (``search.constraints``) name them as they name metrics;
 every one is minimised. A fit measures only those its search asks for (``Problem.measures``).
 
-They are measured on the fit's model after the table's shared encoding (metaray.objective: the encoder is fitted
-once per subset for every configuration), so the encoder's own cost, the same for every configuration, is left out.
+Where the table's encoding is shared (metaray.objective: the encoder is fitted once per subset for every
+configuration), they are measured on the fit's model after it: the encoder's own cost, the same for every
+configuration, is left out. Otherwise they are measured on the whole fitted pipeline.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def _predict_ms(est, take: Callable, rows: int) -> float:
 
 def n_parameters(est) -> float:
     """The learned numbers of a fitted model's last step: a torch network's weights (``net_``); a tree's nodes, a
-    forest's or boosting's over its trees; else every public fitted array of numbers (``coef_``, ``intercept_``,
-    ``coefs_``, ``support_vectors_``...). NaN when there are none (a model that keeps them privately).
+    forest's or boosting's over its trees (histogram gradient boosting's too); else every public fitted array of
+    numbers (``coef_``, ``intercept_``, ``coefs_``, ``support_vectors_``...). NaN when there are none (a model that
+    keeps them privately, such as k-nearest neighbours).
 
     Example:
         >>> from sklearn.linear_model import LogisticRegression
@@ -91,6 +93,9 @@ def _count(model, depth: int) -> int:
     tree = getattr(model, "tree_", None)
     if tree is not None and hasattr(tree, "node_count"):
         return int(tree.node_count)
+    predictors = getattr(model, "_predictors", None)  # histogram gradient boosting keeps its trees privately
+    if predictors is not None:
+        return sum(len(p.nodes) for stage in predictors for p in stage)
     members = getattr(model, "estimators_", None)
     if members is not None:
         flat = np.ravel(np.asarray(members, dtype=object)) if not isinstance(members, list) else members

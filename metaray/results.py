@@ -181,13 +181,21 @@ class Ranking:
         evidence = None
         if self.test is not None and self.driver.layout.k >= 2:
             k = self.driver.layout.k
-            evidence = []
+            series = []
             for o in objectives:
-                series = np.full((len(ranked), k), np.nan)
+                s = np.full((len(ranked), k), np.nan)
                 for i, t in enumerate(ranked):
                     got = self.driver.scores(t, o.source)
-                    series[i, : len(got)] = got
-                evidence.append(compare(series, o, self.test))
+                    s[i, : len(got)] = got
+                series.append(s)
+            # at least as good (within the ROPE) first, from the aggregates alone; then a pair is tested on one
+            # objective only where i is at least as good as j on every other (else no test could make i dominate j)
+            as_good = [compare(s, o, self.test, need=np.zeros((len(ranked),) * 2, bool))[1]
+                       for s, o in zip(series, objectives, strict=True)]
+            evidence = []
+            for at, (s, o) in enumerate(zip(series, objectives, strict=True)):
+                others = np.logical_and.reduce([a for b, a in enumerate(as_good) if b != at] or [True])
+                evidence.append((compare(s, o, self.test, need=others)[0], as_good[at]))
         ranks = pareto_ranks(values, [o.mode for o in objectives], evidence)
         return {t.id: (int(r), bool(r == 1)) for t, r in zip(ranked, ranks, strict=True)}
 

@@ -153,6 +153,8 @@ class Dist:
             return trial.suggest_categorical(name, list(self.choices))
         if self.kind == "randint":
             return trial.suggest_int(name, int(self.args[0]), int(self.args[1]) - 1)
+        if self.kind == "quniform":
+            return trial.suggest_float(name, self.args[0], self.args[1], step=self.args[2])
         return trial.suggest_float(name, self.args[0], self.args[1], log=self.log)
 
     def to_optuna(self):

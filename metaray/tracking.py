@@ -447,7 +447,8 @@ class Writer:
             metrics += [(name, value, k) for name, value in scores.items()]
             metrics.append(("fit_seconds", fit_seconds, k))
         metrics.append(("fit_seconds_total", sum(r[2] for r in t.series), 0))
-        metrics += [(label, value, 0) for label, value in t.values.items()]
+        taken = {name for name, _, _ in metrics}  # a label that is a logged series' name (fit_seconds): "mean_" first
+        metrics += [(f"mean_{label}" if label in taken else label, value, 0) for label, value in t.values.items()]
         metrics += [("running_objective", v, m) for m, v in enumerate(t.running, 1)]
         self._batch(run.info.run_id, params=params, metrics=metrics)
         self._client.set_terminated(run.info.run_id, "FAILED" if t.status == "failed" else "FINISHED")
