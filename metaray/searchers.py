@@ -187,5 +187,21 @@ def make_searcher(name: str, space, num_samples: int, mode, seed: int, points: l
     out first (a warm start: Tune searchers' ``points_to_evaluate``, the random searcher's first draws), learning
     from their results like from its own. ``startup``: the number of configurations the search was first given
     (an extended search keeps HyperOpt's random start-up as it was). ``mode``: "max"/"min", or one per objective
-    (a search of several, metaray.front)."""
-    return SEARCHERS.get(name)(space, num_samples, mode, seed, points, startup)
+    (a search of several, metaray.front). A configuration comes without the parameters its learner does not use with
+    the others (``Space.pruned``: a network's blocks it lacks), whichever searcher drew it."""
+    return Pruned(SEARCHERS.get(name)(space, num_samples, mode, seed, points, startup), space)
+
+
+class Pruned:
+    """A searcher whose configurations are pruned by the space (``Space.pruned``); the rest is the searcher's."""
+
+    def __init__(self, searcher, space):
+        self.searcher, self.space = searcher, space
+        self.adaptive, self.total = searcher.adaptive, searcher.total
+
+    def suggest(self, index: int) -> dict | None:
+        config = self.searcher.suggest(index)
+        return self.space.pruned(config) if config is not None else None
+
+    def complete(self, index: int, value, *violations) -> None:
+        self.searcher.complete(index, value, *violations)

@@ -266,6 +266,25 @@ class Space:
                        if self.flat_name(branch, p) in config})
         return name, params
 
+    def pruned(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config without the parameters its learner does not use with the others (a network's blocks it lacks:
+        metaray.learners.conditions), as a define-by-run searcher would have drawn it; a space of one learner only.
+
+        Example:
+            >>> from metaray.spec import LearnerSpec
+            >>> space = parse_space({"n_layers": {"choice": [1, 2]}, "width_2": {"choice": [8]}},
+            ...                     LearnerSpec(name="nas_net"))
+            >>> space.pruned({"n_layers": 1, "width_2": 8}), space.pruned({"n_layers": 2, "width_2": 8})
+            ({'n_layers': 1}, {'n_layers': 2, 'width_2': 8})
+        """
+        from metaray.learners import inactive
+
+        if self.conditional:
+            return config
+        branch = self.branches[0]
+        unused = inactive(branch.learner, {**branch.constants, **config})
+        return {k: v for k, v in config.items() if k not in unused} if unused else config
+
     def visible(self, config: dict[str, Any]) -> dict[str, Any]:
         """The parameters of a config that matter (the chosen branch's), under their flat names."""
         name, params = self.resolve(config)

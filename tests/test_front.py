@@ -215,7 +215,7 @@ def test_optuna_is_told_every_objective_and_samples_by_the_constraints():
     for i in range(4):
         assert searcher.suggest(i) is not None
         searcher.complete(i, (0.9 + i / 100, 10.0 * i), (i - 1.5,))
-    study = searcher._s._ot_study
+    study = searcher.searcher._s._ot_study
     assert study.directions[1].name == "MINIMIZE" and len(study.directions) == 2
     done = study.get_trials()
     assert [t.values for t in done] == [[0.9 + i / 100, 10.0 * i] for i in range(4)]
@@ -372,3 +372,18 @@ def test_a_search_no_configuration_of_which_meets_the_constraints_has_no_answer(
     out, err = capsys.readouterr()
     assert "no completed configuration met the constraints" in out
     assert err.startswith("metaray: no configuration met the constraints: constraints (n_parameters < 1): 3 of 3 ")
+
+
+def test_the_random_searcher_leaves_out_a_networks_unused_block_parameters_too():
+    from metaray.searchers import make_searcher
+    from metaray.space import parse_space
+    from metaray.spec import LearnerSpec
+
+    space = parse_space({"n_layers": {"randint": [1, 3]}, "width_2": {"choice": [8, 16]},
+                         "conv_blocks": {"choice": [0, 2]}, "kernel_2": {"choice": [3, 5]}},
+                        LearnerSpec(name="nas_net"))
+    searcher = make_searcher("random", space, 16, "max", 0)
+    drawn = [searcher.suggest(i) for i in range(16)]
+    assert all(("width_2" in c) == (c["n_layers"] >= 2) and ("kernel_2" in c) == (c["conv_blocks"] >= 2)
+               for c in drawn)
+    assert {c["n_layers"] for c in drawn} == {1, 2}
