@@ -460,10 +460,32 @@ class SearchSpec(_Section):
 
 
 class TrackingSpec(_Section):
-    """MLflow tracking; ``uri`` None uses $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder."""
+    """MLflow tracking; ``uri`` None uses $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder.
+    ``children``: which configurations get a child run: ``all``, ``top:N`` (the N best completed, logged at the end),
+    or ``none`` (every configuration stays in the results table, logged with the parent either way)."""
 
     uri: str | None = None
     experiment: str | None = None
+    children: str = "all"
+
+    _key = "tracking"
+
+    @field_validator("children", mode="before")
+    @classmethod
+    def _children(cls, v):
+        text = str(v).strip()
+        if text in ("all", "none"):
+            return text
+        head, _, n = text.partition(":")
+        if head == "top" and n.strip().isdigit() and int(n) >= 1:
+            return f"top:{int(n)}"
+        raise SpecError("tracking.children", "which configurations get a child run in MLflow",
+                        allowed=["all", "none", "top:N with N >= 1"], got=v)
+
+    @property
+    def top(self) -> int | None:
+        """N of ``top:N``; None for ``all`` and ``none``."""
+        return int(self.children.partition(":")[2]) if self.children.startswith("top:") else None
 
 
 class ExperimentSpec(_Section):

@@ -45,10 +45,14 @@ class MlflowCallback(Callback):
         self.progress, self.say, self.report, self.weights = progress, say, report, weights
         self.tracker: Tracker | None = None
         self._folder = None
+        self._children, self._top, self._sign = "all", None, 1.0  # tracking.children; top:N; the objective's sign
+        self._kept: list = []  # top:N: (key, LogTrial) of the N best completed so far, a heap (the worst first)
 
     def on_search_start(self, setup) -> None:
         state, prepared = setup.folder.state, setup.prepared
         self._folder = setup.folder
+        self._children, self._top = setup.spec.tracking.children, setup.spec.tracking.top
+        self._sign = 1.0 if prepared.mode == "max" else -1.0
         self.tracker = Tracker(setup.spec, setup.folder.path, prepared.dataset.describe(), uri=state.get("mlflow_uri"),
                                parent_id=state.get("parent_run_id"), metric=prepared.metric.name,
                                mode=prepared.mode, metafeatures=setup.metafeatures)
@@ -65,11 +69,30 @@ class MlflowCallback(Callback):
         self.tracker.started.result()  # a SpecError when the store cannot be reached: before any fit
 
     def on_trial_end(self, trial, ranking) -> None:
-        self.tracker.log(LogTrial(trial.id, trial.status, ranking.row(trial), ranking.visible(trial),
-                                  ranking.learner(trial)[0], trial.error, ranking.series(trial),
-                                  ranking.running(trial), dict(trial.values), trial.feasible))
+        import heapq
+        import math
+
+        if self._children == "none":
+            return
+        if self._top is not None and not (trial.status == "completed" and trial.feasible
+                                          and math.isfinite(trial.objective)):
+            return  # top:N: only the best completed ones, and they are known at the end
+        message = LogTrial(trial.id, trial.status, ranking.row(trial), ranking.visible(trial),
+                           ranking.learner(trial)[0], trial.error, ranking.series(trial), ranking.running(trial),
+                           dict(trial.values), trial.feasible)
+        if self._top is None:
+            self.tracker.log(message)
+            return
+        key = (self._sign * trial.objective, -trial.index)  # better, then earlier, is larger
+        if len(self._kept) < self._top:
+            heapq.heappush(self._kept, (key, message))
+        elif key > self._kept[0][0]:
+            heapq.heapreplace(self._kept, (key, message))
 
     def on_search_end(self, result) -> None:
+        for _, message in sorted(self._kept, key=lambda kept: kept[0], reverse=True):  # top:N, best first
+            self.tracker.log(message)
+        self._kept = []
         result.mlflow_run_id = self.tracker.parent_id
         if self.tracker.lag:
             self.progress(f"MLflow: catching up, {self.tracker.lag} configurations still to log")
@@ -473,6 +496,8 @@ class Writer:
         self._batch(self.parent_id, metrics=metrics, tags=tags)
         self._ties(result.results)
         client.log_artifact(self.parent_id, str(result.run_dir / "results.csv"))
+        if (result.run_dir / "results.parquet").is_file():  # every configuration, whatever tracking.children logs
+            client.log_artifact(self.parent_id, str(result.run_dir / "results.parquet"))
         if result.best and result.best.get("architecture"):
             client.log_text(self.parent_id, result.best["architecture"], "best_architecture.txt")
         if f.weights is not None:  # the best network's weights, loadable without metaray

@@ -1,5 +1,7 @@
 """The tracking process, from the side of the searches that share it."""
 
+import pytest
+
 from metaray.spec import load_spec
 from metaray.tracking import Tracker
 
@@ -79,3 +81,27 @@ def test_the_driver_side_reads_the_replies(tmp_path):
     assert tracker.lag == 0 and tracker.failure == "MlflowException: refused"
     tracker.reply(Finished(notes=("report: written to x, but not logged to MLflow (OSError: full)",)))
     assert tracker.notes == ["report: written to x, but not logged to MLflow (OSError: full)"]
+
+
+@pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("children, expected", [("top:2", 2), ("none", 0)])
+def test_tracking_children_logs_the_best_n_or_none_and_the_whole_table_with_the_parent(children, expected, tmp_path,
+                                                                                       shared_store):
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    import metaray
+
+    spec = {"name": f"children_{children.replace(':', '')}", "data": {"dataset": "iris"}, "subsets": {"k": 2},
+            "tracking": {"children": children},
+            "search": {"num_samples": 5, "space": {"C": {"loguniform": [0.001, 10.0]}}}}
+    result = metaray.search(spec, run_dir=tmp_path / "run")
+    client = MlflowClient(shared_store)
+    parent = client.get_run(result.mlflow_run_id)
+    runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{result.mlflow_run_id}'")
+    best_first = result.results["trial"].tolist()
+    assert sorted(r.data.tags["metaray.trial"] for r in runs) == sorted(best_first[:expected])
+    artifacts = {f.path for f in client.list_artifacts(result.mlflow_run_id)}
+    assert {"results.csv", "results.parquet"} <= artifacts
+    path = client.download_artifacts(result.mlflow_run_id, "results.parquet", str(tmp_path))
+    assert pd.read_parquet(path)["trial"].tolist() == best_first  # every configuration, whatever is logged

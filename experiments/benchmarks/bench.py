@@ -652,6 +652,41 @@ def throughput(quick: bool) -> list[Row]:
     return rows
 
 
+def children(quick: bool) -> list[Row]:
+    """CHILDREN: whole ``metaray run`` processes of no-op fits (K = 20), as a user waits (process start to exit), at
+    two sizes, with ``tracking.children`` all and top:10 on a new SQLite store each; the marginal subset results/s
+    between the sizes (Ray's start, the tracking process's, the refit and the exit cancel out)."""
+    import yaml
+
+    sizes, k = ((10, 60) if quick else (50, 300)), 20
+    walls: dict[tuple[str, int], float] = {}
+    failed = ""
+    for mode in ("top:10", "all"):
+        for n in sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                spec = {**_noop_spec(n, k), "tracking": {"children": mode}, "storage": tmp}
+                path = Path(tmp) / "spec.yaml"
+                path.write_text(yaml.safe_dump(spec))
+                env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+                t0 = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-m", "metaray", "run", str(path)], env=env,
+                                      capture_output=True, text=True, cwd=tmp)
+                walls[mode, n] = time.perf_counter() - t0
+                if proc.returncode:
+                    failed = proc.stderr[-300:]
+    rows = []
+    for mode in ("top:10", "all"):
+        extra = (sizes[1] - sizes[0]) * k
+        rate = extra / (walls[mode, sizes[1]] - walls[mode, sizes[0]])
+        target = "; target >= 2000 with top:10: " + ("met" if rate >= 2000 else "not met") if mode != "all" else ""
+        rows.append(Row("CHILDREN", f"metaray run, tracking.children {mode}", walls[mode, sizes[1]], sizes[1] * k,
+                        float("nan"), float("nan"), fits_per_s=rate,
+                        note=(f"failed: {failed}" if failed else
+                              f"{sizes[0]} -> {sizes[1]} configurations x {k}: {walls[mode, sizes[0]]:.1f} -> "
+                              f"{walls[mode, sizes[1]]:.1f} s, marginal {rate:.0f} results/s{target}")))
+    return rows
+
+
 def driver_only(quick: bool) -> list[Row]:
     """DRIVER: the Ray-free driver with the in-process runner and a fit that does nothing: what stands between
     metaray and a very large cluster (100,000 results)."""
@@ -786,7 +821,7 @@ def dirty_table(quick: bool, repeat: int = 1) -> list[Row]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
-    parser.add_argument("--only", default="P1,P2,P3,P4,P5,MEM,DEMO,RESUME,THROUGHPUT,DRIVER",
+    parser.add_argument("--only", default="P1,P2,P3,P4,P5,MEM,DEMO,RESUME,THROUGHPUT,CHILDREN,DRIVER",
                         help="comma-separated workloads")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods for P1/P2")
@@ -802,6 +837,8 @@ def main(argv=None) -> int:
         rows += demo_cold(1 if args.quick else 3)
     if "RESUME" in only:
         rows += driver_kill(args.quick)
+    if "CHILDREN" in only:  # processes of their own, before this one holds a Ray instance
+        rows += children(args.quick)
     startup = ray_start()
     print(f"ray start: {startup:.1f} s", file=sys.stderr)
     ws = workloads(args.quick)
