@@ -27,8 +27,12 @@ from typing import Any
 from metaray.errors import MetarayError, SpecError
 from metaray.fits import FitResult, Unit, trial_id
 
-#: configurations a non-adaptive searcher may have open at once, however much room the runner has
+#: configurations a non-adaptive searcher may have open at once, at the least; on a large cluster, as many as
+#: ``OPEN_PER_ROOM`` times the fits the runner ever had room for, in configurations: configurations are delivered in
+#: order, so a configuration held up by a slow fit must not stop the cluster's other cores from getting work (the
+#: cluster simulator, experiments/benchmarks/scale.py, measured 6 % of 1,024 cores busy with a fixed 256)
 MAX_OPEN = 256
+OPEN_PER_ROOM = 16
 #: the grace of a time budget: configurations still running when the budget ends may finish for a tenth of the
 #: budget more, at most a minute; then they are stopped with what they have and their fits cancelled
 BUDGET_GRACE_FRACTION = 0.1
@@ -150,6 +154,7 @@ class Driver:
         self.exhausted = False  # the searcher has no more configurations (or num_samples is reached)
         self.limit: int | None = None  # configurations at most, once told to open no more (a time budget ended)
         self.stopping = False  # told to stop the configurations still running (a time budget's grace ended)
+        self.most_room = 0  # the most fits the runner has had room for (the cluster's size, roughly)
         self.stop_below = 0  # ... those below this index
 
     @property
@@ -214,6 +219,8 @@ class Driver:
     # ------------------------------------------------------------------------------------------------------
 
     def _open(self, room: int) -> int:
+        self.most_room = max(self.most_room, room)
+        most_open = max(MAX_OPEN, OPEN_PER_ROOM * self.most_room // self.layout.units)
         while not self.exhausted:
             if self.limit is not None and len(self.trials) >= self.limit:
                 self.exhausted = True
@@ -221,7 +228,7 @@ class Driver:
             open_now = len(self.trials) - self.cursor
             if self.max_concurrent and open_now >= self.max_concurrent:
                 break
-            if not self.searcher.adaptive and (room <= 0 or open_now >= MAX_OPEN):
+            if not self.searcher.adaptive and (room <= 0 or open_now >= most_open):
                 break
             index = len(self.trials)
             config = self.searcher.suggest(index) if index < self.num_samples else None

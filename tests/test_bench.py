@@ -96,3 +96,14 @@ def test_the_front_benchmark_measures_each_searchers_hypervolume_at_equal_fits(r
     assert rows["optuna"]["fits"] == budget and 0 < rows["moasha"]["fits"] <= budget  # equal fits, or less
     assert rows["random"]["ratio_all"] == 1.0 and all(r["hv_all"] > 0 and r["front"] >= 1 for r in rows.values())
     assert "optuna / random, mean over 1 seed(s)" in capsys.readouterr().out
+
+
+def test_the_cluster_simulator_drives_the_real_driver_up_to_1024_cores(capsys):
+    scale = load_benchmark("scale")
+    assert scale.main(["--quick", "--json", "--searchers", "random", "--schedulers", "none,asha"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert {(r["scheduler"], r["cores"]) for r in rows} == {(s, c) for s in ("none", "asha") for c in (16, 128, 1024)}
+    for r in rows:
+        assert 0 < r["utilisation"] <= 1 and r["configurations"] == max(40, 4 * r["cores"] // scale.K)
+        assert r["fits"] == r["configurations"] * scale.K if r["scheduler"] == "none" else r["fits"] < r[
+            "configurations"] * scale.K  # ASHA stops some after their first rung

@@ -178,3 +178,25 @@ def test_a_runner_that_loses_work_is_a_stall_not_a_hang():
 
     with pytest.raises(Stalled):
         drive(make_driver("random", "none", n=3), Forgetful(fake_fit), learner_for=lambda trial, unit: None)
+
+
+def test_a_random_search_opens_as_many_configurations_as_a_large_cluster_has_room_for():
+    """Configurations are delivered in order, so one held up by a slow fit keeps those after it open: a random
+    search on a large cluster may open more than ``MAX_OPEN`` (as many as ``OPEN_PER_ROOM`` times the fits the runner
+    has room for), or its cores would wait while the fits it could run are not opened."""
+    from metaray.driver import MAX_OPEN, OPEN_PER_ROOM
+
+    space = parse_space({"C": {"loguniform": [0.01, 10.0]}}, LearnerSpec(name="logistic_regression"))
+
+    def opened(room: int) -> int:
+        searcher = make_searcher("random", space, 5000, "max", 0)
+        driver = Driver(searcher, make_scheduler(SchedulerSpec(), mode="max", greater_is_better=True, total=1),
+                        Layout(1), num_samples=5000, max_concurrent=None,
+                        score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="accuracy",
+                        accept=lambda config: config)
+        work, _ = driver.advance(room)
+        return len(work)
+
+    assert opened(100) == 100  # no more than it has room for
+    assert opened(2048) == 2048 > MAX_OPEN  # a thousand cores' worth (2 x their fits), beyond the old cap
+    assert OPEN_PER_ROOM * 2048 >= 5000  # ... and all 5,000 could be open while the first is held up
