@@ -4,8 +4,11 @@ is promoted, stopped, failed or finished. No Ray, no MLflow, no files: it takes 
 Determinism: results are delivered to the searcher and the scheduler in a canonical order, configuration by
 configuration and, within one, unit by unit (stage by stage, subset by subset), whatever order the fits finish in.
 An adaptive searcher suggests configuration i right after configuration i - max_concurrent is delivered, never
-later, and max_concurrent is a number of the spec. So the same spec and seed give the same decisions anywhere, and a
-search that replays a journal of finished fits makes exactly the decisions it made before.
+later, and max_concurrent is a number of the spec. A scheduler whose decision at a rung reads only that rung's
+records (``by_rung``: ASHA) judges a configuration there once every configuration before it has passed the rung
+(``Driver._decide_ahead``): it hears the same records in the same order, so it decides the same. So the same spec
+and seed give the same decisions anywhere, and a search that replays a journal of finished fits makes exactly the
+decisions it made before.
 
 ``drive`` runs a driver against a runner (metaray.runners): the same loop serves Ray and the in-process runner.
 
@@ -202,6 +205,8 @@ class Driver:
             ended.append(trial)
             self.cursor += 1
             room = self._open(room)  # an adaptive searcher: exactly one new configuration per delivered one
+        if getattr(self.scheduler, "by_rung", False) and not self.stopping:
+            self._decide_ahead()
         work = [self.layout.unit(t.index, p) for t in self.trials[self.cursor:] if not t.final
                 for p in range(t.submitted, t.cap)]
         for t in self.trials[self.cursor:]:
@@ -246,12 +251,16 @@ class Driver:
             room -= trial.cap
         return room
 
-    def _deliver(self, trial: Trial) -> None:
+    def _deliver(self, trial: Trial, below: float = math.inf) -> None:
+        """Take the trial's results in order, deciding at each decision point; but not at a decision point at or
+        past ``below`` (one an earlier configuration has not yet passed: see ``_decide_ahead``)."""
         layout = self.layout
         while not trial.final and trial.reported < layout.units and trial.reported in trial.results:
             r = trial.results[trial.reported]
             if r.error:
                 trial.status, trial.error = "failed", f"subset {r.subset}: {r.error}"
+                break
+            if trial.reported + 1 in layout.decisions and trial.reported + 1 >= below:
                 break
             trial.reported += 1
             if trial.reported in layout.decisions:
@@ -266,6 +275,21 @@ class Driver:
                 trial.cap = next((d for d in sorted(layout.decisions) if d > trial.reported), layout.units)
         if trial.reported == layout.units and not trial.final:
             trial.status = "completed"
+
+    def _decide_ahead(self) -> None:
+        """Decisions of configurations after the first undelivered one, for a scheduler whose decision at a rung
+        reads only that rung's records (``by_rung``: ASHA). Configuration j is judged at decision point p once every
+        configuration before it has passed p (been judged there, or ended): the scheduler then hears the same
+        records in the same order as if every configuration were taken whole, one after another, so the decisions
+        are the same; configurations no longer wait at their first rung for all before them to finish. They are
+        still finalized, and the searcher told, in order."""
+        positions = sorted(self.layout.decisions)
+        low = math.inf  # the first decision point that some configuration so far has not passed
+        for t in self.trials[self.cursor:]:
+            if not t.final:
+                self._deliver(t, below=low)
+            if not t.final:
+                low = min(low, next((d for d in positions if d > t.reported), math.inf))
 
     def _finalize(self, trial: Trial) -> None:
         scores = self.scores(trial) if trial.reported else []

@@ -200,3 +200,41 @@ def test_a_random_search_opens_as_many_configurations_as_a_large_cluster_has_roo
     assert opened(100) == 100  # no more than it has room for
     assert opened(2048) == 2048 > MAX_OPEN  # a thousand cores' worth (2 x their fits), beyond the old cap
     assert OPEN_PER_ROOM * 2048 >= 5000  # ... and all 5,000 could be open while the first is held up
+
+
+def test_asha_judges_a_configuration_at_a_rung_once_those_before_it_have_passed_it_not_finished():
+    """Configuration 0's last fits are held up (a slow node): with ASHA the others are still judged at the first
+    rung, once configuration 0 has passed it, and those promoted get their next fits now, where they used to wait
+    for configuration 0 to finish. The decisions are those of a search that takes every configuration whole, in
+    order: ASHA's decision at a rung reads that rung's records only."""
+    space = parse_space({"C": {"loguniform": [0.01, 100.0]}, "tol": {"uniform": [0.0, 1.0]}},
+                        LearnerSpec(name="logistic_regression"))
+
+    def run(hold_up: bool) -> tuple[list[str], int]:
+        options = SchedulerSpec(name="asha", grace_period=1, reduction_factor=2)
+        scheduler = make_scheduler(options, mode="max", greater_is_better=True, total=4)
+        driver = Driver(make_searcher("random", space, 12, "max", 0), scheduler,
+                        Layout.over_subsets(4, scheduler.milestones(4)), num_samples=12, max_concurrent=None,
+                        score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="accuracy",
+                        accept=lambda config: config)
+        work, held, promoted_early = driver.advance(1000)[0], [], 0
+        while work or held:
+            for unit in work:
+                if hold_up and unit.trial == 0 and unit.subset >= 1:
+                    held.append(unit)  # configuration 0 has passed its first rung; the rest of it comes last
+                else:
+                    driver.tell(fake_fit(unit, (driver.trials[unit.trial].config, None)))
+            work = driver.advance(1000)[0]
+            if hold_up and held and not driver.trials[0].final:
+                promoted_early = max(promoted_early, sum(t.cap > 1 for t in driver.trials[1:]))
+            if not work and held:
+                for unit in held:
+                    driver.tell(fake_fit(unit, (driver.trials[unit.trial].config, None)))
+                held, work = [], driver.advance(1000)[0]
+        assert driver.done
+        return [t.status for t in driver.trials], promoted_early
+
+    whole, _ = run(hold_up=False)
+    statuses, promoted_early = run(hold_up=True)
+    assert statuses == whole and "stopped" in whole and "completed" in whole
+    assert promoted_early >= 1  # promoted past the first rung while configuration 0 was still running

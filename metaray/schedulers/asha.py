@@ -35,6 +35,10 @@ class Asha:
         (False, True)
     """
 
+    #: a decision at a rung reads only the records of that rung: a configuration may be judged there as soon as every
+    #: configuration before it has passed it (metaray.driver.Driver._decide_ahead)
+    by_rung: ClassVar[bool] = True
+
     #: ``search.scheduler`` options with their defaults and rules (read by metaray.spec)
     OPTIONS: ClassVar[dict[str, Option]] = {
         "grace_period": Option(float, 1, Rule(lambda v: v > 0, "ASHA's first rung", "> 0")),
