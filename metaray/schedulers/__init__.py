@@ -4,7 +4,9 @@ unit), so that the same spec gives the same decisions whatever order the fits fi
 
 The driver asks ``milestones(total)`` once: the fidelity values (subsets done, or epochs trained) at which it
 will ask ``decide``. A configuration that reaches one is promoted (``decide`` returns False) or stopped (True).
-``finished`` is told of every configuration that ends, in order.
+``finished`` is told of every configuration that ends, in order. A scheduler whose decision at a rung reads only
+that rung's records says so with ``by_rung = True`` (ASHA): the driver then judges a configuration at a rung as
+soon as every configuration before it has passed the rung (metaray.driver.Driver._decide_ahead).
 
 Each scheduler class owns its options, as Optuna's components do: ``OPTIONS`` (name -> ``metaray.registry.Option``:
 type, default, rule) is what ``search.scheduler`` accepts for it, and ``check(options, k)`` refuses options that
