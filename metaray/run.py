@@ -83,7 +83,7 @@ class SearchRun:
         try:
             callbacks.on_search_start(setup)
             fits = start_fits(setup.prepared, say=self.say, dashboard=self.dashboard, warm_up=True,
-                              connected=lambda info: self._connected(info, callbacks))
+                              connected=lambda info: self._connected(info, callbacks, setup))
             # the configurations of the journal open whatever is left of the budget (they cost nothing), and so does
             # the first: a start-up that took the whole budget still leaves a table of one configuration
             budget = (TimeBudget(setup.spec.search.time_budget, start=began, keep=max(1, journal.configurations))
@@ -173,9 +173,17 @@ class SearchRun:
         return [TensorBoardCallback(), report, weights,
                 MlflowCallback(progress=self.progress, say=self.say, report=report, weights=weights)]
 
-    def _connected(self, info: dict, callbacks: Callback) -> None:
-        """Ray is connected, nothing sent to it yet: the dashboard's address, and what the callbacks wait for."""
+    def _connected(self, info: dict, callbacks: Callback, setup: Setup) -> None:
+        """Ray is connected, nothing sent to it yet: ``search.max_concurrent: auto`` resolved from the cluster's CPUs
+        (into spec.yaml), the dashboard's address, and what the callbacks wait for."""
         from metaray.cluster import token_hint
+        from metaray.plan import in_flight
+
+        if setup.spec.search.max_concurrent == "auto":
+            resolved = in_flight(setup.plan, info["cpus"])
+            self.folder.write_spec(setup.spec)
+            self.say(f"search.max_concurrent: auto -> {resolved if resolved else 'every CPU'} "
+                     f"({info['cpus']} CPUs)")
 
         if info["dashboard_url"]:
             self.progress(f"Ray dashboard: {info['dashboard_url']} ({token_hint()})")

@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -389,20 +389,34 @@ class SearchSpec(_Section):
     random and grid search keep every CPU busy (their suggestions never depend on results), and runs 8
     configurations at once with the adaptive searchers (optuna, hyperopt), whose suggestions learn from finished
     ones: a constant rather than a multiple of the CPUs, so that the same spec gives the same table on any cluster.
+    ``auto`` resolves it from the cluster's CPUs when the search starts (``metaray.plan.in_flight``) and writes the
+    number into the run folder's spec.yaml: a resume, and a rerun on a cluster of the same size, give the same table.
     """
 
     space: dict[str, Any] = Field(default_factory=dict)
     searcher: str = "random"
     num_samples: int | None = None
-    max_concurrent: int | None = None
+    max_concurrent: int | Literal["auto"] | None = None
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
     time_budget: float | str | None = None  # seconds (or "10m", "1.5h"): no configuration opens after it
     constraints: list[str] = Field(default_factory=list)  # "n_parameters <= 50000": metaray.front
 
     _key = "search"
-    _rules = {"num_samples": POSITIVE, "max_concurrent": POSITIVE}
+    _rules = {"num_samples": POSITIVE}
     _choices = {"searcher": ("searcher", _names("metaray.searchers", "SEARCHERS"))}
+
+    @field_validator("max_concurrent", mode="before")
+    @classmethod
+    def _in_flight(cls, v):
+        if v is None or v == "auto":
+            return v
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SpecError("search.max_concurrent", "configurations in flight at once",
+                            allowed=[">= 1", "auto (from the CPUs of the cluster when the search starts)"], got=v)
+        return v
 
     @field_validator("time_budget")
     @classmethod

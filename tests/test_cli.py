@@ -62,6 +62,8 @@ BAD = {
                                          ["one objective", "allowed: 'random', 'grid', 'optuna'", "got: 'hyperopt'"]),
     "a bad tracking.children": (with_(IRIS, tracking={"children": "top:0"}), "tracking.children",
                                 ["allowed: 'all', 'none', 'top:N with N >= 1'", "got: 'top:0'"]),
+    "a bad max_concurrent": (with_(IRIS, search={"max_concurrent": "many"}), "search.max_concurrent",
+                             ["allowed: '>= 1', 'auto (from the CPUs of the cluster", "got: 'many'"]),
     "fraction above 1": (with_(IRIS, subsets={"fraction": 1.2}), "subsets.fraction", ["allowed: (0, 1]", "got: 1.2"]),
     "fraction of 0": (with_(IRIS, subsets={"fraction": 0.0}), "subsets.fraction", ["allowed: (0, 1]", "got: 0.0"]),
     "stratified too small": (with_(IRIS, subsets={"sampler": "stratified", "fraction": 0.01}), "subsets.fraction",

@@ -191,3 +191,27 @@ def test_tracking_experiment_names_the_mlflow_experiment(tmp_path, mlflow_uri):
     result = search(spec, tmp_path)
     exp = mlflow.MlflowClient(mlflow_uri).get_experiment_by_name("renamed")
     assert mlflow.MlflowClient(mlflow_uri).get_run(result.mlflow_run_id).info.experiment_id == exp.experiment_id
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_max_concurrent_auto_is_resolved_from_the_clusters_cpus_into_the_run_folders_spec(tmp_path):
+    import yaml
+
+    import metaray
+    from metaray.objective import prepare
+    from metaray.plan import checked_space, in_flight, plan
+    from metaray.spec import load_spec
+
+    spec = {"name": "auto_in_flight", "data": {"dataset": "iris"}, "subsets": {"k": 4},
+            "search": {"searcher": "optuna", "num_samples": 3, "max_concurrent": "auto",
+                       "space": {"C": {"loguniform": [0.1, 10.0]}}}}
+    prepared = prepare(load_spec(spec))
+    planned = plan(prepared, checked_space(prepared))
+    assert in_flight(planned, 1024) == 512 == planned.driver.max_concurrent  # 2 x 1,024 CPUs / 4 subsets
+    assert in_flight(planned, 2) == 8 and planned.spec.search.max_concurrent == 8  # never below the default
+    lines: list[str] = []
+    result = metaray.search(spec, run_dir=tmp_path / "run", progress=lines.append, track=False)
+    assert "search.max_concurrent: auto -> 8 (2 CPUs)" in lines and len(result.results) == 3
+    assert yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text())["search"]["max_concurrent"] == 8
+    random = prepare(load_spec({**spec, "search": {**spec["search"], "searcher": "random"}}))
+    assert in_flight(plan(random, checked_space(random)), 1024) is None  # random keeps every CPU busy anyway

@@ -11,8 +11,8 @@ makespan.
 For each searcher (random, optuna, hyperopt) x scheduler (none, asha, racing) and cluster size: utilisation, the
 virtual time to the final best, fits spent, configurations; with ``search.max_concurrent`` as metaray resolves it
 today (random: every core; the adaptive searchers: 8 configurations in flight) and, for the adaptive searchers,
-``max(8, 2 x cores / K)`` configurations in flight ("auto": what a ``max_concurrent: auto`` could resolve to;
-metaray has no such value yet). The real-run check (the same best as a real Ray run at small N) is not made here.
+``max(8, 2 x cores / K)`` configurations in flight ("auto": what ``search.max_concurrent: auto`` resolves to).
+The real-run check (the same best as a real Ray run at small N) is not made here.
 
     python experiments/benchmarks/scale.py --quick --json      # 16, 128 and 1,024 cores, fewer configurations
     python experiments/benchmarks/scale.py                     # 16, 128, 1,024 cores; 4 waves of configurations
