@@ -185,11 +185,6 @@ class Goals:
     def feasible(self, values: dict[str, float]) -> bool:
         return all(c.met(values.get(c.objective.label, math.nan)) for c in self.constraints)
 
-    def describe(self) -> str:
-        """The objectives, in words: ``max mean accuracy, min n_parameters``."""
-        return ", ".join(f"{o.mode} {o.label.replace('_', ' ', 1) if not o.measure else o.label}"
-                         for o in self.objectives)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -229,21 +224,45 @@ def compare(series: np.ndarray, o: Objective, ev: Evidence, need: np.ndarray | N
     j on ``o``; ``as_good[i, j]`` if i's aggregate is worse than j's by no more than the ROPE (``Evidence``).
     ``need``: the pairs whose ``better`` matters (the others are left False): only pairs where i's aggregate is
     better are ever tested, in blocks of ``PAIRS_AT_ONCE``."""
-    n, k = series.shape
-    sign = 1.0 if o.mode == "max" else -1.0
+    diff, as_good = _as_good(series, o, ev)
+    return _better(series, diff, o, ev, need), as_good
+
+
+def evidence(series: Sequence[np.ndarray], objectives: Sequence[Objective], ev: Evidence
+             ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``compare``'s ``(better, as_good)`` for each objective, for ``pareto_ranks``: at least as good (within the
+    ROPE) first, from the aggregates alone; then a pair is tested on one objective only where i is at least as good
+    as j on every other, since no test could make i dominate j otherwise."""
+    judged = [_as_good(s, o, ev) for s, o in zip(series, objectives, strict=True)]
+    out = []
+    for at, (s, o) in enumerate(zip(series, objectives, strict=True)):
+        others = np.logical_and.reduce([a for b, (_, a) in enumerate(judged) if b != at] or [True])
+        out.append((_better(s, judged[at][0], o, ev, others), judged[at][1]))
+    return out
+
+
+def _as_good(series: np.ndarray, o: Objective, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+    """``(diff, as_good)``: the aggregates' differences, signed so that > 0 is where i is better, and whether i is
+    worse than j by no more than the ROPE."""
     centre = np.array([_aggregate(row, o, ev) for row in series])
     rope = (ev.measure_rope * np.maximum(np.abs(centre)[:, None], np.abs(centre)[None, :]) if o.measure
-            else np.full((n, n), ev.rope))
-    diff = sign * (centre[:, None] - centre[None, :])  # > 0 where i is better
-    as_good = diff >= -rope
+            else ev.rope)
+    diff = (1.0 if o.mode == "max" else -1.0) * (centre[:, None] - centre[None, :])
+    return diff, diff >= -rope
+
+
+def _better(series: np.ndarray, diff: np.ndarray, o: Objective, ev: Evidence, need: np.ndarray | None):
+    """``better[i, j]``: i is significantly better than j on ``o`` (tested only where i's aggregate is better, and
+    where ``need`` says the pair matters)."""
+    n, k = series.shape
     if k < 2 or n < 2:  # no spread to test with: the aggregates decide
-        return diff > 0, as_good
+        return diff > 0
     better = np.zeros((n, n), bool)
     rows, cols = np.nonzero((diff > 0) & (True if need is None else need))
     for at in range(0, len(rows), PAIRS_AT_ONCE):
         i, j = rows[at : at + PAIRS_AT_ONCE], cols[at : at + PAIRS_AT_ONCE]
-        better[i, j] = _significant(series, i, j, o, ev, sign)
-    return better, as_good
+        better[i, j] = _significant(series, i, j, o, ev, 1.0 if o.mode == "max" else -1.0)
+    return better
 
 
 def _significant(series: np.ndarray, i: np.ndarray, j: np.ndarray, o: Objective, ev: Evidence, sign: float):

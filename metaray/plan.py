@@ -118,7 +118,9 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
     s = spec.search
     n = s.num_samples or default_samples(spec)
     goals = prepared.goals
-    searcher, warm, notes = _searcher(prepared, space, n, tuple(warm), startup, goals)
+    # the direction of each objective: a searcher and a scheduler of several (Optuna's multi-objective TPE, MOASHA)
+    mode = [o.mode for o in goals.objectives] if goals.multi else prepared.mode
+    searcher, warm, notes = _searcher(prepared, space, n, tuple(warm), startup, mode)
     if s.max_concurrent == "auto":  # resolved once the cluster is known (in_flight); until then, the default
         max_concurrent = ADAPTIVE_IN_FLIGHT if searcher.adaptive else None
     else:
@@ -127,7 +129,7 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
         spec = spec.model_copy(deep=True)
         spec.search.max_concurrent = max_concurrent
     n_train, n_test = _sizes(prepared)
-    scheduler, layout = _scheduler(prepared, space, overlap=n_test / n_train)
+    scheduler, layout = _scheduler(prepared, space, mode, overlap=n_test / n_train)
     num_samples = searcher.total or n
     obj, metric = spec.objective, prepared.metric
     gib = metric.greater_is_better
@@ -148,11 +150,10 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
                 ranking=ranking, warm=warm, notes=notes)
 
 
-def _searcher(prepared: Prepared, space, n: int, warm: tuple, startup: int | None, goals) -> tuple[Any, tuple, tuple]:
+def _searcher(prepared: Prepared, space, n: int, warm: tuple, startup: int | None, mode) -> tuple[Any, tuple, tuple]:
     """The spec's searcher, given the warm-start points if it takes them: (searcher, the points taken, notes)."""
     spec = prepared.spec
     name = spec.search.searcher
-    mode = [o.mode for o in goals.objectives] if goals.multi else prepared.mode
     try:
         return make_searcher(name, space, n, mode, spec.seed, [p.config for p in warm], startup), warm, ()
     except Exception as exc:
@@ -162,12 +163,10 @@ def _searcher(prepared: Prepared, space, n: int, warm: tuple, startup: int | Non
         return make_searcher(name, space, n, mode, spec.seed, startup=startup), (), (note,)
 
 
-def _scheduler(prepared: Prepared, space, *, overlap: float) -> tuple[Any, Layout]:
+def _scheduler(prepared: Prepared, space, mode, *, overlap: float) -> tuple[Any, Layout]:
     """The spec's scheduler and the layout of a configuration's units: over its subsets, or over its epochs (ASHA
     with the epochs fidelity)."""
     options, k = prepared.spec.search.scheduler, prepared.plan.k
-    goals = prepared.goals
-    mode = [o.mode for o in goals.objectives] if goals.multi else prepared.mode  # several: ASHA is MOASHA
     make = dict(mode=mode, greater_is_better=prepared.metric.greater_is_better, overlap=overlap)
     if options.name != "asha" or options.fidelity == "subsets":
         scheduler = make_scheduler(options, total=k, **make)

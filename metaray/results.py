@@ -167,7 +167,7 @@ class Ranking:
     def front(self) -> dict[str, tuple[int, bool]]:
         """``(pareto_rank, on_front)`` of every completed, feasible configuration with every objective's value, by
         non-dominated sorting on the subsets' evidence (metaray.front); {} for a search of one objective."""
-        from metaray.front import compare, pareto_ranks
+        from metaray.front import evidence, pareto_ranks
 
         if self.goals is None or not self.goals.multi:
             return {}
@@ -178,7 +178,7 @@ class Ranking:
         if not ranked:
             return {}
         values = np.array([[t.objective, *(t.values[o.label] for o in objectives[1:])] for t in ranked])
-        evidence = None
+        found = None
         if self.test is not None and self.driver.layout.k >= 2:
             k = self.driver.layout.k
             series = []
@@ -188,15 +188,8 @@ class Ranking:
                     got = self.driver.scores(t, o.source)
                     s[i, : len(got)] = got
                 series.append(s)
-            # at least as good (within the ROPE) first, from the aggregates alone; then a pair is tested on one
-            # objective only where i is at least as good as j on every other (else no test could make i dominate j)
-            as_good = [compare(s, o, self.test, need=np.zeros((len(ranked),) * 2, bool))[1]
-                       for s, o in zip(series, objectives, strict=True)]
-            evidence = []
-            for at, (s, o) in enumerate(zip(series, objectives, strict=True)):
-                others = np.logical_and.reduce([a for b, a in enumerate(as_good) if b != at] or [True])
-                evidence.append((compare(s, o, self.test, need=others)[0], as_good[at]))
-        ranks = pareto_ranks(values, [o.mode for o in objectives], evidence)
+            found = evidence(series, objectives, self.test)
+        ranks = pareto_ranks(values, [o.mode for o in objectives], found)
         return {t.id: (int(r), bool(r == 1)) for t, r in zip(ranked, ranks, strict=True)}
 
     def front_method(self) -> str:
