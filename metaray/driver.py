@@ -19,6 +19,7 @@ running with what they have (``Driver.stop_running``). A budget ends the search'
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -30,12 +31,9 @@ from typing import Any
 from metaray.errors import MetarayError, SpecError
 from metaray.fits import FitResult, Unit, trial_id
 
-#: configurations a non-adaptive searcher may have open at once, at the least; on a large cluster, as many as
-#: ``OPEN_PER_ROOM`` times the fits the runner ever had room for, in configurations: configurations are delivered in
-#: order, so a configuration held up by a slow fit must not stop the cluster's other cores from getting work (the
-#: cluster simulator, experiments/benchmarks/scale.py, measured 6 % of 1,024 cores busy with a fixed 256)
+#: the room ``drive`` gives a driver past a time budget's grace (nothing is fitted then: configurations a resume
+#: replays from its journal open without room)
 MAX_OPEN = 256
-OPEN_PER_ROOM = 16
 #: the grace of a time budget: configurations still running when the budget ends may finish for a tenth of the
 #: budget more, at most a minute; then they are stopped with what they have and their fits cancelled
 BUDGET_GRACE_FRACTION = 0.1
@@ -79,6 +77,7 @@ class Trial:
     values: dict[str, float] = field(default_factory=dict)  # its further objectives and constrained values
     violations: tuple[float, ...] = ()  # its constraints' (metaray.front; <= 0: met)
     feasible: bool = True  # it meets every constraint
+    waiting: dict[int, tuple] = field(default_factory=dict)  # decision point -> (unknowns, value): left undecided
     fitted: int = 0  # fits run for it by this process
     replayed: int = 0  # fits taken from the journal of an earlier, interrupted process
 
@@ -157,8 +156,13 @@ class Driver:
         self.exhausted = False  # the searcher has no more configurations (or num_samples is reached)
         self.limit: int | None = None  # configurations at most, once told to open no more (a time budget ended)
         self.stopping = False  # told to stop the configurations still running (a time budget's grace ended)
-        self.most_room = 0  # the most fits the runner has had room for (the cluster's size, roughly)
         self.stop_below = 0  # ... those below this index
+        self._owed: list[Trial] = []  # configurations opened or promoted since work was last given out
+        # judging ahead (a by_rung scheduler): where the open configurations stand at each decision point, and those
+        # with results not yet looked at
+        by_rung = getattr(scheduler, "by_rung", False)
+        self._standing = _Standing(self.trials, sorted(layout.decisions)) if by_rung else None
+        self._touched: set[int] = set()
 
     @property
     def done(self) -> bool:
@@ -187,6 +191,8 @@ class Driver:
             trial.replayed += 1
         if not trial.final:
             trial.results[result.unit.position(self.layout.k)] = result
+            if self._standing is not None:
+                self._touched.add(trial.index)
 
     def advance(self, room: int) -> tuple[list[Unit], list[Trial]]:
         """Deliver what has arrived, in order; decide; open configurations while the searcher may and the runner has
@@ -196,6 +202,8 @@ class Driver:
         while self.cursor < len(self.trials):
             trial = self.trials[self.cursor]
             self._deliver(trial)
+            if self._standing is not None:
+                self._standing.place(trial)
             if not trial.final:
                 if not (self.stopping and trial.index < self.stop_below):
                     break
@@ -205,12 +213,12 @@ class Driver:
             ended.append(trial)
             self.cursor += 1
             room = self._open(room)  # an adaptive searcher: exactly one new configuration per delivered one
-        if getattr(self.scheduler, "by_rung", False) and not self.stopping:
+        if self._standing is not None and not self.stopping:
             self._decide_ahead()
-        work = [self.layout.unit(t.index, p) for t in self.trials[self.cursor:] if not t.final
-                for p in range(t.submitted, t.cap)]
-        for t in self.trials[self.cursor:]:
+        work = [self.layout.unit(t.index, p) for t in self._owed if not t.final for p in range(t.submitted, t.cap)]
+        for t in self._owed:
             t.submitted = max(t.submitted, t.cap)
+        self._owed = []
         return work, ended
 
     def scores(self, trial: Trial, name: str | None = None) -> list[float]:
@@ -224,8 +232,6 @@ class Driver:
     # ------------------------------------------------------------------------------------------------------
 
     def _open(self, room: int) -> int:
-        self.most_room = max(self.most_room, room)
-        most_open = max(MAX_OPEN, OPEN_PER_ROOM * self.most_room // self.layout.units)
         while not self.exhausted:
             if self.limit is not None and len(self.trials) >= self.limit:
                 self.exhausted = True
@@ -233,7 +239,11 @@ class Driver:
             open_now = len(self.trials) - self.cursor
             if self.max_concurrent and open_now >= self.max_concurrent:
                 break
-            if not self.searcher.adaptive and (room <= 0 or open_now >= most_open):
+            # a non-adaptive searcher opens as long as the runner has room, however many are open: configurations are
+            # delivered in order, so one held up by a slow fit holds those after it open, and the cluster's cores must
+            # not wait for it (a cap of 256, later 16 x the runner's room, left most of 1,024 cores idle in the
+            # cluster simulator, experiments/benchmarks/scale.py)
+            if not self.searcher.adaptive and room <= 0:
                 break
             index = len(self.trials)
             config = self.searcher.suggest(index) if index < self.num_samples else None
@@ -248,20 +258,29 @@ class Driver:
                 trial.status, trial.error = "failed", str(exc)
                 continue
             trial.cap = min(self.layout.decisions, default=self.layout.units)
+            self._owed.append(trial)
+            if self._standing is not None:
+                self._standing.place(trial)
             room -= trial.cap
         return room
 
-    def _deliver(self, trial: Trial, below: float = math.inf) -> None:
-        """Take the trial's results in order, deciding at each decision point; but not at a decision point at or
-        past ``below`` (one an earlier configuration has not yet passed: see ``_decide_ahead``)."""
+    def _deliver(self, trial: Trial, ahead: _Standing | None = None) -> None:
+        """Take the trial's results in order, deciding at each decision point. ``ahead`` (``_decide_ahead``): where
+        the configurations before it stand; at a decision point where some of their values are not known yet, the
+        scheduler decides only if those cannot change its decision, else the trial waits there."""
         layout = self.layout
         while not trial.final and trial.reported < layout.units and trial.reported in trial.results:
             r = trial.results[trial.reported]
             if r.error:
                 trial.status, trial.error = "failed", f"subset {r.subset}: {r.error}"
                 break
-            if trial.reported + 1 in layout.decisions and trial.reported + 1 >= below:
-                break
+            point = trial.reported + 1
+            unknown, pending = 0, []
+            if ahead is not None and point in layout.decisions:
+                unknown = ahead.unknown_before(point, trial.index)
+                if unknown and 2 * unknown > trial.waiting.get(point, (math.inf,))[0]:
+                    break  # left undecided with up to twice as many unknown before it: asked again once they halve
+                pending = ahead.pending_before(point, trial.index)
             trial.reported += 1
             if trial.reported in layout.decisions:
                 scores = self.scores(trial)
@@ -269,27 +288,41 @@ class Driver:
                 if self.goals is not None and self.goals.multi:  # every objective at this fidelity (MOASHA)
                     values, _ = self.goals.judge(lambda name: self.scores(trial, name))
                     value = (value, *(values[o.label] for o in self.goals.also))
-                if self.scheduler.decide(trial.index, layout.decisions[trial.reported], value, scores):
+                fidelity = layout.decisions[trial.reported]
+                stop = (self.scheduler.decide(trial.index, fidelity, value, scores, unknown=unknown, pending=pending)
+                        if unknown or pending else self.scheduler.decide(trial.index, fidelity, value, scores))
+                if stop is None:
+                    trial.reported -= 1
+                    trial.waiting[point] = (unknown, value)
+                    break
+                if stop:
                     trial.status = "stopped"
                     break
                 trial.cap = next((d for d in sorted(layout.decisions) if d > trial.reported), layout.units)
+                self._owed.append(trial)
         if trial.reported == layout.units and not trial.final:
             trial.status = "completed"
 
     def _decide_ahead(self) -> None:
         """Decisions of configurations after the first undelivered one, for a scheduler whose decision at a rung
-        reads only that rung's records (``by_rung``: ASHA). Configuration j is judged at decision point p once every
-        configuration before it has passed p (been judged there, or ended): the scheduler then hears the same
-        records in the same order as if every configuration were taken whole, one after another, so the decisions
-        are the same; configurations no longer wait at their first rung for all before them to finish. They are
-        still finalized, and the searcher told, in order."""
-        positions = sorted(self.layout.decisions)
-        low = math.inf  # the first decision point that some configuration so far has not passed
-        for t in self.trials[self.cursor:]:
-            if not t.final:
-                self._deliver(t, below=low)
-            if not t.final:
-                low = min(low, next((d for d in positions if d > t.reported), math.inf))
+        reads only the values recorded at that rung (``by_rung``: ASHA). Configuration j is judged at decision point p
+        with the values there of the configurations before it (those judged, and those known but not yet judged) and
+        the number of those whose value is not known yet (a fit still running): the scheduler decides only if no
+        value of theirs, nor their stopping before p, could change its decision. So it decides as if every
+        configuration were taken whole, one after another, and configurations neither wait at a rung for all before
+        them to finish nor, mostly, for one held up by a slow fit. They are still finalized, and the searcher told,
+        in order. Only configurations with new results, or waiting at a point, are looked at: a search with
+        thousands open costs the driver what changed."""
+        standing = self._standing
+        visit = self._touched.union(*standing.waiting.values())
+        self._touched = set()
+        for index in sorted(visit):
+            if index < self.cursor:
+                continue
+            t = self.trials[index]
+            if t.status == "running" and t.reported in t.results:
+                self._deliver(t, standing)
+            standing.place(t)
 
     def _finalize(self, trial: Trial) -> None:
         scores = self.scores(trial) if trial.reported else []
@@ -307,6 +340,47 @@ class Driver:
         self.searcher.complete(trial.index, value, *((trial.violations,) if trial.violations else ()))
         # an infeasible configuration is no incumbent (racing): the scheduler hears it as not completed
         self.scheduler.finished(trial.index, trial.status == "completed" and trial.feasible, trial.objective, scores)
+
+
+class _Standing:
+    """Where each open configuration stands at each decision point, for judging ahead (``Driver._decide_ahead``):
+    per point, the indices of the configurations not yet past it whose value there is not known yet (``unknown``),
+    and of those whose value is known but not yet judged (``waiting``; the value in ``Trial.waiting``), sorted."""
+
+    def __init__(self, trials: list[Trial], positions: list[int]):
+        self.trials, self.positions = trials, positions
+        self.unknown: dict[int, list[int]] = {p: [] for p in positions}
+        self.waiting: dict[int, list[int]] = {p: [] for p in positions}
+        self._where: dict[int, dict[int, str]] = {}  # index -> {point: "unknown" | "waiting"}
+
+    def place(self, t: Trial) -> None:
+        """Bring ``t``'s entries up to date with where it stands now."""
+        now: dict[int, str] = {}
+        if t.status == "running":
+            for p in self.positions:
+                if t.reported < p:
+                    now[p] = "waiting" if t.reported + 1 == p and p in t.waiting else "unknown"
+        old = self._where.get(t.index, {})
+        if now == old:
+            return
+        for p, state in old.items():
+            if now.get(p) != state:
+                entries = getattr(self, state)[p]
+                del entries[bisect.bisect_left(entries, t.index)]
+        for p, state in now.items():
+            if old.get(p) != state:
+                bisect.insort(getattr(self, state)[p], t.index)
+        if now:
+            self._where[t.index] = now
+        else:
+            self._where.pop(t.index, None)
+
+    def unknown_before(self, point: int, index: int) -> int:
+        return bisect.bisect_left(self.unknown[point], index)
+
+    def pending_before(self, point: int, index: int) -> list:
+        entries = self.waiting[point]
+        return [self.trials[i].waiting[point][1] for i in entries[: bisect.bisect_left(entries, index)]]
 
 
 def budget_grace(seconds: float) -> float:

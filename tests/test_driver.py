@@ -180,26 +180,91 @@ def test_a_runner_that_loses_work_is_a_stall_not_a_hang():
         drive(make_driver("random", "none", n=3), Forgetful(fake_fit), learner_for=lambda trial, unit: None)
 
 
-def test_a_random_search_opens_as_many_configurations_as_a_large_cluster_has_room_for():
-    """Configurations are delivered in order, so one held up by a slow fit keeps those after it open: a random
-    search on a large cluster may open more than ``MAX_OPEN`` (as many as ``OPEN_PER_ROOM`` times the fits the runner
-    has room for), or its cores would wait while the fits it could run are not opened."""
-    from metaray.driver import MAX_OPEN, OPEN_PER_ROOM
+class Stragglers:
+    """A cluster on a virtual clock: ``slots`` fits at once, lowest configuration first, each taking a random time, one
+    in ten twenty times as long (a slow node); ``wait`` hands back the fits that end next."""
 
-    space = parse_space({"C": {"loguniform": [0.01, 10.0]}}, LearnerSpec(name="logistic_regression"))
+    def __init__(self, fit, slots: int, rng):
+        self._fit, self.slots, self._rng = fit, slots, rng
+        self._queue, self._running, self.now, self._seq = [], [], 0.0, 0
 
-    def opened(room: int) -> int:
-        searcher = make_searcher("random", space, 5000, "max", 0)
-        driver = Driver(searcher, make_scheduler(SchedulerSpec(), mode="max", greater_is_better=True, total=1),
-                        Layout(1), num_samples=5000, max_concurrent=None,
-                        score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="accuracy",
-                        accept=lambda config: config)
-        work, _ = driver.advance(room)
-        return len(work)
+    def submit(self, units, learner):
+        self._queue = sorted(self._queue + [(u, learner) for u in units], key=lambda job: job[0])
 
-    assert opened(100) == 100  # no more than it has room for
-    assert opened(2048) == 2048 > MAX_OPEN  # a thousand cores' worth (2 x their fits), beyond the old cap
-    assert OPEN_PER_ROOM * 2048 >= 5000  # ... and all 5,000 could be open while the first is held up
+    def cancel(self, trial):
+        self._queue = [job for job in self._queue if job[0].trial != trial]
+
+    @property
+    def pending(self):
+        return len(self._queue) + len(self._running)
+
+    def room(self):
+        return 2 * self.slots - self.pending
+
+    def wait(self, timeout=None):
+        while self._queue and len(self._running) < self.slots:
+            unit, learner = self._queue.pop(0)
+            d = float(self._rng.exponential(1.0)) * (20 if self._rng.random() < 0.1 else 1)
+            self._seq += 1
+            self._running.append((self.now + d, self._seq, unit, learner))
+        if not self._running:
+            return []
+        self._running.sort()
+        end, _, unit, learner = self._running.pop(0)
+        self.now = end
+        return [self._fit(unit, learner)]
+
+    def close(self):
+        pass
+
+
+def test_a_random_search_opens_configurations_while_the_runner_has_room_however_many_are_open():
+    """Configurations are delivered in order, so one held up by a slow fit keeps those after it open: a random search
+    opens as long as the runner has room for their fits (no cap on those open, which left most of 1,024 simulated cores
+    idle), and no more."""
+    space = parse_space(SPACES["random"], LearnerSpec(name="logistic_regression"))
+    searcher = make_searcher("random", space, 5000, "max", 0)
+    driver = Driver(searcher, make_scheduler(SchedulerSpec(), mode="max", greater_is_better=True, total=1),
+                    Layout(1), num_samples=5000, max_concurrent=None,
+                    score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="accuracy",
+                    accept=lambda config: config)
+    work, _ = driver.advance(100)
+    assert len(work) == 100  # no more than it has room for
+    for unit in work[1:]:  # every fit but configuration 0's ends; it holds up their delivery
+        driver.tell(fake_fit(unit, (driver.trials[unit.trial].config, None)))
+    for _ in range(40):
+        work, ended = driver.advance(100)
+        assert len(work) == 100 and not ended  # room for a hundred more each time: opened, all held open
+        for unit in work:
+            driver.tell(fake_fit(unit, (driver.trials[unit.trial].config, None)))
+    assert len(driver.trials) - driver.cursor == 4100
+
+
+@pytest.mark.parametrize("searcher", ["random", "optuna"])
+def test_asha_judges_ahead_of_slow_fits_and_decides_as_in_order(searcher):
+    """On a cluster with slow nodes, ASHA judges configurations at a rung while fits before them are still running
+    there, when their results could not change its decision, and every decision is the one taken in order."""
+    def make(n=80):
+        driver = make_driver(searcher, "asha", n=n, max_concurrent=24 if searcher == "optuna" else None)
+        decide, ahead = driver.scheduler.decide, []
+
+        def recording(trial, done, value, scores, **kw):
+            got = decide(trial, done, value, scores, **kw)
+            if kw.get("unknown") and got is not None:
+                ahead.append(trial)
+            return got
+
+        driver.scheduler.decide = recording
+        return driver, ahead
+
+    in_order, _ = make()
+    ordered = outcome(run(in_order))
+    for seed in range(3):
+        driver, ahead = make()
+        drive(driver, Stragglers(fake_fit, 16, np.random.default_rng(seed)),
+              learner_for=lambda trial, unit: (trial.learner, None))
+        assert outcome(driver.trials) == ordered
+        assert len(ahead) >= 5, ahead  # judged while some before it were not known at that rung
 
 
 def test_asha_judges_a_configuration_at_a_rung_once_those_before_it_have_passed_it_not_finished():

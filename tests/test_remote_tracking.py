@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -22,27 +26,66 @@ SPEC = {"name": "remote", "seed": 1, "data": {"dataset": "wine", "scale": True},
         "search": {"num_samples": 12, "space": {"C": {"loguniform": [0.01, 10.0]}}}}
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory, new_store):
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _wait_healthy(url: str, proc, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
+def _postgres_missing() -> str | None:
+    """Why the PostgreSQL server cannot run here, or None."""
+    if not (shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")):
+        return "PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)"
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return "psycopg2 is not installed (pip install psycopg2-binary; the test extra has it)"
+    return None
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def mlflow_server(request, tmp_path_factory, new_store):
+    """A real ``mlflow server`` on 127.0.0.1: SQLite behind it, or PostgreSQL (clusters/mlflow/local.sh, as users
+    start it)."""
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
+    if request.param == "postgresql":
+        if why := _postgres_missing():
+            pytest.skip(why)
+        script = ROOT / "clusters" / "mlflow" / "local.sh"
+        env = {**os.environ, "PYTHON": sys.executable}
+        started = subprocess.run([str(script), "start", str(folder), "--port", str(port), "--workers", "2"],
+                                 capture_output=True, text=True, env=env, timeout=300)
+        assert started.returncode == 0, started.stdout + started.stderr
+        url = f"http://127.0.0.1:{port}"
+        assert url in started.stdout
+        state = json.loads((folder / "server.json").read_text())
+        yield {"url": url, "log": folder / "server.log", "backend": "postgresql"}
+        stopped = subprocess.run([str(script), "stop", str(folder)], capture_output=True, text=True, env=env,
+                                 timeout=120)
+        assert stopped.returncode == 0 and "stopped 2 process groups" in stopped.stdout, stopped.stdout + stopped.stderr
+        with pytest.raises(ProcessLookupError):  # nothing of that server is left: its process group is gone
+            os.killpg(state["pid"], 0)
+        assert not Path(state["db"]).exists()  # nor PostgreSQL's folder (its processes ended with pg_ctl stop)
+        return
     log = open(folder / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                              "--backend-store-uri", new_store(folder),
                              "--artifacts-destination", str(folder / "artifacts"), "--workers", "2"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()[-3000:]
-        time.sleep(0.5)
-    yield {"url": url, "log": folder / "server.log"}
+    _wait_healthy(url, proc, folder / "server.log")
+    yield {"url": url, "log": folder / "server.log", "backend": "sqlite"}
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
     log.close()

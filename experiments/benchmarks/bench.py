@@ -687,6 +687,58 @@ def children(quick: bool) -> list[Row]:
     return rows
 
 
+def children_server(quick: bool) -> list[Row]:
+    """CHILDREN on a tracking server: the same whole ``metaray run`` processes with ``tracking.children: all``, logging
+    over HTTP to an MLflow server on PostgreSQL (clusters/mlflow/local.py, started here and stopped after); the
+    marginal child runs/s and subset results/s, and every run, step and value counted back from the server."""
+    import importlib.util
+    import socket
+
+    import yaml
+    from mlflow import MlflowClient
+
+    spec_ = importlib.util.spec_from_file_location("mlflow_local", ROOT / "clusters" / "mlflow" / "local.py")
+    local = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(local)
+    sizes, k = ((10, 60) if quick else (50, 300)), 20
+    walls, failed, lost = {}, "", []
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        url = local.start(Path(tmp) / "server", port, workers=4)
+        try:
+            for n in sizes:
+                spec = {**_noop_spec(n, k), "name": f"children_{n}", "tracking": {"children": "all"},
+                        "storage": f"{tmp}/runs"}
+                path = Path(tmp) / f"spec{n}.yaml"
+                path.write_text(yaml.safe_dump(spec))
+                env = {**os.environ, "MLFLOW_TRACKING_URI": url}
+                t0 = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-m", "metaray", "run", str(path)], env=env,
+                                      capture_output=True, text=True, cwd=tmp)
+                walls[n] = time.perf_counter() - t0
+                if proc.returncode:
+                    failed = proc.stderr[-300:]
+                client = MlflowClient(url)  # count back: every child run, its K steps and the objective
+                experiment = client.get_experiment_by_name(f"children_{n}")
+                runs = client.search_runs([experiment.experiment_id], "tags.`metaray.trial` != ''", max_results=5000)
+                complete = [r for r in runs if "objective" in r.data.metrics and len(client.get_metric_history(
+                    r.info.run_id, r.data.tags["metaray.metric"])) == k]
+                if len(complete) != n:
+                    lost.append(f"{n - len(complete)} of {n} child runs incomplete")
+        finally:
+            local.stop(Path(tmp) / "server")
+    extra = sizes[1] - sizes[0]
+    dt = walls[sizes[1]] - walls[sizes[0]]
+    note = (f"failed: {failed}" if failed else "; ".join(lost) if lost else
+            f"{sizes[0]} -> {sizes[1]} configurations x {k}: {walls[sizes[0]]:.1f} -> {walls[sizes[1]]:.1f} s, "
+            f"marginal {extra / dt:.0f} child runs/s ({extra * k / dt:.0f} results/s; target >= 200 child runs/s: "
+            f"{'met' if extra / dt >= 200 else 'not met'}), every run, step and value counted back")
+    return [Row("CHILDREN", "metaray run, tracking.children all, MLflow server on PostgreSQL", walls[sizes[1]],
+                sizes[1] * k, float("nan"), float("nan"), fits_per_s=extra * k / dt, note=note)]
+
+
 def driver_only(quick: bool) -> list[Row]:
     """DRIVER: the Ray-free driver with the in-process runner and a fit that does nothing: what stands between
     metaray and a very large cluster (100,000 results)."""
@@ -837,6 +889,8 @@ def main(argv=None) -> int:
         rows += demo_cold(1 if args.quick else 3)
     if "RESUME" in only:
         rows += driver_kill(args.quick)
+    if "SERVER" in only:  # processes of their own too
+        rows += children_server(args.quick)
     if "CHILDREN" in only:  # processes of their own, before this one holds a Ray instance
         rows += children(args.quick)
     startup = ray_start()

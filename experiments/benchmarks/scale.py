@@ -46,8 +46,12 @@ class Row:
     scheduler: str
     cores: int
     in_flight: str  # max_concurrent as resolved: "default" (8 for adaptive searchers) or "auto" (max(8, 2 cores / K))
-    utilisation: float
+    utilisation: float  # busy core-seconds over cores x time, while the searcher had configurations left to open
+    utilisation_work: float  # the same until the last fit started (the open configurations' last promotions too)
+    utilisation_total: float  # the same until the last fit ended: the drain (no work left, the last fits running) too
     makespan_s: float  # virtual seconds
+    steady_s: float  # virtual seconds until the last configuration opened
+    drain_s: float  # from the last fit's start to the end
     time_to_best_s: float  # virtual seconds until the final best configuration ended
     fits: int
     configurations: int
@@ -58,13 +62,15 @@ class SimRunner:
     """The runner protocol (metaray.runners.Runner) on a virtual clock: ``cores`` fits at once, lower
     configurations first, each taking ``duration(unit, learner)`` virtual seconds."""
 
-    def __init__(self, cores: int, duration, score, rng: np.random.Generator):
-        self.cores, self.duration, self.score, self.rng = cores, duration, score, rng
+    def __init__(self, cores: int, duration, score, rng: np.random.Generator, charge: bool = True):
+        self.cores, self.duration, self.score, self.rng, self.charge = cores, duration, score, rng, charge
         self.now = 0.0
         self.busy = 0.0  # core-seconds of fits that ran
-        self._queue: list = []  # (unit, learner), kept sorted by unit
+        self._queue: list = []  # a heap of ((trial, stage, subset), seq, unit, learner)
         self._running: list = []  # heap of (end, seq, unit, learner, start)
         self._seq = 0
+        self.spans: dict[int, list[float]] = {}  # seq -> [start, end] of every fit that ran
+        self.last_start = 0.0  # when the last fit started: after it, no work was left to hand out (the drain)
         self._charged = time.perf_counter()  # real time of the driver not yet charged to the clock
         self.driver_s = 0.0
 
@@ -72,17 +78,20 @@ class SimRunner:
     def _charge(self) -> None:
         spent = time.perf_counter() - self._charged
         self.driver_s += spent
-        self.now += spent
+        self.now += spent if self.charge else 0.0
 
     def submit(self, units, learner) -> None:
-        self._queue += [(u, learner) for u in units]
-        self._queue.sort(key=lambda job: job[0])
+        for u in units:  # a heap, lowest configuration first, as metaray.runners.FitRunner's queue
+            self._seq += 1
+            heapq.heappush(self._queue, ((u.trial, u.stage, u.subset), self._seq, u, learner))
 
     def cancel(self, trial: int) -> None:
-        self._queue = [job for job in self._queue if job[0].trial != trial]
-        for end, _, unit, _, _ in self._running:
+        self._queue = [job for job in self._queue if job[0][0] != trial]
+        heapq.heapify(self._queue)
+        for end, seq, unit, _, _ in self._running:
             if unit.trial == trial and end > self.now:  # a cancelled fit frees its core now: the rest is not spent
                 self.busy -= end - self.now
+                self.spans[seq][1] = self.now
         self._running = [r for r in self._running if r[2].trial != trial]
         heapq.heapify(self._running)
 
@@ -95,10 +104,12 @@ class SimRunner:
 
     def _start(self) -> None:
         while self._queue and len(self._running) < self.cores:
-            unit, learner = self._queue.pop(0)
+            _, _, unit, learner = heapq.heappop(self._queue)
             d = self.duration(unit, learner)
             self.busy += d
             self._seq += 1
+            self.spans[self._seq] = [self.now, self.now + d]
+            self.last_start = self.now
             heapq.heappush(self._running, (self.now + d, self._seq, unit, learner, self.now))
 
     def wait(self, timeout: float | None = None):
@@ -123,31 +134,56 @@ class SimRunner:
         self._queue, self._running = [], []
 
 
-def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations: int, in_flight: str,
-             seed: int = 0, straggler: float = STRAGGLER) -> Row:
+def quality(config: dict) -> float:
+    """The simulated landscape: its best near x = 0.7, y = 1, z = b."""
+    return (0.9 - 0.3 * (config["x"] - 0.7) ** 2 - 0.02 * math.log10(config["y"]) ** 2
+            - (0.0 if config["z"] == "b" else 0.03))
+
+
+def score(unit, config: dict, seed: int) -> float:
+    """A fit's score: the configuration's quality and the subset's noise, the same in the simulator and on Ray."""
+    return quality(config) + float(np.random.default_rng([seed, unit.trial, unit.subset]).normal(0, 0.01))
+
+
+def build_driver(searcher_name: str, scheduler_name: str, cores: int, configurations: int, in_flight: str,
+                 seed: int = 0):
+    """The search's driver as metaray builds it, for ``cores`` (``in_flight``: "default" or "auto")."""
     from metaray.aggregates import aggregate
-    from metaray.driver import Driver, Layout, drive
+    from metaray.driver import Driver, Layout
     from metaray.schedulers import make_scheduler
     from metaray.searchers import make_searcher
     from metaray.space import parse_space
     from metaray.spec import LearnerSpec, load_spec
 
-    rng = np.random.default_rng(seed)
     space = parse_space(SPACE, LearnerSpec(name="sklearn.dummy.DummyClassifier"))
     searcher = make_searcher(searcher_name, space, configurations, "max", seed)
     options = load_spec({"name": "s", "data": {"dataset": "iris"}, "subsets": {"k": K},
                          "search": {"scheduler": scheduler_name}}).search.scheduler
     scheduler = make_scheduler(options, mode="max", greater_is_better=True, total=K, overlap=0.25)
-    layout = Layout.over_subsets(K, scheduler.milestones(K))
     if searcher.adaptive:
-        max_concurrent = 8 if in_flight == "default" else max(8, 2 * cores // K)
+        max_concurrent = (8 if in_flight == "default" else max(8, 2 * cores // K) if in_flight == "auto"
+                          else int(in_flight))
     else:
         max_concurrent = None
+    return Driver(searcher, scheduler, Layout.over_subsets(K, scheduler.milestones(K)), num_samples=configurations,
+                  max_concurrent=max_concurrent, score=lambda s: aggregate(s, greater_is_better=True),
+                  objective="mean", metric="score", accept=lambda config: config)
 
-    def quality(config) -> float:  # a smooth landscape with its best near x = 0.7, y = 1, z = b
-        return (0.9 - 0.3 * (config["x"] - 0.7) ** 2 - 0.02 * math.log10(config["y"]) ** 2
-                - (0.0 if config["z"] == "b" else 0.03))
 
+def outcome(driver) -> list[tuple]:
+    """What a search decided: each configuration's status, fits delivered and objective."""
+    return [(t.index, t.status, t.reported, round(t.objective, 12) if math.isfinite(t.objective) else None)
+            for t in driver.trials]
+
+
+def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations: int, in_flight: str,
+             seed: int = 0, straggler: float = STRAGGLER, keep: list | None = None, charge: bool = True) -> Row:
+    """One simulated search (``keep``: a list the driver is appended to; ``charge=False``: the driver's own time is
+    not charged to the clock, so that the result does not depend on this machine's speed)."""
+    from metaray.driver import drive
+
+    rng = np.random.default_rng(seed)
+    driver = build_driver(searcher_name, scheduler_name, cores, configurations, in_flight, seed)
     cost = {}
 
     def duration(unit, config) -> float:
@@ -155,26 +191,125 @@ def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations
         d = base * float(rng.lognormal(0.0, 0.5))
         return d * straggler if rng.random() < 0.02 else d
 
-    def score(unit, config) -> float:
-        noise = np.random.default_rng([seed, unit.trial, unit.subset]).normal(0, 0.01)
-        return quality(config) + float(noise)
+    runner = SimRunner(cores, duration, lambda unit, config: score(unit, config, seed), rng, charge)
+    opened = [0.0]  # when the last configuration opened
+    suggest = driver.searcher.suggest
 
-    runner = SimRunner(cores, duration, score, rng)
-    driver = Driver(searcher, scheduler, layout, num_samples=configurations, max_concurrent=max_concurrent,
-                    score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="score",
-                    accept=lambda config: config)
+    def suggest_and_note(index):
+        config = suggest(index)
+        if config is not None:
+            opened[0] = runner.now
+        return config
+
+    driver.searcher.suggest = suggest_and_note
     ended: dict[int, float] = {}
     runner._charged = time.perf_counter()
     drive(driver, runner, learner_for=lambda trial, unit: trial.config,
           on_end=lambda trial: ended.__setitem__(trial.index, runner.now))
     runner._charge()
+    if keep is not None:
+        keep.append(driver)
     done = [t for t in driver.trials if t.status == "completed" and math.isfinite(t.objective)]
     best = max(done, key=lambda t: (t.objective, -t.index)) if done else None
-    fits = sum(t.fitted for t in driver.trials)
-    makespan = runner.now
-    return Row(searcher_name, scheduler_name, cores, in_flight, runner.busy / (cores * makespan) if makespan else 0.0,
-               round(makespan, 2), round(ended.get(best.index, math.nan), 2) if best else math.nan, fits,
-               len(driver.trials), round(runner.driver_s, 3))
+    makespan, until = runner.now, runner.last_start
+
+    def busy(t: float) -> float:  # busy core-seconds over cores x time, until t
+        if t <= 0:
+            return math.nan
+        return round(sum(min(end, t) - start for start, end in runner.spans.values() if start < t) / (cores * t), 4)
+
+    return Row(searcher_name, scheduler_name, cores, in_flight, busy(opened[0]), busy(until),
+               round(runner.busy / (cores * makespan), 4) if makespan else 0.0, round(makespan, 2), round(opened[0], 2),
+               round(makespan - until, 2), round(ended.get(best.index, math.nan), 2) if best else math.nan,
+               sum(t.fitted for t in driver.trials), len(driver.trials), round(runner.driver_s, 3))
+
+
+class _Learner:
+    """What a Ray fit task is handed: the configuration, with the name and memory ``FitRunner`` reads."""
+
+    name, memory = "simulated", 0
+
+    def __init__(self, config: dict):
+        self.config = config
+
+
+def _ray_fit(problem, learner: _Learner, unit, seed: int):
+    from metaray.fits import FitResult
+
+    return FitResult(unit, scores={"score": score(unit, learner.config, seed)}, fit_seconds=0.0)
+
+
+def real_run(searcher_name: str, scheduler_name: str, cores: int, configurations: int, in_flight: str,
+             seed: int = 0):
+    """The same search on Ray (the running instance, or a local one): metaray's own ``FitRunner`` runs the fits as
+    Ray tasks, in whatever order they finish. Returns the driver."""
+    import ray
+    from ray import cloudpickle
+
+    from metaray.driver import drive
+    from metaray.runners import FitRunner
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the fit is this file's: workers cannot import it
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, configure_logging=False)
+    driver = build_driver(searcher_name, scheduler_name, cores, configurations, in_flight, seed)
+    runner = FitRunner(_ray_fit, ray.put(None), seed=seed, fits_per_task=1, label="scale-check")
+    try:
+        drive(driver, runner, learner_for=lambda trial, unit: _Learner(trial.config))
+    finally:
+        runner.close()
+    return driver
+
+
+def check(seed: int = 0, cores: int = 16, configurations: int = 60, searchers=SEARCHERS,
+          schedulers=SCHEDULERS) -> list[dict]:
+    """The simulator against a real Ray run, each searcher x scheduler at ``cores``: the same decisions and the
+    same best configuration."""
+    rows = []
+    for name in searchers:
+        for scheduler in schedulers:
+            kept: list = []
+            simulate(name, scheduler, cores, configurations, "auto", seed=seed, keep=kept)
+            real = real_run(name, scheduler, cores, configurations, "auto", seed=seed)
+            sim = kept[0]
+            best = [max((t for t in d.trials if t.status == "completed"), key=lambda t: (t.objective, -t.index)).index
+                    for d in (sim, real)]
+            rows.append({"searcher": name, "scheduler": scheduler, "cores": cores, "same_decisions":
+                         outcome(sim) == outcome(real), "best_simulated": best[0], "best_on_ray": best[1]})
+    return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Utilisation against cores, one line per searcher x scheduler (the "auto" in-flight rule for the adaptive
+    searchers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    styles = {"random": "-", "optuna": "--", "hyperopt": ":"}
+    colours = {"none": "tab:blue", "asha": "tab:orange", "racing": "tab:green"}
+    for name in SEARCHERS:
+        for scheduler in SCHEDULERS:
+            line = sorted((r["cores"], r["utilisation"]) for r in rows if r["searcher"] == name
+                          and r["scheduler"] == scheduler and r["in_flight"] in ("default" if name == "random"
+                                                                                  else "auto",))
+            if line:
+                cores, used = zip(*line, strict=True)
+                ax.plot(cores, used, styles[name], marker="o", color=colours[scheduler], label=f"{name} + {scheduler}")
+    ax.set_xscale("log", base=2)
+    ticks = sorted({r["cores"] for r in rows})
+    ax.set_xticks(ticks, [f"{c:,}" for c in ticks])
+    ax.set_xlabel("cores (simulated)")
+    ax.set_ylabel("core utilisation while configurations remain")
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title("experiments/benchmarks/scale.py: the real driver on a simulated cluster", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -182,26 +317,39 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer configurations (1,024 cores included)")
     parser.add_argument("--json", action="store_true", help="print {'rows': [...]} as JSON")
     parser.add_argument("--cores", default="16,128,1024")
-    parser.add_argument("--waves", type=int, help="configurations: this many times cores / K (20; 4 in --quick)")
+    parser.add_argument("--waves", type=int, help="configurations: this many times the cores (20; 4 in --quick)")
     parser.add_argument("--searchers", default=",".join(SEARCHERS))
     parser.add_argument("--straggler", type=float, default=STRAGGLER, help="how much longer 2 %% of fits take")
     parser.add_argument("--schedulers", default=",".join(SCHEDULERS))
+    parser.add_argument("--plot", type=Path, help="draw utilisation against cores into this PNG")
+    parser.add_argument("--check", action="store_true", help="the simulator against real Ray runs at 16 cores: the "
+                        "same decisions and best configuration, for every searcher x scheduler")
     args = parser.parse_args(argv)
+    if args.check:
+        rows = check(searchers=args.searchers.split(","), schedulers=args.schedulers.split(","))
+        print(json.dumps({"rows": rows}, indent=1) if args.json else "\n".join(
+            f"{r['searcher']:<8} {r['scheduler']:<7} same decisions: {r['same_decisions']}  best: simulated "
+            f"{r['best_simulated']}, on Ray {r['best_on_ray']}" for r in rows))
+        return 0 if all(r["same_decisions"] and r["best_simulated"] == r["best_on_ray"] for r in rows) else 1
     rows = []
     for cores in [int(c) for c in args.cores.split(",")]:
         # enough configurations for several waves of the cluster: 4 (2 in --quick), at least 40
-        configurations = max(40, (args.waves or (4 if args.quick else 20)) * cores // K)
+        configurations = max(40, (args.waves or (4 if args.quick else 20)) * cores)
         for name in args.searchers.split(","):
             for scheduler in args.schedulers.split(","):
-                modes = ("default", "auto") if name != "random" else ("default",)
+                modes = ("default",) if name == "random" else ("auto",) if args.quick else ("default", "auto")
                 for in_flight in modes:
                     row = simulate(name, scheduler, cores, configurations, in_flight, straggler=args.straggler)
                     rows.append(row)
                     if not args.json:
                         print(f"{row.searcher:<8} {row.scheduler:<7} {row.cores:>5} cores  in flight {in_flight:<8} "
-                              f"utilisation {row.utilisation:6.1%}  fits {row.fits:>6}  configurations "
+                              f"utilisation {row.utilisation:6.1%} (to the last fit's start "
+                              f"{row.utilisation_work:6.1%}, to the end {row.utilisation_total:6.1%})  "
+                              f"fits {row.fits:>6}  configurations "
                               f"{row.configurations:>5}  makespan {row.makespan_s:9.1f}  best at "
                               f"{row.time_to_best_s:9.1f}  driver {row.driver_s:7.2f} s", flush=True)
+    if args.plot:
+        plot([asdict(r) for r in rows], args.plot)
     if args.json:
         print(json.dumps({"rows": [asdict(r) for r in rows]}, indent=1))
     return 0

@@ -62,11 +62,19 @@ class Asha:
         self._modes = [mode] if isinstance(mode, str) else list(mode)
         self._sign = 1.0 if self._modes[0] == "max" else -1.0
         self._recorded: dict[float, dict[int, float | tuple]] = {rung: {} for rung in self.rungs}
+        self._rewards = {rung: _Records() for rung in self.rungs}  # the same, of one objective, as arrays
 
     def milestones(self, total: float) -> list[float]:
         return [rung for rung in self.rungs if rung < total]
 
-    def decide(self, trial: int, done: float, value, scores: list[float]) -> bool:
+    def decide(self, trial: int, done: float, value, scores: list[float], *, unknown: int = 0,
+               pending: list = ()) -> bool | None:
+        """Whether to stop ``trial`` at the highest rung ``done`` reached, against the values recorded there of the
+        configurations before it. When the driver judges ahead (``Driver._decide_ahead``), ``pending``: the values
+        there of configurations before it not yet judged (they will be recorded), and ``unknown``: the number of
+        those whose value is not known yet; the decision is taken only if it holds whatever those turn out to be
+        (recorded at any value, or never), else None (nothing recorded: ask again later). So a configuration judged
+        ahead of an earlier one is judged as it would be in order."""
         several = isinstance(value, tuple)
         if not all(math.isfinite(v) for v in (value if several else (value,))):
             return False
@@ -75,15 +83,36 @@ class Asha:
             if done < rung or trial in recorded:
                 continue
             if several:
-                stop = bool(recorded) and self._position(list(recorded.values()), value) >= math.ceil(
-                    (len(recorded) + 1) / self.rf)
+                before = [v for t, v in recorded.items() if t < trial]  # not those judged ahead of it
+                before += [v for v in pending if all(math.isfinite(x) for x in v)]
+                if unknown:  # by Pareto rank: judged in order only
+                    return None
+                stop = bool(before) and self._position(before, value) >= math.ceil((len(before) + 1) / self.rf)
                 recorded[trial] = value
                 return bool(stop)
             reward = self._sign * value
-            stop = bool(recorded) and reward < np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100)
-            recorded[trial] = reward
-            return bool(stop)
+            stop = self._stops(self._rewards[rung].before(trial, [self._sign * v for v in pending]), reward, unknown)
+            if stop is not None:
+                recorded[trial] = reward
+                self._rewards[rung].add(trial, reward)
+            return stop
         return False
+
+    def _stops(self, before: np.ndarray, reward: float, unknown: int) -> bool | None:
+        """Whether ``reward`` falls below the rung's cut (the ``1 - 1/rf`` quantile of the rewards recorded before
+        it), whichever of the ``unknown`` configurations are recorded too and whatever their rewards; None when that
+        depends on them. The cut is lowest when they all come in below everything, highest when above."""
+        q = (1 - 1 / self.rf) * 100
+        if not unknown:
+            return bool(before.size) and bool(reward < np.nanpercentile(before, q))
+        if not before.size:  # stopped only if one of them is recorded: open
+            return None
+        low, high = _cut(before, unknown, q, below=True), _cut(before, unknown, q, below=False)
+        if reward < low - 1e-12 * (1 + abs(low)):  # a margin for rounding: the decision in order is the same
+            return True
+        if reward >= high + 1e-12 * (1 + abs(high)):
+            return False
+        return None
 
     def _position(self, recorded: list[tuple], value: tuple) -> int:
         """Where ``value`` comes among ``recorded`` and itself, 0 the first: by Pareto rank, then by the primary
@@ -97,3 +126,49 @@ class Asha:
 
     def finished(self, trial: int, completed: bool, objective: float, scores: list[float]) -> None:
         pass
+
+
+class _Records:
+    """The rewards recorded at one rung with the configurations they are of, as growing arrays."""
+
+    def __init__(self):
+        self.n, self.index, self.reward = 0, np.empty(64, dtype=np.int64), np.empty(64)
+
+    def add(self, trial: int, reward: float) -> None:
+        if self.n == self.index.size:
+            self.index, self.reward = np.resize(self.index, 2 * self.n), np.resize(self.reward, 2 * self.n)
+        self.index[self.n], self.reward[self.n] = trial, reward
+        self.n += 1
+
+    def before(self, trial: int, pending: list[float]) -> np.ndarray:
+        """The rewards of configurations before ``trial``, and the finite ones of ``pending``."""
+        got = self.reward[: self.n][self.index[: self.n] < trial]
+        extra = np.asarray(pending, dtype=float)
+        return np.concatenate([got, extra[np.isfinite(extra)]]) if extra.size else got
+
+
+def _cut(values: np.ndarray, extra: int, q: float, *, below: bool) -> float:
+    """The ``q`` th percentile (NumPy's linear interpolation) of ``values`` and ``extra`` values lower than all of
+    them (``below``) or higher, in the limit: -inf or +inf where it rests on one of those.
+
+    Example:
+        >>> _cut(np.array([3.0, 1.0, 2.0]), 1, 50, below=True), _cut(np.array([3.0, 1.0, 2.0]), 1, 50, below=False)
+        (1.5, 2.5)
+        >>> _cut(np.array([1.0, 2.0]), 2, 50, below=True)
+        -inf
+    """
+    n = values.size + extra
+    h = (n - 1) * q / 100
+    lo = math.floor(h)
+    frac = h - lo
+    picks = [lo, lo + 1] if frac and lo + 1 < n else [lo]
+    if below:  # the extra ones take positions 0 .. extra - 1
+        if picks[0] < extra:
+            return -math.inf
+        at = [p - extra for p in picks]
+    else:  # ... positions values.size .. n - 1
+        if picks[-1] >= values.size:
+            return math.inf
+        at = picks
+    x = np.partition(values, at)[at]
+    return float(x[0]) if len(at) == 1 else float(x[0] + frac * (x[1] - x[0]))
