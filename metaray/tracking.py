@@ -19,7 +19,8 @@ import queue
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +370,51 @@ class Writer:
         self._experiment_id: str | None = None
         self._children: dict[str, str] = {}  # trial id -> its child run
         self.ended = False  # finished or aborted: the parent run has its final status
+        # over HTTP, child runs are logged HTTP_PARALLEL at once (each is three requests, and a server on a database
+        # answers several at a time); else one after another
+        self._pool = (ThreadPoolExecutor(HTTP_PARALLEL, thread_name_prefix="metaray-child")
+                      if str(self.uri).startswith(("http://", "https://")) else None)
+        self._pending: set[Future] = set()
+        self._down_since: float | None = None  # since when the server has not answered (a monotonic time)
+        self._logged: set[str] = set()  # trials whose child runs are complete (a resume's too)
+        self._batched: set[str] = set()  # ... whose child runs have their metrics, not yet their end
+        self.lost: list[str] = []  # trials whose child runs could not be logged
+
+    def submit(self, t: LogTrial, reply) -> None:
+        """Log a configuration's child run, now or on the pool, and reply ``Logged`` when it is done. Over HTTP, a
+        server that does not answer (restarting, or down) is tried again with backoff, from where the child run got
+        to, until it has not answered for ``SERVER_DOWN_S``: then every child run not yet logged fails at once
+        (``Logged`` with the reason), and the search's end says how many; ``metaray resume`` logs them."""
+        def log() -> None:
+            delay = 0.5
+            while True:
+                try:
+                    self.log_trial(t)
+                    self._down_since = None
+                    reply(Logged())
+                    return
+                except Exception as exc:
+                    now = time.monotonic()
+                    if self._pool is not None and _unanswered(exc):
+                        self._down_since = self._down_since or now
+                        if now - self._down_since < SERVER_DOWN_S:
+                            time.sleep(delay)
+                            delay = min(2 * delay, 10.0)
+                            continue
+                    self.lost.append(t.trial)
+                    reply(Logged(one_line(exc)))
+                    return
+
+        if self._pool is None:
+            return log()
+        future = self._pool.submit(log)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    def drain(self) -> None:
+        """Wait for the child runs being logged."""
+        if self._pending:
+            wait(self._pending.copy())  # (a copy, made at once: the threads remove theirs as they finish)
 
     def start(self) -> str:
         """Connect, create the experiment if new, and create the parent run, or reopen it (a resume): the parent
@@ -403,6 +449,7 @@ class Writer:
             page = client.search_runs([self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
                                       max_results=10000, page_token=token)
             self._children.update({r.data.tags.get("metaray.trial"): r.info.run_id for r in page})
+            self._logged.update(r.data.tags.get("metaray.trial") for r in page if r.info.status != "RUNNING")
             token = page.token
             if not token:
                 return self.parent_id
@@ -430,8 +477,6 @@ class Writer:
         return self.parent_id
 
     def _batch(self, run_id: str, *, params=None, metrics=None, tags=None) -> None:
-        import time
-
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
@@ -444,8 +489,9 @@ class Writer:
                                    tags=t[i * 100 : (i + 1) * 100])
 
     def log_trial(self, t: LogTrial) -> None:
-        """A configuration's child run (none if a resumed search's parent already holds it)."""
-        if t.trial in self._children:
+        """A configuration's child run (none if a resumed search's parent already holds it whole); called again
+        after a failure, it goes on from the step that failed."""
+        if t.trial in self._logged:
             return  # logged before the crash that this run resumes from
         spec, row = self.spec, t.row
         primary = next(iter(t.series[0][1]), None) if t.series else None  # the metric of its scores, if any
@@ -462,8 +508,10 @@ class Writer:
             tags["metaray.origin"] = row["origin"]
         if not t.feasible:
             tags["metaray.feasible"] = "false"
-        run = self._client.create_run(self._experiment_id, run_name=t.trial, tags=tags)
-        self._children[t.trial] = run.info.run_id
+        if t.trial not in self._children:
+            self._children[t.trial] = self._client.create_run(self._experiment_id, run_name=t.trial,
+                                                              tags=tags).info.run_id
+        run_id = self._children[t.trial]
         params = {"learner": t.learner, **{k: v for k, v in t.params.items() if k != "learner"}}
         metrics = [(k, row[k], 0) for k in ("objective", *COLUMNS, "subsets_done") if k in row]
         for k, scores, fit_seconds in t.series:
@@ -473,14 +521,21 @@ class Writer:
         taken = {name for name, _, _ in metrics}  # a label that is a logged series' name (fit_seconds): "mean_" first
         metrics += [(f"mean_{label}" if label in taken else label, value, 0) for label, value in t.values.items()]
         metrics += [("running_objective", v, m) for m, v in enumerate(t.running, 1)]
-        self._batch(run.info.run_id, params=params, metrics=metrics)
-        self._client.set_terminated(run.info.run_id, "FAILED" if t.status == "failed" else "FINISHED")
+        if t.trial not in self._batched:
+            self._batch(run_id, params=params, metrics=metrics)
+            self._batched.add(t.trial)
+        self._client.set_terminated(run_id, "FAILED" if t.status == "failed" else "FINISHED")
+        self._logged.add(t.trial)
 
     def finish(self, f: Finish) -> tuple[str, ...]:
         """Log the search's end; returns lines for the user about what could not be logged."""
         self.ended = True
         client, result = self._client, f.result
         notes = self._log_report(f.report)
+        if self.lost:  # the server did not answer for a while: said once, and on the parent run
+            client.set_tag(self.parent_id, "metaray.children_lost", str(len(self.lost)))
+            notes += (f"MLflow: {len(self.lost)} child runs could not be logged (the tracking server did not answer "
+                      f"for {SERVER_DOWN_S:g} s); `metaray resume {result.run_dir}` logs them",)
         metrics = [("configurations", len(result.results), 0), ("fits_run", result.fits_run, 0)]
         for status in STATUSES:
             metrics.append((f"configurations_{status}", int((result.results["status"] == status).sum()), 0))
@@ -558,6 +613,12 @@ class Writer:
 #: the tracking process's niceness once it has started: beside two fits on every core it still gets about a twentieth
 #: of a core (a few child runs a second in SQLite), and all it wants when the cores are idle
 NICENESS = 10
+#: a tracking server that has not answered for this long is down: the child runs not yet logged fail (a resume
+#: logs them); until then they are tried again with backoff, and the search does not wait
+SERVER_DOWN_S = 120.0
+#: child runs logged at once to a tracking server over HTTP (its workers take them in parallel; a SQLite store is
+#: written one call after another: it would lock)
+HTTP_PARALLEL = 8
 
 
 def _serve() -> None:
@@ -571,16 +632,18 @@ def _serve() -> None:
     sys.stdout = sys.stderr
     requests = sys.stdin.buffer
     driver_gone = False
+    replying = threading.Lock()  # child runs logged in parallel reply from their threads
 
     def reply(message) -> None:
         nonlocal driver_gone
-        if driver_gone:
-            return
-        try:
-            pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
-            replies.flush()
-        except OSError:  # the driver was killed: log what it sent before, then mark its search KILLED
-            driver_gone = True
+        with replying:
+            if driver_gone:
+                return
+            try:
+                pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
+                replies.flush()
+            except OSError:  # the driver was killed: log what it sent before, then mark its search KILLED
+                driver_gone = True
 
     writer: Writer | None = None
     while True:
@@ -591,6 +654,7 @@ def _serve() -> None:
         writer = _start(message, reply) if isinstance(message, Start) else _handle(message, writer, reply)
     if writer is not None and not writer.ended:  # the driver went away without a word: it was killed
         with contextlib.suppress(Exception):
+            writer.drain()
             writer.abort()
 
 
@@ -624,13 +688,11 @@ def _handle(message, writer: Writer | None, reply) -> Writer | None:
         if isinstance(message, End):
             reply(Ended())
         return None
+    if not isinstance(message, LogTrial):
+        writer.drain()  # the search's end, or its abort, comes after every child run handed over before it
     match message:
         case LogTrial():
-            try:
-                writer.log_trial(message)
-                reply(Logged())
-            except Exception as exc:
-                reply(Logged(one_line(exc)))
+            writer.submit(message, reply)
         case Finish():
             try:
                 reply(Finished(notes=writer.finish(message)))
@@ -645,6 +707,15 @@ def _handle(message, writer: Writer | None, reply) -> Writer | None:
             reply(Ended())
             return None
     return writer
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """A request the server did not answer (down, restarting, overloaded), not one it refused."""
+    from mlflow.exceptions import RestException
+
+    if isinstance(exc, RestException):
+        return exc.get_http_status_code() >= 500
+    return True
 
 
 def _key(name: str) -> str:

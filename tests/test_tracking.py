@@ -31,12 +31,16 @@ def test_the_tracking_process_answers_every_request_in_order():
     """The process's side of the protocol (metaray.tracking_protocol), with a writer that needs no MLflow: one
     ``Logged`` per configuration (with MLflow's refusal in one line), ``Finished`` with its notes, ``Ended`` last; a
     search that ends without finishing is aborted (its parent run KILLED); with no store, only ``End`` is answered."""
+    from metaray.tracking import Writer as MlflowWriter
     from metaray.tracking import _handle
     from metaray.tracking_protocol import End, Ended, Finish, Finished, Logged, LogTrial
 
     class Writer:
+        submit, drain = MlflowWriter.submit, MlflowWriter.drain  # the real ones, one child run after another
+
         def __init__(self):
             self.logged, self.aborted, self.ended = [], 0, False
+            self._pool, self._pending, self._down_since, self.lost = None, set(), None, []
 
         def log_trial(self, trial):
             if trial.trial == "t0001":

@@ -3,6 +3,7 @@ server on 127.0.0.1. For a cluster's searches to log to one store that keeps up 
 
     clusters/mlflow/local.sh start FOLDER [--port 5000] [--workers 4]   # prints the tracking URI
     clusters/mlflow/local.sh status FOLDER
+    clusters/mlflow/local.sh restart FOLDER                             # the server again, same database and port
     clusters/mlflow/local.sh stop FOLDER                                # ends both, leaving nothing running
 
 FOLDER keeps the server's log, its artifacts and what ``stop`` needs. It needs PostgreSQL's programs (Debian:
@@ -62,13 +63,20 @@ def start(folder: Path, port: int, workers: int) -> str:
     _as_db_user([_bin("pg_ctl"), "-D", f"{db}/data", "-l", f"{db}/postgres.log", "-w", "start", "-o",
                  f"-c listen_addresses='' -k {db} -c max_connections=200"])
     _as_db_user([_bin("createdb"), "-h", str(db), "-U", "postgres", "mlflow"])
-    uri = f"postgresql+psycopg2://postgres@/mlflow?host={db}"
-    log = open(folder / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", uri, "--artifacts-destination", str(folder / "artifacts"),
-                             "--workers", str(workers)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    state["workers"] = workers
+    return _serve(folder, state)
+
+
+def _serve(folder: Path, state: dict) -> str:
+    """Start the MLflow server on the database of ``state`` and wait until it answers."""
+    uri = f"postgresql+psycopg2://postgres@/mlflow?host={state['db']}"
+    log = open(folder / "server.log", "a")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+                             str(state["port"]), "--backend-store-uri", uri, "--artifacts-destination",
+                             str(folder / "artifacts"), "--workers", str(state["workers"])],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     state["pid"] = proc.pid
-    state_file.write_text(json.dumps(state))
+    (folder / "server.json").write_text(json.dumps(state))
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -84,23 +92,36 @@ def start(folder: Path, port: int, workers: int) -> str:
     return state["url"]
 
 
+def _end_server(state: dict, sig: int = signal.SIGTERM) -> int:
+    """End the MLflow server and its workers (``sig``; SIGKILL after 10 s); 1 if it was running."""
+    try:
+        os.killpg(state["pid"], sig)
+    except (KeyError, ProcessLookupError):
+        return 0
+    try:
+        for _ in range(100):
+            os.killpg(state["pid"], 0)
+            time.sleep(0.1)
+        os.killpg(state["pid"], signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return 1
+
+
+def restart(folder: Path, kill: bool = False) -> str:
+    """The MLflow server again, on the same database and port (``kill``: as if it crashed, SIGKILL)."""
+    state = json.loads((folder / "server.json").read_text())
+    _end_server(state, signal.SIGKILL if kill else signal.SIGTERM)
+    return _serve(folder, state)
+
+
 def stop(folder: Path) -> int:
     """End the server and the database; returns how many of the two were running."""
     state_file = folder / "server.json"
     if not state_file.exists():
         return 0
     state = json.loads(state_file.read_text())
-    ended = 0
-    if "pid" in state:
-        try:
-            os.killpg(state["pid"], signal.SIGTERM)  # the server and its workers
-            ended += 1
-            for _ in range(100):
-                os.killpg(state["pid"], 0)
-                time.sleep(0.1)
-            os.killpg(state["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    ended = _end_server(state)
     db = Path(state["db"])
     if (db / "data" / "postmaster.pid").exists():
         _as_db_user([_bin("pg_ctl"), "-D", f"{db}/data", "-m", "fast", "-w", "stop"])
@@ -124,16 +145,19 @@ def status(folder: Path) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("start", "status", "stop"))
+    parser.add_argument("command", choices=("start", "status", "restart", "stop"))
     parser.add_argument("folder", type=Path)
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=4, help="the server's worker processes")
+    parser.add_argument("--kill", action="store_true", help="restart: kill the server first (SIGKILL), as a crash")
     args = parser.parse_args(argv)
     folder = args.folder.resolve()
     if args.command == "start":
         url = start(folder, args.port, args.workers)
         print(f"MLflow on PostgreSQL: {url}\n  export MLFLOW_TRACKING_URI={url}   # or tracking.uri in the experiment\n"
               f"  clusters/mlflow/local.sh stop {args.folder}")
+    elif args.command == "restart":
+        print(f"MLflow on PostgreSQL again: {restart(folder, kill=args.kill)}")
     elif args.command == "stop":
         print(f"stopped {stop(folder)} process groups (the MLflow server, PostgreSQL)")
     else:
