@@ -379,6 +379,7 @@ class Writer:
         self._logged: set[str] = set()  # trials whose child runs are complete (a resume's too)
         self._batched: set[str] = set()  # ... whose child runs have their metrics, not yet their end
         self.lost: list[str] = []  # trials whose child runs could not be logged
+        self.resumed = False  # the parent run is an earlier process's
 
     def submit(self, t: LogTrial, reply) -> None:
         """Log a configuration's child run, now or on the pool, and reply ``Logged`` when it is done. Over HTTP, a
@@ -444,6 +445,7 @@ class Writer:
     def _reopen(self) -> str:
         """A resumed search's parent run, running again, and the child runs it already holds (skipped)."""
         client, token = self._client, None
+        self.resumed = True
         client.update_run(self.parent_id, status="RUNNING")
         while True:  # every child run already logged, page by page
             page = client.search_runs([self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
@@ -536,6 +538,9 @@ class Writer:
             client.set_tag(self.parent_id, "metaray.children_lost", str(len(self.lost)))
             notes += (f"MLflow: {len(self.lost)} child runs could not be logged (the tracking server did not answer "
                       f"for {SERVER_DOWN_S:g} s); `metaray resume {result.run_dir}` logs them",)
+        elif self.resumed:  # a resume that logged those an earlier process lost
+            with contextlib.suppress(Exception):
+                client.delete_tag(self.parent_id, "metaray.children_lost")
         metrics = [("configurations", len(result.results), 0), ("fits_run", result.fits_run, 0)]
         for status in STATUSES:
             metrics.append((f"configurations_{status}", int((result.results["status"] == status).sum()), 0))
