@@ -5,10 +5,10 @@ Determinism: results are delivered to the searcher and the scheduler in a canoni
 configuration and, within one, unit by unit (stage by stage, subset by subset), whatever order the fits finish in.
 An adaptive searcher suggests configuration i right after configuration i - max_concurrent is delivered, never
 later, and max_concurrent is a number of the spec. A scheduler whose decision at a rung reads only that rung's
-records (``by_rung``: ASHA) judges a configuration there once every configuration before it has passed the rung
-(``Driver._decide_ahead``): it hears the same records in the same order, so it decides the same. So the same spec
-and seed give the same decisions anywhere, and a search that replays a journal of finished fits makes exactly the
-decisions it made before.
+records (``by_rung``: ASHA) judges a configuration there ahead of those before it that have not passed the rung
+(``Driver._decide_ahead``) only when their values could not change its decision, so it decides the same. So the
+same spec and seed give the same decisions anywhere, and a search that replays a journal of finished fits makes
+exactly the decisions it made before.
 
 ``drive`` runs a driver against a runner (metaray.runners): the same loop serves Ray and the in-process runner.
 

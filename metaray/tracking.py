@@ -16,6 +16,7 @@ import math
 import os
 import pickle
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -389,6 +390,10 @@ class Writer:
         def log() -> None:
             delay = 0.5
             while True:
+                if self._down_since is not None and time.monotonic() - self._down_since >= SERVER_DOWN_S:
+                    self.lost.append(t.trial)  # down for good: the rest fail at once, without a try each
+                    reply(Logged(f"the MLflow tracking server did not answer for {SERVER_DOWN_S:g} s"))
+                    return
                 try:
                     self.log_trial(t)
                     self._down_since = None
@@ -396,13 +401,14 @@ class Writer:
                     return
                 except Exception as exc:
                     now = time.monotonic()
-                    if self._pool is not None and _unanswered(exc):
+                    unanswered = self._pool is not None and _unanswered(exc)
+                    if unanswered:
                         self._down_since = self._down_since or now
                         if now - self._down_since < SERVER_DOWN_S:
                             time.sleep(delay)
                             delay = min(2 * delay, 10.0)
                             continue
-                    self.lost.append(t.trial)
+                        self.lost.append(t.trial)
                     reply(Logged(one_line(exc)))
                     return
 
@@ -715,12 +721,22 @@ def _handle(message, writer: Writer | None, reply) -> Writer | None:
 
 
 def _unanswered(exc: BaseException) -> bool:
-    """A request the server did not answer (down, restarting, overloaded), not one it refused."""
-    from mlflow.exceptions import RestException
+    """A request the server did not answer (down, restarting, overloaded: no connection, a timeout, a 5xx), not one
+    it refused, nor an error of ours."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
 
     if isinstance(exc, RestException):
         return exc.get_http_status_code() >= 500
-    return True
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return True
+    # MLflow's client wraps a request that failed after its own retries: "API request to ... failed with exception",
+    # "... failed with timeout exception", "... failed with error code 502 != 200" (a body that is not MLflow's)
+    message = str(exc)
+    if not isinstance(exc, MlflowException) or "API request to" not in message:
+        return False
+    code = re.search(r"failed with error code (\d+)", message)
+    return int(code.group(1)) >= 500 if code else "failed with" in message
 
 
 def _key(name: str) -> str:

@@ -16,11 +16,13 @@ enter.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,11 +39,16 @@ def _bin(name: str) -> str:
     return found
 
 
-def _as_db_user(argv: list[str], **kw) -> subprocess.CompletedProcess:
-    """Run a PostgreSQL program as the database's user: ``postgres`` when this is root."""
+def _as_db_user(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    """Run a PostgreSQL program as the database's user: ``postgres`` when this is root; a failure (``check``) exits
+    with its own words."""
     if os.geteuid() == 0:
         argv = ["runuser", "-u", "postgres", "--", *argv]
-    return subprocess.run(argv, check=True, capture_output=True, text=True, **kw)
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if check and done.returncode:
+        raise RuntimeError(f"{Path(argv[-1] if argv[0] == 'runuser' else argv[0]).name}: "
+                           f"{(done.stderr or done.stdout).strip()[-500:]}")
+    return done
 
 
 def start(folder: Path, port: int, workers: int) -> str:
@@ -53,22 +60,33 @@ def start(folder: Path, port: int, workers: int) -> str:
         import psycopg2  # noqa: F401
     except ImportError:
         sys.exit("local.py: error: psycopg2 is not installed in this Python (pip install psycopg2-binary)")
+    with socket.socket() as probe:  # the port is free: a server already there must not pass for this one
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            sys.exit(f"local.py: error: port {port} of 127.0.0.1 is taken (--port another)")
     db = Path(tempfile.mkdtemp(prefix="metaray-pg-"))  # PostgreSQL's own folder: data and socket
     if os.geteuid() == 0:
         shutil.chown(db, "postgres", "postgres")
     os.chmod(db, 0o700)
-    state = {"db": str(db), "port": port, "url": f"http://127.0.0.1:{port}"}
+    state = {"db": str(db), "port": port, "url": f"http://127.0.0.1:{port}", "workers": workers}
     state_file.write_text(json.dumps(state))
-    _as_db_user([_bin("initdb"), "-D", f"{db}/data", "-A", "trust", "-U", "postgres", "-E", "UTF8"])
-    _as_db_user([_bin("pg_ctl"), "-D", f"{db}/data", "-l", f"{db}/postgres.log", "-w", "start", "-o",
-                 f"-c listen_addresses='' -k {db} -c max_connections=200"])
-    _as_db_user([_bin("createdb"), "-h", str(db), "-U", "postgres", "mlflow"])
-    state["workers"] = workers
-    return _serve(folder, state)
+    try:
+        _as_db_user([_bin("initdb"), "-D", f"{db}/data", "-A", "trust", "-U", "postgres", "-E", "UTF8"])
+        _as_db_user([_bin("pg_ctl"), "-D", f"{db}/data", "-l", f"{db}/postgres.log", "-w", "start", "-o",
+                     f"-c listen_addresses='' -k {db} -c max_connections=200"])
+        _as_db_user([_bin("createdb"), "-h", str(db), "-U", "postgres", "mlflow"])
+    except RuntimeError as exc:
+        stop(folder)
+        sys.exit(f"local.py: error: PostgreSQL did not start: {exc}")
+    if not _serve(folder, state):
+        stop(folder)
+        sys.exit(f"local.py: error: the MLflow server did not start; its log: {folder / 'server.log'}")
+    return state["url"]
 
 
-def _serve(folder: Path, state: dict) -> str:
-    """Start the MLflow server on the database of ``state`` and wait until it answers."""
+def _serve(folder: Path, state: dict) -> bool:
+    """Start the MLflow server on the database of ``state`` and wait until it answers; False if it died first."""
     uri = f"postgresql+psycopg2://postgres@/mlflow?host={state['db']}"
     log = open(folder / "server.log", "a")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
@@ -78,31 +96,32 @@ def _serve(folder: Path, state: dict) -> str:
     state["pid"] = proc.pid
     (folder / "server.json").write_text(json.dumps(state))
     deadline = time.monotonic() + 180
-    while True:
+    while proc.poll() is None and time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{state['url']}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
+                if r.status == 200 and proc.poll() is None:  # ours: the port was free before it
+                    return True
         except OSError:
             pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(folder)
-            sys.exit(f"local.py: error: the MLflow server did not start; its log: {folder / 'server.log'}")
         time.sleep(0.5)
-    return state["url"]
+    _end_server(state, signal.SIGKILL)
+    return False
 
 
 def _end_server(state: dict, sig: int = signal.SIGTERM) -> int:
     """End the MLflow server and its workers (``sig``; SIGKILL after 10 s); 1 if it was running."""
+    pid = state.get("pid")
     try:
-        os.killpg(state["pid"], sig)
-    except (KeyError, ProcessLookupError):
+        os.killpg(pid, sig)
+    except (TypeError, ProcessLookupError):
         return 0
     try:
         for _ in range(100):
-            os.killpg(state["pid"], 0)
+            with contextlib.suppress(ChildProcessError):  # started by this process: reaped, not left a zombie
+                os.waitpid(pid, os.WNOHANG)
+            os.killpg(pid, 0)
             time.sleep(0.1)
-        os.killpg(state["pid"], signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     return 1
@@ -112,7 +131,9 @@ def restart(folder: Path, kill: bool = False) -> str:
     """The MLflow server again, on the same database and port (``kill``: as if it crashed, SIGKILL)."""
     state = json.loads((folder / "server.json").read_text())
     _end_server(state, signal.SIGKILL if kill else signal.SIGTERM)
-    return _serve(folder, state)
+    if not _serve(folder, state):  # the database stays: only the server is ended
+        sys.exit(f"local.py: error: the MLflow server did not start again; its log: {folder / 'server.log'}")
+    return state["url"]
 
 
 def stop(folder: Path) -> int:
@@ -123,11 +144,13 @@ def stop(folder: Path) -> int:
     state = json.loads(state_file.read_text())
     ended = _end_server(state)
     db = Path(state["db"])
-    if (db / "data" / "postmaster.pid").exists():
-        _as_db_user([_bin("pg_ctl"), "-D", f"{db}/data", "-m", "fast", "-w", "stop"])
-        ended += 1
-    shutil.rmtree(db, ignore_errors=True)
-    state_file.unlink()
+    try:
+        if (db / "data" / "postmaster.pid").exists():  # (a stale one, after a crash, fails to stop: nothing runs)
+            ended += _as_db_user([_bin("pg_ctl"), "-D", f"{db}/data", "-m", "fast", "-w", "stop"],
+                                 check=False).returncode == 0
+    finally:
+        shutil.rmtree(db, ignore_errors=True)
+        state_file.unlink()
     return ended
 
 

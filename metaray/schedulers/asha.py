@@ -35,8 +35,8 @@ class Asha:
         (False, True)
     """
 
-    #: a decision at a rung reads only the records of that rung: a configuration may be judged there as soon as every
-    #: configuration before it has passed it (metaray.driver.Driver._decide_ahead)
+    #: a decision at a rung reads only the records of that rung: a configuration may be judged there ahead of those
+    #: before it that have not passed it, when they could not change the decision (metaray.driver.Driver._decide_ahead)
     by_rung: ClassVar[bool] = True
 
     #: ``search.scheduler`` options with their defaults and rules (read by metaray.spec)
@@ -108,9 +108,10 @@ class Asha:
         if not before.size:  # stopped only if one of them is recorded: open
             return None
         low, high = _cut(before, unknown, q, below=True), _cut(before, unknown, q, below=False)
-        if reward < low - 1e-12 * (1 + abs(low)):  # a margin for rounding: the decision in order is the same
+        margin = 1e-9 * (1 + float(np.abs(before).max()))  # for rounding: the decision in order is the same
+        if reward < low - margin:
             return True
-        if reward >= high + 1e-12 * (1 + abs(high)):
+        if reward >= high + margin:
             return False
         return None
 
