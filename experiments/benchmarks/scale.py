@@ -5,17 +5,21 @@ virtual clock: N cores, each fit a duration drawn from a log-normal around its c
 configurations differ by a factor of 4), 2 % stragglers ten times as long (``--straggler``); its score the
 configuration's quality plus the subset's noise. What the driver does between two results (delivering, deciding,
 the searcher's ``suggest``: measured on this machine's clock, as it happens) is charged to the virtual clock: cores
-whose fits end meanwhile stay idle until the driver hands them work. Utilisation: busy core-seconds over cores x
-makespan.
+whose fits end meanwhile stay idle until the driver hands them work.
 
-For each searcher (random, optuna, hyperopt) x scheduler (none, asha, racing) and cluster size: utilisation, the
-virtual time to the final best, fits spent, configurations; with ``search.max_concurrent`` as metaray resolves it
-today (random: every core; the adaptive searchers: 8 configurations in flight) and, for the adaptive searchers,
-``max(8, 2 x cores / K)`` configurations in flight ("auto": what ``search.max_concurrent: auto`` resolves to).
-The real-run check (the same best as a real Ray run at small N) is not made here.
+Utilisation is busy core-seconds over cores x time, over three spans: while the searcher had configurations left to
+open (``utilisation``: the steady state of a long search), until the last fit started (``utilisation_work``), and
+until the end (``utilisation_total``: the drain, when the last fits run and no work is left, too).
 
-    python experiments/benchmarks/scale.py --quick --json      # 16, 128 and 1,024 cores, fewer configurations
-    python experiments/benchmarks/scale.py                     # 16, 128, 1,024 cores; 4 waves of configurations
+For each searcher (random, optuna, hyperopt) x scheduler (none, asha, racing) and cluster size: the utilisations,
+the virtual time to the final best, fits spent, configurations; with ``search.max_concurrent`` as metaray resolves it
+(random: as the runner has room; the adaptive searchers: 8 in flight, "default", and ``max(8, 2 x cores / K)``,
+"auto": what ``search.max_concurrent: auto`` resolves to; ``--quick`` runs "auto" only).
+
+    python experiments/benchmarks/scale.py --quick --json      # 16, 128 and 1,024 cores; 4 x cores configurations
+    python experiments/benchmarks/scale.py                     # the same with 20 x cores configurations
+    python experiments/benchmarks/scale.py --check             # the same searches on Ray at 16 cores: same decisions
+    python experiments/benchmarks/scale.py --quick --plot docs/images/scale.png    # utilisation against cores
 """
 
 from __future__ import annotations
@@ -350,8 +354,9 @@ def main(argv=None) -> int:
                               f"{row.time_to_best_s:9.1f}  driver {row.driver_s:7.2f} s", flush=True)
     if args.plot:
         plot([asdict(r) for r in rows], args.plot)
-    if args.json:
-        print(json.dumps({"rows": [asdict(r) for r in rows]}, indent=1))
+    if args.json:  # (a value that is not defined, NaN, as null: JSON has no NaN)
+        print(json.dumps({"rows": [{k: None if isinstance(v, float) and math.isnan(v) else v
+                                    for k, v in asdict(r).items()} for r in rows]}, indent=1))
     return 0
 
 
