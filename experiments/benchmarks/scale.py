@@ -17,7 +17,8 @@ the virtual time to the final best, fits spent, configurations; with ``search.ma
 "auto": what ``search.max_concurrent: auto`` resolves to; ``--quick`` runs "auto" only).
 
     python experiments/benchmarks/scale.py --quick --json      # 16, 128 and 1,024 cores; 4 x cores configurations
-    python experiments/benchmarks/scale.py                     # the same with 20 x cores configurations
+    python experiments/benchmarks/scale.py                     # 20 x cores configurations (hours: Optuna's and
+                                                               # HyperOpt's suggestions slow as their trials grow)
     python experiments/benchmarks/scale.py --check             # the same searches on Ray at 16 cores: same decisions
     python experiments/benchmarks/scale.py --quick --plot docs/images/scale.png    # utilisation against cores
 """
