@@ -200,3 +200,17 @@ def load_benchmark(name: str):
     sys.modules[name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
     return module
+
+
+def postgres_missing() -> str | None:
+    """Why an MLflow server on PostgreSQL (clusters/mlflow/local.sh) cannot run here, or None."""
+    import glob
+    import shutil
+
+    if not (shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")):
+        return "PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)"
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return "psycopg2 is not installed (pip install psycopg2-binary; the test extra has it)"
+    return None

@@ -331,3 +331,59 @@ def test_a_killed_driver_leaves_its_parent_run_killed_and_resume_logs_every_conf
     trials = [t for (t,) in con.execute("select value from tags where key = 'metaray.trial'")]
     con.close()
     assert status == [("FINISHED",)] and sorted(trials) == [f"t{i:04d}" for i in range(120)]
+
+
+@pytest.mark.slow
+def test_a_tracking_server_killed_mid_search_and_restarted_loses_nothing(tmp_path, monkeypatch):
+    """The MLflow server (on PostgreSQL) is killed while a search logs to it and started again: the search goes on,
+    the child runs it could not log meanwhile are tried again, and every run, step and value arrives."""
+    import subprocess
+    import sys
+    import threading
+
+    from mlflow import MlflowClient
+
+    from metaray.run import search as run_search
+    from tests.conftest import ROOT, free_port
+
+    if why := tests.helpers.postgres_missing():
+        pytest.skip(why)
+
+    folder, port = tmp_path / "server", free_port()
+    script, env = str(ROOT / "clusters" / "mlflow" / "local.sh"), {**os.environ, "PYTHON": sys.executable}
+    started = subprocess.run([script, "start", str(folder), "--port", str(port), "--workers", "2"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert started.returncode == 0, started.stdout + started.stderr
+    url = f"http://127.0.0.1:{port}"
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        spec = {"name": "killed", "seed": 1, "data": {"dataset": "wine"}, "subsets": {"k": 3},
+                "learner": {"name": "tests.helpers.HangingClassifier"},
+                "search": {"num_samples": 30, "max_concurrent": 30, "space": {"hang_s": {"uniform": [0.2, 0.3]}}}}
+        done: dict = {}
+        search = threading.Thread(target=lambda: done.setdefault("result", run_search(spec, run_dir=tmp_path / "run")))
+        search.start()
+        client = MlflowClient(url)
+        deadline = time.monotonic() + 120
+        while not (experiment := client.get_experiment_by_name("killed")) or not client.search_runs(
+                [experiment.experiment_id], "tags.`metaray.trial` != ''"):
+            assert time.monotonic() < deadline and search.is_alive()
+            time.sleep(0.2)
+        assert search.is_alive()  # killed mid-search, with child runs still to log
+        restarted = subprocess.run([script, "restart", str(folder), "--kill"], capture_output=True, text=True,
+                                   env=env, timeout=300)  # down for the seconds a server takes to start
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        search.join(timeout=300)
+        result = done["result"]
+        assert (result.results["status"] == "completed").all() and len(result.results) == 30
+        parent = client.get_run(result.mlflow_run_id)
+        assert parent.info.status == "FINISHED" and "metaray.children_lost" not in parent.data.tags
+        children = client.search_runs([parent.info.experiment_id],
+                                      f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=100)
+        assert sorted(c.data.tags["metaray.trial"] for c in children) == sorted(result.results["trial"])
+        for child in children:
+            assert child.info.status == "FINISHED" and "objective" in child.data.metrics
+            steps = client.get_metric_history(child.info.run_id, child.data.tags["metaray.metric"])
+            assert sorted(m.step for m in steps) == [0, 1, 2]
+    finally:
+        subprocess.run([script, "stop", str(folder)], capture_output=True, env=env, timeout=120)

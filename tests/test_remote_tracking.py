@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +16,7 @@ import pytest
 from metaray.cli import main
 from metaray.run import search as run_search
 from tests.conftest import free_port
+from tests.helpers import postgres_missing
 
 pytestmark = pytest.mark.slow
 
@@ -43,17 +41,6 @@ def _wait_healthy(url: str, proc, log: Path) -> None:
         time.sleep(0.5)
 
 
-def _postgres_missing() -> str | None:
-    """Why the PostgreSQL server cannot run here, or None."""
-    if not (shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")):
-        return "PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)"
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        return "psycopg2 is not installed (pip install psycopg2-binary; the test extra has it)"
-    return None
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def mlflow_server(request, tmp_path_factory, new_store):
     """A real ``mlflow server`` on 127.0.0.1: SQLite behind it, or PostgreSQL (clusters/mlflow/local.sh, as users
@@ -61,7 +48,7 @@ def mlflow_server(request, tmp_path_factory, new_store):
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     if request.param == "postgresql":
-        if why := _postgres_missing():
+        if why := postgres_missing():
             pytest.skip(why)
         script = ROOT / "clusters" / "mlflow" / "local.sh"
         env = {**os.environ, "PYTHON": sys.executable}
@@ -147,48 +134,3 @@ def test_a_warm_start_and_history_over_http(mlflow_server, ray_session, tmp_path
     assert first.mlflow_run_id in wine and origins[2:] == ["search", "search"]
     assert all(o.startswith("warm ") and o.removeprefix("warm ").split("/")[0] in wine for o in origins[:2])
 
-
-def test_a_tracking_server_killed_mid_search_and_restarted_loses_nothing(ray_session, tmp_path, monkeypatch):
-    """The MLflow server (on PostgreSQL) is killed while a search logs to it and started again: the search goes on,
-    the child runs it could not log meanwhile are tried again, and every run, step and value arrives."""
-    if why := _postgres_missing():
-        pytest.skip(why)
-    from mlflow import MlflowClient
-
-    folder, port = tmp_path / "server", free_port()
-    script, env = str(ROOT / "clusters" / "mlflow" / "local.sh"), {**os.environ, "PYTHON": sys.executable}
-    started = subprocess.run([script, "start", str(folder), "--port", str(port), "--workers", "2"],
-                             capture_output=True, text=True, env=env, timeout=300)
-    assert started.returncode == 0, started.stdout + started.stderr
-    url = f"http://127.0.0.1:{port}"
-    try:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        spec = {**SPEC, "name": "killed", "learner": {"name": "tests.helpers.HangingClassifier"},
-                "search": {"num_samples": 30, "max_concurrent": 30, "space": {"hang_s": {"uniform": [0.2, 0.3]}}}}
-        done: dict = {}
-        search = threading.Thread(target=lambda: done.setdefault("result", run_search(spec, run_dir=tmp_path / "run")))
-        search.start()
-        client = MlflowClient(url)
-        deadline = time.monotonic() + 120
-        while not (experiment := client.get_experiment_by_name("killed")) or not client.search_runs(
-                [experiment.experiment_id], "tags.`metaray.trial` != ''"):
-            assert time.monotonic() < deadline and search.is_alive()
-            time.sleep(0.2)
-        assert search.is_alive()  # killed mid-search, with child runs still to log
-        restarted = subprocess.run([script, "restart", str(folder), "--kill"], capture_output=True, text=True,
-                                   env=env, timeout=300)  # down for the seconds a server takes to start
-        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-        search.join(timeout=300)
-        result = done["result"]
-        assert (result.results["status"] == "completed").all() and len(result.results) == 30
-        parent = client.get_run(result.mlflow_run_id)
-        assert parent.info.status == "FINISHED" and "metaray.children_lost" not in parent.data.tags
-        children = client.search_runs([parent.info.experiment_id],
-                                      f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=100)
-        assert sorted(c.data.tags["metaray.trial"] for c in children) == sorted(result.results["trial"])
-        for child in children:
-            assert child.info.status == "FINISHED" and "objective" in child.data.metrics
-            steps = client.get_metric_history(child.info.run_id, child.data.tags["metaray.metric"])
-            assert sorted(m.step for m in steps) == [0, 1, 2]
-    finally:
-        subprocess.run([script, "stop", str(folder)], capture_output=True, env=env, timeout=120)
