@@ -379,8 +379,15 @@ class Writer:
         self._down_since: float | None = None  # since when the server has not answered (a monotonic time)
         self._logged: set[str] = set()  # trials whose child runs are complete (a resume's too)
         self._batched: set[str] = set()  # ... whose child runs have their metrics, not yet their end
+        self._asked: set[str] = set()  # ... whose child run was asked for: the server may have made it unanswered
+        self._stamps: dict[str, int] = {}  # ... and the time their metrics carry, the same on every try
         self.lost: list[str] = []  # trials whose child runs could not be logged
         self.resumed = False  # the parent run is an earlier process's
+        # MLflow's client repeats a request that got no answer, a create too: a child run the server made just
+        # before it died would be made twice. While child runs are logged over HTTP, the writer repeats requests
+        # itself (a create first looks for its run, a batch keeps its time) and MLflow's repeats are off, unless the
+        # user set them
+        self._own_retries = self._pool is not None and RETRIES not in start.environ
 
     def submit(self, t: LogTrial, reply) -> None:
         """Log a configuration's child run, now or on the pool, and reply ``Logged`` when it is done. Over HTTP, a
@@ -388,35 +395,39 @@ class Writer:
         to, until it has not answered for ``SERVER_DOWN_S``: then every child run not yet logged fails at once
         (``Logged`` with the reason), and the search's end says how many; ``metaray resume`` logs them."""
         def log() -> None:
-            delay = 0.5
-            while True:
-                if self._down_since is not None and time.monotonic() - self._down_since >= SERVER_DOWN_S:
-                    self.lost.append(t.trial)  # down for good: the rest fail at once, without a try each
-                    reply(Logged(f"the MLflow tracking server did not answer for {SERVER_DOWN_S:g} s"))
-                    return
-                try:
-                    self.log_trial(t)
-                    self._down_since = None
-                    reply(Logged())
-                    return
-                except Exception as exc:
-                    now = time.monotonic()
-                    unanswered = self._pool is not None and _unanswered(exc)
-                    if unanswered:
-                        self._down_since = self._down_since or now
-                        if now - self._down_since < SERVER_DOWN_S:
-                            time.sleep(delay)
-                            delay = min(2 * delay, 10.0)
-                            continue
-                        self.lost.append(t.trial)
-                    reply(Logged(one_line(exc)))
-                    return
+            try:
+                self._answered(lambda: self.log_trial(t))
+            except Exception as exc:
+                if self._pool is not None and (isinstance(exc, ServerDown) or _unanswered(exc)):
+                    self.lost.append(t.trial)
+                reply(Logged(one_line(exc)))
+                return
+            reply(Logged())
 
         if self._pool is None:
             return log()
         future = self._pool.submit(log)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
+
+    def _answered(self, call):
+        """``call()``, tried again with backoff while the server does not answer (over HTTP), until it has not
+        answered for ``SERVER_DOWN_S`` (counted across the threads): then ``ServerDown``, at once for every call."""
+        delay = 0.5
+        while True:
+            if self._down_since is not None and time.monotonic() - self._down_since >= SERVER_DOWN_S:
+                raise ServerDown(f"the MLflow tracking server did not answer for {SERVER_DOWN_S:g} s")
+            try:
+                value = call()
+            except Exception as exc:
+                if self._pool is None or not _unanswered(exc):
+                    raise
+                self._down_since = self._down_since or time.monotonic()
+                time.sleep(delay)
+                delay = min(2 * delay, 10.0)
+                continue
+            self._down_since = None
+            return value
 
     def drain(self) -> None:
         """Wait for the child runs being logged."""
@@ -444,9 +455,14 @@ class Writer:
         except Exception as exc:
             raise SpecError("tracking.uri", f"cannot reach the MLflow tracking store ({one_line(exc)[:300]})",
                             got=self.uri) from None
-        if self.parent_id:
-            return self._reopen()
-        return self._create_parent()
+        parent = self._reopen() if self.parent_id else self._create_parent()
+        self._mlflow_retries(False)
+        return parent
+
+    def _mlflow_retries(self, on: bool) -> None:
+        """MLflow's own repeats of a request, off while child runs are logged over HTTP (see ``_own_retries``)."""
+        if self._own_retries:
+            os.environ[RETRIES] = QUICK_HTTP[RETRIES] if on else "0"
 
     def _reopen(self) -> str:
         """A resumed search's parent run, running again, and the child runs it already holds (skipped)."""
@@ -484,10 +500,13 @@ class Writer:
             client.log_dict(self.parent_id, self.dataset["columns"], "columns.json")  # names as they are
         return self.parent_id
 
-    def _batch(self, run_id: str, *, params=None, metrics=None, tags=None) -> None:
+    def _batch(self, run_id: str, *, params=None, metrics=None, tags=None, stamp: int | None = None) -> None:
+        """Params, metrics (name, value, step) and tags, in as many of MLflow's batches as they take. Sent again
+        with the same ``stamp`` (milliseconds), the metrics a server already holds are not doubled: it keeps one of
+        each (name, time, step, value), and params and tags that are the same are no change."""
         from mlflow.entities import Metric, Param, RunTag
 
-        now = int(time.time() * 1000)
+        now = stamp or int(time.time() * 1000)
         p = [Param(str(k), str(v)[:6000]) for k, v in (params or {}).items()]
         m = [Metric(k, float(v), now, step) for k, v, step in (metrics or []) if v is not None and math.isfinite(v)]
         t = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
@@ -517,9 +536,9 @@ class Writer:
         if not t.feasible:
             tags["metaray.feasible"] = "false"
         if t.trial not in self._children:
-            self._children[t.trial] = self._client.create_run(self._experiment_id, run_name=t.trial,
-                                                              tags=tags).info.run_id
+            self._children[t.trial] = self._child_run(t.trial, tags)
         run_id = self._children[t.trial]
+        stamp = self._stamps.setdefault(t.trial, int(time.time() * 1000))
         params = {"learner": t.learner, **{k: v for k, v in t.params.items() if k != "learner"}}
         metrics = [(k, row[k], 0) for k in ("objective", *COLUMNS, "subsets_done") if k in row]
         for k, scores, fit_seconds in t.series:
@@ -530,14 +549,28 @@ class Writer:
         metrics += [(f"mean_{label}" if label in taken else label, value, 0) for label, value in t.values.items()]
         metrics += [("running_objective", v, m) for m, v in enumerate(t.running, 1)]
         if t.trial not in self._batched:
-            self._batch(run_id, params=params, metrics=metrics)
+            self._batch(run_id, params=params, metrics=metrics, stamp=stamp)
             self._batched.add(t.trial)
         self._client.set_terminated(run_id, "FAILED" if t.status == "failed" else "FINISHED")
         self._logged.add(t.trial)
+        self._stamps.pop(t.trial, None)
+
+    def _child_run(self, trial: str, tags: dict[str, str]) -> str:
+        """A configuration's new child run. Asked for again after a request that got no answer, it is first looked
+        for: the server may have made it before it died (MLflow's create has no key that would make it once)."""
+        if trial in self._asked:
+            made = self._client.search_runs(
+                [self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}' and "
+                f"tags.`metaray.trial` = '{trial}'", max_results=1)
+            if made:
+                return made[0].info.run_id
+        self._asked.add(trial)
+        return self._client.create_run(self._experiment_id, run_name=trial, tags=tags).info.run_id
 
     def finish(self, f: Finish) -> tuple[str, ...]:
         """Log the search's end; returns lines for the user about what could not be logged."""
         self.ended = True
+        self._mlflow_retries(True)  # every child run is logged: the end's requests are MLflow's to repeat
         client, result = self._client, f.result
         notes = self._log_report(f.report)
         if self.lost:  # the server did not answer for a while: said once, and on the parent run
@@ -617,6 +650,7 @@ class Writer:
     def abort(self) -> None:
         """The search stopped without an answer: its parent run is KILLED (a resume sets it running again)."""
         self.ended = True
+        self._mlflow_retries(True)
         if self.parent_id and self._client is not None:
             self._client.set_terminated(self.parent_id, "KILLED")
 
@@ -630,6 +664,8 @@ SERVER_DOWN_S = 120.0
 #: child runs logged at once to a tracking server over HTTP (its workers take them in parallel; a SQLite store is
 #: written one call after another: it would lock)
 HTTP_PARALLEL = 8
+#: how many times MLflow's client repeats a request (QUICK_HTTP's, or the user's)
+RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 
 
 def _serve() -> None:
@@ -718,6 +754,10 @@ def _handle(message, writer: Writer | None, reply) -> Writer | None:
             reply(Ended())
             return None
     return writer
+
+
+class ServerDown(Exception):
+    """The tracking server has not answered for ``SERVER_DOWN_S``."""
 
 
 def _unanswered(exc: BaseException) -> bool:

@@ -344,8 +344,6 @@ def test_a_killed_driver_leaves_its_parent_run_killed_and_resume_logs_every_conf
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="once in CI a child run was missing or doubled after the server's SIGKILL mid-request "
-                   "(issue 23's note: a create_run the server applied but never answered); passes alone", strict=False)
 def test_a_tracking_server_killed_mid_search_and_restarted_loses_nothing(tmp_path, monkeypatch):
     """The MLflow server (on PostgreSQL) is killed while a search logs to it and started again: the search goes on,
     the child runs it could not log meanwhile are tried again, and every run, step and value arrives."""

@@ -36,7 +36,7 @@ def test_the_tracking_process_answers_every_request_in_order():
     from metaray.tracking_protocol import End, Ended, Finish, Finished, Logged, LogTrial
 
     class Writer:
-        submit, drain = MlflowWriter.submit, MlflowWriter.drain  # the real ones, one child run after another
+        submit, drain, _answered = MlflowWriter.submit, MlflowWriter.drain, MlflowWriter._answered  # the real ones
 
         def __init__(self):
             self.logged, self.aborted, self.ended = [], 0, False
@@ -109,3 +109,61 @@ def test_tracking_children_logs_the_best_n_or_none_and_the_whole_table_with_the_
     assert {"results.csv", "results.parquet"} <= artifacts
     path = client.download_artifacts(result.mlflow_run_id, "results.parquet", str(tmp_path))
     assert pd.read_parquet(path)["trial"].tolist() == best_first  # every configuration, whatever is logged
+
+
+def test_a_request_the_server_applied_but_never_answered_is_not_applied_twice(tmp_path, new_store):
+    """Over HTTP, a child run's requests are tried again when the server does not answer, as when it is killed
+    between applying one and answering: a child run it made is found, not made twice, and a batch sent again doubles
+    no metric (a real Writer and store; the client drops the answer to the first create and to a batch)."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from mlflow import MlflowClient
+
+    from metaray.tracking import Writer
+    from metaray.tracking_protocol import Logged, LogTrial, Start
+
+    class Unanswered:
+        """The store applies every request; the answers to the first create and the second batch are lost."""
+
+        def __init__(self, client):
+            self.client, self.calls = client, Counter()
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def _lost(self, name, nth, *args, **kwargs):
+            answer = getattr(self.client, name)(*args, **kwargs)
+            self.calls[name] += 1
+            if self.calls[name] == nth:
+                raise requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
+            return answer
+
+        def create_run(self, *args, **kwargs):
+            return self._lost("create_run", 1, *args, **kwargs)
+
+        def log_batch(self, *args, **kwargs):
+            return self._lost("log_batch", 2, *args, **kwargs)
+
+    uri = new_store(tmp_path)
+    spec = load_spec({"name": "unanswered", "data": {"dataset": "iris"}})
+    writer = Writer(Start(spec, tmp_path / "run", DATASET, uri, "unanswered", None, "accuracy", "max", {},
+                          str(tmp_path), {}))
+    parent = writer.start()
+    writer._client, writer._pool = Unanswered(writer._client), ThreadPoolExecutor(1)  # as over HTTP
+    k = 700  # 700 subsets' scores: three batches of MLflow's 1,000 metrics
+    series = [(i, {"accuracy": 0.5 + i / 2000, "f1": 0.4}, 0.01) for i in range(k)]
+    replies = []
+    writer.submit(LogTrial("t0000", "completed", {"objective": 0.6}, {"C": 1.0}, "logistic", None, series,
+                           [0.6] * k), replies.append)
+    writer.drain()
+    writer._pool.shutdown()
+    assert replies == [Logged()] and writer.lost == []
+    assert writer._client.calls["create_run"] == 1 and writer._client.calls["log_batch"] > 3  # both were sent again
+    client = MlflowClient(uri)
+    children = client.search_runs([client.get_run(parent).info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert len(children) == 1 and children[0].info.status == "FINISHED"
+    history = client.get_metric_history(children[0].info.run_id, "accuracy")
+    assert sorted(m.step for m in history) == list(range(k))
