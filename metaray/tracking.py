@@ -376,11 +376,13 @@ class Writer:
         self._pool = (ThreadPoolExecutor(HTTP_PARALLEL, thread_name_prefix="metaray-child")
                       if str(self.uri).startswith(("http://", "https://")) else None)
         self._pending: set[Future] = set()
-        self._down_since: float | None = None  # since when the server has not answered (a monotonic time)
+        self._down = threading.Lock()  # the threads' shared view of the server:
+        self._down_since: float | None = None  # since when it has not answered (a monotonic time)
+        self._probed = -math.inf  # when a try last went to a server down for good
         self._logged: set[str] = set()  # trials whose child runs are complete (a resume's too)
         self._batched: set[str] = set()  # ... whose child runs have their metrics, not yet their end
         self._asked: set[str] = set()  # ... whose child run was asked for: the server may have made it unanswered
-        self._stamps: dict[str, int] = {}  # ... and the time their metrics carry, the same on every try
+        self._stamps: dict[str, int] = {}  # ... and the time their metrics carry: their run's start, on every try
         self.lost: list[str] = []  # trials whose child runs could not be logged
         self.resumed = False  # the parent run is an earlier process's
         # MLflow's client repeats a request that got no answer, a create too: a child run the server made just
@@ -398,7 +400,7 @@ class Writer:
             try:
                 self._answered(lambda: self.log_trial(t))
             except Exception as exc:
-                if self._pool is not None and (isinstance(exc, ServerDown) or _unanswered(exc)):
+                if isinstance(exc, ServerDown):
                     self.lost.append(t.trial)
                 reply(Logged(one_line(exc)))
                 return
@@ -411,22 +413,35 @@ class Writer:
         future.add_done_callback(self._pending.discard)
 
     def _answered(self, call):
-        """``call()``, tried again with backoff while the server does not answer (over HTTP), until it has not
-        answered for ``SERVER_DOWN_S`` (counted across the threads): then ``ServerDown``, at once for every call."""
-        delay = 0.5
+        """``call()``, tried again with backoff while the server does not answer (over HTTP). Once it has not
+        answered for ``SERVER_DOWN_S`` (any call's tries, counted from the first that got none; or this call's own,
+        however the others fare), ``ServerDown``, at once for every call but one every ``PROBE_S``: its answer tells
+        that the server is back."""
+        delay, first = 0.5, None
         while True:
-            if self._down_since is not None and time.monotonic() - self._down_since >= SERVER_DOWN_S:
-                raise ServerDown(f"the MLflow tracking server did not answer for {SERVER_DOWN_S:g} s")
+            with self._down:
+                now = time.monotonic()
+                down = self._down_since is not None and now - self._down_since >= SERVER_DOWN_S
+                if down and now - self._probed < PROBE_S:
+                    raise ServerDown(f"the MLflow tracking server did not answer for {SERVER_DOWN_S:g} s")
+                if down:
+                    self._probed = now  # this try is the probe
             try:
                 value = call()
             except Exception as exc:
                 if self._pool is None or not _unanswered(exc):
                     raise
-                self._down_since = self._down_since or time.monotonic()
+                now = time.monotonic()
+                with self._down:
+                    self._down_since = now if self._down_since is None else self._down_since
+                first = now if first is None else first
+                if down or now - first >= SERVER_DOWN_S:
+                    raise ServerDown(f"the MLflow tracking server did not answer for {SERVER_DOWN_S:g} s") from exc
                 time.sleep(delay)
                 delay = min(2 * delay, 10.0)
                 continue
-            self._down_since = None
+            with self._down:
+                self._down_since = None
             return value
 
     def drain(self) -> None:
@@ -464,6 +479,13 @@ class Writer:
         if self._own_retries:
             os.environ[RETRIES] = QUICK_HTTP[RETRIES] if on else "0"
 
+    def _end(self) -> None:
+        """The search's end, after every child run (``drain``): its requests are MLflow's to repeat again."""
+        self.ended = True
+        self._mlflow_retries(True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
     def _reopen(self) -> str:
         """A resumed search's parent run, running again, and the child runs it already holds (skipped)."""
         client, token = self._client, None
@@ -473,6 +495,7 @@ class Writer:
             page = client.search_runs([self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
                                       max_results=10000, page_token=token)
             self._children.update({r.data.tags.get("metaray.trial"): r.info.run_id for r in page})
+            self._stamps.update({r.data.tags.get("metaray.trial"): r.info.start_time for r in page})
             self._logged.update(r.data.tags.get("metaray.trial") for r in page if r.info.status != "RUNNING")
             token = page.token
             if not token:
@@ -536,9 +559,9 @@ class Writer:
         if not t.feasible:
             tags["metaray.feasible"] = "false"
         if t.trial not in self._children:
-            self._children[t.trial] = self._child_run(t.trial, tags)
-        run_id = self._children[t.trial]
-        stamp = self._stamps.setdefault(t.trial, int(time.time() * 1000))
+            run = self._child_run(t.trial, tags)
+            self._children[t.trial], self._stamps[t.trial] = run.info.run_id, run.info.start_time
+        run_id, stamp = self._children[t.trial], self._stamps[t.trial]
         params = {"learner": t.learner, **{k: v for k, v in t.params.items() if k != "learner"}}
         metrics = [(k, row[k], 0) for k in ("objective", *COLUMNS, "subsets_done") if k in row]
         for k, scores, fit_seconds in t.series:
@@ -553,9 +576,8 @@ class Writer:
             self._batched.add(t.trial)
         self._client.set_terminated(run_id, "FAILED" if t.status == "failed" else "FINISHED")
         self._logged.add(t.trial)
-        self._stamps.pop(t.trial, None)
 
-    def _child_run(self, trial: str, tags: dict[str, str]) -> str:
+    def _child_run(self, trial: str, tags: dict[str, str]):
         """A configuration's new child run. Asked for again after a request that got no answer, it is first looked
         for: the server may have made it before it died (MLflow's create has no key that would make it once)."""
         if trial in self._asked:
@@ -563,14 +585,13 @@ class Writer:
                 [self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}' and "
                 f"tags.`metaray.trial` = '{trial}'", max_results=1)
             if made:
-                return made[0].info.run_id
+                return made[0]
         self._asked.add(trial)
-        return self._client.create_run(self._experiment_id, run_name=trial, tags=tags).info.run_id
+        return self._client.create_run(self._experiment_id, run_name=trial, tags=tags)
 
     def finish(self, f: Finish) -> tuple[str, ...]:
         """Log the search's end; returns lines for the user about what could not be logged."""
-        self.ended = True
-        self._mlflow_retries(True)  # every child run is logged: the end's requests are MLflow's to repeat
+        self._end()
         client, result = self._client, f.result
         notes = self._log_report(f.report)
         if self.lost:  # the server did not answer for a while: said once, and on the parent run
@@ -649,8 +670,7 @@ class Writer:
 
     def abort(self) -> None:
         """The search stopped without an answer: its parent run is KILLED (a resume sets it running again)."""
-        self.ended = True
-        self._mlflow_retries(True)
+        self._end()
         if self.parent_id and self._client is not None:
             self._client.set_terminated(self.parent_id, "KILLED")
 
@@ -664,6 +684,8 @@ SERVER_DOWN_S = 120.0
 #: child runs logged at once to a tracking server over HTTP (its workers take them in parallel; a SQLite store is
 #: written one call after another: it would lock)
 HTTP_PARALLEL = 8
+#: a server down for good gets one try every this many seconds (the others fail at once): it may come back
+PROBE_S = 10.0
 #: how many times MLflow's client repeats a request (QUICK_HTTP's, or the user's)
 RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 

@@ -1,5 +1,9 @@
 """The tracking process, from the side of the searches that share it."""
 
+import math
+import threading
+import time
+
 import pytest
 
 from metaray.spec import load_spec
@@ -41,6 +45,7 @@ def test_the_tracking_process_answers_every_request_in_order():
         def __init__(self):
             self.logged, self.aborted, self.ended = [], 0, False
             self._pool, self._pending, self._down_since, self.lost = None, set(), None, []
+            self._down, self._probed = threading.Lock(), -math.inf
 
         def log_trial(self, trial):
             if trial.trial == "t0001":
@@ -167,3 +172,51 @@ def test_a_request_the_server_applied_but_never_answered_is_not_applied_twice(tm
     assert len(children) == 1 and children[0].info.status == "FINISHED"
     history = client.get_metric_history(children[0].info.run_id, "accuracy")
     assert sorted(m.step for m in history) == list(range(k))
+
+    # a process killed after a child run's metrics, before its end: the resume sends them again, doubling none
+    def ended_by_kill(run_id, status):
+        raise KeyboardInterrupt  # (the process's end, not an answer)
+
+    trial = LogTrial("t0001", "completed", {"objective": 0.6}, {"C": 2.0}, "logistic", None, series, [0.6] * k)
+    writer._client, writer._pool = MlflowClient(uri), None
+    writer._client.set_terminated = ended_by_kill
+    with pytest.raises(KeyboardInterrupt):
+        writer.submit(trial, replies.append)
+    resumed = Writer(Start(spec, tmp_path / "run", DATASET, uri, "unanswered", parent, "accuracy", "max", {},
+                           str(tmp_path), {}))
+    resumed.start()
+    resumed.submit(trial, replies.append)
+    run = next(r for r in client.search_runs([children[0].info.experiment_id], f"tags.`mlflow.parentRunId` = "
+                                             f"'{parent}'") if r.data.tags["metaray.trial"] == "t0001")
+    assert run.info.status == "FINISHED" and replies[-1] == Logged()
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "accuracy")) == list(range(k))
+
+
+def test_a_server_down_for_good_fails_calls_at_once_but_a_probe_now_and_then_finds_it_back(monkeypatch):
+    """Past SERVER_DOWN_S without an answer, calls fail at once (no try each) but one every PROBE_S, whose answer
+    ends the down time; a refusal of a server that answers is not retried."""
+    import requests
+
+    import metaray.tracking as tracking
+
+    monkeypatch.setattr(tracking, "SERVER_DOWN_S", 0.3)
+    monkeypatch.setattr(tracking, "PROBE_S", 0.6)
+    writer = tracking.Writer.__new__(tracking.Writer)  # only its retries: no store
+    writer._pool, writer._down, writer._down_since, writer._probed = object(), threading.Lock(), None, -math.inf
+    tries = []
+
+    def unanswered():
+        tries.append(1)
+        raise requests.exceptions.ConnectionError("Connection refused")
+
+    with pytest.raises(tracking.ServerDown):
+        writer._answered(unanswered)  # a try, 0.5 s of backoff, and a probe
+    assert len(tries) == 2
+    with pytest.raises(tracking.ServerDown):
+        writer._answered(unanswered)  # within PROBE_S of the probe: no try
+    assert len(tries) == 2
+    time.sleep(0.6)
+    assert writer._answered(lambda: "answered") == "answered" and writer._down_since is None  # the next probe
+    with pytest.raises(ValueError):
+        writer._answered(lambda: tries.append(1) or int("refused"))
+    assert len(tries) == 3
