@@ -202,13 +202,13 @@ class Driver:
         while self.cursor < len(self.trials):
             trial = self.trials[self.cursor]
             self._deliver(trial)
+            if not trial.final and self.stopping and trial.index < self.stop_below:
+                trial.status = "stopped"
+                trial.error = f"{BUDGET_STOP} ({len(self.scores(trial))}/{self.layout.k} subsets)"
             if self._standing is not None:
                 self._standing.place(trial)
             if not trial.final:
-                if not (self.stopping and trial.index < self.stop_below):
-                    break
-                trial.status = "stopped"
-                trial.error = f"{BUDGET_STOP} ({len(self.scores(trial))}/{self.layout.k} subsets)"
+                break
             self._finalize(trial)
             ended.append(trial)
             self.cursor += 1
@@ -311,8 +311,9 @@ class Driver:
         value of theirs, nor their stopping before p, could change its decision. So it decides as if every
         configuration were taken whole, one after another, and configurations neither wait at a rung for all before
         them to finish nor, mostly, for one held up by a slow fit. They are still finalized, and the searcher told,
-        in order. Only configurations with new results, or waiting at a point, are looked at: a search with
-        thousands open costs the driver what changed."""
+        in order. Only configurations with new results, or waiting at a point, are looked at (one waiting costs a
+        bisection, until the unknown before it have halved): a search with thousands open costs the driver what
+        changed and what waits, not what is open."""
         standing = self._standing
         visit = self._touched.union(*standing.waiting.values())
         self._touched = set()

@@ -384,6 +384,7 @@ def test_a_tracking_server_killed_mid_search_and_restarted_loses_nothing(tmp_pat
                                    env=env, timeout=300)  # down for the seconds a server takes to start
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
         search.join(timeout=300)
+        assert not search.is_alive(), "the search did not end within 5 minutes of the restart"
         result = done["result"]
         assert (result.results["status"] == "completed").all() and len(result.results) == 30
         parent = client.get_run(result.mlflow_run_id)

@@ -15,7 +15,7 @@ import pytest
 
 from metaray.cli import main
 from metaray.run import search as run_search
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port
 from tests.helpers import postgres_missing
 
 pytestmark = pytest.mark.slow
@@ -23,9 +23,6 @@ pytestmark = pytest.mark.slow
 SPEC = {"name": "remote", "seed": 1, "data": {"dataset": "wine", "scale": True},
         "learner": {"name": "logistic_regression"}, "subsets": {"k": 3},
         "search": {"num_samples": 12, "space": {"C": {"loguniform": [0.01, 10.0]}}}}
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _wait_healthy(url: str, proc, log: Path) -> None:

@@ -209,6 +209,7 @@ def test_max_concurrent_auto_is_resolved_from_the_clusters_cpus_into_the_run_fol
     planned = plan(prepared, checked_space(prepared))
     assert in_flight(planned, 1024) == 512 == planned.driver.max_concurrent  # 2 x 1,024 CPUs / 4 subsets
     assert in_flight(planned, 2) == 8 and planned.spec.search.max_concurrent == 8  # never below the default
+    assert prepared.spec.search.max_concurrent == "auto"  # the plan's spec is a copy
     lines: list[str] = []
     result = metaray.search(spec, run_dir=tmp_path / "run", progress=lines.append, track=False)
     assert "search.max_concurrent: auto -> 8 (2 CPUs)" in lines and len(result.results) == 3

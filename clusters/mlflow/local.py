@@ -7,10 +7,10 @@ server on 127.0.0.1. For a cluster's searches to log to one store that keeps up 
     clusters/mlflow/local.sh stop FOLDER                                # ends both, leaving nothing running
 
 FOLDER keeps the server's log, its artifacts and what ``stop`` needs. It needs PostgreSQL's programs (Debian:
-``apt-get install postgresql``) and psycopg2 in this Python (``pip install psycopg2-binary``; metaray's ``dev``
-extra has it). Run as root, the database runs as the ``postgres`` user (PostgreSQL refuses root) in a folder of its
-own under /tmp. No password anywhere: only the socket's owner (and root) can connect, through a folder only they can
-enter.
+``apt-get install postgresql``) and psycopg2 in this Python (``pip install psycopg2-binary``; metaray's
+``postgres`` and ``test`` extras have it). Run as root, the database runs as the ``postgres`` user (PostgreSQL refuses
+root) in a folder of its own under /tmp. No password anywhere: only the socket's owner (and root) can connect,
+through a folder only they can enter.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ from pathlib import Path
 
 
 def _bin(name: str) -> str:
-    """A PostgreSQL program: on PATH, else the newest of Debian's /usr/lib/postgresql/*/bin."""
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    """A PostgreSQL program: on PATH, else the newest of Debian's /usr/lib/postgresql/VERSION/bin."""
+    def version(path: str) -> tuple:
+        return tuple(int(n) if n.isdigit() else 0 for n in Path(path).parts[-3].split("."))
+
+    found = shutil.which(name) or max(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=version, default=None)
     if not found:
         sys.exit(f"local.py: error: PostgreSQL's {name} is not installed (Debian: apt-get install postgresql)")
     return found
@@ -60,11 +63,8 @@ def start(folder: Path, port: int, workers: int) -> str:
         import psycopg2  # noqa: F401
     except ImportError:
         sys.exit("local.py: error: psycopg2 is not installed in this Python (pip install psycopg2-binary)")
-    with socket.socket() as probe:  # the port is free: a server already there must not pass for this one
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            sys.exit(f"local.py: error: port {port} of 127.0.0.1 is taken (--port another)")
+    _port_free(port)
+    programs = {name: _bin(name) for name in ("initdb", "pg_ctl", "createdb")}  # before anything is made
     db = Path(tempfile.mkdtemp(prefix="metaray-pg-"))  # PostgreSQL's own folder: data and socket
     if os.geteuid() == 0:
         shutil.chown(db, "postgres", "postgres")
@@ -72,10 +72,10 @@ def start(folder: Path, port: int, workers: int) -> str:
     state = {"db": str(db), "port": port, "url": f"http://127.0.0.1:{port}", "workers": workers}
     state_file.write_text(json.dumps(state))
     try:
-        _as_db_user([_bin("initdb"), "-D", f"{db}/data", "-A", "trust", "-U", "postgres", "-E", "UTF8"])
-        _as_db_user([_bin("pg_ctl"), "-D", f"{db}/data", "-l", f"{db}/postgres.log", "-w", "start", "-o",
+        _as_db_user([programs["initdb"], "-D", f"{db}/data", "-A", "trust", "-U", "postgres", "-E", "UTF8"])
+        _as_db_user([programs["pg_ctl"], "-D", f"{db}/data", "-l", f"{db}/postgres.log", "-w", "start", "-o",
                      f"-c listen_addresses='' -k {db} -c max_connections=200"])
-        _as_db_user([_bin("createdb"), "-h", str(db), "-U", "postgres", "mlflow"])
+        _as_db_user([programs["createdb"], "-h", str(db), "-U", "postgres", "mlflow"])
     except RuntimeError as exc:
         stop(folder)
         sys.exit(f"local.py: error: PostgreSQL did not start: {exc}")
@@ -85,14 +85,24 @@ def start(folder: Path, port: int, workers: int) -> str:
     return state["url"]
 
 
+def _port_free(port: int) -> None:
+    """Exit unless ``port`` of 127.0.0.1 is free: a server already there must not pass for this one."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no one's
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            sys.exit(f"local.py: error: port {port} of 127.0.0.1 is taken (--port another)")
+
+
 def _serve(folder: Path, state: dict) -> bool:
     """Start the MLflow server on the database of ``state`` and wait until it answers; False if it died first."""
     uri = f"postgresql+psycopg2://postgres@/mlflow?host={state['db']}"
-    log = open(folder / "server.log", "a")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-                             str(state["port"]), "--backend-store-uri", uri, "--artifacts-destination",
-                             str(folder / "artifacts"), "--workers", str(state["workers"])],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(folder / "server.log", "a") as log:  # the server's own from now on
+        proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+                                 str(state["port"]), "--backend-store-uri", uri, "--artifacts-destination",
+                                 str(folder / "artifacts"), "--workers", str(state["workers"])],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     state["pid"] = proc.pid
     (folder / "server.json").write_text(json.dumps(state))
     deadline = time.monotonic() + 180
@@ -131,6 +141,7 @@ def restart(folder: Path, kill: bool = False) -> str:
     """The MLflow server again, on the same database and port (``kill``: as if it crashed, SIGKILL)."""
     state = json.loads((folder / "server.json").read_text())
     _end_server(state, signal.SIGKILL if kill else signal.SIGTERM)
+    _port_free(state["port"])  # else another server there would pass for this one
     if not _serve(folder, state):  # the database stays: only the server is ended
         sys.exit(f"local.py: error: the MLflow server did not start again; its log: {folder / 'server.log'}")
     return state["url"]

@@ -3,6 +3,7 @@
 #
 #   clusters/mlflow/local.sh start FOLDER [--port 5000] [--workers 4]   # prints the tracking URI
 #   clusters/mlflow/local.sh status FOLDER
+#   clusters/mlflow/local.sh restart FOLDER [--kill]                    # the server again, same database and port
 #   clusters/mlflow/local.sh stop FOLDER                                # ends both, leaving nothing running
 #
 # It runs with $PYTHON, else this repository's .venv, else python3 (each needs mlflow and psycopg2).

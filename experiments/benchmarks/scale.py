@@ -150,11 +150,18 @@ def score(unit, config: dict, seed: int) -> float:
     return quality(config) + float(np.random.default_rng([seed, unit.trial, unit.subset]).normal(0, 0.01))
 
 
+def best_of(driver):
+    """The driver's best completed configuration (the first of equals), or None."""
+    done = [t for t in driver.trials if t.status == "completed" and math.isfinite(t.objective)]
+    return max(done, key=lambda t: (t.objective, -t.index)) if done else None
+
+
 def build_driver(searcher_name: str, scheduler_name: str, cores: int, configurations: int, in_flight: str,
                  seed: int = 0):
     """The search's driver as metaray builds it, for ``cores`` (``in_flight``: "default" or "auto")."""
     from metaray.aggregates import aggregate
     from metaray.driver import Driver, Layout
+    from metaray.plan import ADAPTIVE_IN_FLIGHT, auto_in_flight
     from metaray.schedulers import make_scheduler
     from metaray.searchers import make_searcher
     from metaray.space import parse_space
@@ -166,8 +173,8 @@ def build_driver(searcher_name: str, scheduler_name: str, cores: int, configurat
                          "search": {"scheduler": scheduler_name}}).search.scheduler
     scheduler = make_scheduler(options, mode="max", greater_is_better=True, total=K, overlap=0.25)
     if searcher.adaptive:
-        max_concurrent = (8 if in_flight == "default" else max(8, 2 * cores // K) if in_flight == "auto"
-                          else int(in_flight))
+        max_concurrent = (ADAPTIVE_IN_FLIGHT if in_flight == "default" else auto_in_flight(cores, K)
+                          if in_flight == "auto" else int(in_flight))
     else:
         max_concurrent = None
     return Driver(searcher, scheduler, Layout.over_subsets(K, scheduler.milestones(K)), num_samples=configurations,
@@ -214,8 +221,7 @@ def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations
     runner._charge()
     if keep is not None:
         keep.append(driver)
-    done = [t for t in driver.trials if t.status == "completed" and math.isfinite(t.objective)]
-    best = max(done, key=lambda t: (t.objective, -t.index)) if done else None
+    best = best_of(driver)
     makespan, until = runner.now, runner.last_start
 
     def busy(t: float) -> float:  # busy core-seconds over cores x time, until t
@@ -277,8 +283,7 @@ def check(seed: int = 0, cores: int = 16, configurations: int = 60, searchers=SE
             simulate(name, scheduler, cores, configurations, "auto", seed=seed, keep=kept)
             real = real_run(name, scheduler, cores, configurations, "auto", seed=seed)
             sim = kept[0]
-            best = [max((t for t in d.trials if t.status == "completed"), key=lambda t: (t.objective, -t.index)).index
-                    for d in (sim, real)]
+            best = [getattr(best_of(d), "index", None) for d in (sim, real)]
             rows.append({"searcher": name, "scheduler": scheduler, "cores": cores, "same_decisions":
                          outcome(sim) == outcome(real), "best_simulated": best[0], "best_on_ray": best[1]})
     return rows
@@ -338,7 +343,7 @@ def main(argv=None) -> int:
         return 0 if all(r["same_decisions"] and r["best_simulated"] == r["best_on_ray"] for r in rows) else 1
     rows = []
     for cores in [int(c) for c in args.cores.split(",")]:
-        # enough configurations for several waves of the cluster: 4 (2 in --quick), at least 40
+        # enough configurations for several waves of the cluster: 20 (4 in --quick), at least 40
         configurations = max(40, (args.waves or (4 if args.quick else 20)) * cores)
         for name in args.searchers.split(","):
             for scheduler in args.schedulers.split(","):
