@@ -85,7 +85,8 @@ def _local_module():
 def cluster(tmp_path_factory):
     port = free_port()
     env = cluster_env(tmp_path_factory.mktemp("home"), METARAY_RAY_PORT=str(port),
-                      METARAY_DASHBOARD_PORT=str(free_port()))
+                      METARAY_DASHBOARD_PORT=str(free_port()),
+                      RAY_metrics_report_interval_ms="1000")  # Ray's metrics every second, not 10 (transfer.py)
     start = local_sh("start", "2", env=env)
     try:
         assert start.returncode == 0, start.stderr
@@ -148,6 +149,27 @@ def test_three_nodes_give_the_table_of_one(cluster, reference, tmp_path):
     pd.testing.assert_frame_equal(table[COMPARED], reference[COMPARED], check_dtype=False)
     nodes = {json.loads(line)["node"] for line in (run_dir / "fits.jsonl").read_text().splitlines()}
     assert len(nodes) >= 3, nodes  # the fits were spread over every node
+
+
+def test_each_node_receives_the_data_once_however_many_fits_it_runs(cluster, tmp_path):
+    """experiments/benchmarks/transfer.py on the cluster, as its docstring runs it: no node receives more than the
+    data the search made, once (the table and each subset's encoded rows reach a node once, not once per task,
+    however many tasks it runs), and what the nodes received is what they sent (Ray's object manager metrics, read
+    from each node)."""
+    env = {**cluster["env"], "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "benchmarks" / "transfer.py"), "--address",
+                           cluster["address"], "--rows", "30000", "--configurations", "4,16", "--report-s", "1",
+                           "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, last = json.loads(done.stdout.splitlines()[-1])["searches"]
+    assert last["fits"] == 4 * first["fits"] and last["completed"] == 16
+    received, sent = ([sum(r[key] for r in s["nodes"]) for s in (first, last)] for key in ("received_mb", "sent_mb"))
+    for search in (first, last):  # no node receives an object twice, and the objects do not multiply with tasks
+        assert all(r["received_mb"] <= 1.05 * search["data_mb"] for r in search["nodes"]), search
+        assert search["data_objects"] <= 4 + 4, search  # the table, a few of its parts, K = 4 subsets' encodings
+    assert received[1] > 0 and sum(r["tasks"] for r in last["nodes"]) >= 16
+    assert received == pytest.approx(sent, rel=0.05, abs=0.5)
+    assert {r["node"] for r in last["nodes"]} == {"head", "w1", "w2"} and all(r["tasks"] for r in last["nodes"])
 
 
 def test_dashboard_job_api_refuses_requests_without_the_token(cluster):
