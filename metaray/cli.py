@@ -65,7 +65,15 @@ def _print_search(result) -> int:
     answer (every configuration failed, or the best one's refit did), though its input was valid."""
     print(result.summary())
     if result.mlflow_run_id:
-        print(f"mlflow: run {result.mlflow_run_id} (browse with: mlflow ui --host 127.0.0.1)")
+        import contextlib
+        import json
+
+        uri = ""
+        with contextlib.suppress(OSError, ValueError):  # the store's URI, as the run folder's state.json keeps it
+            uri = json.loads((result.run_dir / "state.json").read_text()).get("mlflow_uri") or ""
+        where = (f"browse it at {uri}" if str(uri).startswith(("http://", "https://"))
+                 else "browse with: mlflow ui --host 127.0.0.1")
+        print(f"mlflow: run {result.mlflow_run_id} ({where})")
     sys.stdout.flush()
     failures = result.failures()
     if result.best is None and result.infeasible_line() and (result.results["status"] == "completed").any():

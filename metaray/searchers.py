@@ -129,7 +129,9 @@ def _optuna(space, num_samples: int, mode, seed: int, points=(), startup=None) -
     several = not isinstance(mode, str)
     metric = [objective_name(i, len(mode)) for i in range(len(mode))] if several else OBJECTIVE
     with quiet():  # Tune's default sampler, TPE: multi-objective TPE for several objectives; it reads constraints
-        searcher = OptunaSearch(space=define_by_run(space) or space.param_space(), metric=metric,
+        # Tune's distributions converted as OptunaSearch would (which warns that it does, on the user's stderr)
+        searcher = OptunaSearch(space=define_by_run(space) or OptunaSearch.convert_search_space(space.param_space()),
+                                metric=metric,
                                 mode=list(mode) if several else mode, seed=seed,
                                 points_to_evaluate=[dict(p) for p in points] or None)
     return TuneSearcher(searcher, quiet)
@@ -165,7 +167,9 @@ def define_by_run(space) -> Callable | None:
 def _hyperopt(space, num_samples: int, mode, seed: int, points=(), startup=None) -> TuneSearcher:
     from ray.tune.search.hyperopt import HyperOptSearch
 
-    return TuneSearcher(HyperOptSearch(space=space.param_space(), metric=OBJECTIVE, mode=mode, random_state_seed=seed,
+    # Tune's distributions converted as HyperOptSearch would (which warns that it does, on the user's stderr)
+    return TuneSearcher(HyperOptSearch(space=HyperOptSearch.convert_search_space(space.param_space()),
+                                       metric=OBJECTIVE, mode=mode, random_state_seed=seed,
                                        n_initial_points=min(20, max(4, (startup or num_samples) // 3)),
                                        points_to_evaluate=[dict(p) for p in points] or None))
 

@@ -735,6 +735,9 @@ def _start(start: Start, reply) -> Writer | None:
     os.environ.clear()
     os.environ.update(start.environ)
     os.environ.update({k: v for k, v in QUICK_HTTP.items() if k not in os.environ})
+    # MLflow's client prints two links to stdout at every run's end over HTTP, after one more request to the server:
+    # the search's end gives its own, once
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     writer = Writer(start)
     try:
         reply(Started(writer.start()))

@@ -76,22 +76,33 @@ def mlflow_server(request, tmp_path_factory, new_store):
     log.close()
 
 
-def test_every_run_and_metric_arrives_over_http(mlflow_server, ray_session, tmp_path, monkeypatch):
+def test_every_run_and_metric_arrives_over_http(mlflow_server, tmp_path, write_yaml):
+    """`metaray run` to the server, as a user runs it: every child run, metric and step arrives; the end names the
+    server to browse, and MLflow's own links (two per child run) stay off the user's screen."""
+    import pandas as pd
     from mlflow import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server["url"])
-    result = run_search({**SPEC, "search": {**SPEC["search"], "max_concurrent": 12}}, run_dir=tmp_path / "run")
-    assert (result.results["status"] == "completed").all()
+    path = write_yaml({**SPEC, "storage": str(tmp_path / "runs"),
+                       "search": {**SPEC["search"], "max_concurrent": 12}})
+    done = subprocess.run([sys.executable, "-m", "metaray", "run", str(path)], capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server["url"]}, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "View run" not in done.stderr and "View experiment" not in done.stderr, done.stderr[-3000:]
+    run_dir = next((tmp_path / "runs").glob("*/*"))
+    results, best = pd.read_csv(run_dir / "results.csv"), json.loads((run_dir / "best.json").read_text())
+    parent_id = json.loads((run_dir / "state.json").read_text())["parent_run_id"]
+    assert f"mlflow: run {parent_id} (browse it at {mlflow_server['url']})" in done.stdout
+    assert (results["status"] == "completed").all()
 
     client = MlflowClient(mlflow_server["url"])
-    parent = client.get_run(result.mlflow_run_id)
+    parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["best_objective"] == pytest.approx(result.best["objective"])
+    assert parent.data.metrics["best_objective"] == pytest.approx(best["objective"])
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=100)
-    assert len(children) == len(result.results) == 12
+    assert len(children) == len(results) == 12
     by_trial = {c.data.tags["metaray.trial"]: c for c in children}
-    for row in result.results.itertuples():
+    for row in results.itertuples():
         child = by_trial[row.trial]
         assert child.info.status == "FINISHED"
         assert child.data.metrics["objective"] == pytest.approx(row.objective)

@@ -115,3 +115,24 @@ def test_an_unknown_searcher_names_the_key_and_the_searchers():
     with pytest.raises(SpecError, match=r"^search.searcher: .*allowed: 'grid', 'hyperopt', 'optuna', 'random'; "
                                         r"got: 'bayes'"):
         make_searcher("bayes", SPACE, 3, "max", 0)
+
+
+@pytest.mark.parametrize("name", ["optuna", "hyperopt"])
+def test_a_searcher_is_built_without_a_word_from_ray_on_the_users_screen(name):
+    """Ray Tune warns when a searcher is handed distributions it must convert (OptunaSearch's "unresolved search
+    space definitions"): metaray converts them as Tune would, so nothing of it reaches the user's stderr."""
+    import logging
+
+    said: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+
+    catch, ray_logger = Catch(logging.WARNING), logging.getLogger("ray")
+    ray_logger.addHandler(catch)
+    try:
+        draws(name, 3)
+    finally:
+        ray_logger.removeHandler(catch)
+    assert said == []
