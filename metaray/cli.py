@@ -60,6 +60,21 @@ def _overrides(args) -> list[str]:
     return overrides
 
 
+def _without_credentials(url: str) -> str:
+    """A URL as it may be shown: without the user and password it may carry.
+
+    Example:
+        >>> _without_credentials("https://me:s3cret@mlflow.example.com:8443/x")
+        'https://mlflow.example.com:8443/x'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    return urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
+
+
 def _print_search(result) -> int:
     """The table and the best configuration on stdout; what failed on stderr. Exit status 1 when the search has no
     answer (every configuration failed, or the best one's refit did), though its input was valid."""
@@ -71,7 +86,7 @@ def _print_search(result) -> int:
         uri = ""
         with contextlib.suppress(OSError, ValueError):  # the store's URI, as the run folder's state.json keeps it
             uri = json.loads((result.run_dir / "state.json").read_text()).get("mlflow_uri") or ""
-        where = (f"browse it at {uri}" if str(uri).startswith(("http://", "https://"))
+        where = (f"browse it at {_without_credentials(uri)}" if str(uri).startswith(("http://", "https://"))
                  else "browse with: mlflow ui --host 127.0.0.1")
         print(f"mlflow: run {result.mlflow_run_id} ({where})")
     sys.stdout.flush()

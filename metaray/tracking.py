@@ -382,6 +382,7 @@ class Writer:
         self._logged: set[str] = set()  # trials whose child runs are complete (a resume's too)
         self._batched: set[str] = set()  # ... whose child runs have their metrics, not yet their end
         self._asked: set[str] = set()  # ... whose child run was asked for: the server may have made it unanswered
+        self._unsure: set[str] = set()  # ... whose child run was asked for again after no answer
         self._stamps: dict[str, int] = {}  # ... and the time their metrics carry: their run's start, on every try
         self.lost: list[str] = []  # trials whose child runs could not be logged
         self.resumed = False  # the parent run is an earlier process's
@@ -396,6 +397,9 @@ class Writer:
         server that does not answer (restarting, or down) is tried again with backoff, from where the child run got
         to, until it has not answered for ``SERVER_DOWN_S``: then every child run not yet logged fails at once
         (``Logged`` with the reason), and the search's end says how many; ``metaray resume`` logs them."""
+        if self.ended:  # (the protocol sends none after the end; the pool is shut)
+            return reply(Logged("the search has ended"))
+
         def log() -> None:
             try:
                 self._answered(lambda: self.log_trial(t))
@@ -495,7 +499,7 @@ class Writer:
             page = client.search_runs([self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
                                       max_results=10000, page_token=token)
             self._children.update({r.data.tags.get("metaray.trial"): r.info.run_id for r in page})
-            self._stamps.update({r.data.tags.get("metaray.trial"): r.info.start_time for r in page})
+            self._stamps.update({r.data.tags.get("metaray.trial"): r.info.start_time or 0 for r in page})
             self._logged.update(r.data.tags.get("metaray.trial") for r in page if r.info.status != "RUNNING")
             token = page.token
             if not token:
@@ -560,7 +564,8 @@ class Writer:
             tags["metaray.feasible"] = "false"
         if t.trial not in self._children:
             run = self._child_run(t.trial, tags)
-            self._children[t.trial], self._stamps[t.trial] = run.info.run_id, run.info.start_time
+            self._children[t.trial] = run.info.run_id
+            self._stamps[t.trial] = run.info.start_time or int(time.time() * 1000)
         run_id, stamp = self._children[t.trial], self._stamps[t.trial]
         params = {"learner": t.learner, **{k: v for k, v in t.params.items() if k != "learner"}}
         metrics = [(k, row[k], 0) for k in ("objective", *COLUMNS, "subsets_done") if k in row]
@@ -581,13 +586,25 @@ class Writer:
         """A configuration's new child run. Asked for again after a request that got no answer, it is first looked
         for: the server may have made it before it died (MLflow's create has no key that would make it once)."""
         if trial in self._asked:
-            made = self._client.search_runs(
-                [self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}' and "
-                f"tags.`metaray.trial` = '{trial}'", max_results=1)
+            self._unsure.add(trial)
+            made = self._made(trial)
             if made:
                 return made[0]
         self._asked.add(trial)
         return self._client.create_run(self._experiment_id, run_name=trial, tags=tags)
+
+    def _made(self, trial: str) -> list:
+        """The child runs of ``trial`` the server holds."""
+        return self._client.search_runs([self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}' and "
+                                        f"tags.`metaray.trial` = '{trial}'", max_results=100)
+
+    def _one_each(self) -> None:
+        """A create that got no answer may yet have been applied after the search that looked for it (a server that
+        was slow, not dead): at the end, any second child run of such a configuration is deleted."""
+        for trial in sorted(self._unsure & set(self._children)):
+            for run in self._made(trial):
+                if run.info.run_id != self._children[trial]:
+                    self._client.delete_run(run.info.run_id)
 
     def finish(self, f: Finish) -> tuple[str, ...]:
         """Log the search's end; returns lines for the user about what could not be logged."""
@@ -614,6 +631,7 @@ class Writer:
             metrics.append(("front_size", len(result.front["members"]), 0))
             tags["front"] = " ".join(m["trial"] for m in result.front["members"])[:5000]
         self._batch(self.parent_id, metrics=metrics, tags=tags)
+        self._one_each()
         self._ties(result.results)
         client.log_artifact(self.parent_id, str(result.run_dir / "results.csv"))
         if (result.run_dir / "results.parquet").is_file():  # every configuration, whatever tracking.children logs

@@ -165,7 +165,8 @@ def test_each_node_receives_the_data_once_however_many_fits_it_runs(cluster, tmp
     assert last["fits"] == 4 * first["fits"] and last["completed"] == 16
     received, sent = ([sum(r[key] for r in s["nodes"]) for s in (first, last)] for key in ("received_mb", "sent_mb"))
     for search in (first, last):  # no node receives an object twice, and the objects do not multiply with tasks
-        assert all(r["received_mb"] <= 1.05 * search["data_mb"] for r in search["nodes"]), search
+        # (with room for an object too short-lived for the readings of the objects made)
+        assert all(r["received_mb"] <= 1.25 * search["data_mb"] for r in search["nodes"]), search
         assert search["data_objects"] <= 4 + 4, search  # the table, a few of its parts, K = 4 subsets' encodings
     assert received[1] > 0 and sum(r["tasks"] for r in last["nodes"]) >= 16
     assert received == pytest.approx(sent, rel=0.05, abs=0.5)

