@@ -442,7 +442,7 @@ class Writer:
                 if down or now - first >= SERVER_DOWN_S:
                     raise ServerDown(f"the MLflow tracking server did not answer for {SERVER_DOWN_S:g} s") from exc
                 time.sleep(delay)
-                delay = min(2 * delay, 10.0)
+                delay = min(2 * delay, BACKOFF_MAX_S)
                 continue
             with self._down:
                 self._down_since = None
@@ -702,6 +702,9 @@ SERVER_DOWN_S = 120.0
 #: child runs logged at once to a tracking server over HTTP (its workers take them in parallel; a SQLite store is
 #: written one call after another: it would lock)
 HTTP_PARALLEL = 8
+#: the longest wait between two tries of a request the server did not answer: a server back from a restart is used
+#: within seconds (8 threads trying every 4 s are no load on it)
+BACKOFF_MAX_S = 4.0
 #: a server down for good gets one try every this many seconds (the others fail at once): it may come back
 PROBE_S = 10.0
 #: how many times MLflow's client repeats a request (QUICK_HTTP's, or the user's)
