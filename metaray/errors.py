@@ -59,6 +59,22 @@ class FitError(MetarayError):
     """A subset fit raised: the configuration is invalid for this data (or its loss diverged)."""
 
 
+def headline(text: str) -> str:
+    """A message's first line, with the lines that line announces (it ends with a colon).
+
+    Example:
+        >>> headline("lbfgs failed to converge (status=1):\\nSTOP: TOTAL NO. OF ITERATIONS REACHED LIMIT\\n\\nMore")
+        'lbfgs failed to converge (status=1): STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT'
+    """
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    out = lines[0] if lines else ""
+    for line in lines[1:]:
+        if not out.endswith(":"):
+            break
+        out += " " + line
+    return out
+
+
 def one_line(exc: BaseException) -> str:
     """An error as one line: its type and the first line of its message (a Ray task error: its cause's).
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from metaray.aggregates import aggregate, objective_mode
 from metaray.data import Dataset, load_dataset
-from metaray.errors import FitError, SpecError, one_line
+from metaray.errors import FitError, SpecError, headline, one_line
 from metaray.fits import FitResult, Unit
 from metaray.learners import Learner, accepts_nan, build_learner, final_estimator
 from metaray.measures import measure
@@ -126,7 +126,7 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
                 result.measures = measure(problem.measures, est, take, result.fit_seconds, len(held))
             if problem.keep is not None:
                 result.predictions = _kept_predictions(problem, est, held, X_held)
-        result.warnings = sorted({f"{w.category.__name__}: {str(w.message).strip().splitlines()[0]}" for w in caught})
+        result.warnings = sorted({f"{w.category.__name__}: {headline(str(w.message))}" for w in caught})
         primary = result.scores[problem.metrics[0]]
         if not np.isfinite(primary) and problem.metrics[0] not in ("roc_auc",):
             raise FitError(f"the {problem.metrics[0]} score is {primary}; the model's predictions are not finite")

@@ -181,6 +181,7 @@ def test_fit_warnings_are_said_once_by_the_driver(tmp_path):
     search(spec, tmp_path, track=False, progress=lines.append)
     said = [line for line in lines if line.startswith("warning")]
     assert len(said) == 1 and "ConvergenceWarning" in said[0]
+    assert not said[0].endswith(":")  # sklearn's "lbfgs failed to converge ...:" goes on with what stopped it
 
 
 def test_tracking_experiment_names_the_mlflow_experiment(tmp_path, mlflow_uri):
