@@ -80,12 +80,9 @@ def _print_search(result) -> int:
     answer (every configuration failed, or the best one's refit did), though its input was valid."""
     print(result.summary())
     if result.mlflow_run_id:
-        import contextlib
-        import json
+        from metaray.folder import RunFolder
 
-        uri = ""
-        with contextlib.suppress(OSError, ValueError):  # the store's URI, as the run folder's state.json keeps it
-            uri = json.loads((result.run_dir / "state.json").read_text()).get("mlflow_uri") or ""
+        uri = RunFolder(result.run_dir).state.get("mlflow_uri") or ""  # the store's, as the run folder keeps it
         where = (f"browse it at {_without_credentials(uri)}" if str(uri).startswith(("http://", "https://"))
                  else "browse with: mlflow ui --host 127.0.0.1")
         print(f"mlflow: run {result.mlflow_run_id} ({where})")

@@ -369,7 +369,9 @@ class Writer:
         self.experiment_name, self.parent_id = start.experiment, start.parent_id
         self._client = None
         self._experiment_id: str | None = None
-        self._children: dict[str, str] = {}  # trial id -> its child run
+        # trial id -> its child run, and the time its metrics carry: the run's start, the same on every try (a batch
+        # sent again is then kept once by the server)
+        self._children: dict[str, tuple[str, int | None]] = {}
         self.ended = False  # finished or aborted: the parent run has its final status
         # over HTTP, child runs are logged HTTP_PARALLEL at once (each is three requests, and a server on a database
         # answers several at a time); else one after another
@@ -383,7 +385,6 @@ class Writer:
         self._batched: set[str] = set()  # ... whose child runs have their metrics, not yet their end
         self._asked: set[str] = set()  # ... whose child run was asked for: the server may have made it unanswered
         self._unsure: set[str] = set()  # ... whose child run was asked for again after no answer
-        self._stamps: dict[str, int] = {}  # ... and the time their metrics carry: their run's start, on every try
         self.lost: list[str] = []  # trials whose child runs could not be logged
         self.resumed = False  # the parent run is an earlier process's
         # MLflow's client repeats a request that got no answer, a create too: a child run the server made just
@@ -498,8 +499,7 @@ class Writer:
         while True:  # every child run already logged, page by page
             page = client.search_runs([self._experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
                                       max_results=10000, page_token=token)
-            self._children.update({r.data.tags.get("metaray.trial"): r.info.run_id for r in page})
-            self._stamps.update({r.data.tags.get("metaray.trial"): r.info.start_time or 0 for r in page})
+            self._children.update({r.data.tags.get("metaray.trial"): (r.info.run_id, r.info.start_time) for r in page})
             self._logged.update(r.data.tags.get("metaray.trial") for r in page if r.info.status != "RUNNING")
             token = page.token
             if not token:
@@ -564,9 +564,8 @@ class Writer:
             tags["metaray.feasible"] = "false"
         if t.trial not in self._children:
             run = self._child_run(t.trial, tags)
-            self._children[t.trial] = run.info.run_id
-            self._stamps[t.trial] = run.info.start_time or int(time.time() * 1000)
-        run_id, stamp = self._children[t.trial], self._stamps[t.trial]
+            self._children[t.trial] = run.info.run_id, run.info.start_time or int(time.time() * 1000)
+        run_id, stamp = self._children[t.trial]
         params = {"learner": t.learner, **{k: v for k, v in t.params.items() if k != "learner"}}
         metrics = [(k, row[k], 0) for k in ("objective", *COLUMNS, "subsets_done") if k in row]
         for k, scores, fit_seconds in t.series:
@@ -603,7 +602,7 @@ class Writer:
         was slow, not dead): at the end, any second child run of such a configuration is deleted."""
         for trial in sorted(self._unsure & set(self._children)):
             for run in self._made(trial):
-                if run.info.run_id != self._children[trial]:
+                if run.info.run_id != self._children[trial][0]:
                     self._client.delete_run(run.info.run_id)
 
     def finish(self, f: Finish) -> tuple[str, ...]:
@@ -672,7 +671,7 @@ class Writer:
                     tags["on_front"] = str(bool(row.on_front)).lower()
                     if pd.notna(row.pareto_rank):
                         metrics.append(("pareto_rank", float(row.pareto_rank), 0))
-                self._batch(self._children[row.trial], metrics=metrics, tags=tags)
+                self._batch(self._children[row.trial][0], metrics=metrics, tags=tags)
 
     def _log_model(self, model) -> None:
         import warnings

@@ -215,7 +215,7 @@ def test_a_request_the_server_applied_but_never_answered_is_not_applied_twice(tm
 
     assert replies[-1] == Logged() and len(runs_of("t0002")) == 2
     resumed._one_each()
-    assert [r.info.run_id for r in runs_of("t0002")] == [resumed._children["t0002"]]
+    assert [r.info.run_id for r in runs_of("t0002")] == [resumed._children["t0002"][0]]
 
 
 def test_a_server_down_for_good_fails_calls_at_once_but_a_probe_now_and_then_finds_it_back(monkeypatch):

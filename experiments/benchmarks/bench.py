@@ -692,7 +692,6 @@ def children_server(quick: bool) -> list[Row]:
     over HTTP to an MLflow server on PostgreSQL (clusters/mlflow/local.py, started here and stopped after); the
     marginal child runs/s and subset results/s, and every run, step and value counted back from the server."""
     import importlib.util
-    import socket
 
     import yaml
     from mlflow import MlflowClient
@@ -702,11 +701,8 @@ def children_server(quick: bool) -> list[Row]:
     spec_.loader.exec_module(local)
     sizes, k = ((10, 60) if quick else (50, 300)), 20
     walls, failed, lost = {}, "", []
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        url = local.start(Path(tmp) / "server", port, workers=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = local.start(Path(tmp) / "server", free_port(), workers=4)
         try:
             for n in sizes:
                 spec = {**_noop_spec(n, k), "name": f"children_{n}", "tracking": {"children": "all"},
@@ -805,6 +801,15 @@ def ray_start() -> float:
     connect(num_cpus=CORES)
     ray.get(ray.remote(lambda: None).remote())
     return time.perf_counter() - t0
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def flights_table(rows: int, folder: Path, seed: int = 0) -> Path:

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,12 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 REPORT_S = 1.0  # the metrics report interval of the cluster this starts (Ray's default is 10 s)
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _moved(nodes: list[dict]) -> dict[str, dict[str, float]]:
@@ -163,8 +156,10 @@ def measure(address: str, table: Path, *, k: int, sizes: list[int], fraction: fl
 def local_cluster(home: str):
     """A cluster of 3 nodes (clusters/local.sh), its metrics reported every ``REPORT_S``, joined as its clients
     join it; its address. Stopped at the end."""
-    port = _free_port()
-    env = {**os.environ, "METARAY_RAY_PORT": str(port), "METARAY_DASHBOARD_PORT": str(_free_port()),
+    from bench import free_port
+
+    port = free_port()
+    env = {**os.environ, "METARAY_RAY_PORT": str(port), "METARAY_DASHBOARD_PORT": str(free_port()),
            "METARAY_WORKERS": "2", "METARAY_OBJECT_STORE_MB": "1500", "HOME": home,
            "RAY_metrics_report_interval_ms": str(int(REPORT_S * 1000))}
     env.pop("RAY_ADDRESS", None)
