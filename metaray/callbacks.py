@@ -7,8 +7,10 @@ A search calls its callbacks in the order given, on the driver's main thread; ev
                                   time (``setup``: a metaray.run.Setup: spec, folder, prepared, plan, meta-features)
     on_fits_start()               Ray is connected and no fit has run: wait here for what must be ready first
     on_trial_end(trial, ranking)  a configuration completed, was stopped or failed (metaray.results.Ranking reads it)
-    on_search_end(result)         the results table and best.json are written (``result``: a SearchResult; the
-                                  MLflow callback fills its ``mlflow_run_id``)
+    on_results(result)            the results table and best.json are written (``result``: a SearchResult; the
+                                  MLflow callback fills its ``mlflow_run_id``): start what takes time (MLflow logs
+                                  the results and the best model while the report is drawn)
+    on_search_end(result)         then: make the files, log them
     on_search_error(exc)          the search stops without a result (an error, Ctrl-C)
     close(say)                    always, last: wait for what is still being written, say what went wrong
 
@@ -32,6 +34,9 @@ class Callback:
         pass
 
     def on_trial_end(self, trial, ranking) -> None:
+        pass
+
+    def on_results(self, result) -> None:
         pass
 
     def on_search_end(self, result) -> None:
@@ -62,6 +67,10 @@ class CallbackList(Callback):
     def on_trial_end(self, trial, ranking) -> None:
         for c in self.callbacks:
             c.on_trial_end(trial, ranking)
+
+    def on_results(self, result) -> None:
+        for c in self.callbacks:
+            c.on_results(result)
 
     def on_search_end(self, result) -> None:
         for c in self.callbacks:

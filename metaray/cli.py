@@ -298,13 +298,18 @@ def console_main() -> None:
     import os
 
     code = main()
-    if "metaray.tracking" in sys.modules:  # its process has logged everything by now; it ends with its pipe
-        sys.modules["metaray.tracking"].shutdown()
-    if "ray" in sys.modules:
-        import ray
 
-        if ray.is_initialized():
-            ray.shutdown()
+    def stop_ray() -> None:
+        if "ray" in sys.modules:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+
+    if "metaray.tracking" in sys.modules:  # its process has logged everything by now; it ends with its pipe
+        sys.modules["metaray.tracking"].shutdown(meanwhile=stop_ray)  # the two ends overlap
+    else:
+        stop_ray()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -7,7 +7,7 @@
     fits       metaray.objective.start_fits: Ray connected, the data shared once, a runner (metaray.runners)
     drive      metaray.driver.drive: every decision; the callbacks hear each configuration that ends
     finish     the results table, the final model of the best configuration (metaray.final), best.json
-               -> SearchResult (on_search_end)
+               -> SearchResult (on_results: MLflow logs it while on_search_end makes the report)
 
 Why a driver of its own and not a Tune trial per configuration: measured here, Tune trials that launch their subset
 fits as nested tasks ran at 4-6x the ideal (placement groups, a trial holding a CPU while it waits); driving Tune's
@@ -91,6 +91,7 @@ class SearchRun:
             _drive(setup.plan, fits.runner, journal, callbacks, self.progress, budget)
             fits.runner.close()  # the final model gets every CPU; no fit of a stopped configuration runs on
             result = self._finish(setup, fits, t0, self._budget_end(setup.plan.driver, budget))
+            callbacks.on_results(result)
             callbacks.on_search_end(result)
             self.folder.update_state(status="finished" if result.ok else "failed")
             return result

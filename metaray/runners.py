@@ -7,9 +7,11 @@ shuffled order), and the throughput benchmark with fits that do nothing.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
@@ -17,8 +19,15 @@ from typing import Any, Protocol
 from metaray.errors import SpecError, one_line
 from metaray.fits import FitResult, Unit, trial_id
 
-#: a task should run at least this long, so that Ray's per-task cost stays a few percent of it
-MIN_TASK_SECONDS = 0.1
+#: a task's fits should take this many times Ray's cost per task (measured as the search runs: ``FitRunner``), so
+#: that the cost is at most 5 % of the work
+OVERHEAD_SHARE = 0.05
+#: Ray's cost per task assumed until a few tasks have measured it (what it is on a quiet 2-core machine)
+ASSUMED_OVERHEAD_S = 0.002
+#: the longest a batch of short fits may last: results, and the decisions they feed, come back at least this often
+MAX_TASK_SECONDS = 0.5
+#: how many of the latest gaps between tasks (per worker) the overhead is the median of
+GAPS_KEPT = 64
 
 
 class Runner(Protocol):
@@ -61,6 +70,20 @@ def span(numbers: Iterable[int]) -> str:
     return ",".join(out)
 
 
+def batch_size(fit_s: float, overhead_s: float) -> int:
+    """How many fits of ``fit_s`` seconds a task carries when Ray's cost per task is ``overhead_s``: enough that the
+    cost is at most ``OVERHEAD_SHARE`` of the task's work, no more than fill ``MAX_TASK_SECONDS``, at least one.
+
+    Example:
+        >>> [batch_size(0.01, overhead) for overhead in (0.0005, 0.002, 0.02)]  # 10 ms fits
+        [1, 4, 40]
+        >>> batch_size(0.001, 0.05), batch_size(0.2, 0.002)  # capped at half a second; a long fit goes alone
+        (500, 1)
+    """
+    fit_s = max(fit_s, 1e-5)
+    return max(1, min(math.ceil(overhead_s / (OVERHEAD_SHARE * fit_s) - 1e-9), math.floor(MAX_TASK_SECONDS / fit_s)))
+
+
 def task_name(label: str, groups: list[tuple[Any, list[Unit]]]) -> str:
     """What the dashboard and `ray list tasks` show for a task's groups of fits (one group per configuration and
     stage): ``meta_iris t0003 s0-4`` (``… stage 1`` past the first), ``meta_iris t0003 s15-19 +2 configurations``."""
@@ -72,9 +95,12 @@ def task_name(label: str, groups: list[tuple[Any, list[Unit]]]) -> str:
 
 
 def _fit_batch(fit, problem, groups: list[tuple[Any, list[Unit]]], seed: int, subsets: tuple[int, ...] = (),
-               *encoded) -> list[FitResult]:
+               *encoded) -> tuple[list[FitResult], tuple[int, str], float, float]:
     """A task's fits: each group is a learner and its units (one configuration and stage); ``encoded``: the shared
-    encodings of ``subsets`` (Ray fetched them as the task's arguments)."""
+    encodings of ``subsets`` (Ray fetched them as the task's arguments). Returns the results, the worker (process
+    id, node) and when the task's body began and ended on the worker's clock: the driver measures from these the
+    time a worker spends between two tasks, Ray's cost per task (``FitRunner``)."""
+    began = time.monotonic()
     if subsets:
         import dataclasses
 
@@ -83,7 +109,7 @@ def _fit_batch(fit, problem, groups: list[tuple[Any, list[Unit]]], seed: int, su
     node = _node_name()
     for r in results:
         r.node = node
-    return results
+    return results, (os.getpid(), node), began, time.monotonic()
 
 
 def _node_name() -> str:
@@ -96,7 +122,10 @@ def _node_name() -> str:
 class FitRunner:
     """Runs subset fits as Ray tasks and hands back their results as they finish.
 
-    Short fits are batched several to a task (the rule: ``_batch_size``). Queued fits go out lowest configuration
+    Short fits are batched several to a task (the rule: ``_batch_size``), sized from two things measured as the search
+    runs: each learner's fit time, and Ray's cost per task, the median time a worker spends between the end of one
+    task and the start of its next while work waits for it (scheduling, handing results back, fetching arguments,
+    on this cluster as loaded as it is). Queued fits go out lowest configuration
     first (so the oldest one finishes first), and at most ``2 x slots`` tasks are in flight, so that the queued fits
     of a configuration a scheduler stops can still be dropped (``cancel``). ``wait`` hands back every task that has
     finished, not just the first, so that the driver's work per result shrinks as the cluster grows.
@@ -148,6 +177,9 @@ class FitRunner:
         self._inflight: dict[Any, list[Unit]] = {}  # ref -> its units
         self._names: dict[Unit, str] = {}  # the learner name of every unit in flight
         self._fit_seconds: dict[str, float] = {}  # per learner name: a running mean of measured fit times
+        self._gaps: collections.deque[float] = collections.deque(maxlen=GAPS_KEPT)  # seconds between two tasks
+        self._worker_end: dict[tuple[int, str], float] = {}  # per worker: when its latest task ended
+        self._queued: set = set()  # tasks launched while every slot was busy: the gap before each is Ray's cost
         self._last = None  # the learner submitted last: its fit time sizes ``room``
 
     def submit(self, units: list[Unit], learner) -> None:
@@ -170,12 +202,19 @@ class FitRunner:
             if all(u.trial == trial for u in units):  # a task shared with other configurations runs on
                 self._ray.cancel(ref, force=True)
                 del self._deadline[ref]
+                self._queued.discard(ref)
                 for u in self._inflight.pop(ref):
                     self._names.pop(u, None)
 
     @property
     def pending(self) -> int:
         return len(self._queue) + sum(len(units) for units in self._inflight.values())
+
+    @property
+    def overhead_s(self) -> float:
+        """Ray's cost per task as measured so far: the median gap between two tasks on a worker (``ASSUMED_OVERHEAD_S``
+        until a few were measured)."""
+        return statistics.median(self._gaps) if len(self._gaps) >= 4 else ASSUMED_OVERHEAD_S
 
     def room(self) -> int:
         """Two tasks' worth of fits per slot, less what is already pending."""
@@ -187,17 +226,19 @@ class FitRunner:
         1. ``ray.fits_per_task`` (or ``fit_timeout_s``: one fit a task, so that a task's clock is its fit's) fixes it.
         2. A learner with no fit measured yet gets one fit a task: its first tasks measure how long a fit takes
            (fit and score seconds, a running mean per learner name, updated as results arrive in ``wait``).
-        3. Then enough fits to last ``MIN_TASK_SECONDS``, so that Ray's per-task cost (~1.5 ms here) stays a few
-           percent of a task: a 10 ms fit goes ten to a task, a fit of 0.1 s or more alone.
-        4. ``capped``: never more than the queue shared evenly over the slots, so that near the end of the queue
-           no slot idles while another works through a long batch.
+        3. Then enough fits that Ray's cost per task (``overhead_s``, measured) is at most ``OVERHEAD_SHARE`` of
+           the task's work: with 2 ms a task, a 10 ms fit goes four to a task, a fit of 40 ms or more alone; on a
+           cluster where a task costs 20 ms, forty.
+        4. Never a batch longer than ``MAX_TASK_SECONDS`` (the decisions that wait on its results stay timely), nor,
+           ``capped``, more than the queue shared evenly over the slots, so that near the end of the queue no slot
+           idles while another works through a long batch.
         """
         if self._fixed:
             return self._fixed
         estimate = self._fit_seconds.get(learner.name) if learner is not None else None
         if estimate is None:
             return 1
-        size = math.ceil(MIN_TASK_SECONDS / max(estimate, 1e-4))
+        size = batch_size(estimate, self.overhead_s)
         if capped:
             size = min(size, math.ceil(len(self._queue) / self.slots))
         return max(1, size)
@@ -219,6 +260,8 @@ class FitRunner:
                     groups.append((unit_learner, [unit]))
                 taken += 1
             ref = self._launch(groups)
+            if len(self._inflight) >= self.slots:  # it waits for a worker: none idles for want of it
+                self._queued.add(ref)
             self._inflight[ref] = [u for _, units in groups for u in units]
             for group_learner, units in groups:
                 for u in units:
@@ -249,24 +292,39 @@ class FitRunner:
         if done and rest:  # every other task that has finished too: one driver round for all of them
             done += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         out = self._expire(set(done))  # also while other fits finish: an overdue one must not keep its slot
+        times = []  # (began, ended, worker, queued) of each task of this round, measured in the order they ran
         for ref in done:
             self._deadline.pop(ref, None)
             units = self._inflight.pop(ref)
             names = [self._names.pop(u, None) for u in units]
             try:
-                results = ray.get(ref)
+                results, worker, began, ended = ray.get(ref)
             except ray.exceptions.TaskCancelledError:
                 continue
             except ray.exceptions.RayError as exc:  # the worker or its node died, beyond Ray's retries
                 results = [FitResult(unit, error=one_line(exc), transient=True) for unit in units]
+            else:
+                times.append((began, ended, worker, ref in self._queued))
+            finally:
+                self._queued.discard(ref)
             for r, name in zip(results, names, strict=True):
                 if r.error is None and name is not None:
                     seconds = r.fit_seconds + r.score_seconds
                     old = self._fit_seconds.get(name)
                     self._fit_seconds[name] = seconds if old is None else 0.7 * old + 0.3 * seconds
             out.extend(results)
+        for began, ended, worker, queued in sorted(times):
+            self._measure(worker, began, ended, queued)
         self._dispatch()
         return out
+
+    def _measure(self, worker: tuple[int, str], began: float, ended: float, queued: bool) -> None:
+        """A task's time on its worker: the gap since that worker's previous task ended is Ray's cost per task when
+        the task was waiting for a worker (``queued``), not when the worker idled for want of work."""
+        last = self._worker_end.get(worker)
+        if queued and last is not None and began >= last:
+            self._gaps.append(began - last)
+        self._worker_end[worker] = max(ended, last or ended)
 
     def _expire(self, finished: set) -> list[FitResult]:
         """Cancel the tasks past their deadline that have not just finished (killing their workers: a hung fit
@@ -275,6 +333,7 @@ class FitRunner:
         for ref in [r for r, deadline in self._deadline.items() if deadline <= now and r not in finished]:
             self._ray.cancel(ref, force=True)
             del self._deadline[ref]
+            self._queued.discard(ref)
             units = self._inflight.pop(ref)
             for u in units:
                 self._names.pop(u, None)
@@ -292,7 +351,7 @@ class FitRunner:
             for ref in refs:
                 self._ray.cancel(ref, force=True)
             refs = self._ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
-        self._queue, self._inflight, self._deadline, self._names = [], {}, {}, {}
+        self._queue, self._inflight, self._deadline, self._names, self._queued = [], {}, {}, {}, set()
         self._encodings = {}  # their objects leave the object store with the last reference
 
     def results(self) -> Iterator[FitResult]:

@@ -21,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,19 @@ from metaray.callbacks import Callback
 from metaray.driver import STATUSES
 from metaray.errors import SpecError, one_line
 from metaray.store import QUICK_HTTP, absolute_uri, tracking_uri
-from metaray.tracking_protocol import Abort, End, Ended, Finish, Finished, Logged, LogTrial, Start, Started, StartFailed
+from metaray.tracking_protocol import (
+    Abort,
+    End,
+    Ended,
+    Finish,
+    Finished,
+    Logged,
+    LogTrial,
+    Results,
+    Start,
+    Started,
+    StartFailed,
+)
 
 # the driver's side -------------------------------------------------------------------------------------------------
 
@@ -91,11 +104,16 @@ class MlflowCallback(Callback):
         elif key > self._kept[0][0]:
             heapq.heapreplace(self._kept, (key, message))
 
-    def on_search_end(self, result) -> None:
+    def on_results(self, result) -> None:
         for _, message in sorted(self._kept, key=lambda kept: kept[0], reverse=True):  # top:N, best first
             self.tracker.log(message)
         self._kept = []
         result.mlflow_run_id = self.tracker.parent_id
+        self.tracker.results(result)  # logged while the report is drawn
+
+    def on_search_end(self, result) -> None:
+        if not self.tracker.results_sent:  # (a caller that skipped on_results)
+            self.on_results(result)
         if self.tracker.lag:
             self.progress(f"MLflow: catching up, {self.tracker.lag} configurations still to log")
         made = self.report.made if self.report is not None else None
@@ -143,6 +161,8 @@ class Tracker:
         self._server: _Server | None = None
         self._finished: Future | None = None
         self._ended: Future = Future()
+        self.results_sent = False
+        self._gone: str | None = None  # why the tracking process is gone, once it is
 
     def start(self) -> Future:
         """Start (or reuse) the tracking process, which connects, creates the experiment and the parent run (or
@@ -164,12 +184,24 @@ class Tracker:
         """Configurations handed over but not yet logged."""
         return self.sent - self.logged
 
+    def results(self, result) -> None:
+        """Log the search's results and best model (after every configuration before them), without waiting: the
+        files ``finish`` brings are still being made."""
+        self._server.put(Results(dataclasses.replace(result, model=None), _pickled(result.model)))
+        self.results_sent = True
+
     def finish(self, result, *, report: tuple[Path, ...] = (), weights: Path | None = None) -> Future:
-        """Log the search's results, the ``report``'s files, the ``weights`` file and the best model (after every
-        configuration before it); the future resolves when that is done."""
+        """Log the ``report``'s files and the ``weights`` file (and the results and best model, unless ``results``
+        sent them) and end the parent run; the future resolves when that is done."""
         self._finished = Future()
-        self._server.put(Finish(dataclasses.replace(result, model=None), _pickled(result.model), tuple(report),
-                                weights))
+        if self.results_sent:
+            self._server.put(Finish(None, None, tuple(report), weights))
+        else:
+            self._server.put(Finish(dataclasses.replace(result, model=None), _pickled(result.model), tuple(report),
+                                    weights))
+        if self._gone is not None:  # the process died before: no answer will come
+            with contextlib.suppress(InvalidStateError):
+                self._finished.set_exception(RuntimeError(self._gone))
         return self._finished
 
     def abort(self) -> None:
@@ -224,11 +256,13 @@ class Tracker:
         return self._ended.done()
 
     def lost(self, why: str) -> None:
-        """The tracking process is gone: nothing this search waits for will come."""
+        """The tracking process is gone: nothing this search waits for will come (nor will a later ``finish``)."""
         self.failure = self.failure or why
+        self._gone = why
         for future in (self.started, self._finished, self._ended):
             if future is not None and not future.done():
-                future.set_exception(RuntimeError(why))
+                with contextlib.suppress(InvalidStateError):
+                    future.set_exception(RuntimeError(why))
 
 
 def _pickled(model) -> bytes | None:
@@ -289,7 +323,14 @@ class _Server:
 
     def shutdown(self) -> None:
         """Close the process's stdin and wait for it to log what it has and exit."""
+        self.close()
+        self.wait()
+
+    def close(self) -> None:
+        """Close the process's stdin (after what is queued): it logs what it has and exits."""
         self._queue.put(None)
+
+    def wait(self) -> None:
         self._proc.wait()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -347,14 +388,21 @@ def _server() -> _Server:
         return _SERVER
 
 
-def shutdown() -> None:
+def shutdown(meanwhile: Callable[[], None] | None = None) -> None:
     """End the tracking process, after it has logged everything it was sent (the ``metaray`` command calls it before
-    it exits; otherwise it runs at the interpreter's exit)."""
+    it exits; otherwise it runs at the interpreter's exit). ``meanwhile`` runs while the process ends (the command
+    stops Ray then: both take a second)."""
     global _SERVER
     with _SERVER_LOCK:
         server, _SERVER = _SERVER, None
     if server is not None:
-        server.shutdown()
+        server.close()
+    try:
+        if meanwhile is not None:
+            meanwhile()
+    finally:
+        if server is not None:
+            server.wait()
 
 
 # the tracking process's side ---------------------------------------------------------------------------------------
@@ -373,6 +421,9 @@ class Writer:
         # sent again is then kept once by the server)
         self._children: dict[str, tuple[str, int | None]] = {}
         self.ended = False  # finished or aborted: the parent run has its final status
+        self._closed = False  # every child run logged: the search's results and end come next
+        self._result, self._notes = None, ()  # the search's results (``results``), lines for the user about them
+        self._failed: Exception | None = None  # why logging the results failed: ``finish`` raises it
         # over HTTP, child runs are logged HTTP_PARALLEL at once (each is three requests, and a server on a database
         # answers several at a time); else one after another
         self._pool = (ThreadPoolExecutor(HTTP_PARALLEL, thread_name_prefix="metaray-child")
@@ -398,7 +449,7 @@ class Writer:
         server that does not answer (restarting, or down) is tried again with backoff, from where the child run got
         to, until it has not answered for ``SERVER_DOWN_S``: then every child run not yet logged fails at once
         (``Logged`` with the reason), and the search's end says how many; ``metaray resume`` logs them."""
-        if self.ended:  # (the protocol sends none after the end; the pool is shut)
+        if self._closed:  # (the protocol sends none after the results; the pool is shut)
             return reply(Logged("the search has ended"))
 
         def log() -> None:
@@ -484,12 +535,17 @@ class Writer:
         if self._own_retries:
             os.environ[RETRIES] = QUICK_HTTP[RETRIES] if on else "0"
 
-    def _end(self) -> None:
-        """The search's end, after every child run (``drain``): its requests are MLflow's to repeat again."""
-        self.ended = True
+    def _close(self) -> None:
+        """Every child run is logged (``drain``) and no more will come: requests are MLflow's to repeat again."""
+        self._closed = True
         self._mlflow_retries(True)
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+
+    def _end(self) -> None:
+        """The search's end: the parent run gets its final status."""
+        self._close()
+        self.ended = True
 
     def _reopen(self) -> str:
         """A resumed search's parent run, running again, and the child runs it already holds (skipped)."""
@@ -605,47 +661,66 @@ class Writer:
                 if run.info.run_id != self._children[trial][0]:
                     self._client.delete_run(run.info.run_id)
 
+    def results(self, r: Results) -> None:
+        """The search's results and best model on the parent run (``finish`` brings the files and the end). Its
+        error, if any, is ``finish``'s: the parent run is not ended as a success. Until ``finish``, the search has not
+        ended: a driver killed meanwhile leaves its parent run KILLED."""
+        self._close()
+        client, result = self._client, r.result
+        self._result, self._notes = result, ()
+        try:
+            if self.lost:  # the server did not answer for a while: said once, and on the parent run
+                client.set_tag(self.parent_id, "metaray.children_lost", str(len(self.lost)))
+                self._notes = (f"MLflow: {len(self.lost)} child runs could not be logged (the tracking server did not "
+                               f"answer for {SERVER_DOWN_S:g} s); `metaray resume {result.run_dir}` logs them",)
+            elif self.resumed:  # a resume that logged those an earlier process lost
+                with contextlib.suppress(Exception):
+                    client.delete_tag(self.parent_id, "metaray.children_lost")
+            if self.resumed and result.ok:  # an earlier process's end, stopped before the parent run's status
+                with contextlib.suppress(Exception):
+                    client.delete_tag(self.parent_id, "metaray.error")
+            metrics = [("configurations", len(result.results), 0), ("fits_run", result.fits_run, 0)]
+            for status in STATUSES:
+                metrics.append((f"configurations_{status}", int((result.results["status"] == status).sum()), 0))
+            tags = {}
+            if result.best:
+                metrics += [("best_objective", result.best["objective"], 0), ("best_std", result.best["std"], 0)]
+                metrics += [(f"holdout_{k}", v, 0) for k, v in result.holdout_scores.items()]
+                tags = {"best_trial": result.best["trial"], "best_learner": result.best["learner"],
+                        "best_params": json.dumps(result.best["params"], default=str)[:5000]}
+            if result.front:  # several objectives: the configurations on the Pareto front
+                metrics.append(("front_size", len(result.front["members"]), 0))
+                tags["front"] = " ".join(m["trial"] for m in result.front["members"])[:5000]
+            self._batch(self.parent_id, metrics=metrics, tags=tags)
+            self._one_each()
+            self._ties(result.results)
+            client.log_artifact(self.parent_id, str(result.run_dir / "results.csv"))
+            if (result.run_dir / "results.parquet").is_file():  # every configuration, whatever tracking.children logs
+                client.log_artifact(self.parent_id, str(result.run_dir / "results.parquet"))
+            if result.best and result.best.get("architecture"):
+                client.log_text(self.parent_id, result.best["architecture"], "best_architecture.txt")
+            if r.model is not None:
+                self._log_model(pickle.loads(r.model))
+            if not result.ok:  # a search without an answer is not a success, in MLflow either
+                client.set_tag(self.parent_id, "metaray.error", (result.refit_error or result.failures()
+                                                                 or result.infeasible_line()
+                                                                 or "no configuration completed")[:5000])
+        except Exception as exc:
+            self._failed = exc
+
     def finish(self, f: Finish) -> tuple[str, ...]:
-        """Log the search's end; returns lines for the user about what could not be logged."""
-        self._end()
-        client, result = self._client, f.result
-        notes = self._log_report(f.report)
-        if self.lost:  # the server did not answer for a while: said once, and on the parent run
-            client.set_tag(self.parent_id, "metaray.children_lost", str(len(self.lost)))
-            notes += (f"MLflow: {len(self.lost)} child runs could not be logged (the tracking server did not answer "
-                      f"for {SERVER_DOWN_S:g} s); `metaray resume {result.run_dir}` logs them",)
-        elif self.resumed:  # a resume that logged those an earlier process lost
-            with contextlib.suppress(Exception):
-                client.delete_tag(self.parent_id, "metaray.children_lost")
-        metrics = [("configurations", len(result.results), 0), ("fits_run", result.fits_run, 0)]
-        for status in STATUSES:
-            metrics.append((f"configurations_{status}", int((result.results["status"] == status).sum()), 0))
-        tags = {}
-        if result.best:
-            metrics += [("best_objective", result.best["objective"], 0), ("best_std", result.best["std"], 0)]
-            metrics += [(f"holdout_{k}", v, 0) for k, v in result.holdout_scores.items()]
-            tags = {"best_trial": result.best["trial"], "best_learner": result.best["learner"],
-                    "best_params": json.dumps(result.best["params"], default=str)[:5000]}
-        if result.front:  # several objectives: the configurations on the Pareto front
-            metrics.append(("front_size", len(result.front["members"]), 0))
-            tags["front"] = " ".join(m["trial"] for m in result.front["members"])[:5000]
-        self._batch(self.parent_id, metrics=metrics, tags=tags)
-        self._one_each()
-        self._ties(result.results)
-        client.log_artifact(self.parent_id, str(result.run_dir / "results.csv"))
-        if (result.run_dir / "results.parquet").is_file():  # every configuration, whatever tracking.children logs
-            client.log_artifact(self.parent_id, str(result.run_dir / "results.parquet"))
-        if result.best and result.best.get("architecture"):
-            client.log_text(self.parent_id, result.best["architecture"], "best_architecture.txt")
+        """Log the search's end: its results (unless ``results`` did), the files the driver made, the parent run's
+        final status; returns lines for the user about what could not be logged."""
+        if f.result is not None:
+            self.results(Results(f.result, f.model))
+        if self._failed is not None:
+            raise self._failed
+        client, result = self._client, self._result
+        notes = self._log_report(f.report) + self._notes
         if f.weights is not None:  # the best network's weights, loadable without metaray
             client.log_artifact(self.parent_id, str(f.weights))
-        if f.model is not None:
-            self._log_model(pickle.loads(f.model))
-        if not result.ok:  # a search without an answer is not a success, in MLflow either
-            client.set_tag(self.parent_id, "metaray.error", (result.refit_error or result.failures()
-                                                             or result.infeasible_line()
-                                                             or "no configuration completed")[:5000])
         client.set_terminated(self.parent_id, "FINISHED" if result.ok else "FAILED")
+        self._end()
         return notes
 
     def _log_report(self, files: tuple[Path, ...]) -> tuple[str, ...]:
@@ -785,6 +860,8 @@ def _handle(message, writer: Writer | None, reply) -> Writer | None:
     match message:
         case LogTrial():
             writer.submit(message, reply)
+        case Results():
+            writer.results(message)
         case Finish():
             try:
                 reply(Finished(notes=writer.finish(message)))

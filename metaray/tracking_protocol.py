@@ -6,8 +6,10 @@ another; the process answers on its stdout, read by the driver's reader thread. 
     request      reply                                 when
     Start        Started(parent_id) | StartFailed      first; Started once the experiment and parent run exist
     LogTrial     Logged(error)                         one per configuration that ended, in the order they ended
-    Finish       Finished(error, notes)                at most once, after the search's last LogTrial
-    Abort        (none)                                the search stopped without a result: its parent run is KILLED
+    Results      (none)                                at most once, after the search's last LogTrial: logged while
+                                                       the driver still draws the files Finish brings
+    Finish       Finished(error, notes)                at most once, after the search's last LogTrial (and Results)
+    Abort        (none)                                the search stopped before Finish: its parent run is KILLED
     End          Ended                                 last: every request before it has been handled
 
 Ordering: one pipe each way, read and handled in order, so a reply comes after those of every earlier request, and
@@ -67,11 +69,20 @@ class LogTrial:
 
 
 @dataclass(frozen=True)
-class Finish:
-    """The search's end: its results on the parent run, with the files the driver made (the report's, logged under
-    ``report/``; the best network's weights) and the best model (cloudpickled, as MLflow saves it)."""
+class Results:
+    """The search's results on the parent run and the best model (cloudpickled, as MLflow saves it): logged while
+    the driver draws the report; ``Finish`` follows with the files and ends the parent run."""
 
     result: Any  # the SearchResult, without its model
+    model: bytes | None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The search's end: the files the driver made (the report's, logged under ``report/``; the best network's
+    weights), then the parent run's final status; with the results and model when no ``Results`` came first."""
+
+    result: Any  # the SearchResult, without its model; None once Results brought it
     model: bytes | None
     report: tuple[Path, ...] = ()
     weights: Path | None = None

@@ -115,6 +115,39 @@ def test_short_fits_are_batched_across_configurations_and_every_result_comes_bac
 
 
 @pytest.mark.usefixtures("ray_session")
+def test_batches_are_sized_from_rays_cost_per_task_as_measured_on_this_cluster():
+    import math
+
+    import ray
+
+    from metaray.objective import score_fit
+    from metaray.runners import ASSUMED_OVERHEAD_S, FitRunner, batch_size
+
+    prepared = _iris(subsets={"k": 40, "protocol": "holdout"})
+    runner = FitRunner(score_fit, ray.put(prepared.problem()))
+    for trial in range(6):
+        runner.submit([Unit(trial, 0, k) for k in range(40)], prepared.learner)
+    launched = []  # (fits taken, what the rule said given what was measured at that moment)
+    original = runner._launch
+
+    def checking(groups):
+        taken = sum(len(units) for _, units in groups)
+        queued = len(runner._queue) + taken
+        estimate = runner._fit_seconds.get(prepared.learner.name)
+        rule = 1 if estimate is None else min(batch_size(estimate, runner.overhead_s), math.ceil(queued / runner.slots))
+        launched.append((taken, min(max(1, rule), queued), runner.overhead_s))
+        return original(groups)
+
+    runner._launch = checking
+    assert len(list(runner.results())) == 240
+    assert all(taken == rule for taken, rule, _ in launched), launched
+    overheads = {overhead for _, _, overhead in launched}
+    assert len(overheads) > 2 and runner.overhead_s != ASSUMED_OVERHEAD_S  # measured, and updated as tasks end
+    assert 0 < runner.overhead_s < 1.0
+    assert max(taken for taken, _, _ in launched) > 1  # 40 iris fits of a few ms each are batched
+
+
+@pytest.mark.usefixtures("ray_session")
 def test_cancel_drops_queued_fits():
     import ray
 

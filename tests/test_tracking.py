@@ -30,19 +30,33 @@ def test_a_search_still_logging_does_not_share_its_tracking_process_with_the_nex
     third.close()
 
 
+def test_the_command_stops_ray_while_the_tracking_process_ends_and_returns_once_both_have():
+    """``shutdown(meanwhile=...)``: the tracking process is told to end, ``meanwhile`` (the command's ``ray.shutdown``)
+    runs while it does, and the call returns only once the process is gone."""
+    from metaray import tracking
+
+    server = tracking._server()
+    seen = []
+    tracking.shutdown(meanwhile=lambda: seen.append(server._proc.poll()))
+    assert seen == [None]  # still ending while the other end ran: not waited for first
+    assert server._proc.poll() is not None and not server.alive  # gone when the call returns
+    assert tracking._server() is not server  # a later search gets a process of its own
+    tracking.shutdown()
+
+
 def test_the_tracking_process_answers_every_request_in_order():
     """The process's side of the protocol (metaray.tracking_protocol), with a writer that needs no MLflow: one
     ``Logged`` per configuration (with MLflow's refusal in one line), ``Finished`` with its notes, ``Ended`` last; a
     search that ends without finishing is aborted (its parent run KILLED); with no store, only ``End`` is answered."""
     from metaray.tracking import Writer as MlflowWriter
     from metaray.tracking import _handle
-    from metaray.tracking_protocol import End, Ended, Finish, Finished, Logged, LogTrial
+    from metaray.tracking_protocol import End, Ended, Finish, Finished, Logged, LogTrial, Results
 
     class Writer:
         submit, drain, _answered = MlflowWriter.submit, MlflowWriter.drain, MlflowWriter._answered  # the real ones
 
         def __init__(self):
-            self.logged, self.aborted, self.ended = [], 0, False
+            self.logged, self.aborted, self.ended, self._closed = [], 0, False, False
             self._pool, self._pending, self._down_since, self.lost = None, set(), None, []
             self._down, self._probed = threading.Lock(), -math.inf
 
@@ -50,6 +64,9 @@ def test_the_tracking_process_answers_every_request_in_order():
             if trial.trial == "t0001":
                 raise ValueError("refused\nat length")
             self.logged.append(trial.trial)
+
+        def results(self, message):  # answered by Finish's reply, not one of its own
+            self.logged.append("results")
 
         def finish(self, message):
             self.ended = True
@@ -62,11 +79,12 @@ def test_the_tracking_process_answers_every_request_in_order():
         return LogTrial(trial_id, "completed", {}, {}, "knn", None, [], [])
 
     replies, writer = [], Writer()
-    for message in (trial("t0000"), trial("t0001"), trial("t0002"), Finish(result=None, model=None)):
+    for message in (trial("t0000"), trial("t0001"), trial("t0002"), Results(result=None, model=None),
+                    Finish(result=None, model=None)):
         assert _handle(message, writer, replies.append) is writer
     assert _handle(End(), writer, replies.append) is None
     assert replies == [Logged(), Logged("ValueError: refused"), Logged(), Finished(notes=("a note",)), Ended()]
-    assert writer.logged == ["t0000", "t0002"] and writer.aborted == 0
+    assert writer.logged == ["t0000", "t0002", "results"] and writer.aborted == 0
 
     replies, unfinished = [], Writer()
     assert _handle(trial("t0000"), unfinished, replies.append) is unfinished
@@ -89,6 +107,53 @@ def test_the_driver_side_reads_the_replies(tmp_path):
     assert tracker.lag == 0 and tracker.failure == "MlflowException: refused"
     tracker.reply(Finished(notes=("report: written to x, but not logged to MLflow (OSError: full)",)))
     assert tracker.notes == ["report: written to x, but not logged to MLflow (OSError: full)"]
+
+
+def test_a_tracking_process_lost_before_the_end_fails_the_end_at_once(tmp_path):
+    """The process died after the results were handed over (while the report was drawn): the end's future fails
+    with why, instead of waiting for an answer that cannot come."""
+    spec = load_spec({"name": "lost", "data": {"dataset": "iris"}})
+    tracker = Tracker(spec, tmp_path, DATASET, uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    class Gone:
+        def put(self, message):  # the feeder drops what a dead process can no longer read
+            pass
+
+    tracker._server, tracker.results_sent = Gone(), True
+    tracker.lost("the tracking process (pid 1) exited with -9")
+    with pytest.raises(RuntimeError, match="exited with -9"):
+        tracker.finish(None).result(timeout=5)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_driver_gone_after_the_results_leaves_its_parent_run_killed_and_a_finish_ends_it(tmp_path, new_store):
+    """``Results`` logs the results and the best model but does not end the search: a driver that goes away before
+    ``Finish`` (killed while drawing the report) leaves its parent run KILLED, as before any result; ``Finish``
+    logs the files and ends it FINISHED (a real Writer and store)."""
+    import dataclasses
+
+    from mlflow import MlflowClient
+
+    import metaray
+    from metaray.tracking import Writer, _handle, _pickled
+    from metaray.tracking_protocol import End, Ended, Finish, Finished, Results, Start
+
+    result = metaray.search({"name": "ended", "data": {"dataset": "iris"}, "subsets": {"k": 2},
+                             "search": {"num_samples": 2, "space": {"C": {"loguniform": [0.1, 10.0]}}},
+                             "storage": str(tmp_path / "runs")}, track=False)
+    uri, spec = new_store(tmp_path), load_spec({"name": "ended", "data": {"dataset": "iris"}})
+    client = MlflowClient(uri)
+    for finish, status in ((False, "KILLED"), (True, "FINISHED")):
+        writer = Writer(Start(spec, result.run_dir, DATASET, uri, "ended", None, "accuracy", "max", {},
+                              str(tmp_path), {}))
+        parent, replies = writer.start(), []
+        _handle(Results(dataclasses.replace(result, model=None), _pickled(result.model)), writer, replies.append)
+        assert client.get_run(parent).data.metrics["configurations"] == len(result.results)
+        if finish:
+            _handle(Finish(None, None, (result.run_dir / "results.csv",)), writer, replies.append)
+        assert _handle(End(), writer, replies.append) is None
+        assert replies == ([Finished(), Ended()] if finish else [Ended()])
+        assert client.get_run(parent).info.status == status
 
 
 @pytest.mark.usefixtures("ray_session")

@@ -762,7 +762,8 @@ def driver_only(quick: bool) -> list[Row]:
 
 def demo_cold(rounds: int = 3) -> list[Row]:
     """The README's demo, cold: a fresh `metaray run` process (Ray's start and stop, a new MLflow store included),
-    against Ray's own ``ray.init(); ray.shutdown()`` in a fresh process, interleaved, medians over ``rounds``."""
+    against Ray's own ``ray.init(include_dashboard=False); ray.shutdown()`` in a fresh process (the demo starts no
+    dashboard either), interleaved, medians over ``rounds``. Issue 23's target: the demo within Ray's + 2 s."""
     import numpy as np
 
     walls: dict[str, list[float]] = {"ray": [], "demo": []}
@@ -771,8 +772,8 @@ def demo_cold(rounds: int = 3) -> list[Row]:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import ray; ray.init(); ray.shutdown()"], env=env,
-                           capture_output=True, cwd=tmp)
+            subprocess.run([sys.executable, "-c", "import ray; ray.init(include_dashboard=False); ray.shutdown()"],
+                           env=env, capture_output=True, cwd=tmp)
             walls["ray"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "metaray", "run",
@@ -782,13 +783,14 @@ def demo_cold(rounds: int = 3) -> list[Row]:
             if proc.returncode:
                 failed = proc.stderr[-300:]
     ray_wall, demo = float(np.median(walls["ray"])), float(np.median(walls["demo"]))
-    return [Row("DEMO", "ray.init(); ray.shutdown() (cold)", ray_wall, 0, float("nan"), float("nan"),
-                note=f"median of {rounds}"),
+    met = "met" if demo <= ray_wall + 2 else "not met"
+    return [Row("DEMO", "ray.init(include_dashboard=False); ray.shutdown() (cold)", ray_wall, 0, float("nan"),
+                float("nan"), note=f"median of {rounds}"),
             Row("DEMO", "metaray run (iris demo, cold)", demo, 0 if failed else 80, float("nan"), float("nan"),
                 ratio_to_ideal=demo / ray_wall,
                 note=(f"failed: {failed}" if failed else
-                      f"median of {rounds}; {demo / ray_wall:.2f}x Ray's own start and stop; target <= 10 s: "
-                      f"{'met' if demo <= 10 else 'not met'}"))]
+                      f"median of {rounds}; Ray's start and stop + {demo - ray_wall:.1f} s ({demo / ray_wall:.2f}x); "
+                      f"target <= Ray's + 2 s: {met}"))]
 
 
 def ray_start() -> float:
