@@ -11,6 +11,21 @@ from metaray.tracking import Tracker
 DATASET = {"name": "iris", "task": "classification", "rows": 150}
 
 
+@pytest.fixture
+def writer_here(monkeypatch):
+    """For a test that starts a ``Writer`` in its own process: the writer sets MLflow's process-wide tracking URI (and
+    with it $MLFLOW_TRACKING_URI), as the tracking process needs; undone afterwards, so that the later tests of this
+    pytest worker use their own stores."""
+    import os
+
+    import mlflow
+
+    if "MLFLOW_TRACKING_URI" in os.environ:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ["MLFLOW_TRACKING_URI"])  # restored afterwards
+    yield
+    mlflow.set_tracking_uri(None)  # (unsets the variable too; monkeypatch then puts back what was there)
+
+
 def test_a_search_still_logging_does_not_share_its_tracking_process_with_the_next(tmp_path):
     """A search whose command stopped waiting for MLflow (a second Ctrl-C) keeps its tracking process to itself:
     the next search in the same Python process gets a new one, and each hears only its own replies."""
@@ -126,7 +141,8 @@ def test_a_tracking_process_lost_before_the_end_fails_the_end_at_once(tmp_path):
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_a_driver_gone_after_the_results_leaves_its_parent_run_killed_and_a_finish_ends_it(tmp_path, new_store):
+def test_a_driver_gone_after_the_results_leaves_its_parent_run_killed_and_a_finish_ends_it(tmp_path, new_store,
+                                                                                             writer_here):
     """``Results`` logs the results and the best model but does not end the search: a driver that goes away before
     ``Finish`` (killed while drawing the report) leaves its parent run KILLED, as before any result; ``Finish``
     logs the files and ends it FINISHED (a real Writer and store)."""
@@ -180,7 +196,7 @@ def test_tracking_children_logs_the_best_n_or_none_and_the_whole_table_with_the_
     assert pd.read_parquet(path)["trial"].tolist() == best_first  # every configuration, whatever is logged
 
 
-def test_a_request_the_server_applied_but_never_answered_is_not_applied_twice(tmp_path, new_store):
+def test_a_request_the_server_applied_but_never_answered_is_not_applied_twice(tmp_path, new_store, writer_here):
     """Over HTTP, a child run's requests are tried again when the server does not answer, as when it is killed
     between applying one and answering: a child run it made is found, not made twice, and a batch sent again doubles
     no metric (a real Writer and store; the client drops the answer to the first create and to a batch)."""
