@@ -81,9 +81,10 @@ def _print_search(result) -> int:
     print(result.summary())
     if result.mlflow_run_id:
         from metaray.folder import RunFolder
+        from metaray.store import is_server
 
         uri = RunFolder(result.run_dir).state.get("mlflow_uri") or ""  # the store's, as the run folder keeps it
-        where = (f"browse it at {_without_credentials(uri)}" if str(uri).startswith(("http://", "https://"))
+        where = (f"browse it at {_without_credentials(uri)}" if is_server(uri)
                  else "browse with: mlflow ui --host 127.0.0.1")
         print(f"mlflow: run {result.mlflow_run_id} ({where})")
     sys.stdout.flush()

@@ -180,6 +180,7 @@ class FitRunner:
         self._gaps: collections.deque[float] = collections.deque(maxlen=GAPS_KEPT)  # seconds between two tasks
         self._worker_end: dict[tuple[int, str], float] = {}  # per worker: when its latest task ended
         self._queued: set = set()  # tasks launched while every slot was busy: the gap before each is Ray's cost
+        self._overhead_s = ASSUMED_OVERHEAD_S  # the median of the gaps (``overhead_s``)
         self._last = None  # the learner submitted last: its fit time sizes ``room``
 
     def submit(self, units: list[Unit], learner) -> None:
@@ -201,10 +202,7 @@ class FitRunner:
         for ref, units in list(self._inflight.items()):
             if all(u.trial == trial for u in units):  # a task shared with other configurations runs on
                 self._ray.cancel(ref, force=True)
-                del self._deadline[ref]
-                self._queued.discard(ref)
-                for u in self._inflight.pop(ref):
-                    self._names.pop(u, None)
+                self._forget(ref)
 
     @property
     def pending(self) -> int:
@@ -213,8 +211,8 @@ class FitRunner:
     @property
     def overhead_s(self) -> float:
         """Ray's cost per task as measured so far: the median gap between two tasks on a worker (``ASSUMED_OVERHEAD_S``
-        until a few were measured)."""
-        return statistics.median(self._gaps) if len(self._gaps) >= 4 else ASSUMED_OVERHEAD_S
+        until a few were measured); updated once per ``wait`` round."""
+        return self._overhead_s
 
     def room(self) -> int:
         """Two tasks' worth of fits per slot, less what is already pending."""
@@ -294,9 +292,7 @@ class FitRunner:
         out = self._expire(set(done))  # also while other fits finish: an overdue one must not keep its slot
         times = []  # (began, ended, worker, queued) of each task of this round, measured in the order they ran
         for ref in done:
-            self._deadline.pop(ref, None)
-            units = self._inflight.pop(ref)
-            names = [self._names.pop(u, None) for u in units]
+            units, names, queued = self._forget(ref)
             try:
                 results, worker, began, ended = ray.get(ref)
             except ray.exceptions.TaskCancelledError:
@@ -304,9 +300,7 @@ class FitRunner:
             except ray.exceptions.RayError as exc:  # the worker or its node died, beyond Ray's retries
                 results = [FitResult(unit, error=one_line(exc), transient=True) for unit in units]
             else:
-                times.append((began, ended, worker, ref in self._queued))
-            finally:
-                self._queued.discard(ref)
+                times.append((began, ended, worker, queued))
             for r, name in zip(results, names, strict=True):
                 if r.error is None and name is not None:
                     seconds = r.fit_seconds + r.score_seconds
@@ -315,8 +309,19 @@ class FitRunner:
             out.extend(results)
         for began, ended, worker, queued in sorted(times):
             self._measure(worker, began, ended, queued)
+        if times and len(self._gaps) >= 4:
+            self._overhead_s = statistics.median(self._gaps)
         self._dispatch()
         return out
+
+    def _forget(self, ref) -> tuple[list[Unit], list[str | None], bool]:
+        """A task that is done or cancelled, out of every record of tasks in flight: its units, their learners'
+        names, and whether it waited for a worker."""
+        self._deadline.pop(ref, None)
+        units = self._inflight.pop(ref)
+        queued = ref in self._queued
+        self._queued.discard(ref)
+        return units, [self._names.pop(u, None) for u in units], queued
 
     def _measure(self, worker: tuple[int, str], began: float, ended: float, queued: bool) -> None:
         """A task's time on its worker: the gap since that worker's previous task ended is Ray's cost per task when
@@ -332,11 +337,7 @@ class FitRunner:
         now, out = time.monotonic(), []
         for ref in [r for r, deadline in self._deadline.items() if deadline <= now and r not in finished]:
             self._ray.cancel(ref, force=True)
-            del self._deadline[ref]
-            self._queued.discard(ref)
-            units = self._inflight.pop(ref)
-            for u in units:
-                self._names.pop(u, None)
+            units, _, _ = self._forget(ref)
             out += [FitResult(unit, error=f"TimeoutError: the fit did not finish within ray.fit_timeout_s="
                               f"{self._timeout:g} s; its task was cancelled") for unit in units]
         return out

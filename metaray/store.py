@@ -34,6 +34,16 @@ def tracking_uri(spec_uri: str | None = None) -> str:
     return spec_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def is_server(uri) -> bool:
+    """Whether ``uri`` is a tracking server's (HTTP), not a store this process writes itself.
+
+    Example:
+        >>> is_server("https://mlflow.example.com"), is_server("sqlite:///mlflow.db")
+        (True, False)
+    """
+    return str(uri).startswith(("http://", "https://"))
+
+
 def absolute_uri(uri: str) -> str:
     """A tracking URI that means the same store from any working folder: a relative SQLite file or local folder is
     made absolute (what a run folder records, so that ``metaray resume`` finds the store from anywhere).

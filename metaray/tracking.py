@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from metaray.aggregates import COLUMNS
 from metaray.callbacks import Callback
 from metaray.driver import STATUSES
 from metaray.errors import SpecError, one_line
-from metaray.store import QUICK_HTTP, absolute_uri, tracking_uri
+from metaray.store import QUICK_HTTP, absolute_uri, is_server, tracking_uri
 from metaray.tracking_protocol import (
     Abort,
     End,
@@ -159,10 +159,9 @@ class Tracker:
         self.notes: list[str] = []  # lines for the user from the tracking process
         self.started: Future = Future()  # the parent run's id
         self._server: _Server | None = None
-        self._finished: Future | None = None
+        self._finished: Future = Future()  # the search's end logged (made now: a process lost before fails it)
         self._ended: Future = Future()
         self.results_sent = False
-        self._gone: str | None = None  # why the tracking process is gone, once it is
 
     def start(self) -> Future:
         """Start (or reuse) the tracking process, which connects, creates the experiment and the parent run (or
@@ -193,15 +192,9 @@ class Tracker:
     def finish(self, result, *, report: tuple[Path, ...] = (), weights: Path | None = None) -> Future:
         """Log the ``report``'s files and the ``weights`` file (and the results and best model, unless ``results``
         sent them) and end the parent run; the future resolves when that is done."""
-        self._finished = Future()
-        if self.results_sent:
-            self._server.put(Finish(None, None, tuple(report), weights))
-        else:
-            self._server.put(Finish(dataclasses.replace(result, model=None), _pickled(result.model), tuple(report),
-                                    weights))
-        if self._gone is not None:  # the process died before: no answer will come
-            with contextlib.suppress(InvalidStateError):
-                self._finished.set_exception(RuntimeError(self._gone))
+        if not self.results_sent:
+            self.results(result)
+        self._server.put(Finish(None, None, tuple(report), weights))
         return self._finished
 
     def abort(self) -> None:
@@ -243,11 +236,10 @@ class Tracker:
                 self.logged += 1
             case Finished(error=error, notes=notes):
                 self.notes.extend(notes)
-                if self._finished is not None:
-                    if error is None:
-                        self._finished.set_result(None)
-                    else:
-                        self._finished.set_exception(RuntimeError(error))
+                if error is None:
+                    self._finished.set_result(None)
+                else:
+                    self._finished.set_exception(RuntimeError(error))
             case Ended():
                 self._ended.set_result(None)
 
@@ -258,11 +250,9 @@ class Tracker:
     def lost(self, why: str) -> None:
         """The tracking process is gone: nothing this search waits for will come (nor will a later ``finish``)."""
         self.failure = self.failure or why
-        self._gone = why
         for future in (self.started, self._finished, self._ended):
-            if future is not None and not future.done():
-                with contextlib.suppress(InvalidStateError):
-                    future.set_exception(RuntimeError(why))
+            if not future.done():
+                future.set_exception(RuntimeError(why))
 
 
 def _pickled(model) -> bytes | None:
@@ -320,11 +310,6 @@ class _Server:
 
     def put(self, message) -> None:
         self._queue.put(message)
-
-    def shutdown(self) -> None:
-        """Close the process's stdin and wait for it to log what it has and exit."""
-        self.close()
-        self.wait()
 
     def close(self) -> None:
         """Close the process's stdin (after what is queued): it logs what it has and exits."""
@@ -427,7 +412,7 @@ class Writer:
         # over HTTP, child runs are logged HTTP_PARALLEL at once (each is three requests, and a server on a database
         # answers several at a time); else one after another
         self._pool = (ThreadPoolExecutor(HTTP_PARALLEL, thread_name_prefix="metaray-child")
-                      if str(self.uri).startswith(("http://", "https://")) else None)
+                      if is_server(self.uri) else None)
         self._pending: set[Future] = set()
         self._down = threading.Lock()  # the threads' shared view of the server:
         self._down_since: float | None = None  # since when it has not answered (a monotonic time)

@@ -123,8 +123,8 @@ def measure(address: str, table: Path, *, k: int, sizes: list[int], fraction: fl
     try:
         nodes = [n for n in ray.nodes() if n["Alive"]]
         table_bytes = len(pickle.dumps(pd.read_csv(table), protocol=5))  # the table as Ray stores it
+        before, ran = _settled(nodes, report_s), _tasks()
         for n_configs in sizes:
-            before, ran = _settled(nodes, report_s), _tasks()
             spec = {"name": "transfer", "seed": 0, "data": {"path": str(table), "target": "late"},
                     "learner": {"name": "ridge"}, "subsets": {"k": k, "fraction": fraction, "protocol": "holdout"},
                     "search": {"num_samples": n_configs, "space": {"alpha": {"loguniform": [0.01, 100.0]}}}}
@@ -143,6 +143,7 @@ def measure(address: str, table: Path, *, k: int, sizes: list[int], fraction: fl
             searches.append({"configurations": n_configs, "data_mb": round(data / 2**20, 1),
                              "data_objects": len(objects.sizes), "fits": int(result.results["subsets_done"].sum()),
                              "completed": int((result.results["status"] == "completed").sum()), "nodes": rows})
+            before, ran = after, now  # the next search starts from this one's end
     finally:
         ray.shutdown()
     first, last = searches[0], searches[-1]
