@@ -10,6 +10,11 @@ records (``by_rung``: ASHA) judges a configuration there ahead of those before i
 same spec and seed give the same decisions anywhere, and a search that replays a journal of finished fits makes
 exactly the decisions it made before.
 
+A configuration that waits for a decision (one before it has not ended, or not passed the rung) does not leave
+cores idle: while the runner has slots that would idle, it is given its fits up to its next decision ahead of it
+(``Driver._ahead``). They run on cores that would idle; the decision is the same, taken in order from the same
+results; if it stops the configuration, what ran ahead is dropped (counted among the fits spent).
+
 ``drive`` runs a driver against a runner (metaray.runners): the same loop serves Ray and the in-process runner.
 
 A time budget (``TimeBudget``) is the one clock: ``drive`` reads it before each decision and tells the driver, which
@@ -163,6 +168,7 @@ class Driver:
         by_rung = getattr(scheduler, "by_rung", False)
         self._standing = _Standing(self.trials, sorted(layout.decisions)) if by_rung else None
         self._touched: set[int] = set()
+        self._idle: set[int] = set()  # configurations past the cursor with every fit given out back, undecided
 
     @property
     def done(self) -> bool:
@@ -193,10 +199,13 @@ class Driver:
             trial.results[result.unit.position(self.layout.k)] = result
             if self._standing is not None:
                 self._touched.add(trial.index)
+            if len(trial.results) == trial.submitted < self.layout.units:
+                self._idle.add(trial.index)
 
-    def advance(self, room: int) -> tuple[list[Unit], list[Trial]]:
+    def advance(self, room: int, idle: int = 0) -> tuple[list[Unit], list[Trial]]:
         """Deliver what has arrived, in order; decide; open configurations while the searcher may and the runner has
-        ``room`` (fits it could take). Returns the units to fit now and the configurations that just ended."""
+        ``room`` (fits it could take); give fits ahead of a decision to the slots that would still be ``idle``
+        (slots; ``_ahead``). Returns the units to fit now and the configurations that just ended."""
         ended: list[Trial] = []
         room = self._open(room)
         while self.cursor < len(self.trials):
@@ -219,6 +228,8 @@ class Driver:
         for t in self._owed:
             t.submitted = max(t.submitted, t.cap)
         self._owed = []
+        if not self.stopping:
+            work += self._ahead(idle - len(work))
         return work, ended
 
     def scores(self, trial: Trial, name: str | None = None) -> list[float]:
@@ -263,6 +274,27 @@ class Driver:
                 self._standing.place(trial)
             room -= trial.cap
         return room
+
+    def _ahead(self, slots: int) -> list[Unit]:
+        """Fits run ahead of a decision: a configuration past the first undelivered one that has every fit it was
+        given back but is not decided yet (it waits for those before it) gets its fits up to the next decision point,
+        one configuration per slot that would idle, oldest first (the next to be decided), so that cores do not idle
+        while decisions wait, and no more runs ahead than they can take. The decisions are the same (taken in order,
+        from the same results); if one stops the configuration, what ran ahead is dropped."""
+        work: list[Unit] = []
+        for index in sorted(self._idle):
+            t = self.trials[index]
+            if t.final or len(t.results) != t.submitted or t.submitted >= self.layout.units:
+                self._idle.discard(index)
+                continue
+            if slots <= 0:
+                break
+            self._idle.discard(index)
+            end = next((d for d in sorted(self.layout.decisions) if d > t.submitted), self.layout.units)
+            work += [self.layout.unit(index, p) for p in range(t.submitted, end)]
+            slots -= 1
+            t.submitted = end
+        return work
 
     def _deliver(self, trial: Trial, ahead: _Standing | None = None) -> None:
         """Take the trial's results in order, deciding at each decision point. ``ahead`` (``_decide_ahead``): where
@@ -476,7 +508,8 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
         if budget is not None:
             budget.check(driver)
         # past a budget's grace nothing is fitted: what opens then (a resume's journal) needs no room
-        work, ended = driver.advance(runner.room() if not driver.stopping else MAX_OPEN * driver.layout.units)
+        work, ended = driver.advance(runner.room() if not driver.stopping else MAX_OPEN * driver.layout.units,
+                                     runner.idle())
         for trial in ended:
             if trial.status != "completed":  # a completed configuration has nothing left queued or running
                 runner.cancel(trial.index)

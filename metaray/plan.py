@@ -73,18 +73,25 @@ class Plan:
         return trial.learner if epochs is None else trial.learner.with_params(epochs=epochs)
 
 
-def auto_in_flight(cpus: int, k: int) -> int:
-    """The configurations an adaptive searcher keeps in flight on ``cpus`` CPUs, ``k`` fits each (``in_flight``)."""
-    return max(ADAPTIVE_IN_FLIGHT, 2 * cpus // k)
+#: ``search.max_concurrent: auto`` keeps this many times the cluster's CPUs in fits up to the first decision
+AUTO_FITS_PER_CPU = 4
+
+
+def auto_in_flight(cpus: int, layout: Layout) -> int:
+    """The configurations an adaptive searcher keeps in flight on ``cpus`` CPUs: ``AUTO_FITS_PER_CPU`` x ``cpus``
+    fits of the units each configuration is given before its first decision (K without a scheduler, 1 with ASHA's
+    first rung at one subset), and at least ``ADAPTIVE_IN_FLIGHT``. Configurations end in order, and configuration i
+    opens once i - max_concurrent has ended: one held up by a slow fit holds the next ones back, so the window must
+    hold several times the work the cluster does at once (the simulator, experiments/benchmarks/scale.py)."""
+    first = min(layout.decisions, default=layout.units)
+    return max(ADAPTIVE_IN_FLIGHT, AUTO_FITS_PER_CPU * cpus // first)
 
 
 def in_flight(plan: Plan, cpus: int) -> int | None:
-    """``search.max_concurrent: auto`` on a cluster of ``cpus`` CPUs: an adaptive searcher keeps twice the fits the
-    cluster can run in flight, ``max(8, 2 x cpus / K)`` configurations (the simulator, experiments/benchmarks/scale.py:
-    0.7 % of 1,024 cores busy with 8; with this, Optuna 8.5 %, with ASHA 4.6 %); random and grid keep every CPU busy
-    as they do without it (None). The number goes into the driver and the plan's spec (the run folder's spec.yaml: a
-    resume reads it)."""
-    resolved = auto_in_flight(cpus, plan.layout.k) if plan.searcher.adaptive else None
+    """``search.max_concurrent: auto`` on a cluster of ``cpus`` CPUs: ``auto_in_flight`` for an adaptive searcher;
+    random and grid keep every CPU busy as they do without it (None). The number goes into the driver and the plan's
+    spec (the run folder's spec.yaml: a resume reads it)."""
+    resolved = auto_in_flight(cpus, plan.layout) if plan.searcher.adaptive else None
     plan.driver.max_concurrent = resolved
     plan.spec.search.max_concurrent = resolved
     return resolved

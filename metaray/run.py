@@ -34,6 +34,7 @@ from metaray.metafeatures import compute as compute_metafeatures
 from metaray.objective import Fits, Prepared, notice, prepare, start_fits
 from metaray.plan import Plan, checked_space, default_samples, plan
 from metaray.results import Ranking, SearchResult
+from metaray.runners import BACKUP_AFTER
 from metaray.spec import ExperimentSpec, LearnerSpec, load_spec
 
 
@@ -90,6 +91,9 @@ class SearchRun:
                       if setup.spec.search.time_budget else None)
             _drive(setup.plan, fits.runner, journal, callbacks, self.progress, budget)
             fits.runner.close()  # the final model gets every CPU; no fit of a stopped configuration runs on
+            if fits.runner.copies:
+                self.say(f"{fits.runner.copies} straggling task(s) ran {BACKUP_AFTER:g} x their fits' expected time "
+                         "and got a backup copy; the first copy to finish was taken")
             result = self._finish(setup, fits, t0, self._budget_end(setup.plan.driver, budget))
             callbacks.on_results(result)
             callbacks.on_search_end(result)

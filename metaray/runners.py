@@ -28,6 +28,18 @@ ASSUMED_OVERHEAD_S = 0.002
 MAX_TASK_SECONDS = 0.5
 #: how many of the latest gaps between tasks (per worker) the overhead is the median of
 GAPS_KEPT = 64
+#: a task still running this many times as long as its fits were expected to take (each learner's mean fit time) gets
+#: a backup copy (``FitRunner``): the first copy to finish is taken, the other cancelled. Fits are deterministic
+#: (their seeds come from the spec and the subset), so either copy gives the same results; a straggler (a slow node,
+#: a noisy neighbour) then no longer holds up the configurations that wait for it
+BACKUP_AFTER = 3.0
+#: ... and has run this long: a short task that ends late is held up by scheduling, not by a slow node
+BACKUP_MIN_S = 5.0
+
+
+def backup_due(started: float, expected: float) -> float:
+    """When a task started at ``started`` and expected to take ``expected`` seconds is due a backup copy."""
+    return started + max(BACKUP_AFTER * expected, BACKUP_MIN_S)
 
 
 class Runner(Protocol):
@@ -45,6 +57,10 @@ class Runner(Protocol):
 
     def room(self) -> int:
         """How many more fits would keep the runner busy: the driver opens configurations while this is > 0."""
+
+    def idle(self) -> int:
+        """Slots that would idle (nothing running there, nothing queued): the driver gives fits ahead of a decision
+        to as many configurations (``Driver.advance``)."""
 
     def close(self) -> None:
         """Stop everything still queued or running."""
@@ -130,6 +146,12 @@ class FitRunner:
     of a configuration a scheduler stops can still be dropped (``cancel``). ``wait`` hands back every task that has
     finished, not just the first, so that the driver's work per result shrinks as the cluster grows.
 
+    A task still running ``BACKUP_AFTER`` times as long as its fits were expected to take (each learner's mean
+    measured fit time; timed from when it had a slot) gets a backup copy, launched when no fit is queued or when it is
+    the oldest configuration's: the first copy to finish is taken and the other cancelled (its worker killed). Fits are
+    deterministic, so either gives the same results; a straggler (a slow or overloaded node) then does not hold up
+    the configurations whose decisions, and an adaptive searcher's suggestions, wait for it. ``copies`` counts them.
+
     With ``fit_timeout_s``, every task carries one fit and no more tasks are in flight than there are slots, so a
     task starts when it is dispatched; one still running ``fit_timeout_s`` after that is cancelled (its worker is
     killed) and its fit fails with the reason.
@@ -175,7 +197,12 @@ class FitRunner:
         self._queue: list[tuple[tuple[int, int, int], int, Unit, Any]] = []
         self._seq = 0
         self._inflight: dict[Any, list[Unit]] = {}  # ref -> its units
-        self._names: dict[Unit, str] = {}  # the learner name of every unit in flight
+        self._names: dict[Any, list[str]] = {}  # ref -> the learner name of each of its units
+        self._groups: dict[Any, list] = {}  # ref -> its groups (a backup copy is launched with the same)
+        self._due: dict[Any, float] = {}  # ref -> when it is due a backup copy (its fits' times are known)
+        self._twin: dict[Any, Any] = {}  # a task and its backup copy, each way
+        self._started: dict[Any, float] = {}  # ref -> when it started, about (when it was launched with a slot free)
+        self.copies = 0  # backup copies launched
         self._fit_seconds: dict[str, float] = {}  # per learner name: a running mean of measured fit times
         self._gaps: collections.deque[float] = collections.deque(maxlen=GAPS_KEPT)  # seconds between two tasks
         self._worker_end: dict[tuple[int, str], float] = {}  # per worker: when its latest task ended
@@ -206,7 +233,8 @@ class FitRunner:
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + sum(len(units) for units in self._inflight.values())
+        copies = sum(len(self._inflight[r]) for r in self._twin) // 2  # a task and its copy are the same fits
+        return len(self._queue) + sum(len(units) for units in self._inflight.values()) - copies
 
     @property
     def overhead_s(self) -> float:
@@ -217,6 +245,10 @@ class FitRunner:
     def room(self) -> int:
         """Two tasks' worth of fits per slot, less what is already pending."""
         return 2 * self.slots * self._batch_size(self._last, capped=False) - self.pending
+
+    def idle(self) -> int:
+        """Slots with no task, and none queued to take them."""
+        return 0 if self._queue else max(0, self.slots - (len(self._inflight) - len(self._twin) // 2))
 
     def _batch_size(self, learner, capped: bool = True) -> int:
         """How many fits the next task of ``learner`` carries. The batching rule:
@@ -257,15 +289,48 @@ class FitRunner:
                 else:
                     groups.append((unit_learner, [unit]))
                 taken += 1
-            ref = self._launch(groups)
-            if len(self._inflight) >= self.slots:  # it waits for a worker: none idles for want of it
-                self._queued.add(ref)
-            self._inflight[ref] = [u for _, units in groups for u in units]
-            for group_learner, units in groups:
-                for u in units:
-                    self._names[u] = group_learner.name
-            if self._timeout:
-                self._deadline[ref] = time.monotonic() + self._timeout
+            self._track(self._launch(groups), groups)
+
+    def _track(self, ref, groups: list[tuple[Any, list[Unit]]]) -> None:
+        """Record a task just launched: its units, their learners, when it is due a backup copy."""
+        now = time.monotonic()
+        if len(self._inflight) >= self.slots:  # it waits for a worker: none idles for want of it
+            self._queued.add(ref)
+        self._inflight[ref] = [u for _, units in groups for u in units]
+        self._names[ref] = [learner.name for learner, units in groups for _ in units]
+        self._groups[ref] = groups
+        if self._timeout:
+            self._deadline[ref] = now + self._timeout
+        if ref not in self._queued:
+            self._started[ref] = now
+
+    def _back_up(self) -> None:
+        """Launch a backup copy of each task due one (``BACKUP_AFTER``), lowest configuration first, while fewer than
+        ``2 x slots`` tasks are in flight: at once when no fit is queued (a slot would idle) or the task is of the
+        oldest configuration in flight (it holds up those after it), else once the queue is empty. A task that waited
+        for a worker is timed from the first round in which no task waits (every task in flight then has a slot)."""
+        if self._timeout is not None:
+            return
+        now = time.monotonic()
+        if len(self._inflight) - len(self._twin) // 2 <= self.slots:
+            self._started.update({r: now for r in self._inflight if r not in self._started})
+        for ref, started in self._started.items():
+            if ref not in self._due and ref not in self._twin:
+                expected = sum(self._fit_seconds.get(name, math.nan) for name in self._names[ref])
+                if math.isfinite(expected):
+                    self._due[ref] = backup_due(started, expected)
+        due = sorted(((self._inflight[r][0], r) for r, at in self._due.items() if at <= now), key=lambda d: d[0])
+        oldest = min((units[0].trial for units in self._inflight.values()), default=None)
+        for first, ref in due:
+            if len(self._inflight) >= self._max_inflight:
+                break
+            if self._queue and first.trial != oldest:
+                continue  # fits wait for a slot, and this configuration holds up no other: the copy waits
+            del self._due[ref]
+            copy = self._launch(self._groups[ref])
+            self._track(copy, self._groups[ref])
+            self._twin[ref], self._twin[copy] = copy, ref
+            self.copies += 1
 
     def _launch(self, groups: list[tuple[Any, list[Unit]]]):
         """One task for a batch of fits, named for people."""
@@ -280,9 +345,12 @@ class FitRunner:
         results (empty when idle)."""
         ray = self._ray
         self._dispatch()
+        self._back_up()
         if not self._inflight:
             return []
-        wait_s = max(0.0, min(self._deadline.values()) - time.monotonic()) if self._deadline else None
+        now = time.monotonic()  # a copy still waiting for the queue to empty is looked at again after the next results
+        wakes = [*self._deadline.values(), *(at for at in self._due.values() if at > now)]
+        wait_s = max(0.0, min(wakes) - now) if wakes else None
         if timeout is not None:
             wait_s = timeout if wait_s is None else min(wait_s, timeout)
         refs = list(self._inflight)
@@ -292,15 +360,23 @@ class FitRunner:
         out = self._expire(set(done))  # also while other fits finish: an overdue one must not keep its slot
         times = []  # (began, ended, worker, queued) of each task of this round, measured in the order they ran
         for ref in done:
+            if ref not in self._inflight:  # the copy of a task taken in this round
+                continue
+            twin = self._twin.get(ref)
             units, names, queued = self._forget(ref)
             try:
                 results, worker, began, ended = ray.get(ref)
             except ray.exceptions.TaskCancelledError:
                 continue
             except ray.exceptions.RayError as exc:  # the worker or its node died, beyond Ray's retries
+                if twin is not None:
+                    continue  # its copy runs on
                 results = [FitResult(unit, error=one_line(exc), transient=True) for unit in units]
             else:
                 times.append((began, ended, worker, queued))
+            if twin is not None:  # the first copy to finish is taken: the other is stopped
+                self._ray.cancel(twin, force=True)
+                self._forget(twin)
             for r, name in zip(results, names, strict=True):
                 if r.error is None and name is not None:
                     seconds = r.fit_seconds + r.score_seconds
@@ -318,10 +394,16 @@ class FitRunner:
         """A task that is done or cancelled, out of every record of tasks in flight: its units, their learners'
         names, and whether it waited for a worker."""
         self._deadline.pop(ref, None)
+        self._due.pop(ref, None)
+        self._started.pop(ref, None)
+        self._groups.pop(ref, None)
+        twin = self._twin.pop(ref, None)
+        if twin is not None:
+            self._twin.pop(twin, None)
         units = self._inflight.pop(ref)
         queued = ref in self._queued
         self._queued.discard(ref)
-        return units, [self._names.pop(u, None) for u in units], queued
+        return units, self._names.pop(ref), queued
 
     def _measure(self, worker: tuple[int, str], began: float, ended: float, queued: bool) -> None:
         """A task's time on its worker: the gap since that worker's previous task ended is Ray's cost per task when
@@ -353,6 +435,7 @@ class FitRunner:
                 self._ray.cancel(ref, force=True)
             refs = self._ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
         self._queue, self._inflight, self._deadline, self._names, self._queued = [], {}, {}, {}, set()
+        self._groups, self._due, self._twin, self._started = {}, {}, {}, {}
         self._encodings = {}  # their objects leave the object store with the last reference
 
     def results(self) -> Iterator[FitResult]:
@@ -396,6 +479,9 @@ class InProcessRunner:
 
     def room(self) -> int:
         return 2 * self.slots - self.pending
+
+    def idle(self) -> int:
+        return self.slots - self.pending
 
     def wait(self, timeout: float | None = None) -> list[FitResult]:
         """Run up to ``slots`` fits (``timeout`` is moot: they run here, one after another)."""

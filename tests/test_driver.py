@@ -201,6 +201,9 @@ class Stragglers:
     def room(self):
         return 2 * self.slots - self.pending
 
+    def idle(self):
+        return self.slots - self.pending
+
     def wait(self, timeout=None):
         while self._queue and len(self._running) < self.slots:
             unit, learner = self._queue.pop(0)
@@ -265,6 +268,45 @@ def test_asha_judges_ahead_of_slow_fits_and_decides_as_in_order(searcher):
               learner_for=lambda trial, unit: (trial.learner, None))
         assert outcome(driver.trials) == ordered
         assert len(ahead) >= 5, ahead  # judged while some before it were not known at that rung
+
+
+@pytest.mark.parametrize("searcher", ["random", "optuna"])
+def test_a_configuration_waiting_for_a_decision_fits_ahead_on_slots_that_would_idle_and_decides_as_in_order(searcher):
+    """Racing judges a configuration against the incumbent of those before it, so on a cluster with slow nodes the
+    configurations after one held up wait at their first decision. They do not leave cores idle: while the runner
+    has slots that would idle they are given their fits up to the next decision ahead of it. The decisions are those
+    taken in order; what ran ahead of a stop is dropped (and counted among the fits spent)."""
+    def make():
+        driver = make_driver(searcher, "racing", n=60, max_concurrent=24 if searcher == "optuna" else None)
+        given, ahead = driver._ahead, []
+
+        def recording(room):
+            work = given(room)
+            ahead.extend(work)
+            return work
+
+        driver._ahead = recording
+        return driver, ahead
+
+    ordered = outcome(run(make()[0]))
+    for seed in range(3):
+        driver, ahead = make()
+        drive(driver, Stragglers(fake_fit, 16, np.random.default_rng(seed)),
+              learner_for=lambda trial, unit: (trial.learner, None))
+        assert outcome(driver.trials) == ordered
+        assert len(ahead) >= 10, ahead
+        assert any(t.status == "stopped" and t.fitted > t.reported for t in driver.trials)  # fitted ahead, dropped
+    driver, ahead = make()
+    work, _ = driver.advance(40)
+    for unit in work:  # configuration 0 held up: the others wait at their first decision
+        if unit.trial:
+            driver.tell(fake_fit(unit, (driver.trials[unit.trial].config, None)))
+    assert driver.advance(0, 0)[0] == [] and not ahead  # no slot would idle: nothing ahead
+    work = driver.advance(0, 6)[0]  # six would: the oldest six waiting, up to their next decision
+    assert work == ahead == [Unit(t, 0, 2) for t in range(1, 7)]
+    if searcher == "random":  # new configurations take the slots first
+        work = driver.advance(4, 6)[0]
+        assert len(work) == 6 and {u.trial for u in work} == {20, 21, 7, 8}, work
 
 
 def test_asha_judges_a_configuration_at_a_rung_once_those_before_it_have_passed_it_not_finished():

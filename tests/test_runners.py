@@ -164,3 +164,39 @@ def test_cancel_drops_queued_fits():
         if len(got) == 1:
             runner.cancel(0)
     assert got.count(1) == 3 and got.count(0) < 30
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_straggling_task_gets_a_backup_copy_and_the_first_to_finish_is_taken(tmp_path):
+    """A fit that hangs on its first attempt (a slow node) and runs normally on a second: its task is copied once it
+    runs ``BACKUP_AFTER`` times the fits' mean time, the copy's results come back, and the hung one is stopped. Without
+    backups this search never ends (the guard below fails it)."""
+    import time
+
+    import ray
+
+    from metaray.runners import FitRunner
+
+    class Learner:
+        name, memory = "sleeper", 0
+
+    def fit(problem, learner, unit, seed):
+        marker = tmp_path / f"{unit.trial}-{unit.subset}"
+        first = not marker.exists()
+        marker.touch()
+        time.sleep(600 if first and unit == Unit(3, 0, 1) else 0.2)
+        return FitResult(unit, scores={"accuracy": unit.trial + unit.subset / 10}, fit_seconds=0.2, score_seconds=0.0)
+
+    runner = FitRunner(fit, ray.put(None), fits_per_task=1)
+    for trial in range(4):
+        runner.submit([Unit(trial, 0, k) for k in range(2)], Learner())
+    got, until = {}, time.monotonic() + 120
+    while runner.pending and time.monotonic() < until:
+        got.update({r.unit: r for r in runner.wait(timeout=5)})
+    try:
+        assert sorted(got) == [Unit(t, 0, k) for t in range(4) for k in range(2)], "the straggler was never backed up"
+        assert runner.copies >= 1 and all(r.error is None and r.scores["accuracy"] == u.trial + u.subset / 10
+                                          for u, r in got.items())
+        assert runner.pending == 0 and not runner._twin
+    finally:
+        runner.close()

@@ -208,8 +208,10 @@ def test_max_concurrent_auto_is_resolved_from_the_clusters_cpus_into_the_run_fol
                        "space": {"C": {"loguniform": [0.1, 10.0]}}}}
     prepared = prepare(load_spec(spec))
     planned = plan(prepared, checked_space(prepared))
-    assert in_flight(planned, 1024) == 512 == planned.driver.max_concurrent  # 2 x 1,024 CPUs / 4 subsets
+    assert in_flight(planned, 1024) == 1024 == planned.driver.max_concurrent  # 4 x 1,024 CPUs / 4 subsets
     assert in_flight(planned, 2) == 8 and planned.spec.search.max_concurrent == 8  # never below the default
+    asha = prepare(load_spec({**spec, "search": {**spec["search"], "scheduler": "asha"}}))
+    assert in_flight(plan(asha, checked_space(asha)), 1024) == 4096  # 4 x 1,024 first-rung fits of one subset
     assert prepared.spec.search.max_concurrent == "auto"  # the plan's spec is a copy
     lines: list[str] = []
     result = metaray.search(spec, run_dir=tmp_path / "run", progress=lines.append, track=False)

@@ -1,11 +1,14 @@
 """Does the driver keep a large cluster busy? A cluster simulator around the real, Ray-free ``Driver``.
 
-The search's own driver (metaray.driver: the searcher, the scheduler, every decision) runs against a runner on a
-virtual clock: N cores, each fit a duration drawn from a log-normal around its configuration's own cost (sigma 0.5;
-configurations differ by a factor of 4), 2 % stragglers ten times as long (``--straggler``); its score the
-configuration's quality plus the subset's noise. What the driver does between two results (delivering, deciding,
-the searcher's ``suggest``: measured on this machine's clock, as it happens) is charged to the virtual clock: cores
-whose fits end meanwhile stay idle until the driver hands them work.
+The search's own driver (metaray.driver: the searcher, the scheduler, every decision, the fits it gives out ahead
+of a decision) runs against a runner on a virtual clock: N cores, each fit a duration of its own (a log-normal
+around its configuration's cost, sigma 0.5; configurations differ by a factor of 4), on a core that straggles 2 % of
+the time (ten times as long: ``--straggler``); its score the configuration's quality plus the subset's noise. The
+runner copies a fit still running ``metaray.runners.BACKUP_AFTER`` times the mean fit time (a backup copy, on a core
+drawn afresh, queued in its configuration's place), as metaray's FitRunner does; the copy that loses is counted as
+``wasted``, not busy. What the driver does between two results (delivering, deciding, the searcher's ``suggest``:
+measured on this machine's clock, as it happens) is charged to the virtual clock: cores whose fits end meanwhile
+stay idle until the driver hands them work.
 
 Utilisation is busy core-seconds over cores x time, over three spans: while the searcher had configurations left to
 open (``utilisation``: the steady state of a long search), until the last fit started (``utilisation_work``), and
@@ -13,8 +16,8 @@ until the end (``utilisation_total``: the drain, when the last fits run and no w
 
 For each searcher (random, optuna, hyperopt) x scheduler (none, asha, racing) and cluster size: the utilisations,
 the virtual time to the final best, fits spent, configurations; with ``search.max_concurrent`` as metaray resolves it
-(random: as the runner has room; the adaptive searchers: 8 in flight, "default", and ``max(8, 2 x cores / K)``,
-"auto": what ``search.max_concurrent: auto`` resolves to; ``--quick`` runs "auto" only).
+(random: as the runner has room; the adaptive searchers: 8 in flight, "default", and what ``search.max_concurrent:
+auto`` resolves to, "auto": metaray.plan.auto_in_flight; ``--quick`` runs "auto" only).
 
     python experiments/benchmarks/scale.py --quick --json      # 16, 128 and 1,024 cores; 4 x cores configurations
     python experiments/benchmarks/scale.py                     # 20 x cores configurations (hours: Optuna's and
@@ -50,7 +53,7 @@ class Row:
     searcher: str
     scheduler: str
     cores: int
-    in_flight: str  # max_concurrent as resolved: "default" (8 for adaptive searchers) or "auto" (max(8, 2 cores / K))
+    in_flight: str  # max_concurrent as resolved: "default" (8 for adaptive searchers) or "auto" (auto_in_flight)
     utilisation: float  # busy core-seconds over cores x time, while the searcher had configurations left to open
     utilisation_work: float  # the same until the last fit started (the open configurations' last promotions too)
     utilisation_total: float  # the same until the last fit ended: the drain (no work left, the last fits running) too
@@ -61,20 +64,36 @@ class Row:
     fits: int
     configurations: int
     driver_s: float  # real seconds the driver spent (charged to the virtual clock)
+    copies: int  # backup copies of straggling fits started
+    wasted: float  # core-seconds of the copies that lost, over cores x time (not in the utilisations)
 
 
 class SimRunner:
     """The runner protocol (metaray.runners.Runner) on a virtual clock: ``cores`` fits at once, lower
-    configurations first, each taking ``duration(unit, learner)`` virtual seconds."""
+    configurations first. ``duration(unit, learner) -> (seconds, straggle)``: a fit's own duration and the factor a
+    straggling core multiplies it by (drawn again for a backup copy). With ``backups``, as metaray.runners.FitRunner:
+    a fit still running ``BACKUP_AFTER`` times the mean fit time after it started is copied when no fit is queued
+    or its configuration is the oldest running; the first copy to end is taken, the other cancelled, its
+    core-seconds counted as ``wasted``, not busy."""
 
-    def __init__(self, cores: int, duration, score, rng: np.random.Generator, charge: bool = True):
+    def __init__(self, cores: int, duration, score, rng: np.random.Generator, charge: bool = True,
+                 backups: bool = True):
         self.cores, self.duration, self.score, self.rng, self.charge = cores, duration, score, rng, charge
+        self.backups = backups
         self.now = 0.0
-        self.busy = 0.0  # core-seconds of fits that ran
-        self._queue: list = []  # a heap of ((trial, stage, subset), seq, unit, learner)
-        self._running: list = []  # heap of (end, seq, unit, learner, start)
+        self.busy = 0.0  # core-seconds of fits whose results were taken, or cut short by a cancel
+        self.wasted = 0.0  # core-seconds of the copies that lost
+        self.copies = 0  # backup copies started
+        self._queue: list = []  # a heap of ((trial, stage, subset), seq, unit, learner[, the fit it copies])
+        self._running: dict[int, list] = {}  # seq -> [end, unit, learner, start, twin seq or None]
+        self._ends: list = []  # heap of (end, seq); entries of fits no longer running are skipped
+        self._due: list = []  # heap of (when a backup is due, seq)
         self._seq = 0
-        self.spans: dict[int, list[float]] = {}  # seq -> [start, end] of every fit that ran
+        self._pairs = 0  # fits running with a copy
+        self._copies_queued = 0
+        self._deferred: list[int] = []  # fits due a copy, waiting for a core to idle
+        self._expected: float | None = None  # the running mean of fit durations (FitRunner's, per learner)
+        self.spans: dict[int, list[float]] = {}  # seq -> [start, end] of every fit that ran, but lost copies
         self.last_start = 0.0  # when the last fit started: after it, no work was left to hand out (the drain)
         self._charged = time.perf_counter()  # real time of the driver not yet charged to the clock
         self.driver_s = 0.0
@@ -90,32 +109,90 @@ class SimRunner:
             self._seq += 1
             heapq.heappush(self._queue, ((u.trial, u.stage, u.subset), self._seq, u, learner))
 
+    def _stop(self, seq: int, wasted: bool) -> None:
+        """End a running fit now: a cancelled one (its rest is not spent) or a copy that lost (all of it wasted)."""
+        end, _, _, start, twin = self._running.pop(seq)
+        self.busy -= end - self.now
+        if wasted:
+            self.busy -= self.now - start
+            self.wasted += self.now - start
+            del self.spans[seq]
+        else:
+            self.spans[seq][1] = self.now
+        if twin is not None and twin in self._running:
+            self._running[twin][4] = None
+            self._pairs -= 1
+
     def cancel(self, trial: int) -> None:
         self._queue = [job for job in self._queue if job[0][0] != trial]
+        self._copies_queued = sum(len(job) == 5 for job in self._queue)
         heapq.heapify(self._queue)
-        for end, seq, unit, _, _ in self._running:
-            if unit.trial == trial and end > self.now:  # a cancelled fit frees its core now: the rest is not spent
-                self.busy -= end - self.now
-                self.spans[seq][1] = self.now
-        self._running = [r for r in self._running if r[2].trial != trial]
-        heapq.heapify(self._running)
+        for seq in [s for s, r in self._running.items() if r[1].trial == trial]:
+            self._stop(seq, wasted=False)  # a cancelled fit frees its core now: the rest is not spent
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + len(self._running)
+        return len(self._queue) - self._copies_queued + len(self._running) - self._pairs  # a fit and its copy: one
 
     def room(self) -> int:
         return 2 * self.cores - self.pending
 
+    def idle(self) -> int:
+        return self.cores - self.pending
+
+    def _run(self, unit, learner, seconds: float, twin: int | None = None) -> int:
+        self._seq += 1
+        self.busy += seconds
+        self.spans[self._seq] = [self.now, self.now + seconds]
+        self._running[self._seq] = [self.now + seconds, unit, learner, self.now, twin]
+        heapq.heappush(self._ends, (self.now + seconds, self._seq))
+        if twin is None and self._expected is not None:
+            from metaray.runners import backup_due
+
+            heapq.heappush(self._due, (backup_due(self.now, self._expected), self._seq))
+        return self._seq
+
     def _start(self) -> None:
         while self._queue and len(self._running) < self.cores:
-            _, _, unit, learner = heapq.heappop(self._queue)
-            d = self.duration(unit, learner)
-            self.busy += d
-            self._seq += 1
-            self.spans[self._seq] = [self.now, self.now + d]
-            self.last_start = self.now
-            heapq.heappush(self._running, (self.now + d, self._seq, unit, learner, self.now))
+            _, _, unit, learner, *copy_of = heapq.heappop(self._queue)
+            self._copies_queued -= bool(copy_of)
+            seconds, straggle = self.duration(unit, learner)  # a copy: the fit's own time, on a core drawn afresh
+            if not copy_of:
+                self._run(unit, learner, seconds * straggle)
+                self.last_start = self.now
+            elif copy_of[0] in self._running and self._running[copy_of[0]][4] is None:
+                self._running[copy_of[0]][4] = self._run(unit, learner, seconds * straggle, twin=copy_of[0])
+                self.copies += 1
+                self._pairs += 1
+
+    def _copy(self, due: list[int]) -> None:
+        """Queue a copy of each fit due one, as FitRunner does: at once if no fit is queued (a core would idle) or
+        its configuration is the oldest running (it holds up those after it), lowest configuration first; the others
+        wait until then (``_deferred``)."""
+        due = [seq for seq in due if seq in self._running and self._running[seq][4] is None]
+        if not due:
+            self._deferred = []
+            return
+        idle = len(self._queue) == self._copies_queued
+        oldest = min(r[1].trial for r in self._running.values())
+        self._deferred = []
+        for seq in due:
+            _, unit, learner, _, _ = self._running[seq]
+            if idle or unit.trial == oldest:
+                self._seq += 1
+                heapq.heappush(self._queue, ((unit.trial, unit.stage, unit.subset), self._seq, unit, learner, seq))
+                self._copies_queued += 1
+            else:
+                self._deferred.append(seq)
+        self._start()
+
+    def _next_due(self) -> tuple[float, int] | None:
+        """The next running fit due a backup copy."""
+        if not self.backups:
+            return None
+        while self._due and (self._due[0][1] not in self._running or self._running[self._due[0][1]][4] is not None):
+            heapq.heappop(self._due)
+        return self._due[0] if self._due else None
 
     def wait(self, timeout: float | None = None):
         from metaray.fits import FitResult
@@ -123,20 +200,38 @@ class SimRunner:
         self._charge()
         # fits that ended while the driver worked come back now; else the clock moves to the next end
         self._start()
-        if not self._running:
-            self._charged = time.perf_counter()
-            return []
-        self.now = max(self.now, self._running[0][0])
+        while True:
+            while self._ends and self._ends[0][1] not in self._running:
+                heapq.heappop(self._ends)
+            if not self._ends:
+                self._charged = time.perf_counter()
+                return []
+            self._copy(self._deferred)
+            due = self._next_due()
+            if due is None or due[0] >= max(self.now, self._ends[0][0]):
+                break
+            self.now = max(self.now, due[0])
+            heapq.heappop(self._due)
+            self._copy([due[1]])
+        self.now = max(self.now, self._ends[0][0])
         out = []
-        while self._running and self._running[0][0] <= self.now:
-            _, _, unit, learner, _ = heapq.heappop(self._running)
+        while self._ends and self._ends[0][0] <= self.now:
+            _, seq = heapq.heappop(self._ends)
+            if seq not in self._running:
+                continue
+            end, unit, learner, start, twin = self._running.pop(seq)
+            if twin is not None and twin in self._running:
+                self._pairs -= 1
+                self._stop(twin, wasted=True)
+            taken = end - start
+            self._expected = taken if self._expected is None else 0.7 * self._expected + 0.3 * taken
             out.append(FitResult(unit, scores={"score": self.score(unit, learner)}, fit_seconds=0.0))
         self._start()  # the freed cores take what is queued at once (the runner's queue, not the driver)
         self._charged = time.perf_counter()
         return out
 
     def close(self) -> None:
-        self._queue, self._running = [], []
+        self._queue, self._running = [], {}
 
 
 def quality(config: dict) -> float:
@@ -172,12 +267,13 @@ def build_driver(searcher_name: str, scheduler_name: str, cores: int, configurat
     options = load_spec({"name": "s", "data": {"dataset": "iris"}, "subsets": {"k": K},
                          "search": {"scheduler": scheduler_name}}).search.scheduler
     scheduler = make_scheduler(options, mode="max", greater_is_better=True, total=K, overlap=0.25)
+    layout = Layout.over_subsets(K, scheduler.milestones(K))
     if searcher.adaptive:
-        max_concurrent = (ADAPTIVE_IN_FLIGHT if in_flight == "default" else auto_in_flight(cores, K)
+        max_concurrent = (ADAPTIVE_IN_FLIGHT if in_flight == "default" else auto_in_flight(cores, layout)
                           if in_flight == "auto" else int(in_flight))
     else:
         max_concurrent = None
-    return Driver(searcher, scheduler, Layout.over_subsets(K, scheduler.milestones(K)), num_samples=configurations,
+    return Driver(searcher, scheduler, layout, num_samples=configurations,
                   max_concurrent=max_concurrent, score=lambda s: aggregate(s, greater_is_better=True),
                   objective="mean", metric="score", accept=lambda config: config)
 
@@ -198,10 +294,10 @@ def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations
     driver = build_driver(searcher_name, scheduler_name, cores, configurations, in_flight, seed)
     cost = {}
 
-    def duration(unit, config) -> float:
+    def duration(unit, config) -> tuple[float, float]:  # the fit's own seconds, and the factor of a straggling core
         base = cost.setdefault(unit.trial, float(np.exp(rng.uniform(0, math.log(4)))))
-        d = base * float(rng.lognormal(0.0, 0.5))
-        return d * straggler if rng.random() < 0.02 else d
+        own = base * float(np.random.default_rng([seed, unit.trial, unit.stage, unit.subset]).lognormal(0.0, 0.5))
+        return own, straggler if rng.random() < 0.02 else 1.0
 
     runner = SimRunner(cores, duration, lambda unit, config: score(unit, config, seed), rng, charge)
     opened = [0.0]  # when the last configuration opened
@@ -232,7 +328,8 @@ def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations
     return Row(searcher_name, scheduler_name, cores, in_flight, busy(opened[0]), busy(until),
                round(runner.busy / (cores * makespan), 4) if makespan else 0.0, round(makespan, 2), round(opened[0], 2),
                round(makespan - until, 2), round(ended.get(best.index, math.nan), 2) if best else math.nan,
-               sum(t.fitted for t in driver.trials), len(driver.trials), round(runner.driver_s, 3))
+               sum(t.fitted for t in driver.trials), len(driver.trials), round(runner.driver_s, 3), runner.copies,
+               round(runner.wasted / (cores * makespan), 4) if makespan else 0.0)
 
 
 class _Learner:
@@ -289,6 +386,13 @@ def check(seed: int = 0, cores: int = 16, configurations: int = 60, searchers=SE
     return rows
 
 
+def _steady(row: dict) -> float:
+    """The utilisation while configurations remain; where every configuration opened at once (the in-flight rule
+    holds the whole search), until the last fit's start."""
+    value = row["utilisation"]
+    return row["utilisation_work"] if value is None or math.isnan(value) else value
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """Utilisation against cores, one line per searcher x scheduler (the "auto" in-flight rule for the adaptive
     searchers)."""
@@ -302,7 +406,7 @@ def plot(rows: list[dict], path: Path) -> None:
     colours = {"none": "tab:blue", "asha": "tab:orange", "racing": "tab:green"}
     for name in SEARCHERS:
         for scheduler in SCHEDULERS:
-            line = sorted((r["cores"], r["utilisation"]) for r in rows if r["searcher"] == name
+            line = sorted((r["cores"], _steady(r)) for r in rows if r["searcher"] == name
                           and r["scheduler"] == scheduler and r["in_flight"] in ("default" if name == "random"
                                                                                   else "auto",))
             if line:
@@ -312,7 +416,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ticks = sorted({r["cores"] for r in rows})
     ax.set_xticks(ticks, [f"{c:,}" for c in ticks])
     ax.set_xlabel("cores (simulated)")
-    ax.set_ylabel("core utilisation while configurations remain")
+    ax.set_ylabel("core utilisation while configurations remain\n(to the last fit's start if all opened at once)",
+                  fontsize=8)
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -357,7 +462,8 @@ def main(argv=None) -> int:
                               f"{row.utilisation_work:6.1%}, to the end {row.utilisation_total:6.1%})  "
                               f"fits {row.fits:>6}  configurations "
                               f"{row.configurations:>5}  makespan {row.makespan_s:9.1f}  best at "
-                              f"{row.time_to_best_s:9.1f}  driver {row.driver_s:7.2f} s", flush=True)
+                              f"{row.time_to_best_s:9.1f}  copies {row.copies:>5} (wasted {row.wasted:5.1%})  driver "
+                              f"{row.driver_s:7.2f} s", flush=True)
     if args.plot:
         plot([asdict(r) for r in rows], args.plot)
     if args.json:  # (a value that is not defined, NaN, as null: JSON has no NaN)
