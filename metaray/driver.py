@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import heapq
 import json
 import math
 import time
@@ -65,7 +66,8 @@ class Trial:
     """One configuration and what is known of it.
 
     ``results`` holds fit results by position (``Unit.position``); ``reported`` counts the positions delivered in
-    order; ``submitted`` the positions given out as work; ``cap`` the positions allowed before the next decision.
+    order; ``submitted`` the positions given out as work; ``cap`` the positions allowed before the next decision
+    (``submitted`` passes it when fits run ahead of that decision: ``Driver._ahead``).
     """
 
     index: int
@@ -168,7 +170,10 @@ class Driver:
         by_rung = getattr(scheduler, "by_rung", False)
         self._standing = _Standing(self.trials, sorted(layout.decisions)) if by_rung else None
         self._touched: set[int] = set()
-        self._idle: set[int] = set()  # configurations past the cursor with every fit given out back, undecided
+        # a heap of configurations with every fit given out back, perhaps undecided (``_ahead``), and its entries
+        self._idle: list[int] = []
+        self._idle_set: set[int] = set()
+        self._points = sorted(layout.decisions)
 
     @property
     def done(self) -> bool:
@@ -199,8 +204,9 @@ class Driver:
             trial.results[result.unit.position(self.layout.k)] = result
             if self._standing is not None:
                 self._touched.add(trial.index)
-            if len(trial.results) == trial.submitted < self.layout.units:
-                self._idle.add(trial.index)
+            if len(trial.results) == trial.submitted < self.layout.units and trial.index not in self._idle_set:
+                heapq.heappush(self._idle, trial.index)
+                self._idle_set.add(trial.index)
 
     def advance(self, room: int, idle: int = 0) -> tuple[list[Unit], list[Trial]]:
         """Deliver what has arrived, in order; decide; open configurations while the searcher may and the runner has
@@ -224,8 +230,10 @@ class Driver:
             room = self._open(room)  # an adaptive searcher: exactly one new configuration per delivered one
         if self._standing is not None and not self.stopping:
             self._decide_ahead()
-        work = [self.layout.unit(t.index, p) for t in self._owed if not t.final for p in range(t.submitted, t.cap)]
-        for t in self._owed:
+        work = []
+        for t in self._owed:  # (one promoted twice in a round is listed twice: its fits go out once)
+            if not t.final:
+                work += [self.layout.unit(t.index, p) for p in range(t.submitted, t.cap)]
             t.submitted = max(t.submitted, t.cap)
         self._owed = []
         if not self.stopping:
@@ -277,24 +285,30 @@ class Driver:
 
     def _ahead(self, slots: int) -> list[Unit]:
         """Fits run ahead of a decision: a configuration past the first undelivered one that has every fit it was
-        given back but is not decided yet (it waits for those before it) gets its fits up to the next decision point,
+        given back but is not decided yet (it waits for those before it) gets its fits up to its next decision point,
         one configuration per slot that would idle, oldest first (the next to be decided), so that cores do not idle
-        while decisions wait, and no more runs ahead than they can take. The decisions are the same (taken in order,
-        from the same results); if one stops the configuration, what ran ahead is dropped."""
+        while decisions wait, and no more runs ahead than they can take; when those are back, the next ones, as long
+        as slots idle (not one with a failed fit: it fails when it is decided). So a configuration decided late has
+        its fits already, and the decisions that wait on it follow at once: the decisions are the same (taken in
+        order, from the same results); if one stops the configuration, what ran ahead is dropped."""
         work: list[Unit] = []
-        for index in sorted(self._idle):
+        while slots > 0 and self._idle:
+            index = heapq.heappop(self._idle)
+            self._idle_set.discard(index)
             t = self.trials[index]
-            if t.final or len(t.results) != t.submitted or t.submitted >= self.layout.units:
-                self._idle.discard(index)
+            if (t.final or index <= self.cursor or len(t.results) != t.submitted or t.submitted >= self.layout.units
+                    or any(r.error for r in t.results.values())):
                 continue
-            if slots <= 0:
-                break
-            self._idle.discard(index)
-            end = next((d for d in sorted(self.layout.decisions) if d > t.submitted), self.layout.units)
+            end = self._next_point(t.submitted)
             work += [self.layout.unit(index, p) for p in range(t.submitted, end)]
             slots -= 1
             t.submitted = end
         return work
+
+    def _next_point(self, position: int) -> int:
+        """The first decision point after ``position`` fits, or the last unit."""
+        at = bisect.bisect_right(self._points, position)
+        return self._points[at] if at < len(self._points) else self.layout.units
 
     def _deliver(self, trial: Trial, ahead: _Standing | None = None) -> None:
         """Take the trial's results in order, deciding at each decision point. ``ahead`` (``_decide_ahead``): where

@@ -203,6 +203,7 @@ class FitRunner:
         self._twin: dict[Any, Any] = {}  # a task and its backup copy, each way
         self._started: dict[Any, float] = {}  # ref -> when it started, about (when it was launched with a slot free)
         self.copies = 0  # backup copies launched
+        self._dropped: set[int] = set()  # configurations cancelled: their running tasks get no copy
         self._fit_seconds: dict[str, float] = {}  # per learner name: a running mean of measured fit times
         self._gaps: collections.deque[float] = collections.deque(maxlen=GAPS_KEPT)  # seconds between two tasks
         self._worker_end: dict[tuple[int, str], float] = {}  # per worker: when its latest task ended
@@ -224,6 +225,7 @@ class FitRunner:
         killed."""
         self._queue = [job for job in self._queue if job[0][0] != trial]
         heapq.heapify(self._queue)
+        self._dropped.add(trial)
         if self._timeout is None:
             return
         for ref, units in list(self._inflight.items()):
@@ -248,7 +250,7 @@ class FitRunner:
 
     def idle(self) -> int:
         """Slots with no task, and none queued to take them."""
-        return 0 if self._queue else max(0, self.slots - (len(self._inflight) - len(self._twin) // 2))
+        return 0 if self._queue else max(0, self.slots - len(self._inflight))  # a copy takes a slot too
 
     def _batch_size(self, learner, capped: bool = True) -> int:
         """How many fits the next task of ``learner`` carries. The batching rule:
@@ -305,25 +307,27 @@ class FitRunner:
             self._started[ref] = now
 
     def _back_up(self) -> None:
-        """Launch a backup copy of each task due one (``BACKUP_AFTER``), lowest configuration first, while fewer than
-        ``2 x slots`` tasks are in flight: at once when no fit is queued (a slot would idle) or the task is of the
-        oldest configuration in flight (it holds up those after it), else once the queue is empty. A task that waited
-        for a worker is timed from the first round in which no task waits (every task in flight then has a slot)."""
+        """Launch a backup copy of each task due one (``BACKUP_AFTER``), lowest configuration first, at most one copy
+        per slot at once: at once when no fit is queued (a slot would idle) or the task is of the oldest configuration
+        in flight (it holds up those after it), else once the queue is empty; none for a cancelled configuration's. A
+        task that waited for a worker is timed from the first round in which no task waits (every task in flight then
+        has a slot)."""
         if self._timeout is not None:
             return
         now = time.monotonic()
-        if len(self._inflight) - len(self._twin) // 2 <= self.slots:
+        if len(self._inflight) <= self.slots:
             self._started.update({r: now for r in self._inflight if r not in self._started})
+        live = {r: units for r, units in self._inflight.items() if any(u.trial not in self._dropped for u in units)}
         for ref, started in self._started.items():
-            if ref not in self._due and ref not in self._twin:
+            if ref not in self._due and ref not in self._twin and ref in live:
                 expected = sum(self._fit_seconds.get(name, math.nan) for name in self._names[ref])
                 if math.isfinite(expected):
                     self._due[ref] = backup_due(started, expected)
-        due = sorted(((self._inflight[r][0], r) for r, at in self._due.items() if at <= now), key=lambda d: d[0])
-        oldest = min((units[0].trial for units in self._inflight.values()), default=None)
+        due = sorted(((live[r][0], r) for r, at in self._due.items() if at <= now and r in live), key=lambda d: d[0])
+        oldest = min((units[0].trial for units in live.values()), default=None)
         for first, ref in due:
-            if len(self._inflight) >= self._max_inflight:
-                break
+            if len(self._twin) // 2 >= self.slots:
+                break  # at most a copy per slot at once (they may exceed the tasks in flight: a straggler's is urgent)
             if self._queue and first.trial != oldest:
                 continue  # fits wait for a slot, and this configuration holds up no other: the copy waits
             del self._due[ref]
@@ -435,7 +439,7 @@ class FitRunner:
                 self._ray.cancel(ref, force=True)
             refs = self._ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
         self._queue, self._inflight, self._deadline, self._names, self._queued = [], {}, {}, {}, set()
-        self._groups, self._due, self._twin, self._started = {}, {}, {}, {}
+        self._groups, self._due, self._twin, self._started, self._dropped = {}, {}, {}, {}, set()
         self._encodings = {}  # their objects leave the object store with the last reference
 
     def results(self) -> Iterator[FitResult]:

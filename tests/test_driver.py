@@ -270,6 +270,14 @@ def test_asha_judges_ahead_of_slow_fits_and_decides_as_in_order(searcher):
         assert len(ahead) >= 5, ahead  # judged while some before it were not known at that rung
 
 
+class Recorded(Stragglers):
+    """Stragglers that keep every unit given to them (``given``)."""
+
+    def submit(self, units, learner):
+        self.given.extend(units)
+        super().submit(units, learner)
+
+
 @pytest.mark.parametrize("searcher", ["random", "optuna"])
 def test_a_configuration_waiting_for_a_decision_fits_ahead_on_slots_that_would_idle_and_decides_as_in_order(searcher):
     """Racing judges a configuration against the incumbent of those before it, so on a cluster with slow nodes the
@@ -291,10 +299,13 @@ def test_a_configuration_waiting_for_a_decision_fits_ahead_on_slots_that_would_i
     ordered = outcome(run(make()[0]))
     for seed in range(3):
         driver, ahead = make()
-        drive(driver, Stragglers(fake_fit, 16, np.random.default_rng(seed)),
-              learner_for=lambda trial, unit: (trial.learner, None))
+        runner, given = Recorded(fake_fit, 16, np.random.default_rng(seed)), []
+        runner.given = given
+        drive(driver, runner, learner_for=lambda trial, unit: (trial.learner, None))
         assert outcome(driver.trials) == ordered
         assert len(ahead) >= 10, ahead
+        assert len(given) == len(set(given)), "a fit given out twice"
+        assert all(u.position(K) < driver.layout.units for u in given)
         assert any(t.status == "stopped" and t.fitted > t.reported for t in driver.trials)  # fitted ahead, dropped
     driver, ahead = make()
     work, _ = driver.advance(40)

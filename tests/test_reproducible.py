@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -147,7 +148,10 @@ def test_sigkilled_optuna_search_resumes_without_refitting(killed_on_8_cpus):
     finished = {t for t in {r["trial"] for r in before} if sum(r["trial"] == t for r in before) == 4}  # K = 4
     assert finished
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"{len(before)} replayed from the journal" in done.stdout
+    replayed = int(re.search(r"(\d+) replayed from the journal", done.stdout).group(1))
+    # every journaled fit the resumed search asked for (a fit run ahead of a decision that stopped its
+    # configuration is not asked for again), and at least those of the configurations that had finished
+    assert 4 * len(finished) <= replayed <= len(before)
     after = journal(folder)[len(before):]
     assert after and not {r["trial"] for r in after} & finished  # configurations that had finished: not fitted again
     seen = [(r["trial"], r["stage"], r["subset"]) for r in journal(folder)]

@@ -178,7 +178,7 @@ class SimRunner:
         self._deferred = []
         for seq in due:
             _, unit, learner, _, _ = self._running[seq]
-            if idle or unit.trial == oldest:
+            if (idle or unit.trial == oldest) and self._pairs + self._copies_queued < self.cores:
                 self._seq += 1
                 heapq.heappush(self._queue, ((unit.trial, unit.stage, unit.subset), self._seq, unit, learner, seq))
                 self._copies_queued += 1
@@ -212,7 +212,7 @@ class SimRunner:
                 break
             self.now = max(self.now, due[0])
             heapq.heappop(self._due)
-            self._copy([due[1]])
+            self._copy([*self._deferred, due[1]])
         self.now = max(self.now, self._ends[0][0])
         out = []
         while self._ends and self._ends[0][0] <= self.now:
@@ -231,7 +231,8 @@ class SimRunner:
         return out
 
     def close(self) -> None:
-        self._queue, self._running = [], {}
+        self._queue, self._running, self._ends, self._due, self._deferred = [], {}, [], [], []
+        self._pairs = self._copies_queued = 0
 
 
 def quality(config: dict) -> float:
