@@ -118,6 +118,12 @@ class Layout:
     def units(self) -> int:
         return self.k * len(self.epochs)
 
+    def next_decision(self, position: int) -> int:
+        """The first decision point after ``position`` units, or the last unit."""
+        points = sorted(self.decisions)
+        at = bisect.bisect_right(points, position)
+        return points[at] if at < len(points) else self.units
+
     def unit(self, trial: int, position: int) -> Unit:
         return Unit(trial, position // self.k, position % self.k)
 
@@ -170,10 +176,8 @@ class Driver:
         by_rung = getattr(scheduler, "by_rung", False)
         self._standing = _Standing(self.trials, sorted(layout.decisions)) if by_rung else None
         self._touched: set[int] = set()
-        # a heap of configurations with every fit given out back, perhaps undecided (``_ahead``), and its entries
-        self._idle: list[int] = []
-        self._idle_set: set[int] = set()
-        self._points = sorted(layout.decisions)
+        self._idle: list[int] = []  # a heap of configurations with every fit given out back, perhaps undecided
+
 
     @property
     def done(self) -> bool:
@@ -204,9 +208,8 @@ class Driver:
             trial.results[result.unit.position(self.layout.k)] = result
             if self._standing is not None:
                 self._touched.add(trial.index)
-            if len(trial.results) == trial.submitted < self.layout.units and trial.index not in self._idle_set:
-                heapq.heappush(self._idle, trial.index)
-                self._idle_set.add(trial.index)
+            if len(trial.results) == trial.submitted < self.layout.units:
+                heapq.heappush(self._idle, trial.index)  # (``_ahead`` looks again before it gives anything)
 
     def advance(self, room: int, idle: int = 0) -> tuple[list[Unit], list[Trial]]:
         """Deliver what has arrived, in order; decide; open configurations while the searcher may and the runner has
@@ -276,7 +279,7 @@ class Driver:
             except SpecError as exc:  # a value the learner rejects: this configuration fails, the search goes on
                 trial.status, trial.error = "failed", str(exc)
                 continue
-            trial.cap = min(self.layout.decisions, default=self.layout.units)
+            trial.cap = self.layout.next_decision(0)
             self._owed.append(trial)
             if self._standing is not None:
                 self._standing.place(trial)
@@ -294,21 +297,15 @@ class Driver:
         work: list[Unit] = []
         while slots > 0 and self._idle:
             index = heapq.heappop(self._idle)
-            self._idle_set.discard(index)
             t = self.trials[index]
             if (t.final or index <= self.cursor or len(t.results) != t.submitted or t.submitted >= self.layout.units
                     or any(r.error for r in t.results.values())):
                 continue
-            end = self._next_point(t.submitted)
+            end = self.layout.next_decision(t.submitted)
             work += [self.layout.unit(index, p) for p in range(t.submitted, end)]
             slots -= 1
             t.submitted = end
         return work
-
-    def _next_point(self, position: int) -> int:
-        """The first decision point after ``position`` fits, or the last unit."""
-        at = bisect.bisect_right(self._points, position)
-        return self._points[at] if at < len(self._points) else self.layout.units
 
     def _deliver(self, trial: Trial, ahead: _Standing | None = None) -> None:
         """Take the trial's results in order, deciding at each decision point. ``ahead`` (``_decide_ahead``): where
@@ -344,7 +341,7 @@ class Driver:
                 if stop:
                     trial.status = "stopped"
                     break
-                trial.cap = next((d for d in sorted(layout.decisions) if d > trial.reported), layout.units)
+                trial.cap = layout.next_decision(trial.reported)
                 self._owed.append(trial)
         if trial.reported == layout.units and not trial.final:
             trial.status = "completed"

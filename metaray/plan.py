@@ -83,8 +83,7 @@ def auto_in_flight(cpus: int, layout: Layout) -> int:
     first rung at one subset), and at least ``ADAPTIVE_IN_FLIGHT``. Configurations end in order, and configuration i
     opens once i - max_concurrent has ended: one held up by a slow fit holds the next ones back, so the window must
     hold several times the work the cluster does at once (the simulator, experiments/benchmarks/scale.py)."""
-    first = min(layout.decisions, default=layout.units)
-    return max(ADAPTIVE_IN_FLIGHT, AUTO_FITS_PER_CPU * cpus // first)
+    return max(ADAPTIVE_IN_FLIGHT, AUTO_FITS_PER_CPU * cpus // layout.next_decision(0))
 
 
 def in_flight(plan: Plan, cpus: int) -> int | None:

@@ -317,14 +317,22 @@ class FitRunner:
         now = time.monotonic()
         if len(self._inflight) <= self.slots:
             self._started.update({r: now for r in self._inflight if r not in self._started})
-        live = {r: units for r, units in self._inflight.items() if any(u.trial not in self._dropped for u in units)}
         for ref, started in self._started.items():
-            if ref not in self._due and ref not in self._twin and ref in live:
+            if ref not in self._due and ref not in self._twin:
                 expected = sum(self._fit_seconds.get(name, math.nan) for name in self._names[ref])
                 if math.isfinite(expected):
                     self._due[ref] = backup_due(started, expected)
-        due = sorted(((live[r][0], r) for r, at in self._due.items() if at <= now and r in live), key=lambda d: d[0])
-        oldest = min((units[0].trial for units in live.values()), default=None)
+        due = []
+        for ref in [r for r, at in self._due.items() if at <= now]:  # mostly none: the common round ends here
+            if all(u.trial in self._dropped for u in self._inflight[ref]):
+                self._due[ref] = math.inf  # every fit of it is of a cancelled configuration: never copied
+            else:
+                due.append((self._inflight[ref][0], ref))
+        if not due:
+            return
+        due.sort(key=lambda d: d[0])
+        oldest = min(units[0].trial for units in self._inflight.values()
+                     if not all(u.trial in self._dropped for u in units))
         for first, ref in due:
             if len(self._twin) // 2 >= self.slots:
                 break  # at most a copy per slot at once (they may exceed the tasks in flight: a straggler's is urgent)
@@ -353,7 +361,7 @@ class FitRunner:
         if not self._inflight:
             return []
         now = time.monotonic()  # a copy still waiting for the queue to empty is looked at again after the next results
-        wakes = [*self._deadline.values(), *(at for at in self._due.values() if at > now)]
+        wakes = [*self._deadline.values(), *(at for at in self._due.values() if now < at < math.inf)]
         wait_s = max(0.0, min(wakes) - now) if wakes else None
         if timeout is not None:
             wait_s = timeout if wait_s is None else min(wait_s, timeout)
