@@ -27,6 +27,7 @@ class Searcher(Protocol):
 
     adaptive: bool
     total: int | None
+    quiet: Callable[[], contextlib.AbstractContextManager]  # quiets the library's logging within (a whole search)
 
     def suggest(self, index: int) -> dict[str, Any] | None:
         """The flat configuration to try as number ``index``, or None when there are no more."""
@@ -42,6 +43,7 @@ class Variants:
     point with fresh random draws (as Tune does)."""
 
     adaptive = False
+    quiet = staticmethod(contextlib.nullcontext)
 
     def __init__(self, param_space: dict, num_samples: int, seed: int, points: list[dict] = ()):
         from ray.tune.search.variant_generator import generate_variants
@@ -70,10 +72,10 @@ class TuneSearcher:
     total = None
 
     def __init__(self, searcher, quiet: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
-        self._s, self._quiet = searcher, quiet
+        self._s, self.quiet = searcher, quiet
 
     def suggest(self, index: int) -> dict | None:
-        with self._quiet():
+        with self.quiet():
             config = self._s.suggest(trial_id(index))
         return config if isinstance(config, dict) else None
 
@@ -86,7 +88,7 @@ class TuneSearcher:
             for i, v in enumerate(violations):
                 trial.set_constraint(f"c{i}", v if math.isfinite(v) else 1.0)
         result = {objective_name(i, len(values)): v for i, v in enumerate(values)} if ok else None
-        with self._quiet():
+        with self.quiet():
             self._s.on_trial_complete(tid, result, error=not ok)
 
 
@@ -102,6 +104,9 @@ def optuna_verbosity(level: int):
     import optuna
 
     before = optuna.logging.get_verbosity()
+    if before == level:  # (a search runs in one block: setting a level clears the cache of every logger, Ray's many)
+        yield
+        return
     optuna.logging.set_verbosity(level)
     try:
         yield
@@ -201,7 +206,7 @@ class Pruned:
 
     def __init__(self, searcher, space):
         self.searcher, self.space = searcher, space
-        self.adaptive, self.total = searcher.adaptive, searcher.total
+        self.adaptive, self.total, self.quiet = searcher.adaptive, searcher.total, searcher.quiet
 
     def suggest(self, index: int) -> dict | None:
         config = self.searcher.suggest(index)

@@ -64,6 +64,7 @@ class Row:
     fits: int
     configurations: int
     driver_s: float  # real seconds the driver spent (charged to the virtual clock)
+    suggest_s: float  # ... of which in the searcher's ``suggest``
     copies: int  # backup copies of straggling fits started
     wasted: float  # core-seconds of the copies that lost, over cores x time (not in the utilisations)
 
@@ -301,11 +302,13 @@ def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations
         return own, straggler if rng.random() < 0.02 else 1.0
 
     runner = SimRunner(cores, duration, lambda unit, config: score(unit, config, seed), rng, charge)
-    opened = [0.0]  # when the last configuration opened
+    opened, suggesting = [0.0], [0.0]  # when the last configuration opened; real seconds in ``suggest``
     suggest = driver.searcher.suggest
 
     def suggest_and_note(index):
+        start = time.perf_counter()
         config = suggest(index)
+        suggesting[0] += time.perf_counter() - start
         if config is not None:
             opened[0] = runner.now
         return config
@@ -329,7 +332,8 @@ def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations
     return Row(searcher_name, scheduler_name, cores, in_flight, busy(opened[0]), busy(until),
                round(runner.busy / (cores * makespan), 4) if makespan else 0.0, round(makespan, 2), round(opened[0], 2),
                round(makespan - until, 2), round(ended.get(best.index, math.nan), 2) if best else math.nan,
-               sum(t.fitted for t in driver.trials), len(driver.trials), round(runner.driver_s, 3), runner.copies,
+               sum(t.fitted for t in driver.trials), len(driver.trials), round(runner.driver_s, 3),
+               round(suggesting[0], 3), runner.copies,
                round(runner.wasted / (cores * makespan), 4) if makespan else 0.0)
 
 
@@ -464,7 +468,7 @@ def main(argv=None) -> int:
                               f"fits {row.fits:>6}  configurations "
                               f"{row.configurations:>5}  makespan {row.makespan_s:9.1f}  best at "
                               f"{row.time_to_best_s:9.1f}  copies {row.copies:>5} (wasted {row.wasted:5.1%})  driver "
-                              f"{row.driver_s:7.2f} s", flush=True)
+                              f"{row.driver_s:7.2f} s (suggest {row.suggest_s:7.2f} s)", flush=True)
     if args.plot:
         plot([asdict(r) for r in rows], args.plot)
     if args.json:  # (a value that is not defined, NaN, as null: JSON has no NaN)
