@@ -178,6 +178,7 @@ class Driver:
         self._standing = _Standing(self.trials, sorted(layout.decisions)) if by_rung else None
         self._touched: set[int] = set()
         self._idle: list[int] = []  # a heap of configurations with every fit given out back, perhaps undecided
+        self.searcher_s = 0.0  # seconds spent in the searcher (suggesting, being told): no work is given out meanwhile
 
 
     @property
@@ -269,7 +270,9 @@ class Driver:
             if not self.searcher.adaptive and room <= 0:
                 break
             index = len(self.trials)
+            start = time.perf_counter()
             config = self.searcher.suggest(index) if index < self.num_samples else None
+            self.searcher_s += time.perf_counter() - start
             if config is None:
                 self.exhausted = True
                 break
@@ -385,7 +388,9 @@ class Driver:
                 value = (trial.objective, *(trial.values[o.label] for o in self.goals.also))
         value = value if trial.status != "failed" else None
         # constraints' violations only where there are constraints: a searcher of one objective takes two arguments
+        start = time.perf_counter()
         self.searcher.complete(trial.index, value, *((trial.violations,) if trial.violations else ()))
+        self.searcher_s += time.perf_counter() - start
         # an infeasible configuration is no incumbent (racing): the scheduler hears it as not completed
         self.scheduler.finished(trial.index, trial.status == "completed" and trial.feasible, trial.objective, scores)
 
@@ -450,6 +455,29 @@ class _Standing:
     def pending_before(self, point: int, index: int) -> list:
         entries = self.waiting[point]
         return [self.trials[i].waiting[point][1] for i in entries[: bisect.bisect_left(entries, index)]]
+
+
+#: a search whose searcher took this share of its time, and at least SEARCHER_PACE_MIN_S, is told so
+SEARCHER_PACE, SEARCHER_PACE_MIN_S = 0.25, 10.0
+
+
+def searcher_pace(name: str, searcher_s: float, search_s: float) -> str | None:
+    """A line for the user when the searcher set a search's pace: the driver is one thread, and while the searcher
+    suggests a configuration or learns from one no fit is given out (Optuna's TPE is refitted on every suggestion
+    over every trial: about 9 µs a trial, docs/performance.md), so the CPUs may have waited on it; None otherwise.
+
+    Example:
+        >>> searcher_pace("optuna", 412.0, 800.0)[:62]
+        'the optuna searcher took 412 s of the 800 s search (52 %) to s'
+        >>> searcher_pace("optuna", 4.0, 8.0) is None, searcher_pace("optuna", 100.0, 800.0) is None
+        (True, True)
+    """
+    if searcher_s < SEARCHER_PACE_MIN_S or searcher_s < SEARCHER_PACE * search_s:
+        return None
+    return (f"the {name} searcher took {searcher_s:.0f} s of the {search_s:.0f} s search "
+            f"({100 * searcher_s / search_s:.0f} %) to suggest configurations and learn from their results, and no "
+            "fit was given out meanwhile: the CPUs may have waited on it (a random search, or fewer and longer fits, "
+            "keeps them busier; docs/performance.md#keeping-a-large-cluster-busy)")
 
 
 def budget_grace(seconds: float) -> float:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metaray.callbacks import Callback, CallbackList
-from metaray.driver import BUDGET_STOP, Driver, TimeBudget, drive, duration
+from metaray.driver import BUDGET_STOP, Driver, TimeBudget, drive, duration, searcher_pace
 from metaray.errors import SpecError, one_line
 from metaray.final import Search as FinalSearch
 from metaray.folder import Journal, RunFolder
@@ -89,8 +89,12 @@ class SearchRun:
             # the first: a start-up that took the whole budget still leaves a table of one configuration
             budget = (TimeBudget(setup.spec.search.time_budget, start=began, keep=max(1, journal.configurations))
                       if setup.spec.search.time_budget else None)
+            searching = time.perf_counter()
             _drive(setup.plan, fits.runner, journal, callbacks, self.progress, budget)
             fits.runner.close()  # the final model gets every CPU; no fit of a stopped configuration runs on
+            if line := searcher_pace(setup.spec.search.searcher, setup.plan.driver.searcher_s,
+                                     time.perf_counter() - searching):
+                self.say(line)
             if fits.runner.copies:
                 self.say(f"{fits.runner.copies} straggling task(s) ran {BACKUP_AFTER:g} x their fits' expected time "
                          "and got a backup copy; the first copy to finish was taken")

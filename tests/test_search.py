@@ -219,3 +219,32 @@ def test_max_concurrent_auto_is_resolved_from_the_clusters_cpus_into_the_run_fol
     assert yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text())["search"]["max_concurrent"] == 8
     random = prepare(load_spec({**spec, "search": {**spec["search"], "searcher": "random"}}))
     assert in_flight(plan(random, checked_space(random)), 1024) is None  # random keeps every CPU busy anyway
+
+
+def test_a_searcher_that_sets_the_pace_is_said_and_one_that_does_not_is_not(tmp_path, monkeypatch):
+    """The driver is one thread: while the searcher suggests a configuration no fit is given out. A search whose
+    searcher took a quarter of its time or more (and at least SEARCHER_PACE_MIN_S, here lowered) says so once; the
+    same search with a quick searcher says nothing of it."""
+    import time
+
+    import metaray.driver
+    from metaray.searchers import TuneSearcher
+
+    monkeypatch.setattr(metaray.driver, "SEARCHER_PACE_MIN_S", 1.0)
+    spec = {**WINE, "search": {"searcher": "optuna", "num_samples": 6, "max_concurrent": 2,
+                               "space": {"C": {"loguniform": [1e-4, 100]}}}, "subsets": {"k": 2}}
+    quick: list[str] = []
+    search(spec, tmp_path, "quick", progress=quick.append)
+    assert not [line for line in quick if "searcher took" in line], quick
+    suggest = TuneSearcher.suggest
+
+    def slow(self, index):
+        time.sleep(0.5)
+        return suggest(self, index)
+
+    monkeypatch.setattr(TuneSearcher, "suggest", slow)
+    lines: list[str] = []
+    result = search(spec, tmp_path, "slow", progress=lines.append)
+    assert (result.results["status"] == "completed").all()
+    said = [line for line in lines if "searcher took" in line]
+    assert len(said) == 1 and said[0].startswith("the optuna searcher took 3 s of the"), lines
