@@ -359,21 +359,26 @@ class Driver:
         configuration were taken whole, one after another, and configurations neither wait at a rung for all before
         them to finish nor, mostly, for one held up by a slow fit. They are still finalized, and the searcher told,
         in order. Only configurations with new results, and those waiting at a point once enough of the unknown
-        before them could have become known for the unknown to have halved (``_Standing.recheck``), are looked at: a
-        search with thousands open costs the driver what changed, not what is open or waits."""
+        before them could have become known for the unknown to have halved (``_Standing.recheck``), are looked at, in
+        index order (as one pass over them all would): a search with thousands open costs the driver what changed,
+        not what is open, and mostly not what waits (one with a single unknown before it is looked at whenever any
+        configuration becomes known there: with several objectives, judged ahead only with none unknown, that is
+        every one waiting)."""
         standing = self._standing
-        visit = self._touched | standing.due()
-        self._touched = set()
-        while visit:  # (a decision may make a later configuration's due: it is looked at in the same round)
-            for index in sorted(visit):
-                if index < self.cursor:
-                    continue
-                t = self.trials[index]
-                if t.status == "running" and t.reported in t.results:
-                    self._deliver(t, standing)
-                standing.place(t)
-                standing.recheck(t)
-            visit = standing.due()
+        visit = [*self._touched, *standing.due()]
+        heapq.heapify(visit)
+        self._touched, last = set(), -1
+        while visit:  # in index order, those made due by one looked at before those after it
+            index = heapq.heappop(visit)
+            if index == last or index < self.cursor:
+                continue
+            last, t = index, self.trials[index]
+            if t.status == "running" and t.reported in t.results:
+                self._deliver(t, standing)
+            standing.place(t)
+            standing.recheck(t)
+            for due in standing.due():
+                heapq.heappush(visit, due)
 
     def _finalize(self, trial: Trial) -> None:
         scores = self.scores(trial) if trial.reported else []
@@ -406,7 +411,7 @@ class _Standing:
         self.waiting: dict[int, list[int]] = {p: [] for p in positions}
         self._where: dict[int, dict[int, str]] = {}  # index -> {point: "unknown" | "waiting"}
         self.known = {p: 0 for p in positions}  # how many have left ``unknown`` at each point, ever
-        self._due: dict[int, list[tuple[int, int]]] = {p: [] for p in positions}  # (known then, index): a heap
+        self._due: dict[int, list[tuple[int, int]]] = {p: [] for p in positions}  # (known when due, index): heaps
 
     def place(self, t: Trial) -> None:
         """Bring ``t``'s entries up to date with where it stands now."""
@@ -472,7 +477,7 @@ def searcher_pace(name: str, searcher_s: float, search_s: float) -> str | None:
         >>> searcher_pace("optuna", 4.0, 8.0) is None, searcher_pace("optuna", 100.0, 800.0) is None
         (True, True)
     """
-    if searcher_s < SEARCHER_PACE_MIN_S or searcher_s < SEARCHER_PACE * search_s:
+    if searcher_s < SEARCHER_PACE_MIN_S or searcher_s < SEARCHER_PACE * search_s or search_s <= 0:
         return None
     return (f"the {name} searcher took {searcher_s:.0f} s of the {search_s:.0f} s search "
             f"({100 * searcher_s / search_s:.0f} %) to suggest configurations and learn from their results, and no "

@@ -66,7 +66,7 @@ class Variants:
 
 class TuneSearcher:
     """Any ``ray.tune.search.Searcher``, through its public methods; each call inside ``quiet()`` (a context that
-    quiets the library's logging for the call only)."""
+    quiets the library's logging within it: ``drive`` enters it once for a whole search)."""
 
     adaptive = True
     total = None

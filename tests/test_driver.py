@@ -423,3 +423,49 @@ def test_a_search_keeps_optunas_line_for_every_trial_quiet_and_restores_the_user
     finally:
         logging.getLogger("optuna").removeHandler(handler)
         optuna.logging.set_verbosity(before)
+
+
+class LookingAtEveryWaiting(Driver):
+    """The driver as it was: after every result, every configuration waiting at a point looked at, in index order."""
+
+    def _decide_ahead(self) -> None:
+        standing = self._standing
+        visit, self._touched = self._touched.union(*standing.waiting.values()), set()
+        for index in sorted(visit):
+            if index >= self.cursor:
+                t = self.trials[index]
+                if t.status == "running" and t.reported in t.results:
+                    self._deliver(t, standing)
+                standing.place(t)
+
+
+@pytest.mark.parametrize("rf", [2, 3])
+def test_judging_ahead_looks_at_a_waiting_configuration_when_it_could_be_decided_and_decides_round_for_round_as_looking_at_every_one(rf):  # noqa: E501
+    """ASHA's waiting configurations are looked at only when the unknown before them could have halved (a heap per
+    rung), not after every result: every round (results arriving in random batches) ends exactly as it did when
+    every waiting configuration was looked at, in index order: the same statuses, rungs and unknowns waited on."""
+    space = parse_space({"C": {"loguniform": [0.01, 100.0]}, "tol": {"uniform": [0.0, 1.0]}},
+                        LearnerSpec(name="logistic_regression"))
+
+    def play(cls, seed: int) -> list:
+        scheduler = make_scheduler(SchedulerSpec(name="asha", grace_period=1, reduction_factor=rf), mode="max",
+                                   greater_is_better=True, total=8)
+        driver = cls(make_searcher("random", space, 60, "max", seed), scheduler,
+                     Layout.over_subsets(8, scheduler.milestones(8)), num_samples=60, max_concurrent=None,
+                     score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="accuracy",
+                     accept=lambda config: config)
+        rng, pending, rounds = np.random.default_rng(seed), [], []
+        work = driver.advance(12, 4)[0]
+        while not driver.done:
+            pending += work
+            rng.shuffle(pending)
+            take = int(rng.integers(1, min(len(pending), 8) + 1))
+            for unit in pending[:take]:
+                driver.tell(fake_fit(unit, (driver.trials[unit.trial].config, None)))
+            pending = pending[take:]
+            work = driver.advance(12 if len(pending) < 40 else 0, 4)[0]
+            rounds.append([(t.index, t.status, t.reported, sorted(t.waiting.items())) for t in driver.trials])
+        return rounds
+
+    for seed in range(25):
+        assert play(Driver, seed) == play(LookingAtEveryWaiting, seed), seed
