@@ -75,6 +75,21 @@ def make_driver(searcher="random", scheduler="none", *, n=24, max_concurrent=Non
                   objective="mean", metric="accuracy", accept=accept or (lambda config: dict(config)))
 
 
+ASHA_SPACE = {"C": {"loguniform": [0.01, 100.0]}, "tol": {"uniform": [0.0, 1.0]}}
+
+
+def asha_driver(n: int, *, k: int = 4, rf: int = 2, seed: int = 0, cls=Driver) -> Driver:
+    """A random search of ``n`` configurations with ASHA (grace 1, ``rf``) over ``k`` subsets, opening as the runner
+    has room."""
+    space = parse_space(ASHA_SPACE, LearnerSpec(name="logistic_regression"))
+    scheduler = make_scheduler(SchedulerSpec(name="asha", grace_period=1, reduction_factor=rf), mode="max",
+                               greater_is_better=True, total=k)
+    return cls(make_searcher("random", space, n, "max", seed), scheduler,
+               Layout.over_subsets(k, scheduler.milestones(k)), num_samples=n, max_concurrent=None,
+               score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="accuracy",
+               accept=lambda config: config)
+
+
 def run(driver, shuffle=None, **kw):
     runner = InProcessRunner(fake_fit, slots=3, shuffle=shuffle)
     epochs = driver.layout.epochs
@@ -326,16 +341,8 @@ def test_asha_judges_a_configuration_at_a_rung_once_those_before_it_have_passed_
     rung, once configuration 0 has passed it, and those promoted get their next fits now, where they used to wait
     for configuration 0 to finish. The decisions are those of a search that takes every configuration whole, in
     order: ASHA's decision at a rung reads that rung's records only."""
-    space = parse_space({"C": {"loguniform": [0.01, 100.0]}, "tol": {"uniform": [0.0, 1.0]}},
-                        LearnerSpec(name="logistic_regression"))
-
     def run(hold_up: bool) -> tuple[list[str], int]:
-        options = SchedulerSpec(name="asha", grace_period=1, reduction_factor=2)
-        scheduler = make_scheduler(options, mode="max", greater_is_better=True, total=4)
-        driver = Driver(make_searcher("random", space, 12, "max", 0), scheduler,
-                        Layout.over_subsets(4, scheduler.milestones(4)), num_samples=12, max_concurrent=None,
-                        score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="accuracy",
-                        accept=lambda config: config)
+        driver = asha_driver(12)
         work, held, promoted_early = driver.advance(1000)[0], [], 0
         while work or held:
             for unit in work:
@@ -363,14 +370,7 @@ def test_a_configuration_left_waiting_at_a_rung_is_judged_once_the_unknown_befor
     """ASHA cannot judge a configuration at a rung while too many before it are not known there yet; the driver
     looks at it again once enough of those are known (not at every result: with thousands waiting that cost the
     driver more than the fits), and judges it then, ahead of the first configuration, held up by a slow node."""
-    space = parse_space({"C": {"loguniform": [0.01, 100.0]}, "tol": {"uniform": [0.0, 1.0]}},
-                        LearnerSpec(name="logistic_regression"))
-    options = SchedulerSpec(name="asha", grace_period=1, reduction_factor=2)
-    scheduler = make_scheduler(options, mode="max", greater_is_better=True, total=4)
-    driver = Driver(make_searcher("random", space, 60, "max", 0), scheduler,
-                    Layout.over_subsets(4, scheduler.milestones(4)), num_samples=60, max_concurrent=None,
-                    score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="accuracy",
-                    accept=lambda config: config)
+    driver = asha_driver(60)
     held: list = []
 
     def settle(work, hold):  # every fit given out is told, but those of the configurations ``hold`` holds up
@@ -444,16 +444,8 @@ def test_judging_ahead_looks_at_a_waiting_configuration_when_it_could_be_decided
     """ASHA's waiting configurations are looked at only when the unknown before them could have halved (a heap per
     rung), not after every result: every round (results arriving in random batches) ends exactly as it did when
     every waiting configuration was looked at, in index order: the same statuses, rungs and unknowns waited on."""
-    space = parse_space({"C": {"loguniform": [0.01, 100.0]}, "tol": {"uniform": [0.0, 1.0]}},
-                        LearnerSpec(name="logistic_regression"))
-
     def play(cls, seed: int) -> list:
-        scheduler = make_scheduler(SchedulerSpec(name="asha", grace_period=1, reduction_factor=rf), mode="max",
-                                   greater_is_better=True, total=8)
-        driver = cls(make_searcher("random", space, 60, "max", seed), scheduler,
-                     Layout.over_subsets(8, scheduler.milestones(8)), num_samples=60, max_concurrent=None,
-                     score=lambda s: aggregate(s, greater_is_better=True), objective="mean", metric="accuracy",
-                     accept=lambda config: config)
+        driver = asha_driver(60, k=8, rf=rf, seed=seed, cls=cls)
         rng, pending, rounds = np.random.default_rng(seed), [], []
         work = driver.advance(12, 4)[0]
         while not driver.done:
