@@ -490,6 +490,8 @@ def _importance(d: _Data):
     done, params = d.completed, d.params()
     if not params:
         return "the space has no searched parameter"
+    if len(params) == 1:  # (one bar at 1: Optuna's fANOVA took half a second of a small search's driver to say so)
+        return f"one searched parameter ({params[0]}): all the importance is its own"
     if len(done) < 4:
         return f"{_count(len(done), 'configuration')} completed: the importance needs four"
     found = _optuna_importance(d, done, params)

@@ -35,7 +35,8 @@ NOTEBOOK = textwrap.dedent("""
     spec = metaray.load_spec({
         "name": "notebook", "data": {"dataset": "iris"}, "subsets": {"k": 2},
         "learner": {"name": "logistic_regression", "params": {"max_iter": 200}},
-        "search": {"searcher": "optuna", "num_samples": 4, "space": {"C": {"loguniform": [0.01, 10.0]}}},
+        "search": {"searcher": "optuna", "num_samples": 4,
+                   "space": {"C": {"loguniform": [0.01, 10.0]}, "tol": {"loguniform": [1e-5, 1e-2]}}},
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"}, "storage": str(tmp / "runs"), "ray": {"num_cpus": 2}})
 
     def state():
@@ -86,7 +87,7 @@ def test_loading_every_experiment_imports_neither_pandas_nor_scikit_learn():
 
 
 def _run_folder(path):
-    """A run folder as a search of 8 configurations of one log-uniform parameter over 3 subsets leaves it."""
+    """A run folder as a search of 8 configurations of two log-uniform parameters over 3 subsets leaves it."""
     import numpy as np
     import pandas as pd
     import yaml
@@ -94,7 +95,8 @@ def _run_folder(path):
     from metaray.spec import load_spec
 
     spec = load_spec({"name": "notebook", "data": {"dataset": "iris"}, "subsets": {"k": 3},
-                      "search": {"num_samples": 8, "space": {"C": {"loguniform": [0.01, 10.0]}}}})
+                      "search": {"num_samples": 8, "space": {"C": {"loguniform": [0.01, 10.0]},
+                                                             "tol": {"loguniform": [1e-5, 1e-2]}}}})
     path.mkdir()
     (path / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict()))
     rng = np.random.default_rng(0)
@@ -102,6 +104,7 @@ def _run_folder(path):
     table = pd.DataFrame({"trial": [f"t{i:04d}" for i in range(8)], "status": "completed",
                           "objective": scores.mean(axis=1), "std": scores.std(axis=1, ddof=1),
                           "param.C": np.exp(rng.uniform(np.log(0.01), np.log(10.0), 8)),
+                          "param.tol": np.exp(rng.uniform(np.log(1e-5), np.log(1e-2), 8)),
                           **{f"score_{j}": scores[:, j] for j in range(3)}, "tied_with_best": False})
     table.sort_values("objective", ascending=False).to_csv(path / "results.csv", index=False)
     (path / "state.json").write_text(json.dumps({"metric": "accuracy", "mode": "max"}))

@@ -293,7 +293,9 @@ def test_every_table_gives_a_report(small_run, tmp_path, monkeypatch):
     assert set(made["one configuration"].figures) == {"objective", "subsets", "parameters", "rungs"}
     assert "logistic_regression.C: 2 values &lt;= 0 left off its log axis" in made["log values <= 0"].html.read_text()
     assert {"parameters", "parallel", "importance"} <= set(made["log values <= 0"].figures)
-    assert {"parameters", "parallel", "importance"} <= set(made["no numeric parameter"].figures)
+    assert {"parameters", "parallel"} <= set(made["no numeric parameter"].figures)  # the learner alone is searched:
+    assert made["no numeric parameter"].left_out["importance"] == \
+        "one searched parameter (learner): all the importance is its own"  # one bar at 1 said, not drawn
 
     def broken(d):
         raise RuntimeError("a figure that cannot be drawn")
