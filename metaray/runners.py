@@ -197,8 +197,7 @@ class FitRunner:
         self._queue: list[tuple[tuple[int, int, int], int, Unit, Any]] = []
         self._seq = 0
         self._inflight: dict[Any, list[Unit]] = {}  # ref -> its units
-        self._names: dict[Any, list[str]] = {}  # ref -> the learner name of each of its units
-        self._groups: dict[Any, list] = {}  # ref -> its groups (a backup copy is launched with the same)
+        self._groups: dict[Any, list] = {}  # ref -> its groups: its learners (a backup copy is launched with the same)
         self._due: dict[Any, float] = {}  # ref -> when it is due a backup copy (its fits' times are known)
         self._twin: dict[Any, Any] = {}  # a task and its backup copy, each way
         self._started: dict[Any, float] = {}  # ref -> when it started, about (when it was launched with a slot free)
@@ -299,7 +298,6 @@ class FitRunner:
         if len(self._inflight) >= self.slots:  # it waits for a worker: none idles for want of it
             self._queued.add(ref)
         self._inflight[ref] = [u for _, units in groups for u in units]
-        self._names[ref] = [learner.name for learner, units in groups for _ in units]
         self._groups[ref] = groups
         if self._timeout:
             self._deadline[ref] = now + self._timeout
@@ -319,7 +317,7 @@ class FitRunner:
             self._started.update({r: now for r in self._inflight if r not in self._started})
         for ref, started in self._started.items():
             if ref not in self._due and ref not in self._twin:
-                expected = sum(self._fit_seconds.get(name, math.nan) for name in self._names[ref])
+                expected = sum(self._fit_seconds.get(name, math.nan) for name in _names(self._groups[ref]))
                 if math.isfinite(expected):
                     self._due[ref] = backup_due(started, expected)
         due = []
@@ -408,14 +406,13 @@ class FitRunner:
         self._deadline.pop(ref, None)
         self._due.pop(ref, None)
         self._started.pop(ref, None)
-        self._groups.pop(ref, None)
         twin = self._twin.pop(ref, None)
         if twin is not None:
             self._twin.pop(twin, None)
         units = self._inflight.pop(ref)
         queued = ref in self._queued
         self._queued.discard(ref)
-        return units, self._names.pop(ref), queued
+        return units, _names(self._groups.pop(ref)), queued
 
     def _measure(self, worker: tuple[int, str], began: float, ended: float, queued: bool) -> None:
         """A task's time on its worker: the gap since that worker's previous task ended is Ray's cost per task when
@@ -446,7 +443,7 @@ class FitRunner:
             for ref in refs:
                 self._ray.cancel(ref, force=True)
             refs = self._ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
-        self._queue, self._inflight, self._deadline, self._names, self._queued = [], {}, {}, {}, set()
+        self._queue, self._inflight, self._deadline, self._queued = [], {}, {}, set()
         self._groups, self._due, self._twin, self._started, self._dropped = {}, {}, {}, {}, set()
         self._encodings = {}  # their objects leave the object store with the last reference
 
@@ -454,6 +451,11 @@ class FitRunner:
         """Yield every submitted fit's result, in the order they finish."""
         while self._inflight or self._queue:
             yield from self.wait()
+
+
+def _names(groups: list[tuple[Any, list[Unit]]]) -> list[str]:
+    """The learner name of each unit of a task's groups, in order."""
+    return [learner.name for learner, units in groups for _ in units]
 
 
 class InProcessRunner:
