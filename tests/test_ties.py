@@ -94,7 +94,10 @@ def test_other_aggregates_use_the_paired_bootstrap_and_stopped_configurations_co
     assert "paired bootstrap" in result.tie_line()
     stopped = table[table["status"] == "stopped"]
     assert len(stopped) and stopped["p_vs_best"].notna().all()  # over the subsets they have
-    assert not stopped["tied_with_best"].any()  # stopped: proven worse than the incumbent
+    # by the same rule as the others: racing stops what cannot beat the incumbent, and one whose scores so far equal
+    # the incumbent's cannot, yet is as good over its subsets (tied); one proven worse is not
+    assert (stopped["tied_with_best"] == (stopped["p_not_worse"] >= 0.95)).all()
+    assert (stopped["subsets_done"] < 6).all() and not stopped["tied_with_best"].all()
     assert table.loc[0, "p_vs_best"] == 1.0 and table.loc[0, "tied_with_best"]
     assert (tmp_path / "r" / "report" / "rungs.png").is_file()  # racing's rungs, in the report of a search
 
