@@ -38,31 +38,38 @@ def _wait_healthy(url: str, proc, log: Path) -> None:
         time.sleep(0.5)
 
 
+@pytest.fixture(scope="module")
+def postgres_server(tmp_path_factory):
+    """An MLflow server on PostgreSQL as users start it (clusters/mlflow/local.sh), for the module; its stop leaves
+    nothing running (checked at the end)."""
+    if why := postgres_missing():
+        pytest.skip(why)
+    folder, port = tmp_path_factory.mktemp("mlflow-postgres"), free_port()
+    script, env = str(ROOT / "clusters" / "mlflow" / "local.sh"), {**os.environ, "PYTHON": sys.executable}
+    started = subprocess.run([script, "start", str(folder), "--port", str(port), "--workers", "2"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert started.returncode == 0, started.stdout + started.stderr
+    url = f"http://127.0.0.1:{port}"
+    assert url in started.stdout
+    yield {"url": url, "log": folder / "server.log", "backend": "postgresql", "folder": folder, "script": script,
+           "env": env}
+    state = json.loads((folder / "server.json").read_text())  # (a restart wrote its own)
+    stopped = subprocess.run([script, "stop", str(folder)], capture_output=True, text=True, env=env, timeout=120)
+    assert stopped.returncode == 0 and "stopped 2 process groups" in stopped.stdout, stopped.stdout + stopped.stderr
+    with pytest.raises(ProcessLookupError):  # nothing of that server is left: its process group is gone
+        os.killpg(state["pid"], 0)
+    assert not Path(state["db"]).exists()  # nor PostgreSQL's folder (its processes ended with pg_ctl stop)
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def mlflow_server(request, tmp_path_factory, new_store):
     """A real ``mlflow server`` on 127.0.0.1: SQLite behind it, or PostgreSQL (clusters/mlflow/local.sh, as users
     start it)."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("postgres_server")
+        return
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    if request.param == "postgresql":
-        if why := postgres_missing():
-            pytest.skip(why)
-        script = ROOT / "clusters" / "mlflow" / "local.sh"
-        env = {**os.environ, "PYTHON": sys.executable}
-        started = subprocess.run([str(script), "start", str(folder), "--port", str(port), "--workers", "2"],
-                                 capture_output=True, text=True, env=env, timeout=300)
-        assert started.returncode == 0, started.stdout + started.stderr
-        url = f"http://127.0.0.1:{port}"
-        assert url in started.stdout
-        state = json.loads((folder / "server.json").read_text())
-        yield {"url": url, "log": folder / "server.log", "backend": "postgresql"}
-        stopped = subprocess.run([str(script), "stop", str(folder)], capture_output=True, text=True, env=env,
-                                 timeout=120)
-        assert stopped.returncode == 0 and "stopped 2 process groups" in stopped.stdout, stopped.stdout + stopped.stderr
-        with pytest.raises(ProcessLookupError):  # nothing of that server is left: its process group is gone
-            os.killpg(state["pid"], 0)
-        assert not Path(state["db"]).exists()  # nor PostgreSQL's folder (its processes ended with pg_ctl stop)
-        return
     log = open(folder / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                              "--backend-store-uri", new_store(folder),
@@ -142,3 +149,51 @@ def test_a_warm_start_and_history_over_http(mlflow_server, ray_session, tmp_path
     assert first.mlflow_run_id in wine and origins[2:] == ["search", "search"]
     assert all(o.startswith("warm ") and o.removeprefix("warm ").split("/")[0] in wine for o in origins[:2])
 
+
+
+def test_a_tracking_server_killed_mid_search_and_restarted_loses_nothing(postgres_server, ray_session, tmp_path,
+                                                                       monkeypatch):
+    """The MLflow server (on PostgreSQL) is killed while a search logs to it and started again: the search goes on,
+    the child runs it could not log meanwhile are tried again, and every run, step and value arrives."""
+    import threading
+
+    from mlflow import MlflowClient
+    from ray import cloudpickle
+
+    import tests.helpers
+
+    url, server = postgres_server["url"], postgres_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    cloudpickle.register_pickle_by_value(tests.helpers)  # Ray's workers cannot import tests.helpers by name
+    try:
+        spec = {"name": "killed", "seed": 1, "data": {"dataset": "wine"}, "subsets": {"k": 3},
+                "learner": {"name": "tests.helpers.HangingClassifier"},
+                "search": {"num_samples": 30, "max_concurrent": 30, "space": {"hang_s": {"uniform": [0.2, 0.3]}}}}
+        done: dict = {}
+        search = threading.Thread(target=lambda: done.setdefault("result", run_search(spec, run_dir=tmp_path / "run")))
+        search.start()
+        client = MlflowClient(url)
+        deadline = time.monotonic() + 120
+        while not (experiment := client.get_experiment_by_name("killed")) or not client.search_runs(
+                [experiment.experiment_id], "tags.`metaray.trial` != ''"):
+            assert time.monotonic() < deadline and search.is_alive()
+            time.sleep(0.2)
+        assert search.is_alive()  # killed mid-search, with child runs still to log
+        restarted = subprocess.run([server["script"], "restart", str(server["folder"]), "--kill"], capture_output=True,
+                                   text=True, env=server["env"], timeout=300)  # down while a server starts
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        search.join(timeout=300)
+        assert not search.is_alive(), "the search did not end within 5 minutes of the restart"
+    finally:
+        cloudpickle.unregister_pickle_by_value(tests.helpers)
+    result = done["result"]
+    assert (result.results["status"] == "completed").all() and len(result.results) == 30
+    parent = client.get_run(result.mlflow_run_id)
+    assert parent.info.status == "FINISHED" and "metaray.children_lost" not in parent.data.tags
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=100)
+    assert sorted(c.data.tags["metaray.trial"] for c in children) == sorted(result.results["trial"])
+    for child in children:
+        assert child.info.status == "FINISHED" and "objective" in child.data.metrics
+        steps = client.get_metric_history(child.info.run_id, child.data.tags["metaray.metric"])
+        assert sorted(m.step for m in steps) == [0, 1, 2]
