@@ -134,10 +134,35 @@ def cmd_resume(args) -> int:
                                 time_budget=args.time_budget))
 
 
+#: where the errors of a tracking store that cannot be read come from: MLflow, its database or HTTP layers
+_STORE_ERRORS = ("mlflow", "sqlalchemy", "requests", "urllib3", "psycopg", "psycopg2", "pymysql", "sqlite3")
+
+
+def _read_store(uri: str, read, given: bool = True):
+    """``read()`` of the tracking store at ``uri`` (`compare`, `history`): a store that cannot be read (a server
+    that does not answer, a database whose driver is missing) is one line naming ``--uri`` (``given``; else the
+    variable it came from), exit 2, not MLflow's traceback; any other error is raised as it is."""
+    import os
+
+    key = "--uri" if given or "MLFLOW_TRACKING_URI" not in os.environ else "MLFLOW_TRACKING_URI"
+    try:
+        return read()
+    except MetarayError:
+        raise
+    except Exception as exc:
+        if not isinstance(exc, (OSError, ImportError)) and type(exc).__module__.split(".")[0] not in _STORE_ERRORS:
+            raise
+        from metaray.errors import one_line
+
+        raise SpecError(key, f"cannot read the MLflow tracking store ({one_line(exc)[:300]})", got=uri) from None
+
+
 def cmd_compare(args) -> int:
     from metaray.comparison import compare_runs, plot_runs
+    from metaray.store import tracking_uri
 
-    table = compare_runs(args.experiments, uri=args.uri)
+    uri = tracking_uri(args.uri, "--uri")
+    table = _read_store(uri, lambda: compare_runs(args.experiments, uri=uri), bool(args.uri))
     if table.empty:
         print("no metaray runs found", file=sys.stderr)
         return 1
@@ -157,7 +182,7 @@ def cmd_history(args) -> int:
     from metaray.store import absolute_uri, tracking_uri
     from metaray.warmstart import past_searches, similar
 
-    uri = absolute_uri(tracking_uri(args.uri))
+    uri = absolute_uri(tracking_uri(args.uri, "--uri"))
     if args.similar:
         from metaray.metafeatures import compute as compute_metafeatures
         from metaray.objective import prepare
@@ -166,10 +191,11 @@ def cmd_history(args) -> int:
         spec = load_spec(args.similar)
         prepared = prepare(spec, say=_to_stderr)
         here = compute_metafeatures(prepared.dataset, seed=spec.seed)
-        table = similar(past_searches(uri, task=prepared.dataset.task, metric=prepared.metric.name), here)
+        table = similar(_read_store(uri, lambda: past_searches(uri, task=prepared.dataset.task,
+                                                               metric=prepared.metric.name), bool(args.uri)), here)
         what = f"like {spec.name} ({prepared.dataset.task}, {prepared.metric.name}), nearest first"
     else:
-        table, what = past_searches(uri), "newest first"
+        table, what = _read_store(uri, lambda: past_searches(uri), bool(args.uri)), "newest first"
     if table.empty:
         print(f"no past metaray searches{' like it' if args.similar else ''} in {uri}", file=sys.stderr)
         return 1

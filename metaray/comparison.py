@@ -34,7 +34,7 @@ def compare_runs(experiments: list[str] = (), *, uri: str | None = None):
     from metaray.driver import status_rank
     from metaray.store import Store, tracking_uri
 
-    runs = Store(tracking_uri(uri)).trials(_experiment_names(list(experiments)))
+    runs = Store(tracking_uri(uri, "uri")).trials(_experiment_names(list(experiments)))
     if runs.empty:
         return pd.DataFrame()
     out = runs[["experiment", "search", "trial", "learner", "status", "objective", "std", "worst", "mode",

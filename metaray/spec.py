@@ -484,6 +484,13 @@ class TrackingSpec(_Section):
 
     _key = "tracking"
 
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v):
+        from metaray.store import checked_uri
+
+        return checked_uri(v, "tracking.uri") if v else v
+
     @field_validator("children", mode="before")
     @classmethod
     def _children(cls, v):

@@ -29,9 +29,47 @@ MAX_TRIALS = 50000
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def tracking_uri(spec_uri: str | None = None) -> str:
-    """The spec's URI, else $MLFLOW_TRACKING_URI, else SQLite in the working folder."""
-    return spec_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+def tracking_uri(uri: str | None = None, key: str = "tracking.uri") -> str:
+    """``uri`` (what the spec or the command names: ``key``), else $MLFLOW_TRACKING_URI, else SQLite in the working
+    folder; refused in one line (naming ``key`` or the variable) if MLflow has no store for its scheme."""
+    if uri:
+        return checked_uri(uri, key)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    return checked_uri(env, "MLFLOW_TRACKING_URI") if env else DEFAULT_URI
+
+
+#: the URI schemes MLflow's client has a tracking store for (mlflow.tracking._tracking_service.utils; a database's
+#: may name its driver, ``postgresql+psycopg2``); plugins add theirs (entry points ``mlflow.tracking_store``)
+MLFLOW_SCHEMES = ("file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc",
+                  "uc")
+
+
+def checked_uri(uri: str, key: str) -> str:
+    """``uri`` if MLflow has a tracking store for its scheme (a path has none, and is a local folder), else a
+    SpecError naming ``key``: refused before anything starts, not by MLflow once Ray is up.
+
+    Example:
+        >>> checked_uri("postgresql+psycopg2://me@db/mlflow", "tracking.uri")
+        'postgresql+psycopg2://me@db/mlflow'
+        >>> checked_uri("ftp://x", "tracking.uri")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        metaray.errors.SpecError: tracking.uri: MLflow has no tracking store for this scheme; allowed: a URI of ...
+    """
+    from importlib.metadata import entry_points
+    from urllib.parse import urlsplit
+
+    from metaray.errors import SpecError
+
+    scheme = urlsplit(str(uri)).scheme.lower()
+    if len(scheme) <= 1 or uri in ("databricks", "databricks-uc", "uc"):  # a path (C: is a drive), or a profile
+        return uri
+    if scheme.split("+")[0] in MLFLOW_SCHEMES or scheme in {e.name for e in entry_points(
+            group="mlflow.tracking_store")}:
+        return uri
+    raise SpecError(key, "MLflow has no tracking store for this scheme",
+                    allowed=f"a URI of {', '.join(MLFLOW_SCHEMES)} (a database's may name its driver: "
+                            "postgresql+psycopg2://...), or a path", got=uri)
 
 
 def is_server(uri) -> bool:

@@ -504,8 +504,8 @@ class Writer:
         logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # its note on pickles: the model is the user's
 
         mlflow.set_tracking_uri(self.uri)  # this process's own: MLflow's fluent API logs the model
-        client = self._client = MlflowClient(self.uri)
-        try:
+        try:  # a store that cannot be opened (a database driver missing, say) is refused like one out of reach
+            client = self._client = MlflowClient(self.uri)
             exp = client.get_experiment_by_name(self.experiment_name)
             self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
         except Exception as exc:

@@ -131,6 +131,36 @@ def test_an_unreachable_server_fails_fast_before_any_fit(ray_session, tmp_path, 
     assert all(j.read_text() == "" for j in journals)  # no fit ran
 
 
+@pytest.mark.parametrize("uri, env, said", [
+    ("mysql+nosuchdriver://me@127.0.0.1:1/mlflow", None, "tracking.uri: cannot reach the MLflow tracking store"),
+    (None, "gopher://127.0.0.1/mlflow", "MLFLOW_TRACKING_URI: MLflow has no tracking store for this scheme"),
+], ids=["a store that cannot be opened", "a scheme from the environment"])
+def test_a_store_mlflow_cannot_open_is_refused_in_one_line(uri, env, said, ray_session, tmp_path, capsys, write_yaml,
+                                                          monkeypatch):
+    """A database whose driver is missing, or $MLFLOW_TRACKING_URI of a scheme MLflow has no store for: one line
+    naming the key, exit 2, no fit (the spec's own ``tracking.uri`` is checked with the spec: test_cli's BAD)."""
+    if env:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", env)
+    path = write_yaml({**SPEC, "storage": str(tmp_path / "runs"), **({"tracking": {"uri": uri}} if uri else {})})
+    assert main(["run", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"metaray: error: {said}"), err
+    assert all(j.read_text() == "" for j in (tmp_path / "runs").glob("*/*/fits.jsonl"))  # no fit ran
+
+
+@pytest.mark.parametrize("command, uri, said", [
+    ("compare", "http://127.0.0.1:{port}", "cannot read the MLflow tracking store (MlflowException: API request"),
+    ("history", "mysql+nosuchdriver://me@127.0.0.1:1/mlflow", "cannot read the MLflow tracking store (NoSuchModule"),
+    ("history", "ftp://mlflow.example.com", "MLflow has no tracking store for this scheme"),
+], ids=["compare, a server that does not answer", "history, a driver missing", "history, an unknown scheme"])
+def test_compare_and_history_refuse_a_store_they_cannot_read_in_one_line(command, uri, said, capsys):
+    assert main([command, "--uri", uri.format(port=free_port())]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"metaray: error: --uri: {said}"), err
+
+
 def test_a_warm_start_and_history_over_http(mlflow_server, ray_session, tmp_path, monkeypatch, capsys):
     """The store behind a real server: a search's meta-features arrive, `history` lists it, and a search on another
     dataset warm-starts from it."""
