@@ -362,7 +362,11 @@ def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
             array = np.load(path, allow_pickle=False)
             frame = pd.DataFrame(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
         elif READERS[suffix] == "read_csv":
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", na_values=na_values or None)
+            sep = "\t" if suffix == ".tsv" else ","
+            frame = pd.read_csv(path, sep=sep, na_values=na_values or None)
+            other = _other_separator(frame, sep)
+            # a table separated by another mark (';' in much of Europe): one column whose name holds that mark
+            return pd.read_csv(path, sep=other, na_values=na_values or None) if other else frame
         else:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
@@ -372,6 +376,23 @@ def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
     if na_values:
         frame = frame.mask(frame.isin(na_values))
     return frame
+
+
+def _other_separator(frame: pd.DataFrame, sep: str) -> str | None:
+    """The mark a table read with ``sep`` as one column is separated by instead (``;``, a tab, ``|``, ``,``): the
+    one its single column's name holds, else None (a table of one column is one column).
+
+    Example:
+        >>> _other_separator(pd.DataFrame(columns=["when;x;label"]), ",")
+        ';'
+        >>> _other_separator(pd.DataFrame(columns=["y"]), ",") is None
+        True
+    """
+    if frame.shape[1] != 1:
+        return None
+    name = str(frame.columns[0])
+    found = [mark for mark in (";", "\t", "|", ",") if mark != sep and mark in name]
+    return found[0] if len(found) == 1 else None
 
 
 def is_target_file(target: str | None) -> bool:

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import metaray.data
 from metaray.data import DATASETS, Dataset, load_dataset, resolve_task
 from metaray.errors import SpecError
 from metaray.spec import load_spec
@@ -58,6 +59,21 @@ def test_tables_with_categorical_and_missing_values(tmp_path, suffix):
     out = prep.fit_transform(ds.X.iloc[:30])
     # two numeric columns; three one-hot cities and a column for a missing city
     assert np.isfinite(out).all() and out.shape[1] == 2 + 3 + 1
+
+
+@pytest.mark.parametrize("sep, suffix", [(";", ".csv"), ("|", ".csv"), ("\t", ".csv"), (",", ".tsv")],
+                         ids=["semicolons", "bars", "tabs in a .csv", "commas in a .tsv"])
+def test_a_table_separated_by_another_mark_is_read_by_it(tmp_path, sep, suffix):
+    """A .csv separated by ';' (as much of Europe writes them), '|' or tabs, or a .tsv by commas: the same table."""
+    frame = mixed_frame()
+    frame["note"] = np.where(np.arange(len(frame)) % 3, "red wine", "blue")
+    path = tmp_path / f"rows{suffix}"
+    frame.to_csv(path, index=False, sep=sep)
+    ds = load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "label"}}))
+    assert list(ds.X.columns) == ["age", "income", "city", "note"] and len(ds.X) == 60
+    one = tmp_path / "one.csv"  # a table of one column stays one column
+    pd.DataFrame({"label": ["a", "b"] * 10}).to_csv(one, index=False)
+    assert list(pd.read_csv(one).columns) == list(metaray.data._read(one, "data.path").columns) == ["label"]
 
 
 def test_numeric_table_becomes_an_array_and_regression_is_inferred(tmp_path):
