@@ -362,11 +362,14 @@ def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
             array = np.load(path, allow_pickle=False)
             frame = pd.DataFrame(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
         elif READERS[suffix] == "read_csv":
-            sep = "\t" if suffix == ".tsv" else ","
+            with open(path, encoding="utf-8", errors="replace") as f:
+                header = f.readline()
+            # a table separated by another mark (';' in much of Europe): the one its header holds instead
+            sep = _separator(header, "\t" if suffix == ".tsv" else ",")
             frame = pd.read_csv(path, sep=sep, na_values=na_values or None)
-            other = _other_separator(frame, sep)
-            # a table separated by another mark (';' in much of Europe): one column whose name holds that mark
-            return pd.read_csv(path, sep=other, na_values=na_values or None) if other else frame
+            # with ';', numbers may have a decimal comma (3,14): numbers, not text
+            return (pd.read_csv(path, sep=sep, decimal=",", na_values=na_values or None)
+                    if sep == ";" and _decimal_commas(frame) else frame)
         else:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
@@ -378,21 +381,37 @@ def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
     return frame
 
 
-def _other_separator(frame: pd.DataFrame, sep: str) -> str | None:
-    """The mark a table read with ``sep`` as one column is separated by instead (``;``, a tab, ``|``, ``,``): the
-    one its single column's name holds, else None (a table of one column is one column).
+def _separator(header: str, sep: str) -> str:
+    """The mark a table whose first line is ``header`` is separated by: ``sep`` (a .csv's comma, a .tsv's tab), or
+    the one other mark (``;``, a tab, ``|``, ``,``) the header holds when it holds no ``sep`` (a header of one
+    column is one column).
 
     Example:
-        >>> _other_separator(pd.DataFrame(columns=["when;x;label"]), ",")
-        ';'
-        >>> _other_separator(pd.DataFrame(columns=["y"]), ",") is None
-        True
+        >>> _separator("when;x;label\\n", ","), _separator("a,b;c\\n", ","), _separator("label\\n", ",")
+        (';', ',', ',')
     """
-    if frame.shape[1] != 1:
-        return None
-    name = str(frame.columns[0])
-    found = [mark for mark in (";", "\t", "|", ",") if mark != sep and mark in name]
-    return found[0] if len(found) == 1 else None
+    if sep in header:
+        return sep
+    found = [mark for mark in (";", "\t", "|", ",") if mark != sep and mark in header]
+    return found[0] if len(found) == 1 else sep
+
+
+def _decimal_commas(frame: pd.DataFrame) -> bool:
+    """Whether a text column of ``frame`` holds numbers written with a decimal comma, every value of it (``3,14``).
+
+    Example:
+        >>> _decimal_commas(pd.DataFrame({"x": ["3,14", "-2", None], "s": ["a", "b", "c"]}))
+        True
+        >>> _decimal_commas(pd.DataFrame({"x": ["3,14", "pi"]}))
+        False
+    """
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            text = col.dropna().astype(str)
+            if len(text) and text.str.fullmatch(r"[+-]?\d*,\d+|[+-]?\d+").all() and text.str.contains(",").any():
+                return True
+    return False
 
 
 def is_target_file(target: str | None) -> bool:

@@ -71,6 +71,11 @@ def test_a_table_separated_by_another_mark_is_read_by_it(tmp_path, sep, suffix):
     frame.to_csv(path, index=False, sep=sep)
     ds = load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "label"}}))
     assert list(ds.X.columns) == ["age", "income", "city", "note"] and len(ds.X) == 60
+    if sep == ";":  # with semicolons, numbers written with a decimal comma are numbers
+        frame.to_csv(path, index=False, sep=sep, decimal=",")
+        ds = load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "label"}}))
+        assert ds.categorical == ["city", "note"]
+        np.testing.assert_allclose(ds.X["age"].astype(float), frame["age"], rtol=1e-12)
     one = tmp_path / "one.csv"  # a table of one column stays one column
     pd.DataFrame({"label": ["a", "b"] * 10}).to_csv(one, index=False)
     assert list(pd.read_csv(one).columns) == list(metaray.data._read(one, "data.path").columns) == ["label"]
