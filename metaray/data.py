@@ -288,7 +288,17 @@ class TableCleaner(TransformerMixin, BaseEstimator):
         return frame if self.categorical or self.dates else np.ascontiguousarray(frame.to_numpy(dtype=float))
 
 
+#: a number written with thousands groups ("1,035", "-12,345.5"), or without
+_GROUPED = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|[+-]?\d+(?:\.\d+)?"
+
+
 def _as_number(col: pd.Series) -> np.ndarray:
+    """Numbers as float, NaN where a value is none; text written with thousands groups ("1,035": the user's own
+    export, which ``pandas.read_csv`` reads as text) as its number."""
+    if col.dtype == object or pd.api.types.is_string_dtype(col):
+        text = col.astype("string").str.strip()
+        grouped = text.str.fullmatch(_GROUPED).fillna(False).astype(bool)
+        col = text.where(~grouped, text.str.replace(",", "", regex=False))
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
@@ -367,9 +377,11 @@ def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
             # a table separated by another mark (';' in much of Europe): the one its header holds instead
             sep = _separator(header, "\t" if suffix == ".tsv" else ",")
             frame = pd.read_csv(path, sep=sep, na_values=na_values or None)
-            # with ';', numbers may have a decimal comma (3,14): numbers, not text
-            return (pd.read_csv(path, sep=sep, decimal=",", na_values=na_values or None)
-                    if sep == ";" and _decimal_commas(frame) else frame)
+            # with ';', numbers may have a decimal comma (3,14); else thousands groups (1,035): numbers, not text
+            if sep == ";":
+                return (pd.read_csv(path, sep=sep, decimal=",", na_values=na_values or None)
+                        if _decimal_commas(frame) else frame)
+            return _grouped_numbers(frame)
         else:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
@@ -412,6 +424,29 @@ def _decimal_commas(frame: pd.DataFrame) -> bool:
             if len(text) and text.str.fullmatch(r"[+-]?\d*,\d+|[+-]?\d+").all() and text.str.contains(",").any():
                 return True
     return False
+
+
+def _grouped_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its text columns of numbers written with thousands groups, every value of them ("1,035"), as
+    numbers (a spreadsheet's export; pandas reads them as text, so a target of prices became 300 classes). Strict:
+    "3,4" is no number, and its column stays text.
+
+    Example:
+        >>> _grouped_numbers(pd.DataFrame({"p": ["1,035", "12,345.5", None, "7"], "q": ["3,4", "1,000", "x", "y"]}))
+                 p      q
+        0   1035.0    3,4
+        1  12345.5  1,000
+        2      NaN      x
+        3      7.0      y
+    """
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            text = col.dropna().astype(str).str.strip()
+            if len(text) and text.str.contains(",", regex=False).any() and text.str.fullmatch(_GROUPED).all():
+                digits = col.astype("string").str.replace(",", "", regex=False).str.strip()
+                frame[name] = pd.to_numeric(digits).astype(float)
+    return frame
 
 
 def is_target_file(target: str | None) -> bool:

@@ -81,6 +81,26 @@ def test_a_table_separated_by_another_mark_is_read_by_it(tmp_path, sep, suffix):
     assert list(pd.read_csv(one).columns) == list(metaray.data._read(one, "data.path").columns) == ["label"]
 
 
+def test_numbers_written_with_thousands_groups_are_numbers(tmp_path):
+    """A spreadsheet's export writes 1,035 for 1035: such a target is a regression's, not 300 classes; "3,4" is no
+    number, and its column stays text."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    price = (20000 + 3000 * x).round(2)
+    frame = pd.DataFrame({"x": x, "pair": np.where(x > 0, "3,4", "1,000"), "price": [f"{p:,.2f}" for p in price]})
+    frame.loc[5, "price"] = None
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, index=False)
+    ds = load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "price"}}))
+    assert ds.task == "regression" and len(ds.y) == 199
+    np.testing.assert_allclose(ds.y, np.delete(price, 5))
+    assert ds.categorical == ["pair"]
+    raw = pd.read_csv(path).drop(columns=["price"])  # the user's own read of the export: "1,035" as text
+    raw["x"] = [f"{v * 1e4:,.2f}" for v in frame["x"]]  # "-13,031.57"
+    assert raw["x"].str.contains(",").any()
+    np.testing.assert_allclose(ds.cleaner.transform(raw)["x"].astype(float), frame["x"] * 1e4, atol=0.006)
+
+
 def test_numeric_table_becomes_an_array_and_regression_is_inferred(tmp_path):
     rng = np.random.default_rng(0)
     pd.DataFrame({"a": rng.normal(size=40), "y": rng.normal(size=40)}).to_csv(tmp_path / "r.csv", index=False)
