@@ -192,6 +192,11 @@ def _labels(y: np.ndarray, task: str, key: str):
     classes = np.unique(y) if task == "classification" else None
     if classes is not None and len(classes) < 2:
         raise SpecError(f"{key}.target", "classification needs at least two classes", got=classes.tolist())
+    single = int((np.unique(y, return_counts=True)[1] == 1).sum()) if classes is not None else 0
+    if single > 10 and single > len(classes) / 2:  # an ID, or numbers written as text: not classes to learn
+        raise SpecError(f"{key}.target", f"{len(classes)} classes in {len(y)} rows, {single} of them with one row, "
+                        "which no fit can learn from", allowed=f"a target whose classes repeat; for numbers, "
+                        f"{key}.task: regression", got=[*y[:3].tolist(), "..."])
     return task, y, classes
 
 

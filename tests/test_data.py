@@ -101,6 +101,18 @@ def test_numbers_written_with_thousands_groups_are_numbers(tmp_path):
     np.testing.assert_allclose(ds.cleaner.transform(raw)["x"].astype(float), frame["x"] * 1e4, atol=0.006)
 
 
+def test_a_target_of_mostly_single_row_classes_is_refused_in_one_line(tmp_path):
+    """An ID column, or numbers written in a way that is no number, named as the target: not classes to learn."""
+    path = tmp_path / "ids.csv"
+    x = np.random.default_rng(0).normal(size=40)
+    pd.DataFrame({"x": x, "code": [f"k{i}" for i in range(39)] + ["k0"]}).to_csv(path, index=False)
+    with pytest.raises(SpecError, match=r"^data.target: 39 classes in 40 rows, 38 of them with one row.*data.task: "
+                                        r"regression; got: \['k0', 'k1', 'k2', '...'\]$"):
+        load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "code"}}))
+    pd.DataFrame({"x": x, "code": [f"k{i % 20}" for i in range(40)]}).to_csv(path, index=False)
+    assert len(load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "code"}})).classes) == 20
+
+
 def test_numeric_table_becomes_an_array_and_regression_is_inferred(tmp_path):
     rng = np.random.default_rng(0)
     pd.DataFrame({"a": rng.normal(size=40), "y": rng.normal(size=40)}).to_csv(tmp_path / "r.csv", index=False)
