@@ -369,7 +369,7 @@ def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
     if suffix not in READERS:
         raise SpecError(key, "unsupported file type", allowed=sorted(READERS), got=str(path))
     if not path.is_file():
-        raise SpecError(key, "no such file", got=str(path))
+        raise SpecError(key, "a folder, not a file" if path.is_dir() else "no such file", got=str(path))
     if path.stat().st_size == 0:
         raise SpecError(key, "the file is empty", got=str(path))
     try:

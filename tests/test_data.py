@@ -137,6 +137,9 @@ def test_file_errors(tmp_path):
         load("ok.csv", target="label")
     with pytest.raises(SpecError, match=r"^data.path: no such file"):
         load("nope.csv")
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(SpecError, match=r"^data.path: a folder, not a file; got: '.*folder.csv'"):
+        load("folder.csv")
     with pytest.raises(SpecError, match=r"^data.path: unsupported file type; allowed: '.csv'"):
         load("rows.xlsx")
     with pytest.raises(SpecError, match=r"^data.features: features contain inf"):
