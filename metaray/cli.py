@@ -12,9 +12,12 @@ _SAID: set[str] = set()
 
 
 def _progress(result, total: int) -> None:
-    for message in set(result.warnings) - _SAID:
-        _SAID.add(message)
-        print(f"  warning (said once): {message}", file=sys.stderr, flush=True)
+    from metaray.errors import warning_kind
+
+    for message in result.warnings:
+        if (kind := warning_kind(message)) not in _SAID:  # the same but for its numbers: said once
+            _SAID.add(kind)
+            print(f"  warning (said once): {message}", file=sys.stderr, flush=True)
     if result.error:
         line = f"  subset {result.subset + 1}/{total}: failed: {result.error}"
     else:

@@ -59,6 +59,21 @@ class FitError(MetarayError):
     """A subset fit raised: the configuration is invalid for this data (or its loss diverged)."""
 
 
+def warning_kind(message: str) -> str:
+    """A warning without its numbers: what makes two warnings the same one, said once (an ill-conditioned matrix's
+    ``rcond`` differs from fit to fit, and each fit's was said before).
+
+    Example:
+        >>> warning_kind("LinAlgWarning: rcond = 4.41e-17.") == warning_kind("LinAlgWarning: rcond = 7.5e-19.")
+        True
+        >>> warning_kind("lbfgs failed to converge after 100 iteration(s)")
+        'lbfgs failed to converge after # iteration(s)'
+    """
+    import re
+
+    return re.sub(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", "#", message)
+
+
 def headline(text: str) -> str:
     """A message's first line, with the lines that line announces (it ends with a colon).
 

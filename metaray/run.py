@@ -26,7 +26,7 @@ from typing import Any
 
 from metaray.callbacks import Callback, CallbackList
 from metaray.driver import BUDGET_STOP, Driver, TimeBudget, drive, duration, searcher_pace
-from metaray.errors import SpecError, one_line
+from metaray.errors import SpecError, one_line, warning_kind
 from metaray.final import Search as FinalSearch
 from metaray.folder import Journal, RunFolder
 from metaray.learners import final_estimator
@@ -255,12 +255,13 @@ def _drive(plan: Plan, runner, journal: Journal, callbacks: Callback, progress: 
            budget: TimeBudget | None) -> None:
     """Run the plan's driver to its end: a fit the journal holds is replayed, not run again; every fit that arrives
     is journaled (its warnings said once); every configuration that ends is heard by the callbacks and said."""
-    warned: set[str] = set()
+    warned: set[str] = set()  # the kinds of warning said (metaray.errors.warning_kind: the same but for numbers)
 
     def on_fit(trial, r) -> None:
-        for message in set(r.warnings) - warned:
-            warned.add(message)
-            progress(f"warning (first seen in {trial.id}, said once): {message}")
+        for message in r.warnings:
+            if (kind := warning_kind(message)) not in warned:
+                warned.add(kind)
+                progress(f"warning (first seen in {trial.id}, said once): {message}")
         if not r.transient:  # a failed fit too (it fails the same way when replayed), unless the cluster failed it
             journal.write(trial.key, r)
 

@@ -86,6 +86,23 @@ class _Centroids(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
+class WarningClassifier(_Centroids):
+    """Warns in every ``fit`` with a number that differs from fit to fit (as scipy's ill-conditioned matrix gives its
+    ``rcond``), and once with a warning of another kind."""
+
+    def __init__(self, shift: float = 0.0):
+        self.shift = shift
+
+    def fit(self, X, y):
+        import warnings
+
+        self._fit_centroids(X, y)
+        spread = float(np.asarray(X, dtype=float).std()) + self.shift
+        warnings.warn(f"An ill-conditioned matrix detected: rcond = {spread:.6e}.", RuntimeWarning, stacklevel=2)
+        warnings.warn("centroids of a toy classifier", UserWarning, stacklevel=2)
+        return self
+
+
 class HangingClassifier(_Centroids):
     """Sleeps ``hang_s`` seconds in ``fit`` (adding its process id to ``pid_file`` first), deaf to a polite cancel
     as a fit stuck in native code is: a fit that never ends."""

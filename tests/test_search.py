@@ -184,6 +184,25 @@ def test_fit_warnings_are_said_once_by_the_driver(tmp_path):
     assert not said[0].endswith(":")  # sklearn's "lbfgs failed to converge ...:" goes on with what stopped it
 
 
+def test_warnings_that_differ_only_in_their_numbers_are_said_once(tmp_path):
+    """Each fit warns with its own number (as an ill-conditioned matrix's rcond): one line for the kind, and one for
+    the other warning, not one a fit."""
+    from ray import cloudpickle
+
+    import tests.helpers
+
+    lines = []
+    spec = {"name": "warn_numbers", "data": {"dataset": "wine"}, "learner": {"name": "tests.helpers.WarningClassifier"},
+            "subsets": {"k": 3}, "search": {"num_samples": 3, "space": {"shift": {"uniform": [0, 1]}}}}
+    cloudpickle.register_pickle_by_value(tests.helpers)  # Ray's workers cannot import tests.helpers by name
+    try:
+        search(spec, tmp_path, track=False, progress=lines.append)
+    finally:
+        cloudpickle.unregister_pickle_by_value(tests.helpers)
+    said = [line for line in lines if line.startswith("warning")]
+    assert len(said) == 2 and sum("rcond = " in line for line in said) == 1, said
+
+
 def test_tracking_experiment_names_the_mlflow_experiment(tmp_path, mlflow_uri):
     import mlflow
 
