@@ -137,26 +137,22 @@ def cmd_resume(args) -> int:
                                 time_budget=args.time_budget))
 
 
-#: where the errors of a tracking store that cannot be read come from: MLflow, its database or HTTP layers
-_STORE_ERRORS = ("mlflow", "sqlalchemy", "requests", "urllib3", "psycopg", "psycopg2", "pymysql", "sqlite3")
-
-
-def _read_store(uri: str, read, given: bool = True):
-    """``read()`` of the tracking store at ``uri`` (`compare`, `history`): a store that cannot be read (a server
-    that does not answer, a database whose driver is missing) is one line naming ``--uri`` (``given``; else the
-    variable it came from), exit 2, not MLflow's traceback; any other error is raised as it is."""
+def _check_store(uri: str, given: bool) -> None:
+    """`compare` and `history` first open the tracking store at ``uri`` and list its experiments: a store that cannot
+    be read (a server that does not answer, a database whose driver is missing, none there) is one line naming
+    ``--uri`` (``given``; else the variable it came from), exit 2, not MLflow's traceback. What they read after is
+    not wrapped: an error there is metaray's own, and shows as one."""
     import os
 
-    key = "--uri" if given or "MLFLOW_TRACKING_URI" not in os.environ else "MLFLOW_TRACKING_URI"
-    try:
-        return read()
-    except MetarayError:
-        raise
-    except Exception as exc:
-        if not isinstance(exc, (OSError, ImportError)) and type(exc).__module__.split(".")[0] not in _STORE_ERRORS:
-            raise
-        from metaray.errors import one_line
+    from metaray.errors import one_line
+    from metaray.store import Store
 
+    key = "--uri" if given or not os.environ.get("MLFLOW_TRACKING_URI") else "MLFLOW_TRACKING_URI"
+    try:
+        Store(uri).experiments()
+    except SpecError as exc:
+        raise SpecError(key, exc.problem, allowed=exc.allowed, got=exc.got) from None
+    except Exception as exc:
         raise SpecError(key, f"cannot read the MLflow tracking store ({one_line(exc)[:300]})", got=uri) from None
 
 
@@ -165,7 +161,8 @@ def cmd_compare(args) -> int:
     from metaray.store import tracking_uri
 
     uri = tracking_uri(args.uri, "--uri")
-    table = _read_store(uri, lambda: compare_runs(args.experiments, uri=uri), bool(args.uri))
+    _check_store(uri, bool(args.uri))
+    table = compare_runs(args.experiments, uri=uri)
     if table.empty:
         print("no metaray runs found", file=sys.stderr)
         return 1
@@ -194,11 +191,12 @@ def cmd_history(args) -> int:
         spec = load_spec(args.similar)
         prepared = prepare(spec, say=_to_stderr)
         here = compute_metafeatures(prepared.dataset, seed=spec.seed)
-        table = similar(_read_store(uri, lambda: past_searches(uri, task=prepared.dataset.task,
-                                                               metric=prepared.metric.name), bool(args.uri)), here)
+        _check_store(uri, bool(args.uri))
+        table = similar(past_searches(uri, task=prepared.dataset.task, metric=prepared.metric.name), here)
         what = f"like {spec.name} ({prepared.dataset.task}, {prepared.metric.name}), nearest first"
     else:
-        table, what = _read_store(uri, lambda: past_searches(uri), bool(args.uri)), "newest first"
+        _check_store(uri, bool(args.uri))
+        table, what = past_searches(uri), "newest first"
     if table.empty:
         print(f"no past metaray searches{' like it' if args.similar else ''} in {uri}", file=sys.stderr)
         return 1

@@ -194,9 +194,11 @@ def _labels(y: np.ndarray, task: str, key: str):
         raise SpecError(f"{key}.target", "classification needs at least two classes", got=classes.tolist())
     single = int((np.unique(y, return_counts=True)[1] == 1).sum()) if classes is not None else 0
     if single > 10 and single > len(classes) / 2:  # an ID, or numbers written as text: not classes to learn
+        numbers = (f"for numbers, {key}.task: regression" if y.dtype.kind in "iufb" else
+                   f"for numbers, plain ones in the column (no currency, units or 1.234,5) and {key}.task: regression")
         raise SpecError(f"{key}.target", f"{len(classes)} classes in {len(y)} rows, {single} of them with one row, "
-                        "which no fit can learn from", allowed=f"a target whose classes repeat; for numbers, "
-                        f"{key}.task: regression", got=[*y[:3].tolist(), "..."])
+                        "which no fit can learn from", allowed=f"a target whose classes repeat; {numbers}",
+                        got=[*y[:3].tolist(), "..."])
     return task, y, classes
 
 
@@ -295,15 +297,63 @@ class TableCleaner(TransformerMixin, BaseEstimator):
 
 #: a number written with thousands groups ("1,035", "-12,345.5"), or without
 _GROUPED = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|[+-]?\d+(?:\.\d+)?"
+#: a number written with a decimal comma ("3,14"), or a whole number
+_DECIMAL_COMMA = r"[+-]?\d*,\d+|[+-]?\d+"
+
+
+def _number_text(col: pd.Series, pattern: str) -> pd.Series | None:
+    """``col`` as stripped text if every value it has is text that ``pattern`` matches whole, some with a comma (a
+    column of numbers written with commas); else None.
+
+    Example:
+        >>> _number_text(pd.Series(["1,035", " 7", None]), _GROUPED).tolist()
+        ['1,035', '7', <NA>]
+        >>> _number_text(pd.Series(["1,035", "3,4"]), _GROUPED) is None  # 3,4 is no thousands group
+        True
+        >>> _number_text(pd.Series([True, "1,000"]), _GROUPED) is None  # not all text
+        True
+    """
+    if not (col.dtype == object or pd.api.types.is_string_dtype(col)):
+        return None
+    values = col.dropna()
+    if not len(values) or not values.map(lambda v: isinstance(v, str)).all():
+        return None
+    text = values.astype(str).str.strip()
+    if not text.str.contains(",", regex=False).any() or not text.str.fullmatch(pattern).all():
+        return None
+    return col.astype("string").str.strip()
+
+
+def _commas_as_numbers(frame: pd.DataFrame, *, decimal: bool = False) -> pd.DataFrame:
+    """``frame`` with its text columns of numbers written with commas as numbers, every value of the column: thousands
+    groups ("1,035", a spreadsheet's export; pandas reads them as text, so a target of prices became 300 classes),
+    or with ``decimal``, decimal commas ("3,14": a table separated by ';'). Strict: "3,4" is no thousands group, and
+    its column stays text.
+
+    Example:
+        >>> _commas_as_numbers(pd.DataFrame({"p": ["1,035", "12,345.5", None, "7"], "q": ["3,4", "1,000", "x", "y"]}))
+                 p      q
+        0   1035.0    3,4
+        1  12345.5  1,000
+        2      NaN      x
+        3      7.0      y
+        >>> _commas_as_numbers(pd.DataFrame({"d": ["3,14", "-2", "0,5"]}), decimal=True)["d"].tolist()
+        [3.14, -2.0, 0.5]
+    """
+    pattern, mark = (_DECIMAL_COMMA, ".") if decimal else (_GROUPED, "")
+    for name in frame.columns:
+        text = _number_text(frame[name], pattern)
+        if text is not None:
+            frame[name] = pd.to_numeric(text.str.replace(",", mark, regex=False)).astype(float)
+    return frame
 
 
 def _as_number(col: pd.Series) -> np.ndarray:
-    """Numbers as float, NaN where a value is none; text written with thousands groups ("1,035": the user's own
-    export, which ``pandas.read_csv`` reads as text) as its number."""
-    if col.dtype == object or pd.api.types.is_string_dtype(col):
-        text = col.astype("string").str.strip()
-        grouped = text.str.fullmatch(_GROUPED).fillna(False).astype(bool)
-        col = text.where(~grouped, text.str.replace(",", "", regex=False))
+    """Numbers as float, NaN where a value is none; a column of text written with thousands groups ("1,035": the
+    user's own export, which ``pandas.read_csv`` reads as text) as its numbers, as the search read them."""
+    text = _number_text(col, _GROUPED)
+    if text is not None:
+        col = text.str.replace(",", "", regex=False)
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
@@ -377,16 +427,14 @@ def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
             array = np.load(path, allow_pickle=False)
             frame = pd.DataFrame(array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1))
         elif READERS[suffix] == "read_csv":
+            default = "\t" if suffix == ".tsv" else ","
             with open(path, encoding="utf-8", errors="replace") as f:
-                header = f.readline()
-            # a table separated by another mark (';' in much of Europe): the one its header holds instead
-            sep = _separator(header, "\t" if suffix == ".tsv" else ",")
-            frame = pd.read_csv(path, sep=sep, na_values=na_values or None)
-            # with ';', numbers may have a decimal comma (3,14); else thousands groups (1,035): numbers, not text
-            if sep == ";":
-                return (pd.read_csv(path, sep=sep, decimal=",", na_values=na_values or None)
-                        if _decimal_commas(frame) else frame)
-            return _grouped_numbers(frame)
+                sample = f.read(SAMPLE_CHARS)
+            # a table separated by another mark (';' in much of Europe) is read by it
+            sep = _separator(sample, default, whole=len(sample) < SAMPLE_CHARS)
+            frame = pd.read_csv(path, sep=sep, skipinitialspace=sep != default, na_values=na_values or None)
+            # numbers written with commas: thousands groups (1,035), or decimal commas with ';' (3,14)
+            return _commas_as_numbers(frame, decimal=sep == ";")
         else:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
@@ -398,60 +446,35 @@ def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
     return frame
 
 
-def _separator(header: str, sep: str) -> str:
-    """The mark a table whose first line is ``header`` is separated by: ``sep`` (a .csv's comma, a .tsv's tab), or
-    the one other mark (``;``, a tab, ``|``, ``,``) the header holds when it holds no ``sep`` (a header of one
-    column is one column).
+#: the characters of a CSV's beginning its separator is judged on
+SAMPLE_CHARS = 65536
+
+
+def _separator(sample: str, sep: str, *, whole: bool = False) -> str:
+    """The mark that separates the fields of a table beginning with ``sample`` (``whole``: all of it): of ``sep`` (a
+    .csv's comma, a .tsv's tab), ``;``, a tab, ``|`` and ``,``, the one that splits every record (its first 50) into
+    the same number of fields, the most; ``sep`` on a tie, or when none does. Quotes are honoured: a name
+    ``"weight (kg, net)"`` holds no separator.
 
     Example:
-        >>> _separator("when;x;label\\n", ","), _separator("a,b;c\\n", ","), _separator("label\\n", ",")
-        (';', ',', ',')
+        >>> _separator("when;x;label\\n1;2,5;a\\n", ","), _separator("a,b;c\\n1,2;3\\n", ",")
+        (';', ',')
+        >>> _separator("y\\n1\\n", ","), _separator("x,y\\n1,2\\n", "\\t")  # one column; a .tsv of commas
+        (',', ',')
+        >>> _separator("Gewicht, kg;Menge;label\\n1,5;3;a\\n2;4;b\\n", ",")
+        ';'
     """
-    if sep in header:
-        return sep
-    found = [mark for mark in (";", "\t", "|", ",") if mark != sep and mark in header]
-    return found[0] if len(found) == 1 else sep
+    import csv
+    import io
 
-
-def _decimal_commas(frame: pd.DataFrame) -> bool:
-    """Whether a text column of ``frame`` holds numbers written with a decimal comma, every value of it (``3,14``).
-
-    Example:
-        >>> _decimal_commas(pd.DataFrame({"x": ["3,14", "-2", None], "s": ["a", "b", "c"]}))
-        True
-        >>> _decimal_commas(pd.DataFrame({"x": ["3,14", "pi"]}))
-        False
-    """
-    for name in frame.columns:
-        col = frame[name]
-        if col.dtype == object or pd.api.types.is_string_dtype(col):
-            text = col.dropna().astype(str)
-            if len(text) and text.str.fullmatch(r"[+-]?\d*,\d+|[+-]?\d+").all() and text.str.contains(",").any():
-                return True
-    return False
-
-
-def _grouped_numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with its text columns of numbers written with thousands groups, every value of them ("1,035"), as
-    numbers (a spreadsheet's export; pandas reads them as text, so a target of prices became 300 classes). Strict:
-    "3,4" is no number, and its column stays text.
-
-    Example:
-        >>> _grouped_numbers(pd.DataFrame({"p": ["1,035", "12,345.5", None, "7"], "q": ["3,4", "1,000", "x", "y"]}))
-                 p      q
-        0   1035.0    3,4
-        1  12345.5  1,000
-        2      NaN      x
-        3      7.0      y
-    """
-    for name in frame.columns:
-        col = frame[name]
-        if col.dtype == object or pd.api.types.is_string_dtype(col):
-            text = col.dropna().astype(str).str.strip()
-            if len(text) and text.str.contains(",", regex=False).any() and text.str.fullmatch(_GROUPED).all():
-                digits = col.astype("string").str.replace(",", "", regex=False).str.strip()
-                frame[name] = pd.to_numeric(digits).astype(float)
-    return frame
+    best, most = sep, 1
+    for mark in dict.fromkeys((sep, ";", "\t", "|", ",")):
+        records = [r for r in csv.reader(io.StringIO(sample), delimiter=mark) if r]
+        records = records if whole else records[:-1]  # (the last may be cut by the sample)
+        counts = {len(r) for r in records[:50]}
+        if len(counts) == 1 and (n := counts.pop()) > most:
+            best, most = mark, n
+    return best
 
 
 def is_target_file(target: str | None) -> bool:

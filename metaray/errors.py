@@ -68,10 +68,12 @@ def warning_kind(message: str) -> str:
         True
         >>> warning_kind("lbfgs failed to converge after 100 iteration(s)")
         'lbfgs failed to converge after # iteration(s)'
+        >>> warning_kind("x1 cast to float32") == warning_kind("x2 cast to float64")  # names keep their digits
+        False
     """
     import re
 
-    return re.sub(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", "#", message)
+    return re.sub(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w)", "#", message)  # not x1 or float32
 
 
 def headline(text: str) -> str:

@@ -508,8 +508,10 @@ class Writer:
             client = self._client = MlflowClient(self.uri)
             exp = client.get_experiment_by_name(self.experiment_name)
             self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
-        except Exception as exc:
-            raise SpecError("tracking.uri", f"cannot reach the MLflow tracking store ({one_line(exc)[:300]})",
+        except Exception as exc:  # named by where the URI came from: the spec, else $MLFLOW_TRACKING_URI
+            key = ("MLFLOW_TRACKING_URI" if not self.spec.tracking.uri and os.environ.get("MLFLOW_TRACKING_URI")
+                   else "tracking.uri")
+            raise SpecError(key, f"cannot reach the MLflow tracking store ({one_line(exc)[:300]})",
                             got=self.uri) from None
         parent = self._reopen() if self.parent_id else self._create_parent()
         self._mlflow_retries(False)

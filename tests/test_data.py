@@ -71,11 +71,14 @@ def test_a_table_separated_by_another_mark_is_read_by_it(tmp_path, sep, suffix):
     frame.to_csv(path, index=False, sep=sep)
     ds = load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "label"}}))
     assert list(ds.X.columns) == ["age", "income", "city", "note"] and len(ds.X) == 60
-    if sep == ";":  # with semicolons, numbers written with a decimal comma are numbers
-        frame.to_csv(path, index=False, sep=sep, decimal=",")
+    if sep == ";":  # with semicolons, numbers written with a decimal comma are numbers, column by column
+        mixed = frame.rename(columns={"income": "income, k€"})
+        mixed["age"] = [f"{v}".replace(".", ",") if v == v else "" for v in frame["age"]]  # 38,5; income: 50.2
+        mixed.to_csv(path, index=False, sep=sep)
         ds = load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "label"}}))
-        assert ds.categorical == ["city", "note"]
+        assert list(ds.X.columns) == ["age", "income, k€", "city", "note"] and ds.categorical == ["city", "note"]
         np.testing.assert_allclose(ds.X["age"].astype(float), frame["age"], rtol=1e-12)
+        np.testing.assert_allclose(ds.X["income, k€"].astype(float), frame["income"], rtol=1e-12)
     one = tmp_path / "one.csv"  # a table of one column stays one column
     pd.DataFrame({"label": ["a", "b"] * 10}).to_csv(one, index=False)
     assert list(pd.read_csv(one).columns) == list(metaray.data._read(one, "data.path").columns) == ["label"]
@@ -106,9 +109,12 @@ def test_a_target_of_mostly_single_row_classes_is_refused_in_one_line(tmp_path):
     path = tmp_path / "ids.csv"
     x = np.random.default_rng(0).normal(size=40)
     pd.DataFrame({"x": x, "code": [f"k{i}" for i in range(39)] + ["k0"]}).to_csv(path, index=False)
-    with pytest.raises(SpecError, match=r"^data.target: 39 classes in 40 rows, 38 of them with one row.*data.task: "
-                                        r"regression; got: \['k0', 'k1', 'k2', '...'\]$"):
+    with pytest.raises(SpecError, match=r"^data.target: 39 classes in 40 rows, 38 of them with one row.*plain ones "
+                                        r".*data.task: regression; got: \['k0', 'k1', 'k2', '...'\]$"):
         load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "code"}}))
+    with pytest.raises(SpecError, match=r"^data.target: 40 classes in 40 rows.*; for numbers, data.task: regression;"):
+        pd.DataFrame({"x": x, "code": np.arange(40) * 7}).to_csv(path, index=False)  # numbers, told: classes
+        load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "code", "task": "classification"}}))
     pd.DataFrame({"x": x, "code": [f"k{i % 20}" for i in range(40)]}).to_csv(path, index=False)
     assert len(load_dataset(load_spec({"name": "t", "data": {"path": str(path), "target": "code"}})).classes) == 20
 

@@ -133,8 +133,9 @@ def test_an_unreachable_server_fails_fast_before_any_fit(ray_session, tmp_path, 
 
 @pytest.mark.parametrize("uri, env, said", [
     ("mysql+nosuchdriver://me@127.0.0.1:1/mlflow", None, "tracking.uri: cannot reach the MLflow tracking store"),
+    (None, "mysql+nosuchdriver://me@127.0.0.1:1/mlflow", "MLFLOW_TRACKING_URI: cannot reach the MLflow tracking"),
     (None, "gopher://127.0.0.1/mlflow", "MLFLOW_TRACKING_URI: MLflow has no tracking store for this scheme"),
-], ids=["a store that cannot be opened", "a scheme from the environment"])
+], ids=["a store that cannot be opened", "one from the environment", "a scheme from the environment"])
 def test_a_store_mlflow_cannot_open_is_refused_in_one_line(uri, env, said, ray_session, tmp_path, capsys, write_yaml,
                                                           monkeypatch):
     """A database whose driver is missing, or $MLFLOW_TRACKING_URI of a scheme MLflow has no store for: one line

@@ -97,7 +97,8 @@ def test_other_aggregates_use_the_paired_bootstrap_and_stopped_configurations_co
     # by the same rule as the others: racing stops what cannot beat the incumbent, and one whose scores so far equal
     # the incumbent's cannot, yet is as good over its subsets (tied); one proven worse is not
     assert (stopped["tied_with_best"] == (stopped["p_not_worse"] >= 0.95)).all()
-    assert (stopped["subsets_done"] < 6).all() and not stopped["tied_with_best"].all()
+    assert (stopped["subsets_done"] < 6).all()
+    assert (~stopped["tied_with_best"] & (stopped["p_not_worse"] < 0.5)).any()  # one stopped and proven worse
     assert table.loc[0, "p_vs_best"] == 1.0 and table.loc[0, "tied_with_best"]
     assert (tmp_path / "r" / "report" / "rungs.png").is_file()  # racing's rungs, in the report of a search
 
