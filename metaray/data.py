@@ -316,10 +316,12 @@ def _number_text(col: pd.Series, pattern: str) -> pd.Series | None:
     if not (col.dtype == object or pd.api.types.is_string_dtype(col)):
         return None
     values = col.dropna()
-    if not len(values) or not values.map(lambda v: isinstance(v, str)).all():
+    text = values.astype(str)
+    if not text.str.contains(",", regex=False).any():  # (most columns: cheap)
         return None
-    text = values.astype(str).str.strip()
-    if not text.str.contains(",", regex=False).any() or not text.str.fullmatch(pattern).all():
+    if col.dtype == object and not all(isinstance(v, str) for v in values):  # booleans, numbers: pandas' to read
+        return None
+    if not text.str.strip().str.fullmatch(pattern).all():
         return None
     return col.astype("string").str.strip()
 
