@@ -434,11 +434,14 @@ def _read(path, key: str, na_values: list | None = None) -> pd.DataFrame:
                 sample = f.read(SAMPLE_CHARS)
             # a table separated by another mark (';' in much of Europe) is read by it
             sep = _separator(sample, default, whole=len(sample) < SAMPLE_CHARS)
+            _unique_header(sample, sep, key, path)
             frame = pd.read_csv(path, sep=sep, skipinitialspace=sep != default, na_values=na_values or None)
             # numbers written with commas: thousands groups (1,035), or decimal commas with ';' (3,14)
             return _commas_as_numbers(frame, decimal=sep == ";")
         else:
             frame = pd.read_parquet(path)
+    except SpecError:
+        raise
     except pd.errors.EmptyDataError:
         raise SpecError(key, "the file is empty", got=str(path)) from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
@@ -477,6 +480,26 @@ def _separator(sample: str, sep: str, *, whole: bool = False) -> str:
         if len(counts) == 1 and (n := counts.pop()) > most:
             best, most = mark, n
     return best
+
+
+def _unique_header(sample: str, sep: str, key: str, path) -> None:
+    """Refuse a header that names a column twice: pandas would read the second as ``x.1``, without a word (a copy of
+    the target under a feature's name is a leak no one sees).
+
+    Example:
+        >>> _unique_header("a,b,a\\n1,2,3\\n", ",", "data.path", "t.csv")
+        Traceback (most recent call last):
+        ...
+        metaray.errors.SpecError: data.path: the header names a column twice; allowed: unique column names; got: ['a']
+    """
+    import csv
+    import io
+
+    names = next(csv.reader(io.StringIO(sample), delimiter=sep), [])
+    names = [n.strip() for n in names]
+    twice = sorted({n for n in names if names.count(n) > 1 and n})
+    if twice:
+        raise SpecError(key, "the header names a column twice", allowed="unique column names", got=twice)
 
 
 def is_target_file(target: str | None) -> bool:

@@ -143,6 +143,9 @@ def test_file_errors(tmp_path):
         load("ok.csv", target="label")
     with pytest.raises(SpecError, match=r"^data.path: no such file"):
         load("nope.csv")
+    (tmp_path / "twice.csv").write_text("a,y,a\n1,0,0\n2,1,1\n")  # pandas would read the second as a.1
+    with pytest.raises(SpecError, match=r"^data.path: the header names a column twice; .*got: \['a'\]"):
+        load("twice.csv")
     (tmp_path / "folder.csv").mkdir()
     with pytest.raises(SpecError, match=r"^data.path: a folder, not a file; got: '.*folder.csv'"):
         load("folder.csv")
