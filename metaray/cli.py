@@ -12,12 +12,10 @@ _SAID: set[str] = set()
 
 
 def _progress(result, total: int) -> None:
-    from metaray.errors import warning_kind
+    from metaray.errors import unsaid
 
-    for message in result.warnings:
-        if (kind := warning_kind(message)) not in _SAID:  # the same but for its numbers: said once
-            _SAID.add(kind)
-            print(f"  warning (said once): {message}", file=sys.stderr, flush=True)
+    for message in unsaid(result.warnings, _SAID):  # (those the same but for their numbers: one)
+        print(f"  warning (said once): {message}", file=sys.stderr, flush=True)
     if result.error:
         line = f"  subset {result.subset + 1}/{total}: failed: {result.error}"
     else:
@@ -142,12 +140,10 @@ def _check_store(uri: str, given: bool) -> None:
     be read (a server that does not answer, a database whose driver is missing, none there) is one line naming
     ``--uri`` (``given``; else the variable it came from), exit 2, not MLflow's traceback. What they read after is
     not wrapped: an error there is metaray's own, and shows as one."""
-    import os
-
     from metaray.errors import one_line
-    from metaray.store import Store
+    from metaray.store import Store, uri_key
 
-    key = "--uri" if given or not os.environ.get("MLFLOW_TRACKING_URI") else "MLFLOW_TRACKING_URI"
+    key = uri_key("--uri", given)
     try:
         Store(uri).experiments()
     except SpecError as exc:

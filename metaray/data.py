@@ -189,10 +189,10 @@ def _labels(y: np.ndarray, task: str, key: str):
     task = resolve_task(y, task, key=f"{key}.task")
     if task == "classification" and y.dtype.kind == "f":
         y = y.astype(np.int64)  # whole-number labels read as floats (a column with gaps): back to integers
-    classes = np.unique(y) if task == "classification" else None
+    classes, counts = np.unique(y, return_counts=True) if task == "classification" else (None, np.zeros(0))
     if classes is not None and len(classes) < 2:
         raise SpecError(f"{key}.target", "classification needs at least two classes", got=classes.tolist())
-    single = int((np.unique(y, return_counts=True)[1] == 1).sum()) if classes is not None else 0
+    single = int((counts == 1).sum())
     if single > 10 and single > len(classes) / 2:  # an ID, or numbers written as text: not classes to learn
         numbers = (f"for numbers, {key}.task: regression" if y.dtype.kind in "iufb" else
                    f"for numbers, plain ones in the column (no currency, units or 1.234,5) and {key}.task: regression")

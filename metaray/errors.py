@@ -76,6 +76,23 @@ def warning_kind(message: str) -> str:
     return re.sub(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w)", "#", message)  # not x1 or float32
 
 
+def unsaid(messages, said: set[str]) -> list[str]:
+    """The ``messages`` of a kind (``warning_kind``) not in ``said`` yet, each kind once, in their order; their kinds
+    join ``said``: a search's, or a command's, warnings said once.
+
+    Example:
+        >>> said = {warning_kind("rcond = 1e-17")}
+        >>> unsaid(["rcond = 3e-18", "x1 is constant", "x1 is constant"], said)
+        ['x1 is constant']
+    """
+    out = []
+    for message in messages:
+        if (kind := warning_kind(message)) not in said:
+            said.add(kind)
+            out.append(message)
+    return out
+
+
 def headline(text: str) -> str:
     """A message's first line, with the lines that line announces (it ends with a colon).
 

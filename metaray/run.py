@@ -26,7 +26,7 @@ from typing import Any
 
 from metaray.callbacks import Callback, CallbackList
 from metaray.driver import BUDGET_STOP, Driver, TimeBudget, drive, duration, searcher_pace
-from metaray.errors import SpecError, one_line, warning_kind
+from metaray.errors import SpecError, one_line, unsaid
 from metaray.final import Search as FinalSearch
 from metaray.folder import Journal, RunFolder
 from metaray.learners import final_estimator
@@ -258,10 +258,8 @@ def _drive(plan: Plan, runner, journal: Journal, callbacks: Callback, progress: 
     warned: set[str] = set()  # the kinds of warning said (metaray.errors.warning_kind: the same but for numbers)
 
     def on_fit(trial, r) -> None:
-        for message in r.warnings:
-            if (kind := warning_kind(message)) not in warned:
-                warned.add(kind)
-                progress(f"warning (first seen in {trial.id}, said once): {message}")
+        for message in unsaid(r.warnings, warned):
+            progress(f"warning (first seen in {trial.id}, said once): {message}")
         if not r.transient:  # a failed fit too (it fails the same way when replayed), unless the cluster failed it
             journal.write(trial.key, r)
 

@@ -31,11 +31,14 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def tracking_uri(uri: str | None = None, key: str = "tracking.uri") -> str:
     """``uri`` (what the spec or the command names: ``key``), else $MLFLOW_TRACKING_URI, else SQLite in the working
-    folder; refused in one line (naming ``key`` or the variable) if MLflow has no store for its scheme."""
-    if uri:
-        return checked_uri(uri, key)
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    return checked_uri(env, "MLFLOW_TRACKING_URI") if env else DEFAULT_URI
+    folder; refused in one line (naming ``key`` or the variable, ``uri_key``) if MLflow has no store for its scheme."""
+    return checked_uri(uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI, uri_key(key, bool(uri)))
+
+
+def uri_key(key: str, given: bool) -> str:
+    """What a tracking URI's error names: ``key`` (the spec's, the command's option) when the URI was ``given``
+    there, else $MLFLOW_TRACKING_URI when the URI came from that variable (``key`` for the default store)."""
+    return key if given or not os.environ.get("MLFLOW_TRACKING_URI") else "MLFLOW_TRACKING_URI"
 
 
 #: the URI schemes MLflow's client has a tracking store for (mlflow.tracking._tracking_service.utils; a database's

@@ -31,7 +31,7 @@ from metaray.aggregates import COLUMNS
 from metaray.callbacks import Callback
 from metaray.driver import STATUSES
 from metaray.errors import SpecError, one_line
-from metaray.store import QUICK_HTTP, absolute_uri, is_server, tracking_uri
+from metaray.store import QUICK_HTTP, absolute_uri, is_server, tracking_uri, uri_key
 from metaray.tracking_protocol import (
     Abort,
     End,
@@ -509,9 +509,8 @@ class Writer:
             exp = client.get_experiment_by_name(self.experiment_name)
             self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
         except Exception as exc:  # named by where the URI came from: the spec, else $MLFLOW_TRACKING_URI
-            key = ("MLFLOW_TRACKING_URI" if not self.spec.tracking.uri and os.environ.get("MLFLOW_TRACKING_URI")
-                   else "tracking.uri")
-            raise SpecError(key, f"cannot reach the MLflow tracking store ({one_line(exc)[:300]})",
+            raise SpecError(uri_key("tracking.uri", bool(self.spec.tracking.uri)),
+                            f"cannot reach the MLflow tracking store ({one_line(exc)[:300]})",
                             got=self.uri) from None
         parent = self._reopen() if self.parent_id else self._create_parent()
         self._mlflow_retries(False)
