@@ -61,31 +61,16 @@ def _overrides(args) -> list[str]:
     return overrides
 
 
-def _without_credentials(url: str) -> str:
-    """A URL as it may be shown: without the user and password it may carry.
-
-    Example:
-        >>> _without_credentials("https://me:" + "pass" + "@mlflow.example.com:8443/x")  # (split: no secret in a file)
-        'https://mlflow.example.com:8443/x'
-    """
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    return urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
-
-
 def _print_search(result) -> int:
     """The table and the best configuration on stdout; what failed on stderr. Exit status 1 when the search has no
     answer (every configuration failed, or the best one's refit did), though its input was valid."""
     print(result.summary())
     if result.mlflow_run_id:
         from metaray.folder import RunFolder
-        from metaray.store import is_server
+        from metaray.store import is_server, shown_uri
 
         uri = RunFolder(result.run_dir).state.get("mlflow_uri") or ""  # the store's, as the run folder keeps it
-        where = (f"browse it at {_without_credentials(uri)}" if is_server(uri)
+        where = (f"browse it at {shown_uri(uri)}" if is_server(uri)
                  else "browse with: mlflow ui --host 127.0.0.1")
         print(f"mlflow: run {result.mlflow_run_id} ({where})")
     sys.stdout.flush()
@@ -141,7 +126,7 @@ def _check_store(uri: str, given: bool) -> None:
     ``--uri`` (``given``; else the variable it came from), exit 2, not MLflow's traceback. What they read after is
     not wrapped: an error there is metaray's own, and shows as one."""
     from metaray.errors import one_line
-    from metaray.store import Store, uri_key
+    from metaray.store import Store, shown_uri, uri_key
 
     key = uri_key("--uri", given)
     try:
@@ -149,7 +134,8 @@ def _check_store(uri: str, given: bool) -> None:
     except SpecError as exc:
         raise SpecError(key, exc.problem, allowed=exc.allowed, got=exc.got) from None
     except Exception as exc:
-        raise SpecError(key, f"cannot read the MLflow tracking store ({one_line(exc)[:300]})", got=uri) from None
+        raise SpecError(key, f"cannot read the MLflow tracking store ({one_line(exc)[:300]})", got=shown_uri(uri)) \
+            from None
 
 
 def cmd_compare(args) -> int:

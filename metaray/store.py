@@ -72,7 +72,78 @@ def checked_uri(uri: str, key: str) -> str:
         return uri
     raise SpecError(key, "MLflow has no tracking store for this scheme",
                     allowed=f"a URI of {', '.join(MLFLOW_SCHEMES)} (a database's may name its driver: "
-                            "postgresql+psycopg2://...), or a path", got=uri)
+                            "postgresql+psycopg2://...), or a path", got=shown_uri(uri))
+
+
+#: the databases MLflow opens through SQLAlchemy, and the option of their drivers that bounds the wait for a connection
+DATABASE_TIMEOUT_OPTION = {"postgresql": "connect_timeout", "mysql": "connect_timeout", "mssql": None}
+#: how long ``reach_database`` waits for the database to answer
+CONNECT_TIMEOUT_S = 10
+#: what to install for a database whose URI names no driver (SQLAlchemy's default one); a URI that names a driver
+#: (``postgresql+psycopg2://``) needs that one
+DEFAULT_DRIVER = {"postgresql": "psycopg[binary] (metaray's postgres extra)", "mysql": "mysqlclient",
+                  "mssql": "pyodbc"}
+
+
+def reach_database(uri: str) -> None:
+    """For a database's URI (PostgreSQL, MySQL, SQL Server; its driver named or not): connect once, waiting at most
+    ``CONNECT_TIMEOUT_S``, and raise ``ConnectionError`` with one line if the driver is missing or the database does
+    not answer. MLflow itself, opening such a store, retries ten times over about 100 s, a warning with the driver's
+    message each time. Any other URI: nothing to do.
+
+    Example:
+        >>> reach_database("sqlite:///mlflow.db")  # a file MLflow creates: nothing to reach
+    """
+    from urllib.parse import urlsplit
+
+    from metaray.errors import one_line
+
+    scheme = urlsplit(str(uri)).scheme.lower()
+    dialect, _, driver = scheme.partition("+")
+    if dialect not in DATABASE_TIMEOUT_OPTION:
+        return
+    import sqlalchemy
+
+    url = sqlalchemy.engine.make_url(uri)
+    option = DATABASE_TIMEOUT_OPTION[dialect]
+    connect_args = {option: CONNECT_TIMEOUT_S} if option and option not in url.query else {}
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+    except ImportError as exc:  # the driver SQLAlchemy loads for this scheme
+        fix = (f"install it, or name an installed driver ({dialect}+DRIVER://)" if driver else
+               f"pip install '{DEFAULT_DRIVER[dialect]}', or name an installed driver ({dialect}+DRIVER://, "
+               f"e.g. {dialect}+psycopg2:// for psycopg2)" if dialect == "postgresql" else
+               f"pip install {DEFAULT_DRIVER[dialect]}, or name an installed driver ({dialect}+DRIVER://)")
+        raise ConnectionError(f"the database driver for {scheme}:// is not installed ({one_line(exc)}): {fix}") \
+            from None
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:
+        raise ConnectionError(f"the database did not answer "
+                              f"({one_line(getattr(exc, 'orig', None) or exc)[:300]})") from None
+    finally:
+        engine.dispose()
+
+
+def shown_uri(uri: str) -> str:
+    """A URI as it may be shown (on a terminal, in a log): without the user and password it may carry.
+
+    Example:
+        >>> shown_uri("https://me:" + "pass" + "@mlflow.example.com:8443/x")  # (split: no secret in a file)
+        'https://mlflow.example.com:8443/x'
+        >>> shown_uri("postgresql+psycopg2://me@/mlflow?host=/run/db")
+        'postgresql+psycopg2:///mlflow?host=/run/db'
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(uri))
+    if "@" not in parts.netloc:
+        return str(uri)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def is_server(uri) -> bool:
@@ -137,6 +208,7 @@ class Store:
 
         if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
             raise SpecError("tracking.uri", "no MLflow store there (a search creates it)", got=uri)
+        reach_database(uri)  # a database down is said in seconds, not after MLflow's 100 s of retries
         with reading():
             import mlflow
 

@@ -31,7 +31,7 @@ from metaray.aggregates import COLUMNS
 from metaray.callbacks import Callback
 from metaray.driver import STATUSES
 from metaray.errors import SpecError, one_line
-from metaray.store import QUICK_HTTP, absolute_uri, is_server, tracking_uri, uri_key
+from metaray.store import QUICK_HTTP, absolute_uri, is_server, reach_database, shown_uri, tracking_uri, uri_key
 from metaray.tracking_protocol import (
     Abort,
     End,
@@ -505,13 +505,14 @@ class Writer:
 
         mlflow.set_tracking_uri(self.uri)  # this process's own: MLflow's fluent API logs the model
         try:  # a store that cannot be opened (a database driver missing, say) is refused like one out of reach
+            reach_database(self.uri)  # a database down: said in seconds, not after MLflow's 100 s of retries
             client = self._client = MlflowClient(self.uri)
             exp = client.get_experiment_by_name(self.experiment_name)
             self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
         except Exception as exc:  # named by where the URI came from: the spec, else $MLFLOW_TRACKING_URI
             raise SpecError(uri_key("tracking.uri", bool(self.spec.tracking.uri)),
                             f"cannot reach the MLflow tracking store ({one_line(exc)[:300]})",
-                            got=self.uri) from None
+                            got=shown_uri(self.uri)) from None
         parent = self._reopen() if self.parent_id else self._create_parent()
         self._mlflow_retries(False)
         return parent

@@ -53,14 +53,6 @@ def test_benchmark_throughput_counts_everything_that_reached_mlflow(bench, capsy
     assert driver["fits"] == 500 * 20 and driver["fits_per_s"] > 0
 
 
-def test_benchmark_driver_kill_and_resume(bench, capsys):
-    """The RESUME workload: a `metaray run` SIGKILLed half-way and resumed completes (both processes exit 0)."""
-    assert bench.main(["--quick", "--only", "RESUME", "--json"]) == 0
-    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
-    assert set(rows) == {"uninterrupted", "killed + resumed"}
-    assert all(r["note"].startswith("exit 0;") for r in rows.values()), rows
-
-
 def test_the_warm_start_benchmark_runs_leave_one_dataset_out(ray_session, tmp_path, capsys):
     warm = load_benchmark("warm_start")
     assert warm.main(["--quick", "--json", str(tmp_path / "w.json")]) == 0

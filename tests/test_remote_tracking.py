@@ -83,22 +83,25 @@ def mlflow_server(request, tmp_path_factory, new_store):
     log.close()
 
 
-def test_every_run_and_metric_arrives_over_http(mlflow_server, tmp_path, write_yaml):
-    """`metaray run` to the server, as a user runs it: every child run, metric and step arrives; the end names the
-    server to browse, and MLflow's own links (two per child run) stay off the user's screen."""
+def test_every_run_and_metric_arrives_over_http(mlflow_server, ray_session, tmp_path, write_yaml, monkeypatch, capfd):
+    """`metaray run` to the server (the command's entry point on the suite's Ray; test_cli runs the whole command
+    cold): every child run, metric and step arrives; the end names the server to browse, and MLflow's own links (two
+    per child run) stay off the user's screen, the tracking process's output included."""
     import pandas as pd
     from mlflow import MlflowClient
 
     path = write_yaml({**SPEC, "storage": str(tmp_path / "runs"),
                        "search": {**SPEC["search"], "max_concurrent": 12}})
-    done = subprocess.run([sys.executable, "-m", "metaray", "run", str(path)], capture_output=True, text=True,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server["url"]}, cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "View run" not in done.stderr and "View experiment" not in done.stderr, done.stderr[-3000:]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server["url"])
+    capfd.readouterr()
+    code = main(["run", str(path)])
+    out, err = capfd.readouterr()  # at the descriptors: the tracking process's output too
+    assert code == 0, err[-3000:]
+    assert "View run" not in err + out and "View experiment" not in err + out, err[-3000:]
     run_dir = next((tmp_path / "runs").glob("*/*"))
     results, best = pd.read_csv(run_dir / "results.csv"), json.loads((run_dir / "best.json").read_text())
     parent_id = json.loads((run_dir / "state.json").read_text())["parent_run_id"]
-    assert f"mlflow: run {parent_id} (browse it at {mlflow_server['url']})" in done.stdout
+    assert f"mlflow: run {parent_id} (browse it at {mlflow_server['url']})" in out
     assert (results["status"] == "completed").all()
 
     client = MlflowClient(mlflow_server["url"])
@@ -135,17 +138,24 @@ def test_an_unreachable_server_fails_fast_before_any_fit(ray_session, tmp_path, 
     ("mysql+nosuchdriver://me@127.0.0.1:1/mlflow", None, "tracking.uri: cannot reach the MLflow tracking store"),
     (None, "mysql+nosuchdriver://me@127.0.0.1:1/mlflow", "MLFLOW_TRACKING_URI: cannot reach the MLflow tracking"),
     (None, "gopher://127.0.0.1/mlflow", "MLFLOW_TRACKING_URI: MLflow has no tracking store for this scheme"),
-], ids=["a store that cannot be opened", "one from the environment", "a scheme from the environment"])
+    ("postgresql://me:{secret}@127.0.0.1:{port}/mlflow", None,
+     "tracking.uri: cannot reach the MLflow tracking store (ConnectionError: the database did not answer"),
+], ids=["a store that cannot be opened", "one from the environment", "a scheme from the environment",
+        "a database that does not answer"])
 def test_a_store_mlflow_cannot_open_is_refused_in_one_line(uri, env, said, ray_session, tmp_path, capsys, write_yaml,
                                                           monkeypatch):
-    """A database whose driver is missing, or $MLFLOW_TRACKING_URI of a scheme MLflow has no store for: one line
-    naming the key, exit 2, no fit (the spec's own ``tracking.uri`` is checked with the spec: test_cli's BAD)."""
+    """A database whose driver is missing or that does not answer (said at once: MLflow retries opening it for
+    about 100 s, a warning each time), or $MLFLOW_TRACKING_URI of a scheme MLflow has no store for: one line naming
+    the key, without the password the URI carries, exit 2, no fit (the spec's own ``tracking.uri`` is checked with
+    the spec: test_cli's BAD)."""
+    secret = "not-" + "a-secret"  # (split: no secret in a file)
+    uri = uri and uri.format(port=free_port(), secret=secret)
     if env:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", env)
     path = write_yaml({**SPEC, "storage": str(tmp_path / "runs"), **({"tracking": {"uri": uri}} if uri else {})})
     assert main(["run", str(path)]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and "Traceback" not in err
+    assert out == "" and "Traceback" not in err and secret not in err
     assert err.strip().splitlines()[-1].startswith(f"metaray: error: {said}"), err
     assert all(j.read_text() == "" for j in (tmp_path / "runs").glob("*/*/fits.jsonl"))  # no fit ran
 
@@ -154,11 +164,20 @@ def test_a_store_mlflow_cannot_open_is_refused_in_one_line(uri, env, said, ray_s
     ("compare", "http://127.0.0.1:{port}", "cannot read the MLflow tracking store (MlflowException: API request"),
     ("history", "mysql+nosuchdriver://me@127.0.0.1:1/mlflow", "cannot read the MLflow tracking store (NoSuchModule"),
     ("history", "ftp://mlflow.example.com", "MLflow has no tracking store for this scheme"),
-], ids=["compare, a server that does not answer", "history, a driver missing", "history, an unknown scheme"])
+    ("history", "mssql://me@127.0.0.1:1/mlflow",
+     "cannot read the MLflow tracking store (ConnectionError: the database driver for mssql:// is not installed "
+     "(ModuleNotFoundError: No module named 'pyodbc'): pip install pyodbc, or name an installed driver"),
+    ("compare", "postgresql://me:{secret}@127.0.0.1:{port}/mlflow",
+     "cannot read the MLflow tracking store (ConnectionError: the database did not answer"),
+], ids=["compare, a server that does not answer", "history, a driver missing", "history, an unknown scheme",
+        "history, the default driver missing", "compare, a database that does not answer"])
 def test_compare_and_history_refuse_a_store_they_cannot_read_in_one_line(command, uri, said, capsys):
-    assert main([command, "--uri", uri.format(port=free_port())]) == 2
+    """One line naming --uri, exit 2; a database that does not answer is said at once (MLflow retries opening it
+    for about 100 s), and a password the URI carries is not shown."""
+    secret = "not-" + "a-secret"  # (split: no secret in a file)
+    assert main([command, "--uri", uri.format(port=free_port(), secret=secret)]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and "Traceback" not in err
+    assert out == "" and "Traceback" not in err and secret not in err and "retried" not in err
     assert err.strip().splitlines()[-1].startswith(f"metaray: error: --uri: {said}"), err
 
 
@@ -180,6 +199,24 @@ def test_a_warm_start_and_history_over_http(mlflow_server, ray_session, tmp_path
     assert first.mlflow_run_id in wine and origins[2:] == ["search", "search"]
     assert all(o.startswith("warm ") and o.removeprefix("warm ").split("/")[0] in wine for o in origins[:2])
 
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgresql+psycopg2"])
+def test_postgresql_as_the_store_itself_with_either_driver(scheme, postgres_server, ray_session, tmp_path,
+                                                           monkeypatch, capsys):
+    """The database behind the server, as a tracking URI of its own (no server): ``postgresql://`` (SQLAlchemy's
+    default driver, psycopg 3, in the postgres extra) and ``postgresql+psycopg2://``; a search logs into it and
+    `history` lists it."""
+    db = json.loads((postgres_server["folder"] / "server.json").read_text())["db"]  # its Unix socket's folder
+    uri = f"{scheme}://postgres@/mlflow?host={db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    name = f"direct_{scheme.replace('+', '_')}"
+    result = run_search({**SPEC, "name": name, "search": {**SPEC["search"], "num_samples": 3}},
+                        run_dir=tmp_path / "run")
+    assert result.mlflow_run_id and (result.results["status"] == "completed").all()
+    capsys.readouterr()
+    assert main(["history", "--uri", uri]) == 0
+    assert name in capsys.readouterr().out
 
 
 def test_a_tracking_server_killed_mid_search_and_restarted_loses_nothing(postgres_server, ray_session, tmp_path,

@@ -94,16 +94,16 @@ def test_the_order_in_which_fits_finish_does_not_matter(combo, references, tmp_p
 
 
 #: digits and random forests under Optuna with ASHA: fits long enough for a kill to land mid-search
-KILLED = {**spec_for("optuna", "asha"), "data": {"dataset": "digits"}, "ray": {"num_cpus": 8},
+KILLED = {**spec_for("optuna", "asha"), "data": {"dataset": "digits"}, "ray": {"num_cpus": 4},
           "learner": {"name": "random_forest", "params": {"n_estimators": 10}},
           "search": {**spec_for("optuna", "asha")["search"], "num_samples": 24,
                      "space": {"max_depth": {"randint": [2, 12]}, "max_features": {"uniform": [0.05, 0.5]}}}}
 
 
 @pytest.fixture(scope="module")
-def killed_on_8_cpus(ray_session, tmp_path_factory, new_store):
-    """A real `metaray run` of KILLED on a Ray of its own with 8 CPUs, killed with SIGKILL mid-search (its Ray with
-    it), then `metaray resume` (on 8 CPUs again: the run folder's spec says so); and the same search uninterrupted on
+def killed_on_4_cpus(ray_session, tmp_path_factory, new_store):
+    """A real `metaray run` of KILLED on a Ray of its own with 4 CPUs, killed with SIGKILL mid-search (its Ray with
+    it), then `metaray resume` (on 4 CPUs again: the run folder's spec says so); and the same search uninterrupted on
     the suite's Ray of 2 CPUs. Returns the journal before the kill, the resume's output, the run folder, the clean
     table."""
     tmp = tmp_path_factory.mktemp("killed")
@@ -130,21 +130,21 @@ def killed_on_8_cpus(ray_session, tmp_path_factory, new_store):
 
 
 @pytest.mark.slow
-def test_the_same_table_on_8_cpus_as_on_2(killed_on_8_cpus):
-    """The suite's Ray has 2 CPUs; the killed search and its resume ran on a Ray of 8, with 8 fits at once instead of
+def test_the_same_table_on_4_cpus_as_on_2(killed_on_4_cpus):
+    """The suite's Ray has 2 CPUs; the killed search and its resume ran on a Ray of 4, with 4 fits at once instead of
     2: the searcher still saw the same results before each suggestion, so the table is the 2-CPU one."""
-    done = killed_on_8_cpus["done"]
+    done = killed_on_4_cpus["done"]
     assert done.returncode == 0, done.stderr[-2000:]
-    assert yaml.safe_load((killed_on_8_cpus["folder"] / "spec.yaml").read_text())["ray"]["num_cpus"] == 8
-    pd.testing.assert_frame_equal(pd.read_csv(killed_on_8_cpus["folder"] / "results.csv"), killed_on_8_cpus["clean"])
+    assert yaml.safe_load((killed_on_4_cpus["folder"] / "spec.yaml").read_text())["ray"]["num_cpus"] == 4
+    pd.testing.assert_frame_equal(pd.read_csv(killed_on_4_cpus["folder"] / "results.csv"), killed_on_4_cpus["clean"])
 
 
 @pytest.mark.slow
-def test_sigkilled_optuna_search_resumes_without_refitting(killed_on_8_cpus):
+def test_sigkilled_optuna_search_resumes_without_refitting(killed_on_4_cpus):
     """A real `metaray run` killed with SIGKILL mid-search (its Ray with it), then `metaray resume`: the uninterrupted
     table, every (configuration, subset) fitted once, no configuration that had finished fitted again."""
-    before, done, folder = killed_on_8_cpus["before"], killed_on_8_cpus["done"], killed_on_8_cpus["folder"]
-    assert 30 <= len(before) < 24 * 4 and killed_on_8_cpus["state"] == "running"
+    before, done, folder = killed_on_4_cpus["before"], killed_on_4_cpus["done"], killed_on_4_cpus["folder"]
+    assert 30 <= len(before) < 24 * 4 and killed_on_4_cpus["state"] == "running"
     finished = {t for t in {r["trial"] for r in before} if sum(r["trial"] == t for r in before) == 4}  # K = 4
     assert finished
     assert done.returncode == 0, done.stderr[-2000:]
@@ -156,4 +156,4 @@ def test_sigkilled_optuna_search_resumes_without_refitting(killed_on_8_cpus):
     assert after and not {r["trial"] for r in after} & finished  # configurations that had finished: not fitted again
     seen = [(r["trial"], r["stage"], r["subset"]) for r in journal(folder)]
     assert len(seen) == len(set(seen))  # and no fit ran twice
-    pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), killed_on_8_cpus["clean"])
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), killed_on_4_cpus["clean"])
