@@ -138,7 +138,7 @@ def test_an_unreachable_server_fails_fast_before_any_fit(ray_session, tmp_path, 
     ("mysql+nosuchdriver://me@127.0.0.1:1/mlflow", None, "tracking.uri: cannot reach the MLflow tracking store"),
     (None, "mysql+nosuchdriver://me@127.0.0.1:1/mlflow", "MLFLOW_TRACKING_URI: cannot reach the MLflow tracking"),
     (None, "gopher://127.0.0.1/mlflow", "MLFLOW_TRACKING_URI: MLflow has no tracking store for this scheme"),
-    ("postgresql://me:{secret}@127.0.0.1:{port}/mlflow", None,
+    ("postgresql://{credentials}@127.0.0.1:{port}/mlflow", None,
      "tracking.uri: cannot reach the MLflow tracking store (ConnectionError: the database did not answer"),
 ], ids=["a store that cannot be opened", "one from the environment", "a scheme from the environment",
         "a database that does not answer"])
@@ -149,7 +149,7 @@ def test_a_store_mlflow_cannot_open_is_refused_in_one_line(uri, env, said, ray_s
     the key, without the password the URI carries, exit 2, no fit (the spec's own ``tracking.uri`` is checked with
     the spec: test_cli's BAD)."""
     secret = "not-" + "a-secret"  # (split: no secret in a file)
-    uri = uri and uri.format(port=free_port(), secret=secret)
+    uri = uri and uri.format(port=free_port(), credentials=f"me:{secret}")
     if env:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", env)
     path = write_yaml({**SPEC, "storage": str(tmp_path / "runs"), **({"tracking": {"uri": uri}} if uri else {})})
@@ -167,7 +167,7 @@ def test_a_store_mlflow_cannot_open_is_refused_in_one_line(uri, env, said, ray_s
     ("history", "mssql://me@127.0.0.1:1/mlflow",
      "cannot read the MLflow tracking store (ConnectionError: the database driver for mssql:// is not installed "
      "(ModuleNotFoundError: No module named 'pyodbc'): pip install pyodbc, or name an installed driver"),
-    ("compare", "postgresql://me:{secret}@127.0.0.1:{port}/mlflow",
+    ("compare", "postgresql://{credentials}@127.0.0.1:{port}/mlflow",
      "cannot read the MLflow tracking store (ConnectionError: the database did not answer"),
 ], ids=["compare, a server that does not answer", "history, a driver missing", "history, an unknown scheme",
         "history, the default driver missing", "compare, a database that does not answer"])
@@ -175,7 +175,7 @@ def test_compare_and_history_refuse_a_store_they_cannot_read_in_one_line(command
     """One line naming --uri, exit 2; a database that does not answer is said at once (MLflow retries opening it
     for about 100 s), and a password the URI carries is not shown."""
     secret = "not-" + "a-secret"  # (split: no secret in a file)
-    assert main([command, "--uri", uri.format(port=free_port(), secret=secret)]) == 2
+    assert main([command, "--uri", uri.format(port=free_port(), credentials=f"me:{secret}")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "Traceback" not in err and secret not in err and "retried" not in err
     assert err.strip().splitlines()[-1].startswith(f"metaray: error: --uri: {said}"), err
