@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -88,6 +89,7 @@ class Trial:
     waiting: dict[int, tuple] = field(default_factory=dict)  # decision point -> (unknowns, value): left undecided
     fitted: int = 0  # fits run for it by this process
     replayed: int = 0  # fits taken from the journal of an earlier, interrupted process
+    reused: int = 0  # fits taken from an earlier configuration with the same hyperparameters (``Driver.reused``)
 
     def __post_init__(self):
         self.key = config_key(self.config)
@@ -179,6 +181,7 @@ class Driver:
         self._touched: set[int] = set()
         self._idle: list[int] = []  # a heap of configurations with every fit given out back, perhaps undecided
         self.searcher_s = 0.0  # seconds spent in the searcher (suggesting, being told): no work is given out meanwhile
+        self._first: dict[str, int] = {}  # a configuration's key -> the first configuration with it
 
 
     @property
@@ -201,11 +204,12 @@ class Driver:
         self.stopping = True
         self.stop_below = len(self.trials)
 
-    def tell(self, result: FitResult, *, replayed: bool = False) -> None:
-        """A finished fit (ignored when its configuration has already ended)."""
+    def tell(self, result: FitResult, *, replayed: bool = False, reused: bool = False) -> None:
+        """A finished fit (ignored when its configuration has already ended); ``replayed`` from the journal, or
+        ``reused`` from an identical configuration (``reused``)."""
         trial = self.trials[result.unit.trial]
-        if replayed:
-            trial.replayed += 1
+        trial.replayed += replayed
+        trial.reused += reused
         if not trial.final:
             trial.results[result.unit.position(self.layout.k)] = result
             if self._standing is not None:
@@ -244,6 +248,20 @@ class Driver:
         if not self.stopping:
             work += self._ahead(idle - len(work))
         return work, ended
+
+    def reused(self, trial: Trial, unit: Unit) -> FitResult | None:
+        """The result of ``unit`` taken from the first configuration with the same hyperparameters (a searcher that
+        suggests one again: TPE on a discrete space, a grid passed over twice), when that one's fit of the same stage
+        and subset is back: a fit depends on the configuration, the subset and the search's seed only
+        (metaray.objective.fit_seed), so fitting it again would give the same scores. None for the first of its kind,
+        or while its fit is not back, or when that failed for the cluster's sake (a lost worker)."""
+        first = self._first.get(trial.key, trial.index)
+        if first == trial.index:
+            return None
+        r = self.trials[first].results.get(unit.position(self.layout.k))
+        if r is None or r.transient:
+            return None
+        return dataclasses.replace(r, unit=unit, predictions=None)  # (final: ensemble: its twin stands in)
 
     def scores(self, trial: Trial, name: str | None = None) -> list[float]:
         """The primary metric's scores (or another metric's, or a measure's: ``name``) of the trial's latest stage,
@@ -284,6 +302,7 @@ class Driver:
                 trial.status, trial.error = "failed", str(exc)
                 continue
             trial.cap = self.layout.next_decision(0)
+            self._first.setdefault(trial.key, trial.index)
             self._owed.append(trial)
             if self._standing is not None:
                 self._standing.place(trial)
@@ -567,7 +586,8 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
     Args:
         learner_for: the learner to fit a unit with (a configuration's, with the unit's stage's epochs).
         replay: a finished fit recorded earlier (the journal), or None to fit the unit.
-        on_fit: told of every fit this process ran, as it arrives (journal, warnings).
+        on_fit: told of every fit this process ran, as it arrives (journal, warnings), and of every fit taken from an
+            identical configuration (``Driver.reused``: journaled as its own, so that a resume replays it).
         on_end: told of every configuration that ends, in order (progress, tracking).
         before_wait: called before the loop blocks on the runner (the journal flushes what has arrived).
         budget: a time budget, checked before each decision; the loop wakes up when it is due even if no fit
@@ -585,15 +605,16 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
                 if trial.status != "completed":  # a completed configuration has nothing left queued or running
                     runner.cancel(trial.index)
                 on_end(trial)
-            fresh = _replayed_or_fresh(driver, work, replay)
+            fresh = _replayed_or_fresh(driver, work, replay, on_fit)
             if driver.stopping:
                 fresh = {}  # stopped at the next check, with what the journal gave them
             for units in fresh.values():
                 runner.submit(units, learner_for(driver.trials[units[0].trial], units[0]))
             if driver.done:
                 return driver.trials
-            if work and not fresh:
-                continue  # only replayed results came back: deliver them before waiting on the runner
+            if len(work) > sum(len(units) for units in fresh.values()):
+                continue  # replayed or reused results came back: deliver them (and open what they make room for)
+                # before waiting on the runner, which may hold a fit that takes long
             before_wait()
             due = budget.due() if budget is not None else None
             results = runner.wait() if due is None else runner.wait(timeout=due)
@@ -606,14 +627,20 @@ def drive(driver: Driver, runner, *, learner_for: Callable[[Trial, Unit], Any],
                 driver.tell(r)
 
 
-def _replayed_or_fresh(driver: Driver, work: list[Unit], replay) -> dict[tuple[int, int], list[Unit]]:
+def _replayed_or_fresh(driver: Driver, work: list[Unit], replay,
+                       on_fit: Callable[[Trial, FitResult], None]) -> dict[tuple[int, int], list[Unit]]:
     """The units of ``work`` to fit, by configuration and stage (each group goes to the runner as one submission);
-    those ``replay`` has a result for are told to the driver instead."""
+    those ``replay`` has a result for, or an identical configuration has (``Driver.reused``: handed to ``on_fit`` as
+    one arriving), are told to the driver instead."""
     fresh: dict[tuple[int, int], list[Unit]] = {}
     for unit in work:
-        hit = replay(driver.trials[unit.trial], unit) if replay else None
+        trial = driver.trials[unit.trial]
+        hit = replay(trial, unit) if replay else None
         if hit is not None:
             driver.tell(hit, replayed=True)
+        elif (same := driver.reused(trial, unit)) is not None:
+            on_fit(trial, same)
+            driver.tell(same, reused=True)
         else:
             fresh.setdefault((unit.trial, unit.stage), []).append(unit)
     return fresh

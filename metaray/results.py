@@ -296,6 +296,7 @@ class SearchResult:
     fits_replayed: int
     wall_seconds: float
     holdout_scores: dict[str, float] = field(default_factory=dict)
+    fits_reused: int = 0  # subset fits taken from an identical configuration (metaray.driver.Driver.reused)
     mlflow_run_id: str | None = None
     dashboard_url: str | None = None
     refit_error: str | None = None
@@ -401,6 +402,8 @@ class SearchResult:
                 show[col] = table[col]
         lines = [f"{self.name}: {len(self.results)} configurations, {self.fits_run} subset fits run"
                  + (f", {self.fits_replayed} replayed from the journal" if self.fits_replayed else "")
+                 + (f", {self.fits_reused} taken from identical configurations (not fitted again)"
+                    if self.fits_reused else "")
                  + f", {self.wall_seconds:.1f} s"
                  + (f", time budget reached after {self.time_budget['configurations']} configurations"
                     if self.time_budget and self.time_budget["reached"] else ""), "",

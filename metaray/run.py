@@ -243,7 +243,8 @@ class SearchRun:
         return SearchResult(
             name=setup.spec.name, run_dir=self.folder.path, results=table, best=best, metric=prepared.metric.name,
             aggregate=setup.spec.objective.aggregate, mode=prepared.mode, fits_run=sum(t.fitted for t in trials),
-            fits_replayed=sum(t.replayed for t in trials), wall_seconds=time.perf_counter() - t0,
+            fits_replayed=sum(t.replayed for t in trials), fits_reused=sum(t.reused for t in trials),
+            wall_seconds=time.perf_counter() - t0,
             holdout_scores=best["holdout"] if best else {}, dashboard_url=fits.dashboard_url,
             refit_error=refit_error, tie_method=setup.plan.tie_method, simplest=simplest, time_budget=time_budget,
             model=final.model if final else None, front=best.get("front") if best else None,

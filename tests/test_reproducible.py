@@ -75,6 +75,38 @@ def test_killed_at_three_points_and_resumed_gives_the_uninterrupted_table(combo,
         assert 0 < resumed.fits_replayed <= kept and resumed.fits_run > 0
 
 
+#: TPE on a space of 4 configurations, 16 suggestions: most are ones suggested before
+DISCRETE = {"name": "discrete", "seed": 3, "data": {"dataset": "wine", "scale": True},
+            "learner": {"name": "random_forest", "params": {"n_estimators": 5}}, "subsets": {"k": 3},
+            "search": {"searcher": "optuna", "num_samples": 16,
+                       "space": {"max_depth": {"choice": [2, 4]}, "criterion": {"choice": ["gini", "entropy"]}}}}
+
+
+def test_a_configuration_suggested_again_is_not_fitted_again_and_resumes_to_the_same_table(tmp_path):
+    """A configuration the searcher suggests again takes its fits from the first with the same hyperparameters (a fit
+    depends on the configuration, the subset and the seed only), so it scores as that one did, and the fits are not
+    spent twice; a search killed half-way and resumed gives the same table."""
+    from metaray.plan import ADAPTIVE_IN_FLIGHT
+
+    first = run_search(DISCRETE, run_dir=tmp_path / "first", track=False)
+    table = first.results.sort_values("trial").reset_index(drop=True)
+    params, scores = ["param.max_depth", "param.criterion"], ["score_0", "score_1", "score_2"]
+    twin = table.groupby(params, sort=False)["trial"].transform("first").str[1:].astype(int)
+    for _, group in table.groupby(params):
+        assert len(group[scores].drop_duplicates()) == 1, group  # the same scores as the first of its kind
+    # configuration i opens once i - 8 has ended: a twin at or before that had its fits back, so they were taken
+    sure = int(((twin <= table.index - ADAPTIVE_IN_FLIGHT) & (twin < table.index)).sum())
+    assert sure >= 1 and first.fits_reused >= 3 * sure
+    assert first.fits_run + first.fits_reused == 16 * 3 == len(journal(first.run_dir))  # each journaled as its own
+    assert f"{first.fits_reused} taken from identical configurations" in first.summary()
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    shutil.copy(first.run_dir / "spec.yaml", folder / "spec.yaml")
+    whole = (first.run_dir / "fits.jsonl").read_bytes()
+    (folder / "fits.jsonl").write_bytes(whole[:whole.rfind(b"\n", 0, len(whole) // 2) + 1])
+    pd.testing.assert_frame_equal(resume_search(folder, track=False).results, first.results)
+
+
 @pytest.mark.parametrize("combo", [("optuna", "asha"), ("hyperopt", "racing")], ids=["optuna-asha", "hyperopt-racing"])
 def test_the_order_in_which_fits_finish_does_not_matter(combo, references, tmp_path, monkeypatch):
     """Results are handed to the driver in a shuffled order, some held back for a while: the same table."""
