@@ -254,14 +254,18 @@ class Driver:
         suggests one again: TPE on a discrete space, a grid passed over twice), when that one's fit of the same stage
         and subset is back: a fit depends on the configuration, the subset and the search's seed only
         (metaray.objective.fit_seed), so fitting it again would give the same scores. None for the first of its kind,
-        or while its fit is not back, or when that failed for the cluster's sake (a lost worker)."""
-        first = self._first.get(trial.key, trial.index)
+        or while its fit is not back, or when that fit failed."""
+        first = self.first_of(trial)
         if first == trial.index:
             return None
         r = self.trials[first].results.get(unit.position(self.layout.k))
-        if r is None or r.transient:
+        if r is None or r.error:  # a failure is fitted again: a timeout, say, depends on the cluster's load
             return None
-        return dataclasses.replace(r, unit=unit, predictions=None)  # (final: ensemble: its twin stands in)
+        return dataclasses.replace(r, unit=unit, predictions=None)  # (final: ensemble reads its twin's, ``first_of``)
+
+    def first_of(self, trial: Trial) -> int:
+        """The index of the first configuration with the same hyperparameters as ``trial`` (its own, if it is)."""
+        return self._first.get(trial.key, trial.index)
 
     def scores(self, trial: Trial, name: str | None = None) -> list[float]:
         """The primary metric's scores (or another metric's, or a measure's: ``name``) of the trial's latest stage,

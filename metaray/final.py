@@ -130,11 +130,15 @@ def out_of_subset(search: Search, trial, keep: np.ndarray) -> tuple | None:
     from metaray.fits import Unit
     from metaray.folder import PREDICTIONS, prediction_file
 
-    plan, k = search.prepared.plan, search.ranking.driver.layout.k
+    driver = search.ranking.driver
+    plan, k = search.prepared.plan, driver.layout.k
     stage = max(trial.reported - 1, 0) // k
+    twin = driver.first_of(trial)  # a fit taken from an identical configuration: its predictions are that one's
     total, count = None, np.zeros(len(keep))
     for s in range(k):
         path = search.folder / PREDICTIONS / prediction_file(Unit(trial.index, stage, s))
+        if not path.is_file():
+            path = search.folder / PREDICTIONS / prediction_file(Unit(twin, stage, s))
         if not path.is_file():
             return None
         p = np.load(path).astype(float)

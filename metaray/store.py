@@ -75,8 +75,14 @@ def checked_uri(uri: str, key: str) -> str:
                             "postgresql+psycopg2://...), or a path", got=shown_uri(uri))
 
 
-#: the databases MLflow opens through SQLAlchemy, and the option of their drivers that bounds the wait for a connection
-DATABASE_TIMEOUT_OPTION = {"postgresql": "connect_timeout", "mysql": "connect_timeout", "mssql": None}
+#: the databases MLflow opens through SQLAlchemy
+DATABASES = ("postgresql", "mysql", "mssql")
+#: the option that bounds the wait for a connection, by driver ("" for SQLAlchemy's default one); another driver is
+#: given none (an option it does not know would fail a healthy database)
+TIMEOUT_OPTION = {"postgresql": "connect_timeout", "postgresql+psycopg": "connect_timeout",
+                  "postgresql+psycopg2": "connect_timeout", "postgresql+pg8000": "timeout",
+                  "mysql": "connect_timeout", "mysql+mysqldb": "connect_timeout", "mysql+pymysql": "connect_timeout",
+                  "mssql": "timeout", "mssql+pyodbc": "timeout"}
 #: how long ``reach_database`` waits for the database to answer
 CONNECT_TIMEOUT_S = 10
 #: what to install for a database whose URI names no driver (SQLAlchemy's default one); a URI that names a driver
@@ -100,12 +106,12 @@ def reach_database(uri: str) -> None:
 
     scheme = urlsplit(str(uri)).scheme.lower()
     dialect, _, driver = scheme.partition("+")
-    if dialect not in DATABASE_TIMEOUT_OPTION:
+    if dialect not in DATABASES:
         return
     import sqlalchemy
 
     url = sqlalchemy.engine.make_url(uri)
-    option = DATABASE_TIMEOUT_OPTION[dialect]
+    option = TIMEOUT_OPTION.get(scheme)
     connect_args = {option: CONNECT_TIMEOUT_S} if option and option not in url.query else {}
     try:
         engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
@@ -127,23 +133,35 @@ def reach_database(uri: str) -> None:
 
 
 def shown_uri(uri: str) -> str:
-    """A URI as it may be shown (on a terminal, in a log): without the user and password it may carry.
+    """A URI as it may be shown (on a terminal, in a log): without the user and password it may carry (a database's
+    as SQLAlchemy reads it: a password with a ``/`` in it, or in the query, too).
 
     Example:
         >>> shown_uri("https://me:" + "pass" + "@mlflow.example.com:8443/x")  # (split: no secret in a file)
         'https://mlflow.example.com:8443/x'
         >>> shown_uri("postgresql+psycopg2://me@/mlflow?host=/run/db")
-        'postgresql+psycopg2:///mlflow?host=/run/db'
+        'postgresql+psycopg2:///mlflow?host=%2Frun%2Fdb'
+        >>> shown_uri("mysql://me:" + "a/b" + "@db:3306/mlflow?password=" + "pw")
+        'mysql://db:3306/mlflow'
     """
     from urllib.parse import urlsplit
 
-    parts = urlsplit(str(uri))
+    text = str(uri)
+    scheme = urlsplit(text).scheme.lower()
+    if scheme.partition("+")[0] in DATABASES:
+        try:
+            import sqlalchemy
+
+            url = sqlalchemy.engine.make_url(text)
+        except Exception:
+            return f"{scheme}://..."  # not one SQLAlchemy reads: nothing of it shown
+        url = url._replace(username=None, password=None).difference_update_query(["password", "user", "username"])
+        return url.render_as_string(hide_password=False)
+    parts = urlsplit(text)
     if "@" not in parts.netloc:
-        return str(uri)
-    host = parts.hostname or ""
-    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
-            + (f"#{parts.fragment}" if parts.fragment else ""))
+        return text
+    return (f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" + (f"?{parts.query}" if parts.query
+            else "") + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def is_server(uri) -> bool:
