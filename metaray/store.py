@@ -132,6 +132,27 @@ def reach_database(uri: str) -> None:
         engine.dispose()
 
 
+def scrubbed(text: str, uri: str) -> str:
+    """``text`` (a library's error message) without the password ``uri`` carries, wherever it quotes it.
+
+    Example:
+        >>> scrubbed("Invalid url: http://me:" + "pw1@h:x/api", "http://me:" + "pw1@h:x")
+        'Invalid url: http://me:***@h:x/api'
+    """
+    from urllib.parse import unquote, urlsplit
+
+    netloc = urlsplit(str(uri)).netloc
+    hidden = netloc.rpartition("@")[0].partition(":")[2] if "@" in netloc else ""  # the password
+    if str(uri).partition("://")[0].partition("+")[0].lower() in DATABASES:
+        with contextlib.suppress(Exception):
+            import sqlalchemy
+
+            hidden = sqlalchemy.engine.make_url(str(uri)).password or hidden
+    for secret in {hidden, unquote(hidden)} - {""}:
+        text = text.replace(secret, "***")
+    return text
+
+
 def shown_uri(uri: str) -> str:
     """A URI as it may be shown (on a terminal, in a log): without the user and password it may carry (a database's
     as SQLAlchemy reads it: a password with a ``/`` in it, or in the query, too).

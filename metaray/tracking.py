@@ -31,7 +31,16 @@ from metaray.aggregates import COLUMNS
 from metaray.callbacks import Callback
 from metaray.driver import STATUSES
 from metaray.errors import SpecError, one_line
-from metaray.store import QUICK_HTTP, absolute_uri, is_server, reach_database, shown_uri, tracking_uri, uri_key
+from metaray.store import (
+    QUICK_HTTP,
+    absolute_uri,
+    is_server,
+    reach_database,
+    scrubbed,
+    shown_uri,
+    tracking_uri,
+    uri_key,
+)
 from metaray.tracking_protocol import (
     Abort,
     End,
@@ -511,7 +520,7 @@ class Writer:
             self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
         except Exception as exc:  # named by where the URI came from: the spec, else $MLFLOW_TRACKING_URI
             raise SpecError(uri_key("tracking.uri", bool(self.spec.tracking.uri)),
-                            f"cannot reach the MLflow tracking store ({one_line(exc)[:300]})",
+                            f"cannot reach the MLflow tracking store ({scrubbed(one_line(exc), self.uri)[:300]})",
                             got=shown_uri(self.uri)) from None
         parent = self._reopen() if self.parent_id else self._create_parent()
         self._mlflow_retries(False)

@@ -169,8 +169,10 @@ def test_a_store_mlflow_cannot_open_is_refused_in_one_line(uri, env, said, ray_s
      "(ModuleNotFoundError: No module named 'pyodbc'): pip install pyodbc, or name an installed driver"),
     ("compare", "postgresql://{credentials}@127.0.0.1:{port}/mlflow",
      "cannot read the MLflow tracking store (ConnectionError: the database did not answer"),
+    ("history", "http://{credentials}@127.0.0.1:nan/mlflow", "cannot read the MLflow tracking store (InvalidUrl"),
 ], ids=["compare, a server that does not answer", "history, a driver missing", "history, an unknown scheme",
-        "history, the default driver missing", "compare, a database that does not answer"])
+        "history, the default driver missing", "compare, a database that does not answer",
+        "history, a URL MLflow quotes with its password"])
 def test_compare_and_history_refuse_a_store_they_cannot_read_in_one_line(command, uri, said, capsys):
     """One line naming --uri, exit 2; a database that does not answer is said at once (MLflow retries opening it
     for about 100 s), and a password the URI carries is not shown."""
