@@ -85,10 +85,10 @@ TIMEOUT_OPTION = {"postgresql": "connect_timeout", "postgresql+psycopg": "connec
                   "mssql": "timeout", "mssql+pyodbc": "timeout"}
 #: how long ``reach_database`` waits for the database to answer
 CONNECT_TIMEOUT_S = 10
-#: what to install for a database whose URI names no driver (SQLAlchemy's default one); a URI that names a driver
-#: (``postgresql+psycopg2://``) needs that one
-DEFAULT_DRIVER = {"postgresql": "psycopg[binary] (metaray's postgres extra)", "mysql": "mysqlclient",
-                  "mssql": "pyodbc"}
+#: the package that installs a database driver's module (the one SQLAlchemy failed to import)
+DRIVER_PACKAGE = {"psycopg": "'psycopg[binary]' (metaray's postgres extra)", "psycopg2": "psycopg2-binary",
+                  "pg8000": "pg8000", "MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "pyodbc": "pyodbc",
+                  "pymssql": "pymssql"}
 
 
 def reach_database(uri: str) -> None:
@@ -116,10 +116,10 @@ def reach_database(uri: str) -> None:
     try:
         engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
     except ImportError as exc:  # the driver SQLAlchemy loads for this scheme
-        fix = (f"install it, or name an installed driver ({dialect}+DRIVER://)" if driver else
-               f"pip install '{DEFAULT_DRIVER[dialect]}', or name an installed driver ({dialect}+DRIVER://, "
-               f"e.g. {dialect}+psycopg2:// for psycopg2)" if dialect == "postgresql" else
-               f"pip install {DEFAULT_DRIVER[dialect]}, or name an installed driver ({dialect}+DRIVER://)")
+        package = DRIVER_PACKAGE.get((getattr(exc, "name", None) or "").partition(".")[0])
+        fix = (f"pip install {package}" if package else "install it") + (
+            "" if driver else f", or name an installed driver ({dialect}+DRIVER://"
+            + (", e.g. postgresql+psycopg2:// for psycopg2)" if dialect == "postgresql" else ")"))
         raise ConnectionError(f"the database driver for {scheme}:// is not installed ({one_line(exc)}): {fix}") \
             from None
     try:
