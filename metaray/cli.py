@@ -125,8 +125,7 @@ def _check_store(uri: str, given: bool) -> None:
     be read (a server that does not answer, a database whose driver is missing, none there) is one line naming
     ``--uri`` (``given``; else the variable it came from), exit 2, not MLflow's traceback. What they read after is
     not wrapped: an error there is metaray's own, and shows as one."""
-    from metaray.errors import one_line
-    from metaray.store import Store, scrubbed, shown_uri, uri_key
+    from metaray.store import Store, store_error, uri_key
 
     key = uri_key("--uri", given)
     try:
@@ -134,8 +133,7 @@ def _check_store(uri: str, given: bool) -> None:
     except SpecError as exc:
         raise SpecError(key, exc.problem, allowed=exc.allowed, got=exc.got) from None
     except Exception as exc:
-        raise SpecError(key, f"cannot read the MLflow tracking store ({scrubbed(one_line(exc), uri)[:300]})",
-                        got=shown_uri(uri)) from None
+        raise store_error(key, "cannot read the MLflow tracking store", exc, uri) from None
 
 
 def cmd_compare(args) -> int:

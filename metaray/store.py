@@ -91,6 +91,26 @@ DRIVER_PACKAGE = {"psycopg": "'psycopg[binary]' (metaray's postgres extra)", "ps
                   "pymssql": "pymssql"}
 
 
+def database_url(uri: str):
+    """A database's URI (PostgreSQL, MySQL, SQL Server; its driver named or not) as SQLAlchemy reads it, or None for
+    any other URI. Raises SQLAlchemy's ArgumentError for one it cannot read."""
+    from urllib.parse import urlsplit
+
+    if urlsplit(str(uri)).scheme.lower().partition("+")[0] not in DATABASES:
+        return None
+    import sqlalchemy
+
+    return sqlalchemy.engine.make_url(str(uri))
+
+
+def store_error(key: str, problem: str, exc: BaseException, uri: str):
+    """The SpecError of a tracking store that cannot be used: ``problem`` ("cannot read the MLflow tracking store")
+    and the library's one-line reason, without the password ``uri`` carries, quoted or not."""
+    from metaray.errors import SpecError, one_line
+
+    return SpecError(key, f"{problem} ({scrubbed(one_line(exc), uri)[:300]})", got=shown_uri(uri))
+
+
 def reach_database(uri: str) -> None:
     """For a database's URI (PostgreSQL, MySQL, SQL Server; its driver named or not): connect once, waiting at most
     ``CONNECT_TIMEOUT_S``, and raise ``ConnectionError`` with one line if the driver is missing or the database does
@@ -100,17 +120,15 @@ def reach_database(uri: str) -> None:
     Example:
         >>> reach_database("sqlite:///mlflow.db")  # a file MLflow creates: nothing to reach
     """
-    from urllib.parse import urlsplit
-
     from metaray.errors import one_line
 
-    scheme = urlsplit(str(uri)).scheme.lower()
-    dialect, _, driver = scheme.partition("+")
-    if dialect not in DATABASES:
+    url = database_url(uri)
+    if url is None:
         return
     import sqlalchemy
 
-    url = sqlalchemy.engine.make_url(uri)
+    scheme = url.drivername.lower()
+    dialect, _, driver = scheme.partition("+")
     option = TIMEOUT_OPTION.get(scheme)
     connect_args = {option: CONNECT_TIMEOUT_S} if option and option not in url.query else {}
     try:
@@ -143,11 +161,8 @@ def scrubbed(text: str, uri: str) -> str:
 
     netloc = urlsplit(str(uri)).netloc
     hidden = netloc.rpartition("@")[0].partition(":")[2] if "@" in netloc else ""  # the password
-    if str(uri).partition("://")[0].partition("+")[0].lower() in DATABASES:
-        with contextlib.suppress(Exception):
-            import sqlalchemy
-
-            hidden = sqlalchemy.engine.make_url(str(uri)).password or hidden
+    with contextlib.suppress(Exception):  # a database's, as SQLAlchemy reads it
+        hidden = getattr(database_url(uri), "password", None) or hidden
     for secret in {hidden, unquote(hidden)} - {""}:
         text = text.replace(secret, "***")
     return text
@@ -168,14 +183,11 @@ def shown_uri(uri: str) -> str:
     from urllib.parse import urlsplit
 
     text = str(uri)
-    scheme = urlsplit(text).scheme.lower()
-    if scheme.partition("+")[0] in DATABASES:
-        try:
-            import sqlalchemy
-
-            url = sqlalchemy.engine.make_url(text)
-        except Exception:
-            return f"{scheme}://..."  # not one SQLAlchemy reads: nothing of it shown
+    try:
+        url = database_url(text)
+    except Exception:
+        return f"{urlsplit(text).scheme}://..."  # a database's that SQLAlchemy cannot read: nothing of it shown
+    if url is not None:
         url = url._replace(username=None, password=None).difference_update_query(["password", "user", "username"])
         return url.render_as_string(hide_password=False)
     parts = urlsplit(text)

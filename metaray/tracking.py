@@ -36,8 +36,7 @@ from metaray.store import (
     absolute_uri,
     is_server,
     reach_database,
-    scrubbed,
-    shown_uri,
+    store_error,
     tracking_uri,
     uri_key,
 )
@@ -519,9 +518,8 @@ class Writer:
             exp = client.get_experiment_by_name(self.experiment_name)
             self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
         except Exception as exc:  # named by where the URI came from: the spec, else $MLFLOW_TRACKING_URI
-            raise SpecError(uri_key("tracking.uri", bool(self.spec.tracking.uri)),
-                            f"cannot reach the MLflow tracking store ({scrubbed(one_line(exc), self.uri)[:300]})",
-                            got=shown_uri(self.uri)) from None
+            raise store_error(uri_key("tracking.uri", bool(self.spec.tracking.uri)),
+                              "cannot reach the MLflow tracking store", exc, self.uri) from None
         parent = self._reopen() if self.parent_id else self._create_parent()
         self._mlflow_retries(False)
         return parent
