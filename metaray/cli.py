@@ -61,6 +61,9 @@ def _overrides(args) -> list[str]:
     return overrides
 
 
+NO_TRACKING = "log nothing to MLflow (no tracking process); the run folder keeps the results, report and journal"
+
+
 def _print_search(result) -> int:
     """The table and the best configuration on stdout; what failed on stderr. Exit status 1 when the search has no
     answer (every configuration failed, or the best one's refit did), though its input was valid."""
@@ -103,13 +106,13 @@ def cmd_run(args) -> int:
                          + ([f"search.time_budget={args.time_budget}"] if args.time_budget is not None else []))
         print(f"extending {args.extend} by {args.num_samples} configurations", file=sys.stderr, flush=True)
         return _print_search(extend(args.extend, spec, args.num_samples, progress=_to_stderr,
-                                    dashboard=args.dashboard))
+                                    dashboard=args.dashboard, track=not args.no_tracking))
     spec = load_spec(args.experiment, _overrides(args))
     s = spec.search
     print(f"searching {spec.name}: {s.searcher} searcher, scheduler {s.scheduler.name}, {spec.subsets.k} subsets "
           f"({spec.subsets.sampler}) per configuration"
           + (f", time budget {duration(s.time_budget)}" if s.time_budget else ""), file=sys.stderr, flush=True)
-    return _print_search(search(spec, progress=_to_stderr, dashboard=args.dashboard))
+    return _print_search(search(spec, progress=_to_stderr, dashboard=args.dashboard, track=not args.no_tracking))
 
 
 def cmd_resume(args) -> int:
@@ -117,7 +120,7 @@ def cmd_resume(args) -> int:
 
     print(f"resuming {args.path}", file=sys.stderr, flush=True)
     return _print_search(resume(args.path, progress=_to_stderr, dashboard=args.dashboard,
-                                time_budget=args.time_budget))
+                                time_budget=args.time_budget, track=not args.no_tracking))
 
 
 def _check_store(uri: str, given: bool) -> None:
@@ -256,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "finish within a grace of a tenth of it (at most 1m), else are stopped unfinished")
     run.add_argument("--extend", metavar="RUN_DIR", help="add --num-samples configurations to the finished search in "
                      "RUN_DIR (same spec): its configurations are not fitted again")
+    run.add_argument("--no-tracking", action="store_true", help=NO_TRACKING)
     run.set_defaults(func=cmd_run)
 
     res = sub.add_parser("resume", help="continue an interrupted search from its run folder")
@@ -263,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1")
     res.add_argument("--time-budget", metavar="DURATION", help="a fresh time budget for this resume (default: the "
                      "search's own search.time_budget, afresh); the configurations replayed from the journal cost none")
+    res.add_argument("--no-tracking", action="store_true", help=NO_TRACKING)
     res.set_defaults(func=cmd_resume)
 
     cmp_ = sub.add_parser("compare", help="table (and plot) of the configurations MLflow recorded, best first")

@@ -173,6 +173,24 @@ def test_cli_run_prints_progress_table_and_best(capsys, tmp_path):
     assert "== meta_classification_iris" in out and (tmp_path / "p.png").stat().st_size > 0
 
 
+def test_no_tracking_runs_and_resumes_without_mlflow(capsys, tmp_path, monkeypatch):
+    """`run --no-tracking` and `resume --no-tracking`: the search, its table and its run folder as always, and nothing
+    logged to MLflow: no store made where MLFLOW_TRACKING_URI points, no line naming an MLflow run."""
+    store = tmp_path / "store" / "mlflow.db"  # (not the suite's store of every test: tmp_path/mlflow.db)
+    store.parent.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    code = main(["run", str(EXPERIMENTS / "meta_classification_iris.yaml"), "--num-samples", "3", "--set",
+                 "subsets.k=2", "--set", f"storage={tmp_path}", "--no-tracking"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "best configuration (mean accuracy" in out and "[  3/3]" in err
+    assert "mlflow:" not in out and not store.exists()
+    (run_dir,) = tmp_path.glob("meta_classification_iris/*/")
+    assert (run_dir / "results.csv").is_file() and (run_dir / "report.html").is_file()
+    assert main(["resume", str(run_dir), "--no-tracking"]) == 0
+    out, _ = capsys.readouterr()
+    assert "best configuration (mean accuracy" in out and "mlflow:" not in out and not store.exists()
+
+
 def test_fit_warnings_are_said_once_by_the_driver(tmp_path):
     lines = []
     spec = {"name": "warn", "data": {"dataset": "digits"}, "learner": {"name": "logistic_regression",

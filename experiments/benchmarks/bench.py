@@ -53,13 +53,21 @@ class Workload:
     configs: list = field(default_factory=list)  # flat configs, the same for every method
 
 
+TIMED_EVERY = 1.0  # seconds between memory samples where walls are compared (Usage)
+
+
 class Usage:
     """Peak memory and CPU use of this process and all its descendants (Ray's raylet and workers, joblib's).
 
     Memory is the sum of their proportional set sizes: a page of shared memory (Ray's object store) counts once,
     split among the processes that map it, instead of once per process as resident sizes would. CPU is the CPU
     seconds they spend while the block runs (a process that ends counts with its last sample); ``util`` divides
-    it by the wall time and the cores: 1.0 means every core busy all the time."""
+    it by the wall time and the cores: 1.0 means every core busy all the time.
+
+    A sample is not free: reading the memory of Ray's ten processes costs ~17 ms of CPU (joblib's three: ~5 ms), in
+    this process, so a probe every 0.1 s took ~15 % of a core from metaray's driver and ~5 % from joblib's, and
+    inflated metaray's wall against joblib's by the probe's own cost. Where walls are compared (P1, P2, P5), the
+    probe samples every ``TIMED_EVERY`` seconds (peak memory there is a rough figure; MEM measures it finely)."""
 
     def __init__(self, every: float = 0.1, root: int | None = None):
         import psutil
@@ -348,7 +356,7 @@ def measure(workload: Workload, methods: list[str], repeat: int = 1) -> list[Row
     for round_ in range(repeat):
         ideal, joblib_wall = None, math.nan
         for name in methods:
-            with Usage() as mem:
+            with Usage(every=TIMED_EVERY) as mem:
                 out = METHODS[name](workload)
             wall, fits, best = out[:3]
             if name == "sequential":
@@ -876,7 +884,7 @@ def dirty_table(quick: bool, repeat: int = 1) -> list[Row]:
     runs: dict[str, list[tuple]] = {"joblib": [], "metaray": []}
     for round_ in range(repeat):
         for name, method in (("joblib", run_joblib), ("metaray", run_metaray)):
-            with Usage() as mem:
+            with Usage(every=TIMED_EVERY) as mem:
                 wall, fits, best = method(w)[:3]
             runs[name].append((wall, fits, best, mem.peak / 2**20))
             ratio = wall / runs["joblib"][-1][0]

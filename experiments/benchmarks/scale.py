@@ -98,6 +98,7 @@ class SimRunner:
         self.last_start = 0.0  # when the last fit started: after it, no work was left to hand out (the drain)
         self._charged = time.perf_counter()  # real time of the driver not yet charged to the clock
         self.driver_s = 0.0
+        self.waits = 0  # calls of ``wait``
 
     # the driver's own time between calls goes on the virtual clock (fits keep running meanwhile)
     def _charge(self) -> None:
@@ -199,6 +200,7 @@ class SimRunner:
         from metaray.fits import FitResult
 
         self._charge()
+        self.waits += 1
         # fits that ended while the driver worked come back now; else the clock moves to the next end
         self._start()
         while True:
@@ -309,8 +311,9 @@ def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations
         start = time.perf_counter()
         config = suggest(index)
         suggesting[0] += time.perf_counter() - start
-        if config is not None:
-            opened[0] = runner.now
+        if config is not None and runner.waits:  # (opened before the driver first waited: all at once, 0)
+            # the virtual now: the driver's time since the runner last charged it to the clock counts too
+            opened[0] = runner.now + (time.perf_counter() - runner._charged if runner.charge else 0.0)
         return config
 
     driver.searcher.suggest = suggest_and_note
