@@ -53,7 +53,8 @@ class Search:
 class Final:
     """A search's final model as a user calls it (behind a table's cleaner), its hold-out scores ({} without a
     hold-out split), and what it is made of: ``members`` as best.json lists them, each with its weight; ``fits``:
-    the fits it took; ``details``: what else best.json says of it (an ensemble's selection)."""
+    the fits it took; ``details``: what else best.json says of it (an ensemble's selection); ``warnings``: its fits'
+    warnings, for the search to say those it has not said (a bag's fits are the search's own: none)."""
 
     kind: str
     model: Any
@@ -61,6 +62,7 @@ class Final:
     members: list[dict[str, Any]] = field(default_factory=list)
     fits: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what its fits on the pool warned of, one line each
 
     def describe(self) -> dict[str, Any]:
         """best.json's ``final``."""
@@ -72,9 +74,9 @@ def refit(search: Search) -> Final:
     from metaray.objective import deployable
 
     prepared, trial = search.prepared, search.ranking.best()
-    (est, holdout), = _get(*_refit_tasks(search, [trial]), "the refit on the whole training pool")
+    (est, holdout, warned), = _get(*_refit_tasks(search, [trial]), "the refit on the whole training pool")
     return Final("refit", deployable(est, prepared.dataset.cleaner), holdout, [{"trial": trial.id, "weight": 1.0}],
-                 fits=1)
+                 fits=1, warnings=warned)
 
 
 def bag(search: Search) -> Final:
@@ -113,7 +115,7 @@ def ensemble(search: Search) -> Final:
     by_id = {t.id: t for t, _ in candidates}
     members = [by_id[i] for i in sorted(weights, key=lambda i: (-weights[i], i))]
     fitted = _get(*_refit_tasks(search, members), f"the refit of the ensemble's {len(members)} members")
-    model = Bag([est for est, _ in fitted], prepared.dataset.task, prepared.dataset.classes,
+    model = Bag([est for est, _, _ in fitted], prepared.dataset.task, prepared.dataset.classes,
                 weights=[weights[t.id] for t in members])
     metric = prepared.metrics[0]
     details = {"selection": {"candidates": [t.id for t, _ in candidates], "rounds": ROUNDS, "bags": BAGS,
@@ -121,7 +123,7 @@ def ensemble(search: Search) -> Final:
                              "metric": metric, "score": score, "best_single": single}}
     return Final("ensemble", deployable(model, prepared.dataset.cleaner), _holdout(prepared, model),
                  [{"trial": t.id, "weight": weights[t.id]} for t in members], fits=len(members),
-                 details=details)
+                 details=details, warnings=sorted({w for _, _, said in fitted for w in said}))
 
 
 def out_of_subset(search: Search, trial, keep: np.ndarray) -> tuple | None:

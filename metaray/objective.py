@@ -126,7 +126,7 @@ def score_fit(problem: Problem, learner: Learner, unit: Unit, seed: int) -> FitR
                 result.measures = measure(problem.measures, est, take, result.fit_seconds, len(held))
             if problem.keep is not None:
                 result.predictions = _kept_predictions(problem, est, held, X_held)
-        result.warnings = sorted({f"{w.category.__name__}: {headline(str(w.message))}" for w in caught})
+        result.warnings = said(caught)
         primary = result.scores[problem.metrics[0]]
         if not np.isfinite(primary) and problem.metrics[0] not in ("roc_auc",):
             raise FitError(f"the {problem.metrics[0]} score is {primary}; the model's predictions are not finite")
@@ -235,13 +235,23 @@ def _output(need: str, est, X, labels):
     return _softmax_scores(est.decision_function(X))
 
 
+def said(caught) -> list[str]:
+    """Warnings caught in a fit (``warnings.catch_warnings(record=True)``), each distinct one as one line, for the
+    driver to say once (metaray.errors.unsaid) instead of every worker printing them in full."""
+    return sorted({f"{w.category.__name__}: {headline(str(w.message))}" for w in caught})
+
+
 def fit_final(problem: Problem, learner: Learner, seed: int):
-    """Fit on the whole training pool (every row but the hold-out split); score on the hold-out rows if any."""
+    """Fit on the whole training pool (every row but the hold-out split); score on the hold-out rows if any.
+    Returns the estimator, its hold-out scores and the warnings it raised (``said``)."""
     pool = np.setdiff1d(np.arange(len(problem.y)), problem.plan.test)
     est = learner.for_fit(fit_seed(seed, 1 << 20))
     whole = len(pool) == len(problem.y)  # no hold-out: fit on the shared, read-only features without a copy
-    est.fit(problem.X if whole else _rows(problem.X, pool), problem.y if whole else problem.y[pool])
-    return est, (score_rows(problem, est, problem.plan.test) if problem.plan.test.size else {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(problem.X if whole else _rows(problem.X, pool), problem.y if whole else problem.y[pool])
+        scores = score_rows(problem, est, problem.plan.test) if problem.plan.test.size else {}
+    return est, scores, said(caught)
 
 
 def fit_subset(problem: Problem, learner: Learner, k: int, seed: int):

@@ -143,6 +143,10 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
     n_train, n_test = _sizes(prepared)
     scheduler, layout = _scheduler(prepared, space, mode, overlap=n_test / n_train)
     num_samples = searcher.total or n
+    if space.empty and n > 1:  # nothing to vary: the learner's own configuration, scored once
+        notes = (*notes, f"search.space is empty: one configuration, the learner's own, is scored (search.num_samples: "
+                         f"{n} would score it again {n - 1} times)")
+        num_samples = 1
     obj, metric = spec.objective, prepared.metric
     gib = metric.greater_is_better
     driver = Driver(searcher, scheduler, layout, num_samples=num_samples, max_concurrent=max_concurrent,

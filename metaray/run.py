@@ -69,6 +69,7 @@ class SearchRun:
         self.spec, self.folder, self.dashboard, self.track = spec, folder, dashboard, track
         self.progress = progress or (lambda line: None)
         self.say = progress or notice  # what the user should hear even without a progress callback
+        self.warned: set[str] = set()  # the kinds of warning said (metaray.errors.warning_kind: the same but numbers)
 
     def run(self) -> SearchResult:
         """Prepare, plan, run and finish the search (see the module); callbacks hear it all."""
@@ -90,7 +91,7 @@ class SearchRun:
             budget = (TimeBudget(setup.spec.search.time_budget, start=began, keep=max(1, journal.configurations))
                       if setup.spec.search.time_budget else None)
             searching = time.perf_counter()
-            _drive(setup.plan, fits.runner, journal, callbacks, self.progress, budget)
+            _drive(setup.plan, fits.runner, journal, callbacks, self.progress, budget, self.warned)
             fits.runner.close()  # the final model gets every CPU; no fit of a stopped configuration runs on
             if line := searcher_pace(setup.spec.search.searcher, setup.plan.driver.searcher_s,
                                      time.perf_counter() - searching):
@@ -231,6 +232,8 @@ class SearchRun:
         best, final, refit_error = None, None, None
         if ranking.best() is not None:
             final, refit_error = _final(FinalSearch(prepared, fits.problem_ref, ranking, self.folder.path))
+            for message in unsaid(final.warnings if final else [], self.warned):
+                self.say(f"warning (first seen in the {final.kind} on the training pool, said once): {message}")
             best = _best(ranking, final, refit_error)
             best["final"] = final.describe() if final else {"kind": setup.spec.final, "members": []}
             best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": setup.plan.tie_method,
@@ -253,10 +256,9 @@ class SearchRun:
 
 
 def _drive(plan: Plan, runner, journal: Journal, callbacks: Callback, progress: Callable[[str], None],
-           budget: TimeBudget | None) -> None:
+           budget: TimeBudget | None, warned: set[str]) -> None:
     """Run the plan's driver to its end: a fit the journal holds is replayed, not run again; every fit that arrives
     is journaled (its warnings said once); every configuration that ends is heard by the callbacks and said."""
-    warned: set[str] = set()  # the kinds of warning said (metaray.errors.warning_kind: the same but for numbers)
 
     def on_fit(trial, r) -> None:
         for message in unsaid(r.warnings, warned):

@@ -61,7 +61,7 @@ class Variants:
         return next(self._it, None)
 
     def complete(self, index: int, value, violations: tuple[float, ...] = ()) -> None:
-        pass
+        make = _random
 
 
 class TuneSearcher:
@@ -197,8 +197,12 @@ def make_searcher(name: str, space, num_samples: int, mode, seed: int, points: l
     from their results like from its own. ``startup``: the number of configurations the search was first given
     (an extended search keeps HyperOpt's random start-up as it was). ``mode``: "max"/"min", or one per objective
     (a search of several, metaray.front). A configuration comes without the parameters its learner does not use with
-    the others (``Space.pruned``: a network's blocks it lacks), whichever searcher drew it."""
-    return Pruned(SEARCHERS.get(name)(space, num_samples, mode, seed, points, startup), space)
+    the others (``Space.pruned``: a network's blocks it lacks), whichever searcher drew it. A space with nothing to
+    search (``Space.empty``) gives the learner's own configuration, whichever searcher is named."""
+    make = SEARCHERS.get(name)
+    if space.empty:  # nothing to search (Optuna and HyperOpt refuse a space without a distribution): the learner's own
+        make = _random
+    return Pruned(make(space, num_samples, mode, seed, points, startup), space)
 
 
 class Pruned:

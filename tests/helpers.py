@@ -88,10 +88,12 @@ class _Centroids(ClassifierMixin, BaseEstimator):
 
 class WarningClassifier(_Centroids):
     """Warns in every ``fit`` with a number that differs from fit to fit (as scipy's ill-conditioned matrix gives its
-    ``rcond``), and once with a warning of another kind."""
+    ``rcond``), and once with a warning of another kind; with ``pool_rows``, a third kind when fitted on more rows
+    than that (the refit on a whole training pool, not a subset)."""
 
-    def __init__(self, shift: float = 0.0):
+    def __init__(self, shift: float = 0.0, pool_rows: int = 0):
         self.shift = shift
+        self.pool_rows = pool_rows
 
     def fit(self, X, y):
         import warnings
@@ -100,6 +102,8 @@ class WarningClassifier(_Centroids):
         spread = float(np.asarray(X, dtype=float).std()) + self.shift
         warnings.warn(f"An ill-conditioned matrix detected: rcond = {spread:.6e}.", RuntimeWarning, stacklevel=2)
         warnings.warn("centroids of a toy classifier", UserWarning, stacklevel=2)
+        if self.pool_rows and len(X) > self.pool_rows:
+            warnings.warn(f"fitted on {len(X)} rows, more than {self.pool_rows}", FutureWarning, stacklevel=2)
         return self
 
 

@@ -140,7 +140,7 @@ def test_one_hot_stays_sparse_for_a_learner_that_takes_it_and_bounded_for_one_th
 
 def test_the_logged_model_takes_the_users_raw_table_with_its_dates_as_text(table_spec):
     prepared = prepare(load_spec(table_spec() | {"learner": {"name": "random_forest", "params": {"n_estimators": 20}}}))
-    est, _ = fit_final(prepared.problem(), prepared.learner, seed=0)
+    est, _, _ = fit_final(prepared.problem(), prepared.learner, seed=0)
     model = deployable(est, prepared.dataset.cleaner)
     raw = dirty_table(50, seed=3)
     predicted = model.predict(raw.drop(columns="label"))

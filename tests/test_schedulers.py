@@ -32,12 +32,22 @@ def test_each_scheduler_takes_its_defaults_and_refuses_what_cannot_work_with_k_s
     assert (asha.grace_period, asha.reduction_factor, asha.fidelity) == (1, 3, "subsets")
     assert (racing.min_subsets, racing.confidence, racing.tolerance) == (3, 0.95, 0)
     with pytest.raises(SpecError, match=r"^search.scheduler.grace_period: ASHA stops configurations at rungs below k "
-                                        r"subsets; allowed: \(0, 2\]; got: 3"):
+                                        r"subsets \(subsets.k is 3\); allowed: \(0, 2\]; got: 3"):
         options(k=3, name="asha", grace_period=3)
     options(k=3, name="asha", grace_period=3, fidelity="epochs")  # rungs over epochs: k does not bound them
     with pytest.raises(SpecError, match=r"^search.scheduler.min_subsets: racing compares configurations before all "
-                                        r"k subsets are fitted; allowed: \[2, 4\]; got: 5"):
+                                        r"k subsets are fitted \(subsets.k is 5\); allowed: \[2, 4\]; got: 5"):
         options(k=5, name="racing", min_subsets=5)
+    # the default, where k leaves it no room, is said to be one; where no value could race, k is the key
+    with pytest.raises(SpecError, match=r"^search.scheduler.min_subsets: .*\(subsets.k is 3; 3 is the default\); "
+                                        r"allowed: \[2, 2\]; got: 3"):
+        options(k=3, name="racing")
+    with pytest.raises(SpecError, match=r"^subsets.k: racing needs two subsets' scores before the last .*; "
+                                        r"allowed: >= 3 with search.scheduler: racing; got: 2$"):
+        options(k=2, name="racing", min_subsets=2)
+    with pytest.raises(SpecError, match=r"^subsets.k: ASHA over subsets .*; allowed: >= 2 with search.scheduler: "
+                                        r"asha; got: 1$"):
+        options(k=1, name="asha")
 
 
 def test_asha_takes_the_decisions_of_ray_tunes_asynchyperbandscheduler():

@@ -204,21 +204,26 @@ def test_fit_warnings_are_said_once_by_the_driver(tmp_path):
 
 def test_warnings_that_differ_only_in_their_numbers_are_said_once(tmp_path):
     """Each fit warns with its own number (as an ill-conditioned matrix's rcond): one line for the kind, and one for
-    the other warning, not one a fit."""
+    the other warning, not one a fit. The refit of the best on the whole pool warns of those and of a third kind (it
+    has more rows than any subset): the third is said once more, as the refit's, and the others not again (the
+    refit's worker printed them in full, nine lines for a ConvergenceWarning, with Ray's prefix on each)."""
     from ray import cloudpickle
 
     import tests.helpers
 
     lines = []
-    spec = {"name": "warn_numbers", "data": {"dataset": "wine"}, "learner": {"name": "tests.helpers.WarningClassifier"},
-            "subsets": {"k": 3}, "search": {"num_samples": 3, "space": {"shift": {"uniform": [0, 1]}}}}
+    spec = {"name": "warn_numbers", "data": {"dataset": "wine"},
+            "learner": {"name": "tests.helpers.WarningClassifier", "params": {"pool_rows": 150}},
+            "subsets": {"k": 3, "fraction": 0.8}, "search": {"num_samples": 3, "space": {"shift": {"uniform": [0, 1]}}}}
     cloudpickle.register_pickle_by_value(tests.helpers)  # Ray's workers cannot import tests.helpers by name
     try:
         search(spec, tmp_path, track=False, progress=lines.append)
     finally:
         cloudpickle.unregister_pickle_by_value(tests.helpers)
     said = [line for line in lines if line.startswith("warning")]
-    assert len(said) == 2 and sum("rcond = " in line for line in said) == 1, said
+    assert len(said) == 3 and sum("rcond = " in line for line in said) == 1, said
+    assert said[2] == ("warning (first seen in the refit on the training pool, said once): FutureWarning: fitted on "
+                       "178 rows, more than 150"), said
 
 
 def test_tracking_experiment_names_the_mlflow_experiment(tmp_path, mlflow_uri):

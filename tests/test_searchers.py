@@ -45,6 +45,26 @@ def test_random_draws_end_after_num_samples():
     assert [searcher.suggest(i) is None for i in range(4)] == [False, False, False, True]
 
 
+@pytest.mark.parametrize("name", ["random", "grid", "optuna", "hyperopt"])
+def test_a_space_with_nothing_to_search_gives_the_learners_own_configuration_once_whatever_the_searcher(name):
+    """No space, or constants only (a spec without search.space: the default): Optuna and HyperOpt refused it with a
+    traceback (no distribution to sample), HyperOpt also one of constants only. One configuration, then none; and
+    the plan says that num_samples above one would only score it again."""
+    from metaray.objective import prepare
+    from metaray.plan import checked_space, plan
+    from metaray.spec import load_spec
+
+    for space in ({}, {"C": 0.5}):
+        searcher = make_searcher(name, parse_space(space, LearnerSpec(name="logistic_regression")), 4, "max", 0)
+        assert [searcher.suggest(i) for i in range(2)] == [{}, None]  # (constants are the branch's, not drawn)
+    prepared = prepare(load_spec({"name": "s", "data": {"dataset": "iris"},
+                                  "search": {"searcher": name, "num_samples": 4, "space": {"C": 0.5}}}))
+    planned = plan(prepared, checked_space(prepared))
+    assert planned.driver.num_samples == 1
+    assert ("search.space is empty: one configuration, the learner's own, is scored (search.num_samples: 4 would "
+            "score it again 3 times)") in planned.notes
+
+
 def test_a_grid_is_enumerated_whole_choices_included():
     space = parse_space({"n_neighbors": {"grid": [1, 5, 9]}, "weights": {"choice": ["uniform", "distance"]}},
                         LearnerSpec(name="knn"))

@@ -101,7 +101,7 @@ def test_every_label_type_through_run_resume_compare_and_evaluate(labels, tmp_pa
 def test_predictions_come_back_in_the_users_label_type(labels, tmp_path):
     path, frame = spec_file(tmp_path, labels)
     prepared = prepare(load_spec(path), say=lambda line: None)
-    est, scores = fit_final(prepared.problem(), prepared.learner, seed=0)
+    est, scores, _ = fit_final(prepared.problem(), prepared.learner, seed=0)
     predicted = est.predict(prepared.dataset.X)
     expected = {v.item() if hasattr(v, "item") else v for v in LABELS[labels][1]}
     assert set(predicted.tolist()) == expected  # the user's own values, not codes 0..n-1

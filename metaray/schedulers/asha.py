@@ -51,9 +51,16 @@ class Asha:
     def check(options, k: int) -> None:
         """Refuse options that cannot stop anything with ``k`` subsets (with the subsets fidelity, a configuration is
         judged after ceil(rung) subsets)."""
-        if options.fidelity == "subsets" and math.ceil(options.grace_period) >= k:
-            raise SpecError("search.scheduler.grace_period", "ASHA stops configurations at rungs below k subsets",
-                            allowed=f"(0, {k - 1}]", got=options.grace_period)
+        if options.fidelity != "subsets":
+            return
+        if k < 2:  # a rung below one subset: none
+            raise SpecError("subsets.k", "ASHA over subsets stops configurations at rungs below k subsets; raise "
+                            "subsets.k, or take fidelity: epochs or another search.scheduler",
+                            allowed=">= 2 with search.scheduler: asha", got=k)
+        if math.ceil(options.grace_period) >= k:
+            default = "" if "grace_period" in options.model_fields_set else f"; {options.grace_period:g} is the default"
+            raise SpecError("search.scheduler.grace_period", "ASHA stops configurations at rungs below k subsets "
+                            f"(subsets.k is {k}{default})", allowed=f"(0, {k - 1}]", got=options.grace_period)
 
     def __init__(self, options, *, mode: str, greater_is_better: bool = True, total: float, overlap: float = 0.0):
         grace, self.rf = float(options.grace_period), float(options.reduction_factor)

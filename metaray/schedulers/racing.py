@@ -44,9 +44,14 @@ class Racing:
     @staticmethod
     def check(options, k: int) -> None:
         """Refuse a ``min_subsets`` that leaves nothing to race with ``k`` subsets."""
+        if k < 3:  # two scores before the last subset: no min_subsets can race fewer
+            raise SpecError("subsets.k", "racing needs two subsets' scores before the last to compare "
+                            "configurations; raise subsets.k or take another search.scheduler",
+                            allowed=">= 3 with search.scheduler: racing", got=k)
         if options.min_subsets >= k:
+            default = "" if "min_subsets" in options.model_fields_set else f"; {options.min_subsets} is the default"
             raise SpecError("search.scheduler.min_subsets", "racing compares configurations before all k subsets "
-                            "are fitted", allowed=f"[2, {k - 1}]", got=options.min_subsets)
+                            f"are fitted (subsets.k is {k}{default})", allowed=f"[2, {k - 1}]", got=options.min_subsets)
 
     def __init__(self, options, *, mode: str, greater_is_better: bool, total: float = 0, overlap: float = 0.0):
         self._min, self._conf, self._tol = options.min_subsets, options.confidence, options.tolerance
