@@ -144,8 +144,8 @@ def plan(prepared: Prepared, space, *, warm: Sequence = (), startup: int | None 
     scheduler, layout = _scheduler(prepared, space, mode, overlap=n_test / n_train)
     num_samples = searcher.total or n
     if space.empty and n > 1:  # nothing to vary: the learner's own configuration, scored once
-        notes = (*notes, f"search.space is empty: one configuration, the learner's own, is scored (search.num_samples: "
-                         f"{n} would score it again {n - 1} times)")
+        notes = (*notes, f"search.space is empty: one configuration, the learner's own, is scored; search.num_samples: "
+                         f"{n} is capped at 1 (another would score the same configuration again)")
         num_samples = 1
     obj, metric = spec.objective, prepared.metric
     gib = metric.greater_is_better

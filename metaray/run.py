@@ -232,8 +232,9 @@ class SearchRun:
         best, final, refit_error = None, None, None
         if ranking.best() is not None:
             final, refit_error = _final(FinalSearch(prepared, fits.problem_ref, ranking, self.folder.path))
-            for message in unsaid(final.warnings if final else [], self.warned):
-                self.say(f"warning (first seen in the {final.kind} on the training pool, said once): {message}")
+            for message in unsaid(final.warnings if final else [], self.warned):  # told as the search's are
+                where = "the ensemble's refits" if final.kind == "ensemble" else f"the {final.kind}"
+                self.progress(f"warning (first seen in {where} on the training pool, said once): {message}")
             best = _best(ranking, final, refit_error)
             best["final"] = final.describe() if final else {"kind": setup.spec.final, "members": []}
             best["tied"] = {"count": int(table["tied_with_best"].sum()), "method": setup.plan.tie_method,
@@ -392,6 +393,9 @@ def extend(run_dir: str | os.PathLike, spec: ExperimentSpec | dict | str | os.Pa
     if more < 1:
         raise SpecError("--num-samples", "how many configurations to add", allowed=">= 1", got=more)
     s = old.search
+    if old.parsed_space().empty:
+        raise SpecError("--extend", "extends searches that draw configurations; this one's search.space has nothing to "
+                        "search, so its one configuration is the learner's own", got="an empty search.space")
     if s.searcher == "grid" or "grid" in old.parsed_space().kinds():
         raise SpecError("--extend", "extends searches that draw one configuration at a time; a grid is enumerated "
                         "whole", allowed=["random", "optuna", "hyperopt"],

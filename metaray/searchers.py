@@ -61,7 +61,7 @@ class Variants:
         return next(self._it, None)
 
     def complete(self, index: int, value, violations: tuple[float, ...] = ()) -> None:
-        make = _random
+        pass
 
 
 class TuneSearcher:

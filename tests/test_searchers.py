@@ -61,8 +61,8 @@ def test_a_space_with_nothing_to_search_gives_the_learners_own_configuration_onc
                                   "search": {"searcher": name, "num_samples": 4, "space": {"C": 0.5}}}))
     planned = plan(prepared, checked_space(prepared))
     assert planned.driver.num_samples == 1
-    assert ("search.space is empty: one configuration, the learner's own, is scored (search.num_samples: 4 would "
-            "score it again 3 times)") in planned.notes
+    assert ("search.space is empty: one configuration, the learner's own, is scored; search.num_samples: 4 is capped "
+            "at 1 (another would score the same configuration again)") in planned.notes
 
 
 def test_a_grid_is_enumerated_whole_choices_included():

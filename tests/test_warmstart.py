@@ -175,6 +175,11 @@ def test_extending_a_finished_search_fits_only_the_new_configurations(tmp_path, 
     search(grid, run_dir=tmp_path / "g", track=False)
     assert main(["run", str(grid), "--extend", str(tmp_path / "g"), "--num-samples", "2"]) == 2
     assert "a grid is enumerated whole" in capsys.readouterr().err
+    empty = write_yaml({**WINE, "subsets": {"k": 2}, "search": {"searcher": "optuna", "space": {}}}, "e.yaml")
+    search(empty, run_dir=tmp_path / "e", track=False)  # nothing to search: one configuration, the learner's own
+    assert main(["run", str(empty), "--extend", str(tmp_path / "e"), "--num-samples", "2"]) == 2
+    assert "--extend: extends searches that draw configurations; this one's search.space has nothing to search" in \
+        capsys.readouterr().err
     # HyperOpt (its random start-up depends on the number of configurations it was first given): nothing refitted
     hyperopt = {**WINE, "search": {**WINE["search"], "searcher": "hyperopt", "num_samples": 15}}
     first = search(hyperopt, run_dir=tmp_path / "h", track=False)

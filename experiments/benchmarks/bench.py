@@ -106,13 +106,13 @@ class Usage:
     def _run(self):
         while not self._stop.is_set():
             self.peak = max(self.peak, self.sample())
-            time.sleep(self._every)
+            self._stop.wait(self._every)  # (ends at once when the block does: no sleep counted in its wall)
 
     def __exit__(self, *exc):
+        wall = time.perf_counter() - self._wall
         self._stop.set()
         self._thread.join()
         self.sample()
-        wall = time.perf_counter() - self._wall
         self.util = sum(last - first for first, last in self._cpu.values()) / (wall * CORES)
 
 

@@ -238,7 +238,7 @@ def test_scores(spec: dict, configs: dict[str, tuple[str, dict]], X_test, y_test
         warnings.simplefilter("ignore")  # convergence warnings of the odd configuration; the searches saw them too
         for trial, (name, params) in configs.items():
             learner = prepared.learner_for(LearnerSpec(name=name, params=params))
-            _, scores = fit_final(problem, learner, prepared.spec.seed)
+            _, scores, _ = fit_final(problem, learner, prepared.spec.seed)
             out[trial] = scores[metric]
     return out
 
