@@ -24,6 +24,10 @@ auto`` resolves to, "auto": metaray.plan.auto_in_flight; ``--quick`` runs "auto"
                                                                # HyperOpt's suggestions slow as their trials grow)
     python experiments/benchmarks/scale.py --check             # the same searches on Ray at 16 cores: same decisions
     python experiments/benchmarks/scale.py --quick --plot docs/images/scale.png    # utilisation against cores
+
+``--suggesters N`` models a design metaray does not have (``simulate``'s ``suggesters``): the adaptive searchers'
+suggestions made by N processes beside the driver, each as soon as the in-flight rule allows it; ``--in-flight``
+sets their ``max_concurrent``. E.g. ``--cores 1024 --waves 8 --searchers optuna --schedulers racing --suggesters 8``.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Row:
     suggest_s: float  # ... of which in the searcher's ``suggest``
     copies: int  # backup copies of straggling fits started
     wasted: float  # core-seconds of the copies that lost, over cores x time (not in the utilisations)
+    suggesters: int = 0  # 0: suggestions made in the driver (metaray); N: by N processes beside it (a design)
 
 
 class SimRunner:
@@ -99,6 +104,8 @@ class SimRunner:
         self._charged = time.perf_counter()  # real time of the driver not yet charged to the clock
         self.driver_s = 0.0
         self.waits = 0  # calls of ``wait``
+        self.not_before: dict[int, float] = {}  # configuration -> when its suggestion is ready (parallel suggesters)
+        self._held: list = []  # a heap of (ready, seq, job): fits submitted before their configuration's suggestion
 
     # the driver's own time between calls goes on the virtual clock (fits keep running meanwhile)
     def _charge(self) -> None:
@@ -109,7 +116,17 @@ class SimRunner:
     def submit(self, units, learner) -> None:
         for u in units:  # a heap, lowest configuration first, as metaray.runners.FitRunner's queue
             self._seq += 1
-            heapq.heappush(self._queue, ((u.trial, u.stage, u.subset), self._seq, u, learner))
+            job = ((u.trial, u.stage, u.subset), self._seq, u, learner)
+            ready = self.not_before.get(u.trial, 0.0)
+            if ready > self.now:  # its suggestion is still being made (``simulate(..., suggesters=N)``)
+                heapq.heappush(self._held, (ready, self._seq, job))
+            else:
+                heapq.heappush(self._queue, job)
+
+    def _release(self) -> None:
+        """Fits whose configuration's suggestion is ready by now join the queue."""
+        while self._held and self._held[0][0] <= self.now:
+            heapq.heappush(self._queue, heapq.heappop(self._held)[2])
 
     def _stop(self, seq: int, wasted: bool) -> None:
         """End a running fit now: a cancelled one (its rest is not spent) or a copy that lost (all of it wasted)."""
@@ -126,6 +143,8 @@ class SimRunner:
             self._pairs -= 1
 
     def cancel(self, trial: int) -> None:
+        self._held = [held for held in self._held if held[2][0][0] != trial]
+        heapq.heapify(self._held)
         self._queue = [job for job in self._queue if job[0][0] != trial]
         self._copies_queued = sum(len(job) == 5 for job in self._queue)
         heapq.heapify(self._queue)
@@ -134,7 +153,8 @@ class SimRunner:
 
     @property
     def pending(self) -> int:
-        return len(self._queue) - self._copies_queued + len(self._running) - self._pairs  # a fit and its copy: one
+        return (len(self._queue) - self._copies_queued + len(self._running) - self._pairs  # a fit and its copy: one
+                + len(self._held))
 
     def room(self) -> int:
         return 2 * self.cores - self.pending
@@ -155,6 +175,7 @@ class SimRunner:
         return self._seq
 
     def _start(self) -> None:
+        self._release()
         while self._queue and len(self._running) < self.cores:
             _, _, unit, learner, *copy_of = heapq.heappop(self._queue)
             self._copies_queued -= bool(copy_of)
@@ -206,6 +227,10 @@ class SimRunner:
         while True:
             while self._ends and self._ends[0][1] not in self._running:
                 heapq.heappop(self._ends)
+            if self._held and (not self._ends or self._held[0][0] < self._ends[0][0]):
+                self.now = max(self.now, self._held[0][0])  # a suggestion ready before the next fit ends
+                self._start()
+                continue
             if not self._ends:
                 self._charged = time.perf_counter()
                 return []
@@ -234,7 +259,7 @@ class SimRunner:
         return out
 
     def close(self) -> None:
-        self._queue, self._running, self._ends, self._due, self._deferred = [], {}, [], [], []
+        self._queue, self._running, self._ends, self._due, self._deferred, self._held = [], {}, [], [], [], []
         self._pairs = self._copies_queued = 0
 
 
@@ -289,9 +314,16 @@ def outcome(driver) -> list[tuple]:
 
 
 def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations: int, in_flight: str,
-             seed: int = 0, straggler: float = STRAGGLER, keep: list | None = None, charge: bool = True) -> Row:
+             seed: int = 0, straggler: float = STRAGGLER, keep: list | None = None, charge: bool = True,
+             suggesters: int = 0) -> Row:
     """One simulated search (``keep``: a list the driver is appended to; ``charge=False``: the driver's own time is
-    not charged to the clock, so that the result does not depend on this machine's speed)."""
+    not charged to the clock, so that the result does not depend on this machine's speed).
+
+    ``suggesters``: 0, the searcher's ``suggest`` runs in the driver, as metaray's does (its time charged with the
+    driver's). N > 0 models a design metaray does not have: N processes beside the driver make the suggestions, each
+    as soon as the in-flight rule allows it (configuration i once i - max_concurrent is delivered: the same
+    suggestions, so the same decisions), the driver going on meanwhile; a suggestion's measured time goes on the clock
+    of the first suggester free, and its configuration's fits start no sooner than it is ready."""
     from metaray.driver import drive
 
     rng = np.random.default_rng(seed)
@@ -306,14 +338,24 @@ def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations
     runner = SimRunner(cores, duration, lambda unit, config: score(unit, config, seed), rng, charge)
     opened, suggesting = [0.0], [0.0]  # when the last configuration opened; real seconds in ``suggest``
     suggest = driver.searcher.suggest
+    free = [0.0] * suggesters  # when each suggester is next free (virtual seconds)
 
     def suggest_and_note(index):
         start = time.perf_counter()
         config = suggest(index)
-        suggesting[0] += time.perf_counter() - start
+        took = time.perf_counter() - start
+        suggesting[0] += took
+        # the virtual now: the driver's time since the runner last charged it to the clock counts too
+        now = runner.now + (time.perf_counter() - runner._charged if runner.charge else 0.0)
+        if suggesters:  # made by the first suggester free, from when it was asked; the driver did not spend it
+            asked = now - (took if runner.charge else 0.0)
+            k = int(np.argmin(free))
+            free[k] = now = max(asked, free[k]) + (took if runner.charge else 0.0)
+            runner._charged += took
+            if config is not None:
+                runner.not_before[index] = now
         if config is not None and runner.waits:  # (opened before the driver first waited: all at once, 0)
-            # the virtual now: the driver's time since the runner last charged it to the clock counts too
-            opened[0] = runner.now + (time.perf_counter() - runner._charged if runner.charge else 0.0)
+            opened[0] = now
         return config
 
     driver.searcher.suggest = suggest_and_note
@@ -337,7 +379,7 @@ def simulate(searcher_name: str, scheduler_name: str, cores: int, configurations
                round(makespan - until, 2), round(ended.get(best.index, math.nan), 2) if best else math.nan,
                sum(t.fitted for t in driver.trials), len(driver.trials), round(runner.driver_s, 3),
                round(suggesting[0], 3), runner.copies,
-               round(runner.wasted / (cores * makespan), 4) if makespan else 0.0)
+               round(runner.wasted / (cores * makespan), 4) if makespan else 0.0, suggesters)
 
 
 class _Learner:
@@ -445,6 +487,10 @@ def main(argv=None) -> int:
     parser.add_argument("--straggler", type=float, default=STRAGGLER, help="how much longer 2 %% of fits take")
     parser.add_argument("--schedulers", default=",".join(SCHEDULERS))
     parser.add_argument("--plot", type=Path, help="draw utilisation against cores into this PNG")
+    parser.add_argument("--suggesters", type=int, default=0, help="0: the adaptive searchers suggest in the driver, "
+                        "as metaray does; N: N processes beside it make the suggestions (a design, not built)")
+    parser.add_argument("--in-flight", help="max_concurrent of the adaptive searchers (a number; default: auto in "
+                        "--quick, else both the default and auto)")
     parser.add_argument("--check", action="store_true", help="the simulator against real Ray runs at 16 cores: the "
                         "same decisions and best configuration, for every searcher x scheduler")
     args = parser.parse_args(argv)
@@ -460,9 +506,11 @@ def main(argv=None) -> int:
         configurations = max(40, (args.waves or (4 if args.quick else 20)) * cores)
         for name in args.searchers.split(","):
             for scheduler in args.schedulers.split(","):
-                modes = ("default",) if name == "random" else ("auto",) if args.quick else ("default", "auto")
+                modes = (("default",) if name == "random" else (args.in_flight,) if args.in_flight else ("auto",)
+                         if args.quick else ("default", "auto"))
                 for in_flight in modes:
-                    row = simulate(name, scheduler, cores, configurations, in_flight, straggler=args.straggler)
+                    row = simulate(name, scheduler, cores, configurations, in_flight, straggler=args.straggler,
+                                   suggesters=args.suggesters if name != "random" else 0)
                     rows.append(row)
                     if not args.json:
                         print(f"{row.searcher:<8} {row.scheduler:<7} {row.cores:>5} cores  in flight {in_flight:<8} "
