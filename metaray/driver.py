@@ -121,6 +121,12 @@ class Layout:
     def units(self) -> int:
         return self.k * len(self.epochs)
 
+    def shortest_step(self) -> int:
+        """The fewest units between two decision points (from the start to the first, between two, from the last to
+        the end): what an open configuration has to fit at most before it waits for a decision again."""
+        points = [0, *sorted(p for p in self.decisions if 0 < p < self.units), self.units]
+        return min(b - a for a, b in zip(points, points[1:], strict=False) if b > a)
+
     def next_decision(self, position: int) -> int:
         """The first decision point after ``position`` units, or the last unit."""
         points = sorted(self.decisions)

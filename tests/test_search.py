@@ -254,6 +254,8 @@ def test_max_concurrent_auto_is_resolved_from_the_clusters_cpus_into_the_run_fol
     assert in_flight(planned, 2) == 8 and planned.spec.search.max_concurrent == 8  # never below the default
     asha = prepare(load_spec({**spec, "search": {**spec["search"], "scheduler": "asha"}}))
     assert in_flight(plan(asha, checked_space(asha)), 1024) == 4096  # 4 x 1,024 first-rung fits of one subset
+    racing = prepare(load_spec({**spec, "search": {**spec["search"], "scheduler": "racing"}}))
+    assert in_flight(plan(racing, checked_space(racing)), 1024) == 4096  # a decision after each subset past three
     assert prepared.spec.search.max_concurrent == "auto"  # the plan's spec is a copy
     lines: list[str] = []
     result = metaray.search(spec, run_dir=tmp_path / "run", progress=lines.append, track=False)
