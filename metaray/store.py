@@ -111,6 +111,32 @@ def store_error(key: str, problem: str, exc: BaseException, uri: str):
     return SpecError(key, f"{problem} ({scrubbed(one_line(exc), uri)[:300]})", got=shown_uri(uri))
 
 
+@contextlib.contextmanager
+def first_open(uri: str):
+    """Within the block, this machine's other processes wait to open the same SQLite or database store: MLflow's
+    tracking store creates a new store's tables and runs its schema migrations with no lock of its own, so two
+    searches started at once in one folder migrated ./mlflow.db together and one failed ("duplicate column name:
+    step"), and two of one spec could both create its experiment. Other URIs (a server): no lock."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    if uri.startswith("sqlite:///"):
+        key = "sqlite:///" + os.path.abspath(uri.removeprefix("sqlite:///"))
+    elif database_url(uri) is not None:
+        key = uri
+    else:
+        yield
+        return
+    name = hashlib.sha256(key.encode()).hexdigest()[:20]
+    with open(Path(tempfile.gettempdir()) / f"metaray-store-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def reach_database(uri: str) -> None:
     """For a database's URI (PostgreSQL, MySQL, SQL Server; its driver named or not): connect once, waiting at most
     ``CONNECT_TIMEOUT_S``, and raise ``ConnectionError`` with one line if the driver is missing or the database does
@@ -260,10 +286,11 @@ class Store:
         if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
             raise SpecError("tracking.uri", "no MLflow store there (a search creates it)", got=uri)
         reach_database(uri)  # a database down is said in seconds, not after MLflow's 100 s of retries
-        with reading():
+        with reading(), first_open(uri):
             import mlflow
 
             self.uri, self.client = uri, mlflow.MlflowClient(uri)
+            self.client.search_experiments(max_results=1)  # the store opened here, not by another meanwhile
 
     def _pages(self, method: Callable, *args, **kwargs):
         """Every result of a paged MLflow search."""

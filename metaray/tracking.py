@@ -34,6 +34,7 @@ from metaray.errors import SpecError, one_line
 from metaray.store import (
     QUICK_HTTP,
     absolute_uri,
+    first_open,
     is_server,
     reach_database,
     store_error,
@@ -511,15 +512,17 @@ class Writer:
             logging.getLogger(name).setLevel(logging.WARNING)
         logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # its note on pickles: the model is the user's
 
+        # named by where the URI came from: the spec, else $MLFLOW_TRACKING_URI (read before MLflow sets it below)
+        key = uri_key("tracking.uri", bool(self.spec.tracking.uri))
         mlflow.set_tracking_uri(self.uri)  # this process's own: MLflow's fluent API logs the model
         try:  # a store that cannot be opened (a database driver missing, say) is refused like one out of reach
             reach_database(self.uri)  # a database down: said in seconds, not after MLflow's 100 s of retries
-            client = self._client = MlflowClient(self.uri)
-            exp = client.get_experiment_by_name(self.experiment_name)
-            self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
-        except Exception as exc:  # named by where the URI came from: the spec, else $MLFLOW_TRACKING_URI
-            raise store_error(uri_key("tracking.uri", bool(self.spec.tracking.uri)),
-                              "cannot reach the MLflow tracking store", exc, self.uri) from None
+            with first_open(self.uri):  # another search starting now waits: a new store is made once
+                client = self._client = MlflowClient(self.uri)
+                exp = client.get_experiment_by_name(self.experiment_name)
+                self._experiment_id = exp.experiment_id if exp else client.create_experiment(self.experiment_name)
+        except Exception as exc:
+            raise store_error(key, "cannot reach the MLflow tracking store", exc, self.uri) from None
         parent = self._reopen() if self.parent_id else self._create_parent()
         self._mlflow_retries(False)
         return parent

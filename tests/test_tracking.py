@@ -140,6 +140,52 @@ def test_a_tracking_process_lost_before_the_end_fails_the_end_at_once(tmp_path):
         tracker.finish(None).result(timeout=5)
 
 
+def test_searches_started_at_once_on_a_new_store_each_open_it(tmp_path):
+    """Three tracking processes start at once on a store that does not exist yet (searches started together in one
+    folder, the same spec): each opens it, the store is made once, the experiment once, and each search gets its
+    parent run. MLflow's tracking store takes no lock while it makes a new store's tables: without
+    ``store.first_open`` two of three failed with 'duplicate column name: step'."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from mlflow import MlflowClient
+
+    uri, go = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}", tmp_path / "go"
+    (tmp_path / "new").mkdir()
+    script = tmp_path / "start.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, time
+        from pathlib import Path
+        from metaray.spec import load_spec
+        from metaray.tracking import Writer
+        from metaray.tracking_protocol import Start
+        import mlflow  # imported before the start line: the three open the store together
+        while not Path({str(go)!r}).exists():
+            time.sleep(0.01)
+        spec = load_spec({{"name": "together", "data": {{"dataset": "iris"}}}})
+        start = Start(spec, Path({str(tmp_path)!r}), {DATASET!r}, {uri!r}, "together", None, "accuracy", "max", {{}},
+                      {str(tmp_path)!r}, {{}})
+        print(Writer(start).start())
+    """))
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp_path) for _ in range(3)]
+    try:
+        import time
+
+        time.sleep(4)  # (each has imported MLflow by then, on a loaded machine too: the wait only loses the race)
+        go.touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-600:] for _, err in outs]
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "together"]
+    parents = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_id for r in parents) == sorted(out.strip().splitlines()[-1] for out, _ in outs)
+
+
 @pytest.mark.usefixtures("ray_session")
 def test_a_driver_gone_after_the_results_leaves_its_parent_run_killed_and_a_finish_ends_it(tmp_path, new_store,
                                                                                              writer_here):
