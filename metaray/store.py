@@ -129,7 +129,12 @@ def first_open(uri: str):
         yield
         return
     name = hashlib.sha256(key.encode()).hexdigest()[:20]
-    with open(Path(tempfile.gettempdir()) / f"metaray-store-{name}.lock", "a") as lock:
+    try:
+        lock = open(Path(tempfile.gettempdir()) / f"metaray-store-{name}.lock", "a")  # noqa: SIM115
+    except OSError:  # another user's lock file, a read-only temp folder: open the store as MLflow does, unlocked
+        yield
+        return
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
