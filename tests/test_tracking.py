@@ -161,6 +161,7 @@ def test_searches_started_at_once_on_a_new_store_each_open_it(tmp_path):
         from metaray.tracking import Writer
         from metaray.tracking_protocol import Start
         import mlflow  # imported before the start line: the three open the store together
+        Path({str(tmp_path)!r}, f"ready-{{os.getpid()}}").touch()
         while not Path({str(go)!r}).exists():
             time.sleep(0.01)
         spec = load_spec({{"name": "together", "data": {{"dataset": "iris"}}}})
@@ -173,7 +174,9 @@ def test_searches_started_at_once_on_a_new_store_each_open_it(tmp_path):
     try:
         import time
 
-        time.sleep(4)  # (each has imported MLflow by then, on a loaded machine too: the wait only loses the race)
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("ready-*"))) < 3 and time.monotonic() < deadline:  # each has imported MLflow
+            time.sleep(0.05)
         go.touch()
         outs = [p.communicate(timeout=120) for p in procs]
     finally:
