@@ -452,6 +452,10 @@ def prepare(spec: ExperimentSpec, say: Callable[[str], None] = notice) -> Prepar
             allowed = [m for m in METRICS.names() if METRICS.get(m).task == ds.task
                        or (METRICS.get(m).task == "any" and strategy.family == "embedding")]
             raise SpecError(key, f"a {metric.task} metric cannot score a {ds.task} task", allowed=allowed, got=name)
+    if primary == "reconstruction_mse" and not spec.data.scale:
+        say("objective.metric: reconstruction_mse is in the features' own units with data.scale: false, so columns "
+            "with large units weigh most, and an embedder that standardises its input (autoencoder) is compared with "
+            "ones that do not (pca); data.scale: true weighs every column alike")
     names = [primary, *obj.extra_metrics, *strategy.extra_metrics, *(name for _, name in named)]
     metrics = tuple(dict.fromkeys(names))
     plan = make_plan(ds.y, ds.task, spec.subsets, seed=spec.seed, test_size=spec.data.test_size, groups=ds.groups,

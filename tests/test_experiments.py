@@ -95,8 +95,16 @@ def test_nas_prints_the_architecture_and_logs_its_weights(tmp_path, monkeypatch)
 
 
 def test_strategies_are_presets_over_one_engine():
-    emb = prepare(load_spec({"name": "e", "strategy": "embedding", "data": {"dataset": "iris"}}))
-    assert emb.learner.name == "pca" and emb.metrics == ("accuracy", "reconstruction_mse")
+    said: list[str] = []
+    emb = prepare(load_spec({"name": "e", "strategy": "embedding", "data": {"dataset": "iris"}}), said.append)
+    assert emb.learner.name == "pca" and emb.metrics == ("accuracy", "reconstruction_mse") and not said
+    # the reconstruction as the meta-objective, in the features' own units: said, unless the features are scaled
+    for scale, lines in ((False, 1), (True, 0)):
+        said = []
+        prepare(load_spec({"name": "e", "strategy": "embedding", "data": {"dataset": "iris", "scale": scale},
+                           "objective": {"metric": "reconstruction_mse"}}), said.append)
+        assert len([line for line in said if line.startswith("objective.metric: reconstruction_mse is in the "
+                                                              "features' own units")]) == lines, said
     nas = prepare(load_spec({"name": "n", "strategy": "nas", "data": {"dataset": "diabetes"}}))
     assert nas.learner.name == "nas_net" and nas.metrics == ("mse",)
     reg = prepare(load_spec({"name": "r", "data": {"dataset": "diabetes"}}))
